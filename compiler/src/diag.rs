@@ -1,0 +1,160 @@
+//! Source spans and rendered diagnostics: every compile error points at the DSL source.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A named source text (a `.tile` file, or `<rust>` for the builder API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
+        Arc::new(Source { name: name.into(), text: text.into() })
+    }
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+    fn line_text(&self, line: usize) -> &str {
+        self.text.lines().nth(line - 1).unwrap_or("")
+    }
+}
+
+/// A byte range in a [`Source`]. Builder-API spans carry the Rust caller's file and line instead.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub source: Arc<Source>,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl PartialEq for Span {
+    fn eq(&self, other: &Self) -> bool {
+        self.start == other.start && self.end == other.end && self.source.name == other.source.name
+    }
+}
+
+impl Span {
+    pub fn new(source: &Arc<Source>, start: usize, end: usize) -> Span {
+        Span { source: source.clone(), start, end }
+    }
+    /// A span for code written with the Rust builder API: names the caller's file:line.
+    #[track_caller]
+    pub fn caller() -> Span {
+        let loc = std::panic::Location::caller();
+        let text = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
+        Span { source: Source::new(text, String::new()), start: 0, end: 0 }
+    }
+    /// `file:line:col`
+    pub fn location(&self) -> String {
+        if self.source.text.is_empty() {
+            return self.source.name.clone();
+        }
+        let (l, c) = self.source.line_col(self.start);
+        format!("{}:{}:{}", self.source.name, l, c)
+    }
+    pub fn line(&self) -> usize {
+        self.source.line_col(self.start).0
+    }
+    pub fn to(&self, other: &Span) -> Span {
+        Span { source: self.source.clone(), start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+}
+
+/// An error or note attached to a span, rendered rustc-style:
+///
+/// ```text
+/// error: tile memory exceeded on compute tile (0, 2): 70144 bytes needed, limit 65536
+///  --> matmul.tile:4:3
+///   |
+/// 4 |   dim M = 512 tile 128
+///   |   ^^^^^^^^^^^^^^^^^^^^ ...
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub message: String,
+    pub span: Option<Span>,
+    pub label: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>, span: Option<&Span>) -> Diagnostic {
+        Diagnostic { message: message.into(), span: span.cloned(), label: None, notes: Vec::new() }
+    }
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        if let Some(span) = &self.span {
+            writeln!(f, " --> {}", span.location())?;
+            if !span.source.text.is_empty() {
+                let (line, col) = span.source.line_col(span.start);
+                let (end_line, end_col) = span.source.line_col(span.end.max(span.start));
+                let text = span.source.line_text(line);
+                let width = if end_line == line { (end_col.saturating_sub(col)).max(1) } else { text.chars().count().saturating_sub(col - 1).max(1) };
+                let num = line.to_string();
+                let pad = " ".repeat(num.len());
+                writeln!(f, "{pad} |")?;
+                writeln!(f, "{num} | {text}")?;
+                write!(f, "{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width))?;
+                if let Some(label) = &self.label {
+                    write!(f, " {label}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "  = note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the compiler. Each variant is a kind of failure; all carry a located diagnostic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{0}")]
+    Parse(Diagnostic),
+    /// Unknown names, dtype mismatches, malformed statements.
+    #[error("{0}")]
+    Type(Diagnostic),
+    /// A hardware limit of DESIGN.md contract 3, or a tiling that does not divide.
+    #[error("{0}")]
+    Limit(Diagnostic),
+    /// A kernel the scheduler cannot place (e.g. a spread it does not support).
+    #[error("{0}")]
+    Schedule(Diagnostic),
+    /// Lowering through MLIR failed (an internal error: the IR passed the checks).
+    #[error("{0}")]
+    Lower(Diagnostic),
+}
+
+impl CompileError {
+    pub fn diagnostic(&self) -> &Diagnostic {
+        match self {
+            CompileError::Parse(d)
+            | CompileError::Type(d)
+            | CompileError::Limit(d)
+            | CompileError::Schedule(d)
+            | CompileError::Lower(d) => d,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The kernel AST: what the `.tile` parser and the Rust builder both produce.
+//! Names are unresolved and types unchecked; [`super::typecheck`] turns it into [`crate::ir::Kernel`].
+
+use crate::diag::Span;
+use aiec_runtime::DType;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelAst {
+    pub name: Ident,
+    pub items: Vec<Item>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// `dim M = 512 tile 64` (tile omitted: the dimension is not split, tile = size)
+    Dim { name: Ident, size: u64, tile: Option<u64>, span: Span },
+    /// `in A: i8[M, K]`, `out C: i32[M, N]`, `local acc: i32[M, N]`; extents are dims or numbers.
+    Tensor { role: Role, name: Ident, dtype: DType, dtype_span: Span, shape: Vec<Extent>, span: Span },
+    /// `spread M over rows, N over cols` | `spread M over cores`
+    Spread { parts: Vec<(Ident, SpreadAxis)>, span: Span },
+    /// `depth 2`: object FIFO depth (2 = double buffering, the default).
+    Depth { depth: u64, span: Span },
+    /// `target[...] = expr` or `target[...] += expr`
+    Stmt(Stmt),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    In,
+    Out,
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpreadAxis {
+    Rows,
+    Cols,
+    /// All compute tiles, row-major in each column (rows then columns).
+    Cores,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extent {
+    Dim(Ident),
+    Number(u64, Span),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub target: Access,
+    pub accumulate: bool,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `A[M, K]`, `audio[160*T + S]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    pub tensor: Ident,
+    pub indices: Vec<AffineAst>,
+    pub span: Span,
+}
+
+/// Sum of `coef * dim` terms plus a constant, e.g. `160*T + S + 3`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AffineAst {
+    pub terms: Vec<(i64, Ident)>,
+    pub constant: i64,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Tanh,
+    Rsqrt,
+    Sqrt,
+    Log10,
+    Ln,
+    Abs,
+    Recip,
+}
+
+impl UnaryOp {
+    pub fn from_name(s: &str) -> Option<UnaryOp> {
+        Some(match s {
+            "exp" => UnaryOp::Exp,
+            "tanh" => UnaryOp::Tanh,
+            "rsqrt" => UnaryOp::Rsqrt,
+            "sqrt" => UnaryOp::Sqrt,
+            "log10" => UnaryOp::Log10,
+            "ln" => UnaryOp::Ln,
+            "abs" => UnaryOp::Abs,
+            "recip" => UnaryOp::Recip,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A literal; `inf` and `-inf` are allowed for floats.
+    Number(f64, Span),
+    Access(Access),
+    Unary(UnaryOp, Box<Expr>, Span),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>, Span),
+    /// `sum[K](expr)`, `max[N](expr)`
+    Reduce { op: ReduceOp, dims: Vec<Ident>, body: Box<Expr>, span: Span },
+    /// `cast<bf16>(expr)`: value conversion (floats round to nearest even; float->int truncates and saturates).
+    Cast { to: DType, expr: Box<Expr>, span: Span },
+    /// `srs<i8>(expr, 8)`: arithmetic shift right by `shift` with round-half-up, then saturate to `to`.
+    Srs { to: DType, shift: u32, expr: Box<Expr>, span: Span },
+    /// `select(K <= Q, a, b)`: compares global (untiled) index values.
+    Select { lhs: AffineAst, cmp: CmpOp, rhs: AffineAst, then: Box<Expr>, otherwise: Box<Expr>, span: Span },
+}
+
+impl Expr {
+    pub fn span(&self) -> &Span {
+        match self {
+            Expr::Number(_, s) | Expr::Unary(_, _, s) | Expr::Binary(_, _, _, s) => s,
+            Expr::Access(a) => &a.span,
+            Expr::Reduce { span, .. } | Expr::Cast { span, .. } | Expr::Srs { span, .. } | Expr::Select { span, .. } => span,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("aiec: under construction");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Toolchain discovery and the mlir-aie build driver.

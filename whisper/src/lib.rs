@@ -1,0 +1,1 @@
+//! Whisper speech recognition: audio -> log-mel -> encoder -> decoder (KV cache) -> tokens -> text.
