@@ -2,9 +2,105 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! [`lower`] (melior MLIR module) -> [`emit`] (mlir-aie custom syntax, design.json).
+//! [`lower`] (core bodies, module text) -> [`emit`] (MLIR parse/verify/print, custom syntax) and
+//! [`artifact`] (design.json). [`reference`] runs any kernel on the host as the ground truth.
 
+pub mod check;
+pub mod cost;
+pub mod device;
 pub mod diag;
 pub mod dsl;
+pub mod emit;
+pub mod hostdata;
 pub mod ir;
+pub mod lower;
+pub mod schedule;
 pub mod toolchain;
+
+use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, TileUse, DESIGN_JSON_FORMAT};
+pub use device::DeviceModel;
+pub use diag::{CompileError, Diagnostic, Source, Span};
+use std::path::Path;
+
+/// Everything the compiler produces for one kernel on one device.
+pub struct Compiled {
+    pub kernel: ir::Kernel,
+    pub design: schedule::Design,
+    pub budgets: Vec<check::TileMemoryBudget>,
+    /// design.mlir: mlir-aie custom syntax.
+    pub mlir: String,
+    /// The same module with aie ops in MLIR's generic form.
+    pub generic: String,
+    pub json: DesignJson,
+}
+
+/// Schedules, checks, lowers and emits a typed kernel.
+pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
+    let design = schedule::schedule(kernel, device)?;
+    let budgets = check::check(kernel, &design)?;
+    let lowered = lower::lower(kernel, &design)?;
+    let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
+    let emitted = emit::emit(&lowered.text)?;
+    let json = design_json(kernel, &design, &budgets, program_bytes);
+    Ok(Compiled { kernel: kernel.clone(), design, budgets, mlir: emitted.custom, generic: emitted.generic, json })
+}
+
+/// Parses, type-checks and compiles `.tile` source text.
+pub fn compile_source(name: &str, text: &str, device: &DeviceModel) -> Result<Compiled, CompileError> {
+    let source = Source::new(name, text);
+    let kernel = dsl::compile_source(&source)?;
+    compile_kernel(&kernel, device)
+}
+
+/// Parses and type-checks a `.tile` file without scheduling it.
+pub fn parse_file(path: &Path) -> Result<ir::Kernel, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::Io(path.display().to_string(), e.to_string()))?;
+    let source = Source::new(path.display().to_string(), text);
+    Ok(dsl::compile_source(&source)?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}: {1}")]
+    Io(String, String),
+    #[error("{0}")]
+    Compile(#[from] CompileError),
+}
+
+pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[check::TileMemoryBudget], program_bytes: usize) -> DesignJson {
+    let arguments = design
+        .args
+        .iter()
+        .map(|&t| {
+            let tensor = &kernel.tensors[t];
+            ArgSpec {
+                name: tensor.name.clone(),
+                dtype: tensor.dtype,
+                shape: tensor.shape.iter().map(|&d| d as usize).collect(),
+                direction: if tensor.role == dsl::ast::Role::Out { ArgDirection::Out } else { ArgDirection::In },
+            }
+        })
+        .collect();
+    let tiles = budgets
+        .iter()
+        .map(|b| TileUse {
+            col: b.tile.col,
+            row: b.tile.row,
+            kind: b.kind.name().to_string(),
+            data_bytes: b.data_bytes,
+            data_limit: design.device.limits(b.kind).data_bytes,
+            program_bytes_estimate: (b.kind == device::TileKind::Compute).then_some(program_bytes),
+            locks: b.locks,
+            bds: b.bds,
+        })
+        .collect();
+    DesignJson {
+        format: DESIGN_JSON_FORMAT,
+        kernel: kernel.name.clone(),
+        device: design.device.name.to_string(),
+        source: None,
+        arguments,
+        tiles,
+        estimate: Some(cost::estimate(kernel, design)),
+    }
+}

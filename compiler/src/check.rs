@@ -1,0 +1,151 @@
+//! Hardware-limit checks on a scheduled design (DESIGN.md contract 3). Each violation is a
+//! [`CompileError::Limit`] naming the limit, the amount asked for, and the DSL source it comes from.
+//! Shim DMA patterns, buffer descriptors on shim tiles and the runtime-sequence argument count are
+//! checked while the runtime sequence is built (see [`crate::schedule`]).
+
+use crate::device::{TileCoord, TileKind};
+use crate::diag::{CompileError, Diagnostic, Span};
+use crate::ir::Kernel;
+use crate::schedule::{Design, FifoLevel};
+use std::collections::BTreeSet;
+
+/// Memory, locks, buffer descriptors and DMA channels of one tile, as the design uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileMemoryBudget {
+    pub tile: TileCoord,
+    pub kind: TileKind,
+    /// (what, bytes) for each buffer on the tile.
+    pub buffers: Vec<(String, usize)>,
+    pub data_bytes: usize,
+    pub locks: usize,
+    pub bds: usize,
+    pub dma_in: usize,
+    pub dma_out: usize,
+}
+
+/// Bytes of core-local temporaries (`local` tensors), placed on the core's stack.
+pub fn locals_bytes(kernel: &Kernel) -> usize {
+    kernel.tensors.iter().filter(|t| !t.is_host()).map(|t| t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes()).sum()
+}
+
+/// Stack size of each core: the default stack plus the locals, rounded up to 16 bytes.
+pub fn stack_bytes(kernel: &Kernel, design: &Design) -> usize {
+    (design.device.default_stack_bytes + locals_bytes(kernel)).div_ceil(16) * 16
+}
+
+pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
+    let mut out = Vec::new();
+    for tile in design.tiles() {
+        let kind = design.kind(tile);
+        let mut b = TileMemoryBudget { tile, kind, buffers: vec![], data_bytes: 0, locks: 0, bds: 0, dma_in: 0, dma_out: 0 };
+        let mut in_fifos = BTreeSet::new();
+        let mut out_fifos = BTreeSet::new();
+        for (i, f) in design.fifos.iter().enumerate() {
+            let produces = f.producer == tile;
+            let consumes = f.consumers.contains(&tile);
+            if !produces && !consumes {
+                continue;
+            }
+            if produces {
+                out_fifos.insert(i);
+            }
+            if consumes {
+                in_fifos.insert(i);
+            }
+            let bytes = f.bytes() as usize * f.depth;
+            let holds_buffer = match kind {
+                TileKind::Compute => true,
+                // Linked FIFOs share the memory tile's buffer: count the side facing the shim.
+                TileKind::Memory => matches!(f.level, FifoLevel::HostToMem | FifoLevel::MemToHost),
+                TileKind::Shim => false,
+            };
+            if holds_buffer {
+                b.buffers.push((format!("object FIFO {} ({} x {} bytes)", f.name, f.depth, f.bytes()), bytes));
+                b.data_bytes += bytes;
+            }
+            if kind != TileKind::Shim {
+                b.locks += 2;
+                b.bds += f.depth;
+            }
+        }
+        if kind == TileKind::Compute {
+            let stack = stack_bytes(kernel, design);
+            b.buffers.push((format!("stack ({} bytes default + {} bytes of locals)", design.device.default_stack_bytes, locals_bytes(kernel)), stack));
+            b.data_bytes += stack;
+        }
+        b.dma_in = in_fifos.len();
+        b.dma_out = out_fifos.len();
+        out.push(b);
+    }
+    out
+}
+
+fn limit(msg: String, span: &Span, notes: Vec<String>) -> CompileError {
+    let mut d = Diagnostic::new(msg, Some(span));
+    d.notes = notes;
+    CompileError::Limit(d)
+}
+
+/// The tensor span most responsible for a tile's use (its largest FIFO), else the kernel.
+fn culprit<'k>(kernel: &'k Kernel, design: &Design, tile: TileCoord) -> &'k Span {
+    design
+        .fifos
+        .iter()
+        .filter(|f| f.producer == tile || f.consumers.contains(&tile))
+        .max_by_key(|f| f.bytes())
+        .map(|f| &kernel.tensors[f.tensor].span)
+        .unwrap_or(&kernel.span)
+}
+
+pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, CompileError> {
+    let budgets = budgets(kernel, design);
+    let dev = &design.device;
+    for b in &budgets {
+        let lim = dev.limits(b.kind);
+        let span = culprit(kernel, design, b.tile);
+        let what = format!("{} tile {}", b.kind.name(), b.tile);
+        if b.kind != TileKind::Shim && b.data_bytes > lim.data_bytes {
+            let notes = b.buffers.iter().map(|(w, n)| format!("{n} bytes: {w}")).collect();
+            return Err(limit(
+                format!("data memory exceeded on {what}: {} bytes needed, limit {} bytes; use smaller tiles or `depth 1`", b.data_bytes, lim.data_bytes),
+                span,
+                notes,
+            ));
+        }
+        if b.dma_in > lim.dma_in {
+            return Err(limit(format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in), span, vec![]));
+        }
+        if b.dma_out > lim.dma_out {
+            return Err(limit(format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out), span, vec![]));
+        }
+        if b.kind != TileKind::Shim && b.locks > lim.locks {
+            return Err(limit(format!("locks exceeded on {what}: {} needed, limit {}", b.locks, lim.locks), span, vec![]));
+        }
+        if b.kind != TileKind::Shim && b.bds > lim.bds {
+            return Err(limit(format!("buffer descriptors exceeded on {what}: {} needed, limit {}", b.bds, lim.bds), span, vec![]));
+        }
+    }
+    Ok(budgets)
+}
+
+/// Program memory estimate of a core from its lowered body: 16 bytes per MLIR operation (one
+/// VLIW bundle per op, the pessimistic case of scalar code) plus 1 KiB of runtime and prologue.
+pub fn program_bytes_estimate(core_ops: usize) -> usize {
+    1024 + 16 * core_ops
+}
+
+pub fn check_program_memory(kernel: &Kernel, design: &Design, core_ops: usize) -> Result<usize, CompileError> {
+    let est = program_bytes_estimate(core_ops);
+    if est > design.device.program_bytes {
+        let span = kernel.stmts.first().map(|s| &s.span).unwrap_or(&kernel.span);
+        return Err(limit(
+            format!(
+                "program memory exceeded on compute tiles: about {est} bytes estimated ({core_ops} operations x 16 bytes + 1024), limit {} bytes",
+                design.device.program_bytes
+            ),
+            span,
+            vec!["split the kernel into smaller statements or kernels".into()],
+        ));
+    }
+    Ok(est)
+}

@@ -1,0 +1,136 @@
+//! The devices aiec targets and their hardware limits (DESIGN.md, "Device facts" and contract 3).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct TileCoord {
+    pub col: u32,
+    pub row: u32,
+}
+
+impl TileCoord {
+    pub fn new(col: u32, row: u32) -> TileCoord {
+        TileCoord { col, row }
+    }
+}
+
+impl std::fmt::Display for TileCoord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.col, self.row)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TileKind {
+    Shim,
+    Memory,
+    Compute,
+}
+
+impl TileKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TileKind::Shim => "shim",
+            TileKind::Memory => "memory",
+            TileKind::Compute => "compute",
+        }
+    }
+}
+
+/// Per-tile-kind resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileLimits {
+    pub data_bytes: usize,
+    pub locks: usize,
+    pub bds: usize,
+    pub dma_in: usize,
+    pub dma_out: usize,
+    /// Dimensions a buffer descriptor can address.
+    pub bd_dims: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceModel {
+    pub name: &'static str,
+    pub columns: u32,
+    /// Compute rows are `first_compute_row .. first_compute_row + compute_rows`.
+    pub compute_rows: u32,
+    pub first_compute_row: u32,
+    pub memory_row: u32,
+    pub shim_row: u32,
+    pub compute: TileLimits,
+    pub memory: TileLimits,
+    pub shim: TileLimits,
+    pub program_bytes: usize,
+    pub default_stack_bytes: usize,
+    /// Shim DMA (dma_memcpy_nd) limits, from the AIE-ML NoC module's BD fields.
+    pub shim_wrap_max_words: u64,
+    pub shim_step_max_words: u64,
+    pub shim_repeat_max: u64,
+    pub max_sequence_args: usize,
+    /// Multiply-accumulates per cycle per compute tile.
+    pub int8_macs_per_cycle: u64,
+    pub bf16_macs_per_cycle: u64,
+    pub clock_hz: f64,
+    /// Bytes per cycle per DMA channel (4-byte words).
+    pub dma_bytes_per_cycle: u64,
+}
+
+impl DeviceModel {
+    pub fn npu1() -> DeviceModel {
+        DeviceModel { name: "npu1", columns: 4, int8_macs_per_cycle: 256, bf16_macs_per_cycle: 128, clock_hz: 1.0e9, ..Self::common() }
+    }
+    pub fn npu2() -> DeviceModel {
+        DeviceModel { name: "npu2", columns: 8, int8_macs_per_cycle: 512, bf16_macs_per_cycle: 256, clock_hz: 1.5e9, ..Self::common() }
+    }
+    fn common() -> DeviceModel {
+        DeviceModel {
+            name: "",
+            columns: 0,
+            compute_rows: 4,
+            first_compute_row: 2,
+            memory_row: 1,
+            shim_row: 0,
+            compute: TileLimits { data_bytes: 64 * 1024, locks: 16, bds: 16, dma_in: 2, dma_out: 2, bd_dims: 3 },
+            memory: TileLimits { data_bytes: 512 * 1024, locks: 64, bds: 48, dma_in: 6, dma_out: 6, bd_dims: 4 },
+            shim: TileLimits { data_bytes: 0, locks: 16, bds: 16, dma_in: 2, dma_out: 2, bd_dims: 4 },
+            program_bytes: 16 * 1024,
+            default_stack_bytes: 1024,
+            shim_wrap_max_words: 1023,
+            shim_step_max_words: 1 << 20,
+            shim_repeat_max: 64,
+            max_sequence_args: 5,
+            int8_macs_per_cycle: 0,
+            bf16_macs_per_cycle: 0,
+            clock_hz: 0.0,
+            dma_bytes_per_cycle: 4,
+        }
+    }
+    pub fn by_name(name: &str) -> Option<DeviceModel> {
+        match name {
+            "npu1" => Some(Self::npu1()),
+            "npu2" => Some(Self::npu2()),
+            _ => None,
+        }
+    }
+    pub fn kind(&self, t: TileCoord) -> TileKind {
+        if t.row == self.shim_row {
+            TileKind::Shim
+        } else if t.row == self.memory_row {
+            TileKind::Memory
+        } else {
+            TileKind::Compute
+        }
+    }
+    pub fn limits(&self, kind: TileKind) -> &TileLimits {
+        match kind {
+            TileKind::Shim => &self.shim,
+            TileKind::Memory => &self.memory,
+            TileKind::Compute => &self.compute,
+        }
+    }
+    pub fn compute_tile(&self, col: u32, row_index: u32) -> TileCoord {
+        TileCoord::new(col, self.first_compute_row + row_index)
+    }
+}

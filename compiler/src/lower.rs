@@ -1,0 +1,873 @@
+//! Lowering: a scheduled design to an MLIR-AIE module.
+//!
+//! Core bodies use only upstream `arith`, `memref`, `scf` and `vector` plus the aie object FIFO
+//! ops (DESIGN.md contract 1). The AIE core has no libm, so transcendentals and division are
+//! expanded here into arith-only sequences (see [`MathLowering`] for their accuracy).
+//! Contractions (`sum[K](A[M,K] * B[K,N])`) become `vector.contract` on the AIE-ML MAC shapes
+//! (int8 4x8x8, int16 4x4x4, bf16 4x8x4); everything else is scalar loops.
+//!
+//! This module writes the module as text in mlir-aie's syntax; [`crate::emit`] hands it to MLIR
+//! (melior) to parse, verify and print, so what is written out is always MLIR that parsed.
+
+use crate::check::stack_bytes;
+use crate::diag::{CompileError, Diagnostic, Span};
+use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
+use crate::ir::{Affine, Convert, DimId, Expr, Kernel, ScalarType, Stmt, TensorId};
+use crate::schedule::{element_view, Core, Design, SequenceOp};
+use aiec_runtime::DType;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub struct Lowered {
+    /// The module in mlir-aie custom syntax, not yet normalized by MLIR's printer.
+    pub text: String,
+    /// Operations in the largest core body (for the program-memory estimate).
+    pub max_core_ops: usize,
+}
+
+fn lower_error(msg: impl Into<String>, span: &Span) -> CompileError {
+    CompileError::Lower(Diagnostic::new(msg, Some(span)))
+}
+
+pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
+    let mut out = String::new();
+    let mut max_core_ops = 0;
+    out.push_str("module {\n");
+    writeln!(out, "  aie.device({}) {{", design.device.name).unwrap();
+    for t in design.tiles() {
+        writeln!(out, "    %tile_{}_{} = aie.tile({}, {})", t.col, t.row, t.col, t.row).unwrap();
+    }
+    for f in &design.fifos {
+        let consumers: Vec<String> = f.consumers.iter().map(|c| format!("%tile_{}_{}", c.col, c.row)).collect();
+        writeln!(
+            out,
+            "    aie.objectfifo @{}(%tile_{}_{}, {{{}}}, {} : i32) : !aie.objectfifo<{}>",
+            f.name,
+            f.producer.col,
+            f.producer.row,
+            consumers.join(", "),
+            f.depth,
+            f.memref()
+        )
+        .unwrap();
+    }
+    for l in &design.links {
+        let names = |v: &[usize]| v.iter().map(|&i| format!("@{}", design.fifos[i].name)).collect::<Vec<_>>().join(", ");
+        let nums = |v: &[u64]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        writeln!(out, "    aie.objectfifo.link [{}] -> [{}] ([{}] [{}])", names(&l.inputs), names(&l.outputs), nums(&l.src_offsets), nums(&l.dst_offsets)).unwrap();
+    }
+    for core in &design.cores {
+        let (body, ops) = CoreEmitter::new(kernel, design, core).emit()?;
+        max_core_ops = max_core_ops.max(ops);
+        writeln!(out, "    %core_{}_{} = aie.core(%tile_{}_{}) {{", core.tile.col, core.tile.row, core.tile.col, core.tile.row).unwrap();
+        out.push_str(&body);
+        writeln!(out, "      aie.end").unwrap();
+        writeln!(out, "    }} {{stack_size = {} : i32}}", stack_bytes(kernel, design)).unwrap();
+    }
+    // Runtime sequence: host tensors as flat memrefs, ins then outs.
+    let params: Vec<String> = design
+        .args
+        .iter()
+        .map(|&t| {
+            let tensor = &kernel.tensors[t];
+            format!("%{}: memref<{}x{}>", tensor.name, tensor.shape.iter().product::<u64>(), tensor.dtype.mlir())
+        })
+        .collect();
+    writeln!(out, "    aie.runtime_sequence({}) {{", params.join(", ")).unwrap();
+    for op in &design.sequence {
+        match op {
+            SequenceOp::Dma(d) => {
+                let tensor = &kernel.tensors[design.args[d.arg]];
+                let n = |a: &[u64; 4]| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+                let token = if d.issue_token { ", issue_token = true" } else { "" };
+                writeln!(
+                    out,
+                    "      aiex.npu.dma_memcpy_nd(%{}[0, 0, 0, {}][{}][{}]) {{id = {} : i64{}, metadata = @{}}} : memref<{}x{}>",
+                    tensor.name,
+                    d.offset,
+                    n(&d.sizes),
+                    n(&d.strides),
+                    d.id,
+                    token,
+                    design.fifos[d.fifo].name,
+                    tensor.shape.iter().product::<u64>(),
+                    tensor.dtype.mlir()
+                )
+                .unwrap();
+            }
+            SequenceOp::Wait { fifo } => {
+                writeln!(out, "      aiex.npu.dma_wait {{symbol = @{}}}", design.fifos[*fifo].name).unwrap();
+            }
+        }
+    }
+    writeln!(out, "    }}").unwrap();
+    writeln!(out, "  }}").unwrap();
+    out.push_str("}\n");
+    Ok(Lowered { text: out, max_core_ops })
+}
+
+/// A memref visible in the core: its SSA name, MLIR type, element type and the dim of each axis.
+#[derive(Clone)]
+struct Buffer {
+    name: String,
+    ty: String,
+    dtype: DType,
+    dims: Vec<DimId>,
+}
+
+/// The MAC shape (rows of A, K, columns of B) AIE-ML uses for a contraction on `dtype` inputs.
+pub fn mac_shape(dtype: DType) -> Option<(u64, u64, u64)> {
+    match dtype {
+        DType::I8 => Some((4, 8, 8)),
+        DType::I16 => Some((4, 4, 4)),
+        DType::Bf16 => Some((4, 8, 4)),
+        _ => None,
+    }
+}
+
+struct CoreEmitter<'a> {
+    kernel: &'a Kernel,
+    design: &'a Design,
+    core: &'a Core,
+    body: Vec<String>,
+    consts: BTreeMap<(String, String), String>,
+    indent: usize,
+    next: usize,
+    buffers: BTreeMap<TensorId, Buffer>,
+    /// Global tile index (an index value) of each split dim in scope.
+    tile_index: BTreeMap<DimId, String>,
+}
+
+impl<'a> CoreEmitter<'a> {
+    fn new(kernel: &'a Kernel, design: &'a Design, core: &'a Core) -> Self {
+        CoreEmitter { kernel, design, core, body: vec![], consts: BTreeMap::new(), indent: 6, next: 0, buffers: BTreeMap::new(), tile_index: BTreeMap::new() }
+    }
+
+    fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("%v{}", self.next)
+    }
+
+    fn line(&mut self, s: String) {
+        self.body.push(format!("{}{}", " ".repeat(self.indent), s));
+    }
+
+    /// `v = op` on a fresh value.
+    fn op(&mut self, s: String) -> String {
+        let v = self.fresh();
+        self.line(format!("{v} = {s}"));
+        v
+    }
+
+    fn constant(&mut self, literal: String, ty: &str) -> String {
+        let key = (literal.clone(), ty.to_string());
+        if let Some(v) = self.consts.get(&key) {
+            return v.clone();
+        }
+        let name = format!("%k{}", self.consts.len());
+        self.consts.insert(key, name.clone());
+        name
+    }
+    fn cidx(&mut self, v: u64) -> String {
+        self.constant(v.to_string(), "index")
+    }
+    fn ci32(&mut self, v: i64) -> String {
+        self.constant((v as i32).to_string(), "i32")
+    }
+    fn cf32(&mut self, v: f32) -> String {
+        self.constant(format!("0x{:08X}", v.to_bits()), "f32")
+    }
+
+    fn emit(mut self) -> Result<(String, usize), CompileError> {
+        let kernel = self.kernel;
+        let design = self.design;
+        // Locals live on the core's stack.
+        for (t, tensor) in kernel.tensors.iter().enumerate() {
+            if tensor.role == Role::Local {
+                let ty = memref_type(&tensor.shape, tensor.dtype);
+                let v = self.op(format!("memref.alloca() : {ty}"));
+                self.buffers.insert(t, Buffer { name: v, ty, dtype: tensor.dtype, dims: tensor.local_dims.clone() });
+            }
+        }
+        // Step loops.
+        let steps = design.step_loops.clone();
+        let mut closers = 0;
+        for lp in &steps {
+            let (lo, hi, one) = (self.cidx(0), self.cidx(lp.count), self.cidx(1));
+            let iv = self.fresh();
+            self.line(format!("scf.for {iv} = {lo} to {hi} step {one} {{"));
+            self.indent += 2;
+            closers += 1;
+            let base = lp.row_coef * self.core.row_index as u64 + lp.col_coef * self.core.col_index as u64;
+            let coef = self.cidx(lp.step_coef);
+            let scaled = self.op(format!("arith.muli {iv}, {coef} : index"));
+            let b = self.cidx(base);
+            let ti = self.op(format!("arith.addi {scaled}, {b} : index"));
+            self.tile_index.insert(lp.dim, ti);
+        }
+        let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
+        let uses_reduce = |t: TensorId| -> bool {
+            let (view, _) = element_view(kernel, t);
+            view.iter().any(|v| reduce_dims.contains(&v.0))
+        };
+        // Acquire outputs and the inputs that stay for the whole step.
+        let mut step_fifos: Vec<(TensorId, &'static str)> = Vec::new();
+        for (&t, _) in self.core.fifos.iter() {
+            let role = kernel.tensors[t].role;
+            if role == Role::Out {
+                step_fifos.push((t, "Produce"));
+            }
+        }
+        for (&t, _) in self.core.fifos.iter() {
+            if kernel.tensors[t].role == Role::In && !uses_reduce(t) {
+                step_fifos.push((t, "Consume"));
+            }
+        }
+        for &(t, port) in &step_fifos {
+            self.acquire(t, port);
+        }
+        // Targets that accumulate start from zero on every step.
+        let mut zeroed: Vec<TensorId> = Vec::new();
+        for stmt in &kernel.stmts {
+            if stmt.accumulate && !zeroed.contains(&stmt.target) {
+                zeroed.push(stmt.target);
+            }
+        }
+        for t in zeroed {
+            let ty = crate::ir::scalar_type_of(kernel.tensors[t].dtype);
+            let zero = match ty {
+                ScalarType::I32 => self.ci32(0),
+                ScalarType::F32 => self.cf32(0.0),
+            };
+            self.fill(t, &zero);
+        }
+        let mut first = 0;
+        if !design.reduce_loops.is_empty() {
+            let stmt = &kernel.stmts[0];
+            let Expr::Reduce { op, .. } = &stmt.value else { unreachable!("scheduler checked the first statement reduces") };
+            if !stmt.accumulate {
+                let ty = crate::ir::scalar_type_of(kernel.tensors[stmt.target].dtype);
+                let init = self.identity(*op, ty);
+                self.fill(stmt.target, &init);
+            }
+            let mut rclose = 0;
+            for lp in design.reduce_loops.clone() {
+                let (lo, hi, one) = (self.cidx(0), self.cidx(lp.count), self.cidx(1));
+                let iv = self.fresh();
+                self.line(format!("scf.for {iv} = {lo} to {hi} step {one} {{"));
+                self.indent += 2;
+                rclose += 1;
+                self.tile_index.insert(lp.dim, iv);
+            }
+            let rfifos: Vec<TensorId> = self.core.fifos.keys().copied().filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t)).collect();
+            for &t in &rfifos {
+                self.acquire(t, "Consume");
+            }
+            self.statement(stmt, true)?;
+            for &t in &rfifos {
+                self.release(t, "Consume");
+            }
+            for _ in 0..rclose {
+                self.indent -= 2;
+                self.line("}".into());
+            }
+            first = 1;
+        }
+        for stmt in &kernel.stmts[first..] {
+            self.statement(stmt, false)?;
+        }
+        for &(t, port) in step_fifos.iter().rev() {
+            self.release(t, port);
+        }
+        for _ in 0..closers {
+            self.indent -= 2;
+            self.line("}".into());
+        }
+        let mut text = String::new();
+        for ((lit, ty), name) in &self.consts {
+            writeln!(text, "      {name} = arith.constant {lit} : {ty}").unwrap();
+        }
+        let ops = self.body.len() + self.consts.len();
+        for l in &self.body {
+            text.push_str(l);
+            text.push('\n');
+        }
+        Ok((text, ops))
+    }
+
+    fn acquire(&mut self, t: TensorId, port: &str) {
+        let f = &self.design.fifos[self.core.fifos[&t]];
+        let (name, ty) = (f.name.clone(), f.memref());
+        let sv = self.op(format!("aie.objectfifo.acquire @{name}({port}, 1) : !aie.objectfifosubview<{ty}>"));
+        let e = self.op(format!("aie.objectfifo.subview.access {sv}[0] : !aie.objectfifosubview<{ty}> -> {ty}"));
+        let (view, _) = element_view(self.kernel, t);
+        self.buffers.insert(t, Buffer { name: e, ty, dtype: self.kernel.tensors[t].dtype, dims: view.iter().map(|v| v.0).collect() });
+    }
+
+    fn release(&mut self, t: TensorId, port: &str) {
+        let name = self.design.fifos[self.core.fifos[&t]].name.clone();
+        self.line(format!("aie.objectfifo.release @{name}({port}, 1)"));
+    }
+
+    fn identity(&mut self, op: ReduceOp, ty: ScalarType) -> String {
+        match (op, ty) {
+            (ReduceOp::Sum, ScalarType::I32) => self.ci32(0),
+            (ReduceOp::Sum, ScalarType::F32) => self.cf32(0.0),
+            (ReduceOp::Max, ScalarType::I32) => self.ci32(i32::MIN as i64),
+            (ReduceOp::Max, ScalarType::F32) => self.cf32(f32::NEG_INFINITY),
+            (ReduceOp::Min, ScalarType::I32) => self.ci32(i32::MAX as i64),
+            (ReduceOp::Min, ScalarType::F32) => self.cf32(f32::INFINITY),
+        }
+    }
+
+    /// Opens one scf.for per dim over its tile extent; returns the induction variables.
+    fn open_loops(&mut self, dims: &[DimId]) -> BTreeMap<DimId, String> {
+        let mut ivs = BTreeMap::new();
+        for &d in dims {
+            let (lo, hi, one) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(1));
+            let iv = self.fresh();
+            self.line(format!("scf.for {iv} = {lo} to {hi} step {one} {{"));
+            self.indent += 2;
+            ivs.insert(d, iv);
+        }
+        ivs
+    }
+
+    fn close_loops(&mut self, n: usize) {
+        for _ in 0..n {
+            self.indent -= 2;
+            self.line("}".into());
+        }
+    }
+
+    /// Fills a target buffer with a compute-typed scalar.
+    fn fill(&mut self, t: TensorId, value: &str) {
+        let buf = self.buffers[&t].clone();
+        let ivs = self.open_loops(&buf.dims);
+        let v = self.to_storage(value, buf.dtype);
+        let idx: Vec<String> = buf.dims.iter().map(|d| ivs[d].clone()).collect();
+        self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+        self.close_loops(buf.dims.len());
+    }
+
+    /// Converts a compute value (i32/f32) to the storage type.
+    fn to_storage(&mut self, v: &str, dtype: DType) -> String {
+        match dtype {
+            DType::I32 | DType::F32 => v.to_string(),
+            DType::I8 | DType::I16 => self.op(format!("arith.trunci {v} : i32 to {}", dtype.mlir())),
+            DType::Bf16 => self.op(format!("arith.truncf {v} : f32 to bf16")),
+        }
+    }
+
+    fn from_storage(&mut self, v: &str, dtype: DType) -> String {
+        match dtype {
+            DType::I32 | DType::F32 => v.to_string(),
+            DType::I8 | DType::I16 => self.op(format!("arith.extsi {v} : {} to i32", dtype.mlir())),
+            DType::Bf16 => self.op(format!("arith.extf {v} : bf16 to f32")),
+        }
+    }
+
+    fn statement(&mut self, stmt: &Stmt, partial: bool) -> Result<(), CompileError> {
+        if let Some(c) = self.contraction(stmt) {
+            return self.contract(stmt, c, partial);
+        }
+        let buf = self.buffers.get(&stmt.target).cloned().ok_or_else(|| lower_error("target buffer not available on this core", &stmt.span))?;
+        let ivs = self.open_loops(&stmt.target_dims);
+        let idx: Vec<String> = buf.dims.iter().map(|d| ivs[d].clone()).collect();
+        let ty = crate::ir::scalar_type_of(buf.dtype);
+        let value = self.expr(&stmt.value, &ivs, &stmt.span)?;
+        let combined = if stmt.accumulate || partial {
+            let old = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+            let old = self.from_storage(&old, buf.dtype);
+            let op = match (&stmt.value, stmt.accumulate) {
+                (Expr::Reduce { op, .. }, false) => *op,
+                _ => ReduceOp::Sum,
+            };
+            self.combine(op, ty, &old, &value)
+        } else {
+            value
+        };
+        let v = self.to_storage(&combined, buf.dtype);
+        self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+        self.close_loops(stmt.target_dims.len());
+        Ok(())
+    }
+
+    fn combine(&mut self, op: ReduceOp, ty: ScalarType, a: &str, b: &str) -> String {
+        let (mnemonic, t) = match (op, ty) {
+            (ReduceOp::Sum, ScalarType::I32) => ("arith.addi", "i32"),
+            (ReduceOp::Sum, ScalarType::F32) => ("arith.addf", "f32"),
+            (ReduceOp::Max, ScalarType::I32) => ("arith.maxsi", "i32"),
+            (ReduceOp::Max, ScalarType::F32) => ("arith.maximumf", "f32"),
+            (ReduceOp::Min, ScalarType::I32) => ("arith.minsi", "i32"),
+            (ReduceOp::Min, ScalarType::F32) => ("arith.minimumf", "f32"),
+        };
+        self.op(format!("{mnemonic} {a}, {b} : {t}"))
+    }
+
+    /// Index value of an affine expression of global indices.
+    fn affine_index(&mut self, a: &Affine, ivs: &BTreeMap<DimId, String>) -> String {
+        let mut acc = self.cidx(a.constant.max(0) as u64);
+        for &(coef, d) in &a.terms {
+            let local = ivs.get(&d).cloned().unwrap_or_else(|| self.cidx(0));
+            let global = match self.tile_index.get(&d).cloned() {
+                Some(ti) => {
+                    let tile = self.cidx(self.kernel.dims[d].tile);
+                    let base = self.op(format!("arith.muli {ti}, {tile} : index"));
+                    self.op(format!("arith.addi {base}, {local} : index"))
+                }
+                None => local,
+            };
+            let c = self.cidx(coef.unsigned_abs());
+            let term = self.op(format!("arith.muli {global}, {c} : index"));
+            acc = if coef >= 0 { self.op(format!("arith.addi {acc}, {term} : index")) } else { self.op(format!("arith.subi {acc}, {term} : index")) };
+        }
+        if a.constant < 0 {
+            let c = self.cidx(a.constant.unsigned_abs());
+            acc = self.op(format!("arith.subi {acc}, {c} : index"));
+        }
+        acc
+    }
+
+    fn expr(&mut self, e: &Expr, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+        Ok(match e {
+            Expr::Const { value, ty } => match ty {
+                ScalarType::I32 => self.ci32(*value as i64),
+                ScalarType::F32 => self.cf32(*value as f32),
+            },
+            Expr::Load { tensor, .. } => {
+                let buf = self.buffers.get(tensor).cloned().ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
+                let idx: Vec<String> = buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect();
+                let v = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                self.from_storage(&v, buf.dtype)
+            }
+            Expr::Unary { op, arg, ty } => {
+                let a = self.expr(arg, ivs, span)?;
+                self.unary(*op, *ty, &a, span)?
+            }
+            Expr::Binary { op, lhs, rhs, ty } => {
+                let a = self.expr(lhs, ivs, span)?;
+                let b = self.expr(rhs, ivs, span)?;
+                match (op, ty) {
+                    (BinaryOp::Add, ScalarType::I32) => self.op(format!("arith.addi {a}, {b} : i32")),
+                    (BinaryOp::Sub, ScalarType::I32) => self.op(format!("arith.subi {a}, {b} : i32")),
+                    (BinaryOp::Mul, ScalarType::I32) => self.op(format!("arith.muli {a}, {b} : i32")),
+                    (BinaryOp::Max, ScalarType::I32) => self.op(format!("arith.maxsi {a}, {b} : i32")),
+                    (BinaryOp::Min, ScalarType::I32) => self.op(format!("arith.minsi {a}, {b} : i32")),
+                    (BinaryOp::Div, ScalarType::I32) => return Err(lower_error("integer division is not supported on AIE-ML cores; use srs<..>(x, shift) for powers of two", span)),
+                    (BinaryOp::Add, ScalarType::F32) => self.op(format!("arith.addf {a}, {b} : f32")),
+                    (BinaryOp::Sub, ScalarType::F32) => self.op(format!("arith.subf {a}, {b} : f32")),
+                    (BinaryOp::Mul, ScalarType::F32) => self.op(format!("arith.mulf {a}, {b} : f32")),
+                    (BinaryOp::Max, ScalarType::F32) => self.op(format!("arith.maximumf {a}, {b} : f32")),
+                    (BinaryOp::Min, ScalarType::F32) => self.op(format!("arith.minimumf {a}, {b} : f32")),
+                    (BinaryOp::Div, ScalarType::F32) => {
+                        let r = MathLowering::recip(self, &b);
+                        self.op(format!("arith.mulf {a}, {r} : f32"))
+                    }
+                }
+            }
+            Expr::Reduce { op, dims, body, ty } => {
+                let tstr = if *ty == ScalarType::I32 { "i32" } else { "f32" };
+                let init = self.identity(*op, *ty);
+                // Nested loops carrying the accumulator.
+                let mut ivs2 = ivs.clone();
+                let mut results = Vec::new();
+                let mut acc = init;
+                for &d in dims {
+                    let (lo, hi, one) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(1));
+                    let iv = self.fresh();
+                    let carried = self.fresh();
+                    let res = self.fresh();
+                    self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {one} iter_args({carried} = {acc}) -> ({tstr}) {{"));
+                    self.indent += 2;
+                    ivs2.insert(d, iv);
+                    results.push(res);
+                    acc = carried;
+                }
+                let v = self.expr(body, &ivs2, span)?;
+                let mut next = self.combine(*op, *ty, &acc, &v);
+                for res in results.iter().rev() {
+                    self.line(format!("scf.yield {next} : {tstr}"));
+                    self.indent -= 2;
+                    self.line("}".into());
+                    next = res.clone();
+                }
+                next
+            }
+            Expr::Convert { to, kind, arg, .. } => {
+                let a = self.expr(arg, ivs, span)?;
+                self.convert(*to, kind, arg.ty(), &a)
+            }
+            Expr::Select { lhs, cmp, rhs, then, otherwise, ty } => {
+                let l = self.affine_index(lhs, ivs);
+                let r = self.affine_index(rhs, ivs);
+                let pred = match cmp {
+                    CmpOp::Lt => "slt",
+                    CmpOp::Le => "sle",
+                    CmpOp::Gt => "sgt",
+                    CmpOp::Ge => "sge",
+                    CmpOp::Eq => "eq",
+                    CmpOp::Ne => "ne",
+                };
+                let c = self.op(format!("arith.cmpi {pred}, {l}, {r} : index"));
+                let a = self.expr(then, ivs, span)?;
+                let b = self.expr(otherwise, ivs, span)?;
+                let t = if *ty == ScalarType::I32 { "i32" } else { "f32" };
+                self.op(format!("arith.select {c}, {a}, {b} : {t}"))
+            }
+        })
+    }
+
+    fn convert(&mut self, to: DType, kind: &Convert, from: ScalarType, a: &str) -> String {
+        match (kind, from, to) {
+            (Convert::Srs(shift), ScalarType::I32, _) => {
+                let mut v = a.to_string();
+                if *shift > 0 {
+                    let half = self.ci32(1i64 << (shift - 1));
+                    let s = self.ci32(*shift as i64);
+                    let r = self.op(format!("arith.addi {v}, {half} : i32"));
+                    v = self.op(format!("arith.shrsi {r}, {s} : i32"));
+                }
+                self.saturate(&v, to)
+            }
+            (Convert::Cast, ScalarType::I32, DType::Bf16 | DType::F32) => {
+                let f = self.op(format!("arith.sitofp {a} : i32 to f32"));
+                if to == DType::Bf16 {
+                    self.round_bf16(&f)
+                } else {
+                    f
+                }
+            }
+            (Convert::Cast, ScalarType::I32, _) => self.saturate(a, to),
+            (Convert::Cast, ScalarType::F32, DType::Bf16) => self.round_bf16(a),
+            (Convert::Cast, ScalarType::F32, DType::F32) => a.to_string(),
+            (Convert::Cast, ScalarType::F32, _) => {
+                let (lo, hi) = int_range(to);
+                let (flo, fhi) = (self.cf32(lo as f32), self.cf32(hi as f32));
+                let c1 = self.op(format!("arith.maximumf {a}, {flo} : f32"));
+                let c2 = self.op(format!("arith.minimumf {c1}, {fhi} : f32"));
+                self.op(format!("arith.fptosi {c2} : f32 to i32"))
+            }
+            (Convert::Srs(_), ScalarType::F32, _) => a.to_string(),
+        }
+    }
+
+    fn saturate(&mut self, v: &str, to: DType) -> String {
+        if to == DType::I32 {
+            return v.to_string();
+        }
+        let (lo, hi) = int_range(to);
+        let (clo, chi) = (self.ci32(lo), self.ci32(hi));
+        let a = self.op(format!("arith.maxsi {v}, {clo} : i32"));
+        self.op(format!("arith.minsi {a}, {chi} : i32"))
+    }
+
+    fn round_bf16(&mut self, v: &str) -> String {
+        let t = self.op(format!("arith.truncf {v} : f32 to bf16"));
+        self.op(format!("arith.extf {t} : bf16 to f32"))
+    }
+
+    fn unary(&mut self, op: UnaryOp, ty: ScalarType, a: &str, span: &Span) -> Result<String, CompileError> {
+        if ty == ScalarType::I32 {
+            return match op {
+                UnaryOp::Neg => {
+                    let z = self.ci32(0);
+                    Ok(self.op(format!("arith.subi {z}, {a} : i32")))
+                }
+                UnaryOp::Abs => {
+                    let z = self.ci32(0);
+                    let n = self.op(format!("arith.subi {z}, {a} : i32"));
+                    Ok(self.op(format!("arith.maxsi {a}, {n} : i32")))
+                }
+                _ => Err(lower_error(format!("{op:?} needs a floating-point argument; cast<f32>(...) it first"), span)),
+            };
+        }
+        Ok(match op {
+            UnaryOp::Neg => self.op(format!("arith.negf {a} : f32")),
+            UnaryOp::Abs => MathLowering::abs(self, a),
+            UnaryOp::Exp => MathLowering::exp(self, a),
+            UnaryOp::Tanh => MathLowering::tanh(self, a),
+            UnaryOp::Rsqrt => MathLowering::rsqrt(self, a),
+            UnaryOp::Sqrt => MathLowering::sqrt(self, a),
+            UnaryOp::Recip => MathLowering::recip(self, a),
+            UnaryOp::Ln => MathLowering::ln(self, a),
+            UnaryOp::Log10 => {
+                let l = MathLowering::ln(self, a);
+                let k = self.cf32(std::f32::consts::LOG10_E);
+                self.op(format!("arith.mulf {l}, {k} : f32"))
+            }
+        })
+    }
+
+    /// Recognizes `T[m, n] (+)= sum[k](A[m, k] * B[k, n])` on buffers whose axes are exactly those
+    /// dims and whose extents are multiples of the MAC shape.
+    fn contraction(&self, stmt: &Stmt) -> Option<Contraction> {
+        let Expr::Reduce { op: ReduceOp::Sum, dims, body, .. } = &stmt.value else { return None };
+        let [k] = dims.as_slice() else { return None };
+        let Expr::Binary { op: BinaryOp::Mul, lhs, rhs, .. } = body.as_ref() else { return None };
+        let (Expr::Load { tensor: a, .. }, Expr::Load { tensor: b, .. }) = (lhs.as_ref(), rhs.as_ref()) else { return None };
+        let [m, n] = stmt.target_dims.as_slice() else { return None };
+        let (ba, bb, bc) = (self.buffers.get(a)?, self.buffers.get(b)?, self.buffers.get(&stmt.target)?);
+        if ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
+            return None;
+        }
+        let (r, s, t) = mac_shape(ba.dtype)?;
+        let acc = match ba.dtype {
+            DType::Bf16 => DType::F32,
+            _ => DType::I32,
+        };
+        if !(bc.dtype == acc || (acc == DType::F32 && bc.dtype == DType::Bf16)) {
+            return None;
+        }
+        let d = &self.kernel.dims;
+        if d[*m].tile % r != 0 || d[*k].tile % s != 0 || d[*n].tile % t != 0 {
+            return None;
+        }
+        Some(Contraction { a: *a, b: *b, m: *m, n: *n, k: *k, shape: (r, s, t), acc })
+    }
+
+    fn contract(&mut self, stmt: &Stmt, c: Contraction, partial: bool) -> Result<(), CompileError> {
+        let (ba, bb, bc) = (self.buffers[&c.a].clone(), self.buffers[&c.b].clone(), self.buffers[&stmt.target].clone());
+        let (r, s, t) = c.shape;
+        let (ine, acce) = (ba.dtype.mlir(), c.acc.mlir());
+        let (va_ty, vb_ty, vc_ty) = (format!("vector<{r}x{s}x{ine}>"), format!("vector<{s}x{t}x{ine}>"), format!("vector<{r}x{t}x{acce}>"));
+        let (wa_ty, wb_ty) = (format!("vector<{r}x{s}x{acce}>"), format!("vector<{s}x{t}x{acce}>"));
+        let dims = &self.kernel.dims;
+        let (tm, tn, tk) = (dims[c.m].tile, dims[c.n].tile, dims[c.k].tile);
+        let zero_idx = self.cidx(0);
+        let (cm, cn, ck) = (self.cidx(tm), self.cidx(tn), self.cidx(tk));
+        let (sr, ss, st) = (self.cidx(r), self.cidx(s), self.cidx(t));
+        let pad_in = if ba.dtype.is_float() { self.constant("0.0".into(), ine) } else { self.constant("0".into(), ine) };
+        let store_ty = bc.dtype.mlir();
+        let pad_c = if bc.dtype.is_float() { self.constant("0.0".into(), store_ty) } else { self.constant("0".into(), store_ty) };
+        let zero_acc = self.constant(if c.acc == DType::F32 { "dense<0.0>".into() } else { "dense<0>".into() }, &vc_ty);
+        let i = self.fresh();
+        self.line(format!("scf.for {i} = {zero_idx} to {cm} step {sr} {{"));
+        self.indent += 2;
+        let j = self.fresh();
+        self.line(format!("scf.for {j} = {zero_idx} to {cn} step {st} {{"));
+        self.indent += 2;
+        let init = if stmt.accumulate || partial {
+            let stored_ty = format!("vector<{r}x{t}x{store_ty}>");
+            let v = self.op(format!("vector.transfer_read {}[{i}, {j}], {pad_c} {{in_bounds = [true, true]}} : {}, {stored_ty}", bc.name, bc.ty));
+            if bc.dtype == DType::Bf16 {
+                self.op(format!("arith.extf {v} : {stored_ty} to {vc_ty}"))
+            } else {
+                v
+            }
+        } else {
+            zero_acc
+        };
+        let kk = self.fresh();
+        let carried = self.fresh();
+        let res = self.fresh();
+        self.line(format!("{res} = scf.for {kk} = {zero_idx} to {ck} step {ss} iter_args({carried} = {init}) -> ({vc_ty}) {{"));
+        self.indent += 2;
+        let va = self.op(format!("vector.transfer_read {}[{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}", ba.name, ba.ty));
+        let vb = self.op(format!("vector.transfer_read {}[{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}", bb.name, bb.ty));
+        let ext = if c.acc == DType::F32 { "arith.extf" } else { "arith.extsi" };
+        let wa = self.op(format!("{ext} {va} : {va_ty} to {wa_ty}"));
+        let wb = self.op(format!("{ext} {vb} : {vb_ty} to {wb_ty}"));
+        let sum = self.op(format!(
+            "vector.contract {{indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = [\"parallel\", \"parallel\", \"reduction\"], kind = #vector.kind<add>}} {wa}, {wb}, {carried} : {wa_ty}, {wb_ty} into {vc_ty}"
+        ));
+        self.line(format!("scf.yield {sum} : {vc_ty}"));
+        self.indent -= 2;
+        self.line("}".into());
+        let out = if bc.dtype == DType::Bf16 {
+            self.op(format!("arith.truncf {res} : {vc_ty} to vector<{r}x{t}xbf16>"))
+        } else {
+            res
+        };
+        let out_ty = format!("vector<{r}x{t}x{store_ty}>");
+        self.line(format!("vector.transfer_write {out}, {}[{i}, {j}] {{in_bounds = [true, true]}} : {out_ty}, {}", bc.name, bc.ty));
+        self.indent -= 2;
+        self.line("}".into());
+        self.indent -= 2;
+        self.line("}".into());
+        Ok(())
+    }
+}
+
+struct Contraction {
+    a: TensorId,
+    b: TensorId,
+    m: DimId,
+    n: DimId,
+    k: DimId,
+    shape: (u64, u64, u64),
+    acc: DType,
+}
+
+fn int_range(t: DType) -> (i64, i64) {
+    match t {
+        DType::I8 => (i8::MIN as i64, i8::MAX as i64),
+        DType::I16 => (i16::MIN as i64, i16::MAX as i64),
+        _ => (i32::MIN as i64, i32::MAX as i64),
+    }
+}
+
+fn memref_type(shape: &[u64], dtype: DType) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    if dims.is_empty() {
+        format!("memref<{}>", dtype.mlir())
+    } else {
+        format!("memref<{}x{}>", dims.join("x"), dtype.mlir())
+    }
+}
+
+/// Arith-only expansions of the functions the AIE core has no instruction for. Accuracy in f32
+/// (tested against libm through the emulator):
+/// * `exp`: x clamped to [-87, 88]; 2^n * e^f with f in [-ln2/2, ln2/2], degree-7 Taylor: rel. error < 2e-7.
+/// * `recip` (and `/`): bit-trick seed, 3 Newton steps: rel. error < 3e-7.
+/// * `rsqrt`: bit-trick seed, 3 Newton steps: rel. error < 3e-7; `sqrt(x) = x * rsqrt(x)` (0 -> 0).
+/// * `tanh`: 1 - 2 / (e^{2|x|} + 1) with sign: abs. error < 3e-7.
+/// * `ln`/`log10`: exponent split, mantissa in [sqrt(1/2), sqrt(2)), atanh series to s^9: rel.
+///   error < 3e-7 for positive normal inputs.
+struct MathLowering;
+
+impl MathLowering {
+    fn abs(e: &mut CoreEmitter, a: &str) -> String {
+        let n = e.op(format!("arith.negf {a} : f32"));
+        e.op(format!("arith.maximumf {a}, {n} : f32"))
+    }
+
+    fn exp(e: &mut CoreEmitter, x: &str) -> String {
+        let (lo, hi) = (e.cf32(-87.0), e.cf32(88.0));
+        let x1 = e.op(format!("arith.maximumf {x}, {lo} : f32"));
+        let x2 = e.op(format!("arith.minimumf {x1}, {hi} : f32"));
+        let log2e = e.cf32(std::f32::consts::LOG2_E);
+        let t = e.op(format!("arith.mulf {x2}, {log2e} : f32"));
+        let half = e.cf32(0.5);
+        let th = e.op(format!("arith.addf {t}, {half} : f32"));
+        // floor(t + 0.5) without libm: truncate, then step down for negatives.
+        let ni = e.op(format!("arith.fptosi {th} : f32 to i32"));
+        let nf = e.op(format!("arith.sitofp {ni} : i32 to f32"));
+        let gt = e.op(format!("arith.cmpf ogt, {nf}, {th} : f32"));
+        let one_i = e.ci32(1);
+        let ni_m1 = e.op(format!("arith.subi {ni}, {one_i} : i32"));
+        let n = e.op(format!("arith.select {gt}, {ni_m1}, {ni} : i32"));
+        let nf2 = e.op(format!("arith.sitofp {n} : i32 to f32"));
+        let f = e.op(format!("arith.subf {t}, {nf2} : f32"));
+        let ln2 = e.cf32(std::f32::consts::LN_2);
+        let u = e.op(format!("arith.mulf {f}, {ln2} : f32"));
+        // Horner on sum u^k / k!, k = 0..7.
+        let coeffs = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+        let mut p = e.cf32(coeffs[0] as f32);
+        for c in &coeffs[1..] {
+            let m = e.op(format!("arith.mulf {p}, {u} : f32"));
+            let k = e.cf32(*c as f32);
+            p = e.op(format!("arith.addf {m}, {k} : f32"));
+        }
+        let bias = e.ci32(127);
+        let sh = e.ci32(23);
+        let biased = e.op(format!("arith.addi {n}, {bias} : i32"));
+        let bits = e.op(format!("arith.shli {biased}, {sh} : i32"));
+        let scale = e.op(format!("arith.bitcast {bits} : i32 to f32"));
+        e.op(format!("arith.mulf {p}, {scale} : f32"))
+    }
+
+    fn recip(e: &mut CoreEmitter, x: &str) -> String {
+        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+        let sign_mask = e.ci32(i32::MIN as i64);
+        let abs_mask = e.ci32(0x7FFF_FFFF);
+        let sign = e.op(format!("arith.andi {bits}, {sign_mask} : i32"));
+        let ab = e.op(format!("arith.andi {bits}, {abs_mask} : i32"));
+        let ax = e.op(format!("arith.bitcast {ab} : i32 to f32"));
+        let magic = e.ci32(0x7EF3_11C3);
+        let seed = e.op(format!("arith.subi {magic}, {ab} : i32"));
+        let mut y = e.op(format!("arith.bitcast {seed} : i32 to f32"));
+        let two = e.cf32(2.0);
+        for _ in 0..3 {
+            let xy = e.op(format!("arith.mulf {ax}, {y} : f32"));
+            let d = e.op(format!("arith.subf {two}, {xy} : f32"));
+            y = e.op(format!("arith.mulf {y}, {d} : f32"));
+        }
+        let yb = e.op(format!("arith.bitcast {y} : f32 to i32"));
+        let signed = e.op(format!("arith.ori {yb}, {sign} : i32"));
+        e.op(format!("arith.bitcast {signed} : i32 to f32"))
+    }
+
+    fn rsqrt(e: &mut CoreEmitter, x: &str) -> String {
+        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+        let one = e.ci32(1);
+        let half_bits = e.op(format!("arith.shrui {bits}, {one} : i32"));
+        let magic = e.ci32(0x5F37_59DF);
+        let seed = e.op(format!("arith.subi {magic}, {half_bits} : i32"));
+        let mut y = e.op(format!("arith.bitcast {seed} : i32 to f32"));
+        let (half, three_halves) = (e.cf32(0.5), e.cf32(1.5));
+        let hx = e.op(format!("arith.mulf {x}, {half} : f32"));
+        for _ in 0..3 {
+            let yy = e.op(format!("arith.mulf {y}, {y} : f32"));
+            let hxyy = e.op(format!("arith.mulf {hx}, {yy} : f32"));
+            let d = e.op(format!("arith.subf {three_halves}, {hxyy} : f32"));
+            y = e.op(format!("arith.mulf {y}, {d} : f32"));
+        }
+        y
+    }
+
+    fn sqrt(e: &mut CoreEmitter, x: &str) -> String {
+        let r = Self::rsqrt(e, x);
+        let s = e.op(format!("arith.mulf {x}, {r} : f32"));
+        let zero = e.cf32(0.0);
+        let is_zero = e.op(format!("arith.cmpf oeq, {x}, {zero} : f32"));
+        e.op(format!("arith.select {is_zero}, {zero}, {s} : f32"))
+    }
+
+    fn tanh(e: &mut CoreEmitter, x: &str) -> String {
+        let a = Self::abs(e, x);
+        let two = e.cf32(2.0);
+        let a2 = e.op(format!("arith.mulf {a}, {two} : f32"));
+        let ex = Self::exp(e, &a2);
+        let one = e.cf32(1.0);
+        let den = e.op(format!("arith.addf {ex}, {one} : f32"));
+        let r = Self::recip(e, &den);
+        let r2 = e.op(format!("arith.mulf {r}, {two} : f32"));
+        let t = e.op(format!("arith.subf {one}, {r2} : f32"));
+        let nt = e.op(format!("arith.negf {t} : f32"));
+        let zero = e.cf32(0.0);
+        let neg = e.op(format!("arith.cmpf olt, {x}, {zero} : f32"));
+        e.op(format!("arith.select {neg}, {nt}, {t} : f32"))
+    }
+
+    fn ln(e: &mut CoreEmitter, x: &str) -> String {
+        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+        let sh = e.ci32(23);
+        let ebits = e.op(format!("arith.shrui {bits}, {sh} : i32"));
+        let bias = e.ci32(127);
+        let ex = e.op(format!("arith.subi {ebits}, {bias} : i32"));
+        let mmask = e.ci32(0x007F_FFFF);
+        let one_bits = e.ci32(0x3F80_0000);
+        let mb = e.op(format!("arith.andi {bits}, {mmask} : i32"));
+        let mb1 = e.op(format!("arith.ori {mb}, {one_bits} : i32"));
+        let m = e.op(format!("arith.bitcast {mb1} : i32 to f32"));
+        let sqrt2 = e.cf32(std::f32::consts::SQRT_2);
+        let big = e.op(format!("arith.cmpf ogt, {m}, {sqrt2} : f32"));
+        let half = e.cf32(0.5);
+        let mh = e.op(format!("arith.mulf {m}, {half} : f32"));
+        let m2 = e.op(format!("arith.select {big}, {mh}, {m} : f32"));
+        let one_i = e.ci32(1);
+        let ex1 = e.op(format!("arith.addi {ex}, {one_i} : i32"));
+        let ex2 = e.op(format!("arith.select {big}, {ex1}, {ex} : i32"));
+        let one = e.cf32(1.0);
+        let num = e.op(format!("arith.subf {m2}, {one} : f32"));
+        let den = e.op(format!("arith.addf {m2}, {one} : f32"));
+        let rd = Self::recip(e, &den);
+        let s = e.op(format!("arith.mulf {num}, {rd} : f32"));
+        let s2 = e.op(format!("arith.mulf {s}, {s} : f32"));
+        let coeffs = [1.0f32 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
+        let mut p = e.cf32(coeffs[0]);
+        for c in &coeffs[1..] {
+            let m = e.op(format!("arith.mulf {p}, {s2} : f32"));
+            let k = e.cf32(*c);
+            p = e.op(format!("arith.addf {m}, {k} : f32"));
+        }
+        let two = e.cf32(2.0);
+        let ps = e.op(format!("arith.mulf {p}, {s} : f32"));
+        let lnm = e.op(format!("arith.mulf {ps}, {two} : f32"));
+        let exf = e.op(format!("arith.sitofp {ex2} : i32 to f32"));
+        let ln2 = e.cf32(std::f32::consts::LN_2);
+        let el = e.op(format!("arith.mulf {exf}, {ln2} : f32"));
+        e.op(format!("arith.addf {lnm}, {el} : f32"))
+    }
+}
