@@ -1,4 +1,7 @@
+//! `aiec`: compile `.tile` kernels to MLIR-AIE, check them, emulate them, build and run them.
+
+mod cli;
+
 fn main() {
-    eprintln!("aiec: under construction");
-    std::process::exit(2);
+    std::process::exit(cli::main());
 }

@@ -1,0 +1,211 @@
+//! The `aiec` command line. Exit codes: 0 success, 1 a compile/run error (message on stderr),
+//! 2 bad usage.
+
+use aiec::{compile_kernel, CompileError, DeviceModel, FileError};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+mod run;
+
+#[derive(Parser)]
+#[command(
+    name = "aiec",
+    version,
+    about = "Tiling DSL and compiler for AMD Ryzen AI NPUs: .tile -> checked MLIR-AIE -> emulator or NPU",
+    long_about = "aiec compiles kernels written in the .tile language to MLIR-AIE for Ryzen AI NPUs \
+(npu1 = Phoenix/Hawk Point, npu2 = Strix). Every hardware limit (tile memory, DMA channels, locks, \
+buffer descriptors, DMA patterns) is checked at compile time with errors that point at the source. \
+The emulator runs the emitted MLIR on any CPU; `aiec build` and `aiec run --npu` need the mlir-aie \
+toolchain and XRT (see `aiec doctor`).",
+    after_help = "Examples:\n  aiec compile dsl-examples/matmul.tile -o out/matmul\n  aiec check dsl-examples/softmax.tile --device npu2\n  aiec run dsl-examples/matmul.tile --emulate\n  aiec emulate out/matmul/design.mlir --arg A=a.npy --arg B=b.npy --out C=c.npy"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Emit {
+    /// design.mlir in mlir-aie's custom syntax
+    Mlir,
+    /// the same module with aie ops in MLIR's generic form
+    Generic,
+    /// design.json
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a .tile kernel to DIR/design.mlir and DIR/design.json
+    Compile {
+        /// the .tile source
+        file: PathBuf,
+        /// output directory (default: next to the input, named after the kernel)
+        #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// target device
+        #[arg(long, value_name = "npu1|npu2")]
+        device: Option<String>,
+        /// print one artifact to stdout instead of writing files
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+    },
+    /// Run every check (types, tiling, hardware limits) without writing anything
+    Check {
+        file: PathBuf,
+        #[arg(long, value_name = "npu1|npu2")]
+        device: Option<String>,
+    },
+    /// Run a design.mlir (ours or hand-written mlir-aie) on the host emulator
+    Emulate(run::EmulateArgs),
+    /// Compile a .tile kernel, run it on seeded random inputs, compare with its reference
+    Run(run::RunArgs),
+    /// Compile to MLIR if needed, then drive the mlir-aie toolchain to final.xclbin + insts.bin
+    Build(run::BuildArgs),
+    /// Report which parts of the toolchain and which NPU are available
+    Doctor(run::DoctorArgs),
+}
+
+/// An error from a command, already worded for the user.
+#[derive(Debug)]
+pub enum CliError {
+    /// A compile or run failure: exit 1.
+    Failed(String),
+    /// Bad usage: exit 2.
+    Usage(String),
+}
+
+impl From<CompileError> for CliError {
+    fn from(e: CompileError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<FileError> for CliError {
+    fn from(e: FileError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Compile { file, out, device, emit } => compile(&file, out, device, emit),
+        Command::Check { file, device } => check(&file, device),
+        Command::Emulate(a) => run::emulate(a),
+        Command::Run(a) => run::run(a),
+        Command::Build(a) => run::build(a),
+        Command::Doctor(a) => run::doctor(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Failed(msg)) => {
+            eprint!("{}", ensure_newline(&msg));
+            1
+        }
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            eprintln!("For more information, try '--help'.");
+            2
+        }
+    }
+}
+
+fn ensure_newline(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
+    let name = name.map(str::to_string).or_else(|| std::env::var("AIEC_DEVICE").ok()).unwrap_or_else(|| "npu1".into());
+    DeviceModel::by_name(&name).ok_or_else(|| CliError::Usage(format!("unknown device '{name}' for --device: expected npu1 or npu2")))
+}
+
+pub fn require_tile_file(file: &Path) -> Result<(), CliError> {
+    if !file.exists() {
+        return Err(CliError::Failed(format!("error: {}: no such file", file.display())));
+    }
+    Ok(())
+}
+
+/// Compiles a .tile file into an artifact directory; returns the directory and the result.
+pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
+    require_tile_file(file)?;
+    let kernel = aiec::parse_file(file)?;
+    let mut compiled = compile_kernel(&kernel, device)?;
+    compiled.json.source = Some(file.display().to_string());
+    let dir = out.unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(&kernel.name));
+    write_artifacts(&dir, &compiled)?;
+    Ok((dir, compiled))
+}
+
+/// Writes design.mlir and design.json through temporary files, so a failure leaves nothing half-written.
+fn write_artifacts(dir: &Path, compiled: &aiec::Compiled) -> Result<(), CliError> {
+    let io = |p: &Path, e: std::io::Error| CliError::Failed(format!("error: {}: {e}", p.display()));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let files = [("design.mlir", compiled.mlir.clone()), ("design.json", compiled.json.to_pretty_json())];
+    let mut temps = Vec::new();
+    for (name, text) in &files {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+        temps.push((tmp, dir.join(name)));
+    }
+    for (tmp, dst) in temps {
+        std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    }
+    Ok(())
+}
+
+fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Option<Emit>) -> Result<i32, CliError> {
+    let device = device_model(device.as_deref())?;
+    if let Some(what) = emit {
+        require_tile_file(file)?;
+        let kernel = aiec::parse_file(file)?;
+        let mut compiled = compile_kernel(&kernel, &device)?;
+        compiled.json.source = Some(file.display().to_string());
+        match what {
+            Emit::Mlir => print!("{}", compiled.mlir),
+            Emit::Generic => print!("{}", compiled.generic),
+            Emit::Json => print!("{}", compiled.json.to_pretty_json()),
+        }
+        return Ok(0);
+    }
+    let start = std::time::Instant::now();
+    let (dir, compiled) = compile_to_dir(file, out, &device)?;
+    eprintln!(
+        "compiled {} for {} on {} compute tiles in {:.1} ms -> {}",
+        compiled.kernel.name,
+        device.name,
+        compiled.design.cores.len(),
+        start.elapsed().as_secs_f64() * 1e3,
+        dir.display()
+    );
+    Ok(0)
+}
+
+fn check(file: &Path, device: Option<String>) -> Result<i32, CliError> {
+    let device = device_model(device.as_deref())?;
+    require_tile_file(file)?;
+    let kernel = aiec::parse_file(file)?;
+    let compiled = compile_kernel(&kernel, &device)?;
+    let compute = compiled.budgets.iter().filter(|b| b.kind == aiec::device::TileKind::Compute).map(|b| b.data_bytes).max().unwrap_or(0);
+    println!(
+        "{}: ok for {} ({} compute tiles, {} bytes of data memory per compute tile of {})",
+        file.display(),
+        device.name,
+        compiled.design.cores.len(),
+        compute,
+        device.compute.data_bytes
+    );
+    Ok(0)
+}
