@@ -113,6 +113,8 @@ struct Buffer {
     ty: String,
     dtype: DType,
     dims: Vec<DimId>,
+    /// For host tensors accessed with several patterns: per tensor axis, its dim or None (whole axis).
+    axes: Option<Vec<Option<DimId>>>,
 }
 
 /// The MAC shape (rows of A, K, columns of B) AIE-ML uses for a contraction on `dtype` inputs.
@@ -186,7 +188,7 @@ impl<'a> CoreEmitter<'a> {
             if tensor.role == Role::Local {
                 let ty = memref_type(&tensor.shape, tensor.dtype);
                 let v = self.op(format!("memref.alloca() : {ty}"));
-                self.buffers.insert(t, Buffer { name: v, ty, dtype: tensor.dtype, dims: tensor.local_dims.clone() });
+                self.buffers.insert(t, Buffer { name: v, ty, dtype: tensor.dtype, dims: tensor.local_dims.clone(), axes: None });
             }
         }
         // Step loops.
@@ -207,8 +209,7 @@ impl<'a> CoreEmitter<'a> {
         }
         let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
         let uses_reduce = |t: TensorId| -> bool {
-            let (view, _) = element_view(kernel, t);
-            view.iter().any(|v| reduce_dims.contains(&v.0))
+            element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d))
         };
         // Acquire outputs and the inputs that stay for the whole step.
         let mut step_fifos: Vec<(TensorId, &'static str)> = Vec::new();
@@ -242,9 +243,9 @@ impl<'a> CoreEmitter<'a> {
             self.fill(t, &zero);
         }
         let mut first = 0;
-        if !design.reduce_loops.is_empty() {
-            let stmt = &kernel.stmts[0];
-            let Expr::Reduce { op, .. } = &stmt.value else { unreachable!("scheduler checked the first statement reduces") };
+        if let Some(ri) = crate::schedule::reduction_stmt(kernel) {
+            let stmt = &kernel.stmts[ri];
+            let Expr::Reduce { op, .. } = &stmt.value else { unreachable!("reduction_stmt returns a reducing statement") };
             if !stmt.accumulate {
                 let ty = crate::ir::scalar_type_of(kernel.tensors[stmt.target].dtype);
                 let init = self.identity(*op, ty);
@@ -263,7 +264,9 @@ impl<'a> CoreEmitter<'a> {
             for &t in &rfifos {
                 self.acquire(t, "Consume");
             }
-            self.statement(stmt, true)?;
+            for (si, s) in kernel.stmts[..=ri].iter().enumerate() {
+                self.statement(s, si == ri)?;
+            }
             for &t in &rfifos {
                 self.release(t, "Consume");
             }
@@ -271,7 +274,7 @@ impl<'a> CoreEmitter<'a> {
                 self.indent -= 2;
                 self.line("}".into());
             }
-            first = 1;
+            first = ri + 1;
         }
         for stmt in &kernel.stmts[first..] {
             self.statement(stmt, false)?;
@@ -300,8 +303,9 @@ impl<'a> CoreEmitter<'a> {
         let (name, ty) = (f.name.clone(), f.memref());
         let sv = self.op(format!("aie.objectfifo.acquire @{name}({port}, 1) : !aie.objectfifosubview<{ty}>"));
         let e = self.op(format!("aie.objectfifo.subview.access {sv}[0] : !aie.objectfifosubview<{ty}> -> {ty}"));
-        let (view, _) = element_view(self.kernel, t);
-        self.buffers.insert(t, Buffer { name: e, ty, dtype: self.kernel.tensors[t].dtype, dims: view.iter().map(|v| v.0).collect() });
+        let view = element_view(self.kernel, t);
+        let axes = if view.by_tensor_axis { Some(view.axes.iter().map(|a| a.dim).collect()) } else { None };
+        self.buffers.insert(t, Buffer { name: e, ty, dtype: self.kernel.tensors[t].dtype, dims: view.dims(), axes });
     }
 
     fn release(&mut self, t: TensorId, port: &str) {
@@ -435,9 +439,21 @@ impl<'a> CoreEmitter<'a> {
                 ScalarType::I32 => self.ci32(*value as i64),
                 ScalarType::F32 => self.cf32(*value as f32),
             },
-            Expr::Load { tensor, .. } => {
+            Expr::Load { tensor, indices, .. } => {
                 let buf = self.buffers.get(tensor).cloned().ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
-                let idx: Vec<String> = buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect();
+                let idx: Vec<String> = match &buf.axes {
+                    Some(axes) => {
+                        let mut idx = Vec::new();
+                        for (axis, d) in axes.iter().enumerate() {
+                            idx.push(match d {
+                                Some(d) => ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0)),
+                                None => self.affine_index(&indices[axis], ivs),
+                            });
+                        }
+                        idx
+                    }
+                    None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
+                };
                 let v = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
                 self.from_storage(&v, buf.dtype)
             }
@@ -608,7 +624,7 @@ impl<'a> CoreEmitter<'a> {
         let (Expr::Load { tensor: a, .. }, Expr::Load { tensor: b, .. }) = (lhs.as_ref(), rhs.as_ref()) else { return None };
         let [m, n] = stmt.target_dims.as_slice() else { return None };
         let (ba, bb, bc) = (self.buffers.get(a)?, self.buffers.get(b)?, self.buffers.get(&stmt.target)?);
-        if ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
+        if ba.axes.is_some() || bb.axes.is_some() || ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
             return None;
         }
         let (r, s, t) = mac_shape(ba.dtype)?;

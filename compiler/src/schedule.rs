@@ -17,7 +17,7 @@
 use crate::device::{DeviceModel, TileCoord, TileKind};
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::dsl::ast::{ReduceOp, Role};
-use crate::ir::{DimId, Expr, Kernel, TensorId};
+use crate::ir::{Affine, DimId, Expr, Kernel, TensorId};
 use aiec_runtime::DType;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
@@ -160,11 +160,20 @@ fn largest_divisor_at_most(n: u64, max: u64) -> u64 {
     (1..=max.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
 }
 
-/// Split dims the first statement reduces over (the K of a matmul).
+/// The statement that reduces across tiles of a split dim (the K of a matmul), if any. It and the
+/// statements before it run inside the reduction loop.
+pub fn reduction_stmt(kernel: &Kernel) -> Option<usize> {
+    kernel.stmts.iter().position(|s| match &s.value {
+        Expr::Reduce { dims, .. } => dims.iter().any(|&d| kernel.dims[d].is_split()),
+        _ => false,
+    })
+}
+
+/// Split dims reduced across tiles by the reduction statement.
 pub fn reduction_dims(kernel: &Kernel) -> Vec<DimId> {
-    let Some(first) = kernel.stmts.first() else { return vec![] };
+    let Some(i) = reduction_stmt(kernel) else { return vec![] };
     let mut out = Vec::new();
-    if let Expr::Reduce { dims, .. } = &first.value {
+    if let Expr::Reduce { dims, .. } = &kernel.stmts[i].value {
         for &d in dims {
             if kernel.dims[d].is_split() {
                 out.push(d);
@@ -174,11 +183,35 @@ pub fn reduction_dims(kernel: &Kernel) -> Vec<DimId> {
     out
 }
 
-/// The output tensors and the dims each uses.
+/// Every distinct index pattern a host tensor is accessed with (loads, and stores for outputs).
+pub fn access_patterns(kernel: &Kernel, t: TensorId) -> Vec<Vec<Affine>> {
+    let mut out: Vec<Vec<Affine>> = Vec::new();
+    if let Some(a) = &kernel.tensors[t].access {
+        out.push(a.clone());
+    }
+    for stmt in &kernel.stmts {
+        if stmt.target == t {
+            let p: Vec<Affine> = stmt.target_dims.iter().map(|&d| Affine::dim(d)).collect();
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        stmt.value.walk(&mut |e| {
+            if let Expr::Load { tensor, indices, .. } = e {
+                if *tensor == t && !out.contains(indices) {
+                    out.push(indices.clone());
+                }
+            }
+        });
+    }
+    out
+}
+
+/// The dims a host tensor's accesses use.
 fn host_dims(kernel: &Kernel, t: TensorId) -> Vec<DimId> {
     let mut dims = Vec::new();
-    if let Some(access) = &kernel.tensors[t].access {
-        for a in access {
+    for p in access_patterns(kernel, t) {
+        for a in &p {
             for d in a.dims() {
                 if !dims.contains(&d) {
                     dims.push(d);
@@ -189,29 +222,77 @@ fn host_dims(kernel: &Kernel, t: TensorId) -> Vec<DimId> {
     dims
 }
 
-/// Tile-element view of a host tensor: (dim, extent, element stride in the host tensor) per element
-/// axis, in order of first appearance in the access, plus the constant offset.
-pub fn element_view(kernel: &Kernel, t: TensorId) -> (Vec<(DimId, u64, u64)>, u64) {
+/// One axis of the tile element a FIFO carries for a host tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewAxis {
+    /// The dim this axis walks (None: a whole tensor axis, indexed by the access's expression).
+    pub dim: Option<DimId>,
+    pub extent: u64,
+    /// Element stride in the host tensor.
+    pub stride: u64,
+}
+
+/// The tile element of a host tensor: which part of the tensor one FIFO element holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementView {
+    pub axes: Vec<ViewAxis>,
+    /// Constant element offset of the access.
+    pub constant: u64,
+    /// Axes follow the tensor's axes one to one (several access patterns); otherwise they follow
+    /// the distinct dims of the single pattern (`audio[160*T + S]` gives axes T and S).
+    pub by_tensor_axis: bool,
+}
+
+impl ElementView {
+    pub fn shape(&self) -> Vec<u64> {
+        self.axes.iter().map(|a| a.extent).collect()
+    }
+    pub fn dims(&self) -> Vec<DimId> {
+        self.axes.iter().filter_map(|a| a.dim).collect()
+    }
+    pub fn stride_of(&self, d: DimId) -> u64 {
+        self.axes.iter().filter(|a| a.dim == Some(d)).map(|a| a.stride).sum()
+    }
+}
+
+/// Tile-element view of a host tensor. With one access pattern the element has one axis per
+/// distinct dim (in order of first appearance); with several (e.g. `gb[0, D]` and `gb[1, D]`),
+/// one axis per tensor axis: a tile of the dim where every pattern uses the same plain dim there,
+/// the whole axis elsewhere (such axes may only involve unsplit dims; checked by the scheduler).
+pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     let tensor = &kernel.tensors[t];
-    let access = tensor.access.as_ref().expect("host tensor has an access pattern");
+    let patterns = access_patterns(kernel, t);
     let mut axis_strides = vec![1u64; tensor.shape.len()];
     for i in (0..tensor.shape.len().saturating_sub(1)).rev() {
         axis_strides[i] = axis_strides[i + 1] * tensor.shape[i + 1];
     }
-    let mut view: Vec<(DimId, u64, u64)> = Vec::new();
-    let mut constant = 0i64;
-    for (axis, a) in access.iter().enumerate() {
-        constant += a.constant * axis_strides[axis] as i64;
-        for &(coef, d) in &a.terms {
-            let stride = (coef * axis_strides[axis] as i64) as u64;
-            if let Some(v) = view.iter_mut().find(|v| v.0 == d) {
-                v.2 += stride;
-            } else {
-                view.push((d, kernel.dims[d].tile, stride));
+    if patterns.len() <= 1 {
+        let access = patterns.first().cloned().unwrap_or_default();
+        let mut axes: Vec<ViewAxis> = Vec::new();
+        let mut constant = 0i64;
+        for (axis, a) in access.iter().enumerate() {
+            constant += a.constant * axis_strides[axis] as i64;
+            for &(coef, d) in &a.terms {
+                let stride = (coef * axis_strides[axis] as i64) as u64;
+                if let Some(v) = axes.iter_mut().find(|v| v.dim == Some(d)) {
+                    v.stride += stride;
+                } else {
+                    axes.push(ViewAxis { dim: Some(d), extent: kernel.dims[d].tile, stride });
+                }
             }
         }
+        return ElementView { axes, constant: constant.max(0) as u64, by_tensor_axis: false };
     }
-    (view, constant.max(0) as u64)
+    let mut axes = Vec::new();
+    for (axis, &extent) in tensor.shape.iter().enumerate() {
+        let first = patterns[0][axis].as_dim();
+        let same = first.is_some() && patterns.iter().all(|p| p[axis].as_dim() == first);
+        match (same, first) {
+            (true, Some(d)) => axes.push(ViewAxis { dim: Some(d), extent: kernel.dims[d].tile, stride: axis_strides[axis] }),
+            _ => axes.push(ViewAxis { dim: None, extent, stride: axis_strides[axis] }),
+        }
+    }
+    ElementView { axes, constant: 0, by_tensor_axis: true }
 }
 
 pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, CompileError> {
@@ -246,8 +327,35 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             ));
         }
     }
-    // Inputs that depend on a reduction dim may only be read by the first statement.
-    for (si, stmt) in kernel.stmts.iter().enumerate().skip(1) {
+    // Tensors indexed by a reduction dim may only be read inside the reduction loop.
+    let red_stmt = reduction_stmt(kernel);
+    let split_reduce_nested = |e: &Expr| {
+        let mut found = false;
+        e.walk(&mut |x| {
+            if let Expr::Reduce { dims, .. } = x {
+                if dims.iter().any(|&d| kernel.dims[d].is_split()) {
+                    found = true;
+                }
+            }
+        });
+        found
+    };
+    for (si, stmt) in kernel.stmts.iter().enumerate() {
+        let inside = red_stmt.map(|r| si <= r).unwrap_or(false);
+        let top_is_reduce = Some(si) == red_stmt;
+        let nested = match (&stmt.value, top_is_reduce) {
+            (Expr::Reduce { body, .. }, true) => split_reduce_nested(body),
+            (v, _) => split_reduce_nested(v),
+        };
+        if nested {
+            return Err(schedule_error(
+                "a reduction across tiles of a split dim must be the whole value of its statement (`T[...] = sum[K](...)`)",
+                Some(&stmt.span),
+            ));
+        }
+        if inside {
+            continue;
+        }
         let mut bad = None;
         stmt.value.walk(&mut |e| {
             if let Expr::Load { tensor, indices, .. } = e {
@@ -259,7 +367,7 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         if let Some(t) = bad {
             return Err(schedule_error(
                 format!(
-                    "statement {} reads {} along the split reduction dim; only the first statement runs inside the reduction loop",
+                    "statement {} reads {} along the split reduction dim, but runs after the reduction loop; only the reducing statement and those before it run inside it",
                     si + 1,
                     kernel.tensors[t].name
                 ),
@@ -267,10 +375,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             ));
         }
     }
-    if !reduce.is_empty() {
-        if let Expr::Reduce { op, .. } = &kernel.stmts[0].value {
-            if *op != ReduceOp::Sum && kernel.stmts[0].accumulate {
-                return Err(schedule_error("`+=` with a max/min reduction across tiles is ambiguous; use `=`", Some(&kernel.stmts[0].span)));
+    if let Some(r) = red_stmt {
+        if let Expr::Reduce { op, .. } = &kernel.stmts[r].value {
+            if *op != ReduceOp::Sum && kernel.stmts[r].accumulate {
+                return Err(schedule_error("`+=` with a max/min reduction across tiles is ambiguous; use `=`", Some(&kernel.stmts[r].span)));
             }
         }
     }
@@ -290,13 +398,17 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     if cores_mode {
         let d = rows_dim.unwrap();
         let t = kernel.dims[d].tiles();
-        let total = largest_divisor_at_most(t, max_rows * max_cols);
-        let r = largest_divisor_at_most(total, max_rows);
+        // The most cores whose count divides the tiles and fits rows x columns.
+        let (r, c) = (1..=(max_rows * max_cols).min(t))
+            .rev()
+            .filter(|n| t % n == 0)
+            .find_map(|n| {
+                let r = largest_divisor_at_most(n, max_rows);
+                (n / r <= max_cols).then_some((r, n / r))
+            })
+            .unwrap_or((1, 1));
         rows_used = r;
-        cols_used = total / r;
-        if cols_used > max_cols {
-            return Err(schedule_error(format!("cannot place {} tiles of {} on {} columns", total, kernel.dims[d].name, max_cols), spread_span));
-        }
+        cols_used = c;
     } else {
         rows_used = rows_dim.map(|d| largest_divisor_at_most(kernel.dims[d].tiles(), max_rows)).unwrap_or(1);
         cols_used = cols_dim.map(|d| largest_divisor_at_most(kernel.dims[d].tiles(), max_cols)).unwrap_or(1);
@@ -344,8 +456,23 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     let mut routing = BTreeMap::new();
     for &t in &inputs {
         let tensor = &kernel.tensors[t];
-        let (view, _) = element_view(kernel, t);
-        let elem_shape: Vec<u64> = view.iter().map(|v| v.1).collect();
+        let view = element_view(kernel, t);
+        for p in access_patterns(kernel, t) {
+            for (axis, a) in p.iter().enumerate() {
+                if view.by_tensor_axis && view.axes[axis].dim.is_none() {
+                    if let Some(d) = a.dims().find(|&d| kernel.dims[d].is_split()) {
+                        return Err(schedule_error(
+                            format!(
+                                "{} is accessed with several index patterns, so its axis {} is sent whole; dim {} used there must not be split",
+                                tensor.name, axis, kernel.dims[d].name
+                            ),
+                            Some(&tensor.span),
+                        ));
+                    }
+                }
+            }
+        }
+        let elem_shape: Vec<u64> = view.shape();
         let elems: u64 = elem_shape.iter().product();
         let by_row = depends(t, rows_dim) && rows_used > 1;
         let by_col = depends(t, cols_dim) && cols_used > 1;
@@ -436,8 +563,8 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             return Err(schedule_error(format!("output {} must depend on every spread dim", tensor.name), Some(&tensor.span)));
         }
         routing.insert(t, Routing::PerCore);
-        let (view, _) = element_view(kernel, t);
-        let elem_shape: Vec<u64> = view.iter().map(|v| v.1).collect();
+        let view = element_view(kernel, t);
+        let elem_shape: Vec<u64> = view.shape();
         let elems: u64 = elem_shape.iter().product();
         for c in 0..cols_used as u32 {
             let mut ins = Vec::new();
@@ -591,8 +718,9 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
             let mut ordered: Vec<&Stream> = streams.iter().filter(|s| s.is_output).collect();
             ordered.extend(streams.iter().filter(|s| !s.is_output));
             for s in ordered {
-                let (view, constant) = element_view(kernel, s.tensor);
-                let stride_of = |d: DimId| view.iter().find(|v| v.0 == d).map(|v| v.2).unwrap_or(0);
+                let view = element_view(kernel, s.tensor);
+                let constant = view.constant;
+                let stride_of = |d: DimId| view.stride_of(d);
                 let tile_of = |d: DimId| kernel.dims[d].tile;
                 let mut offset = constant;
                 let row = s.row.unwrap_or(0) as u64;
@@ -604,7 +732,7 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                 for lp in &design.step_loops[chunk_depth..] {
                     dims.push(PatDim { count: lp.count, stride: lp.step_coef * tile_of(lp.dim) * stride_of(lp.dim) });
                 }
-                let uses_reduce = view.iter().any(|v| reduce_dims.contains(&v.0));
+                let uses_reduce = view.dims().iter().any(|d| reduce_dims.contains(d));
                 if uses_reduce {
                     for lp in &design.reduce_loops {
                         dims.push(PatDim { count: lp.count, stride: tile_of(lp.dim) * stride_of(lp.dim) });
@@ -614,8 +742,8 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                     let stride: u64 = design.step_loops.iter().map(|lp| lp.row_coef * tile_of(lp.dim) * stride_of(lp.dim)).sum();
                     dims.push(PatDim { count: design.rows_used as u64, stride });
                 }
-                for v in &view {
-                    dims.push(PatDim { count: v.1, stride: v.2 });
+                for v in &view.axes {
+                    dims.push(PatDim { count: v.extent, stride: v.stride });
                 }
                 let elem_bytes = kernel.tensors[s.tensor].dtype.size_bytes() as u64;
                 match fit_shim_bd(&dims, elem_bytes, &design.device) {

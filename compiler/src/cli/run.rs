@@ -1,0 +1,287 @@
+//! `aiec emulate`, `aiec run`, `aiec build`, `aiec doctor`.
+
+use super::{compile_to_dir, device_model, CliError};
+use aiec::hostdata;
+use aiec::toolchain;
+use aiec_runtime::artifact::{ArgDirection, ArtifactDir, DesignJson};
+use aiec_runtime::emulator::Emulator;
+use aiec_runtime::npu::NpuBackend;
+use aiec_runtime::{Backend, HostBuffer};
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct EmulateArgs {
+    /// design.mlir (aiec's output or a hand-written mlir-aie design)
+    design: PathBuf,
+    /// initialise runtime-sequence argument I (0-based index or name) from a .npy file
+    #[arg(long = "arg", value_name = "I=IN.npy")]
+    args: Vec<String>,
+    /// after the run, write argument I to a .npy file
+    #[arg(long = "out", value_name = "I=OUT.npy")]
+    outs: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// the NPU when one is usable, else the emulator (says which and why)
+    Auto,
+    Emulator,
+    Npu,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// the .tile kernel
+    file: PathBuf,
+    /// run on the host emulator
+    #[arg(long, conflicts_with_all = ["npu", "backend"])]
+    emulate: bool,
+    /// run on the NPU through XRT (needs `aiec build` prerequisites)
+    #[arg(long, conflicts_with = "backend")]
+    npu: bool,
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    #[arg(long, value_name = "npu1|npu2")]
+    device: Option<String>,
+    /// seed of the random inputs
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// artifact directory (default: a temporary one)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// a .tile kernel or a design.mlir
+    file: PathBuf,
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[arg(long, value_name = "npu1|npu2")]
+    device: Option<String>,
+    #[command(flatten)]
+    tools: ToolFlags,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    tools: ToolFlags,
+}
+
+#[derive(Args)]
+pub struct ToolFlags {
+    /// toolchain.toml to use (default: found by walking up from the current directory)
+    #[arg(long, value_name = "FILE")]
+    toolchain: Option<PathBuf>,
+    /// mlir-aie install directory (overrides toolchain.toml and MLIR_AIE_INSTALL_DIR)
+    #[arg(long = "mlir-aie", value_name = "DIR")]
+    mlir_aie: Option<PathBuf>,
+    /// Peano (llvm-aie) install directory (overrides PEANO_INSTALL_DIR)
+    #[arg(long, value_name = "DIR")]
+    peano: Option<PathBuf>,
+    /// XRT prefix (overrides XILINX_XRT)
+    #[arg(long, value_name = "DIR")]
+    xrt: Option<PathBuf>,
+}
+
+fn failed(msg: impl std::fmt::Display) -> CliError {
+    CliError::Failed(format!("error: {msg}"))
+}
+
+/// `I=path` -> (argument index, path), checking I against design.json or the sequence signature.
+fn parse_binding(spec: &str, json: &DesignJson, flag: &str) -> Result<(usize, PathBuf), CliError> {
+    let (key, path) = spec.split_once('=').ok_or_else(|| CliError::Usage(format!("{flag} {spec}: expected I=FILE.npy")))?;
+    let index = json.arg_index(key).ok_or_else(|| {
+        let names: Vec<String> = json.arguments.iter().enumerate().map(|(i, a)| format!("{i}={}", a.name)).collect();
+        CliError::Usage(format!("{flag} {spec}: no runtime-sequence argument '{key}' (arguments: {})", names.join(", ")))
+    })?;
+    Ok((index, PathBuf::from(path)))
+}
+
+pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
+    let text = std::fs::read_to_string(&a.design).map_err(|e| failed(format!("{}: {e}", a.design.display())))?;
+    let json_path = a.design.with_file_name("design.json");
+    let json = if json_path.exists() {
+        DesignJson::read(&json_path).map_err(failed)?
+    } else {
+        aiec_runtime::emulator::design_json_from_mlir(&text, &a.design.display().to_string()).map_err(failed)?
+    };
+    let mut bufs: Vec<HostBuffer> = json.arguments.iter().map(HostBuffer::for_arg).collect();
+    for spec in &a.args {
+        let (i, path) = parse_binding(spec, &json, "--arg")?;
+        let arg = &json.arguments[i];
+        bufs[i] = aiec_runtime::npy::read_npy(&path, arg.dtype, &arg.shape).map_err(failed)?;
+    }
+    let mut outs = Vec::new();
+    for spec in &a.outs {
+        outs.push(parse_binding(spec, &json, "--out")?);
+    }
+    let mut emu = Emulator::new();
+    let start = Instant::now();
+    let report = emu.run_mlir(&text, &a.design.display().to_string(), &mut bufs).map_err(failed)?;
+    for (i, path) in outs {
+        aiec_runtime::npy::write_npy(&path, &bufs[i]).map_err(failed)?;
+    }
+    println!(
+        "emulated {}: {} cores, {} DMA transfers, {:.1} ms (JIT {:.1} ms, run {:.1} ms)",
+        a.design.display(),
+        report.cores,
+        report.dma_transfers,
+        start.elapsed().as_secs_f64() * 1e3,
+        report.prepare.as_secs_f64() * 1e3,
+        report.run.as_secs_f64() * 1e3
+    );
+    Ok(0)
+}
+
+pub fn run(a: RunArgs) -> Result<i32, CliError> {
+    let device = device_model(a.device.as_deref())?;
+    let choice = if a.emulate {
+        BackendChoice::Emulator
+    } else if a.npu {
+        BackendChoice::Npu
+    } else {
+        a.backend.ok_or_else(|| CliError::Usage("choose a backend: --emulate, --npu or --backend auto|emulator|npu".into()))?
+    };
+    let tmp;
+    let out = match a.out.clone() {
+        Some(d) => d,
+        None => {
+            tmp = tempdir()?;
+            tmp.clone()
+        }
+    };
+    let t0 = Instant::now();
+    let (dir, compiled) = compile_to_dir(&a.file, Some(out), &device)?;
+    let compile_time = t0.elapsed();
+
+    let mut backend: Box<dyn Backend> = match choice {
+        BackendChoice::Emulator => Box::new(Emulator::new()),
+        BackendChoice::Npu => {
+            build_into(&dir, &device.name.to_string(), &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+            Box::new(NpuBackend::new().map_err(failed)?)
+        }
+        BackendChoice::Auto => match NpuBackend::probe() {
+            Ok(()) => {
+                eprintln!("backend: npu (an NPU and XRT are usable)");
+                build_into(&dir, &device.name.to_string(), &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+                Box::new(NpuBackend::new().map_err(failed)?)
+            }
+            Err(why) => {
+                eprintln!("backend: emulator (no usable NPU: {why})");
+                Box::new(Emulator::new())
+            }
+        },
+    };
+
+    let kernel = &compiled.kernel;
+    let mut rng = hostdata::rng(a.seed);
+    let mut inputs = Vec::new();
+    let mut bufs = Vec::new();
+    for arg in &compiled.json.arguments {
+        if arg.direction == ArgDirection::In {
+            let v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
+            bufs.push(hostdata::to_buffer(&v, arg.dtype));
+            inputs.push(v);
+        } else {
+            bufs.push(HostBuffer::for_arg(arg));
+        }
+    }
+    let t1 = Instant::now();
+    let expected = aiec::reference::run_reference(kernel, &inputs).map_err(failed)?;
+    let reference_time = t1.elapsed();
+    let report = backend.run(&dir, &mut bufs).map_err(failed)?;
+
+    let mut all_ok = true;
+    let outs: Vec<usize> = compiled.json.arguments.iter().enumerate().filter(|(_, a)| a.direction == ArgDirection::Out).map(|(i, _)| i).collect();
+    for (k, &i) in outs.iter().enumerate() {
+        let arg = &compiled.json.arguments[i];
+        let got = hostdata::from_buffer(&bufs[i]);
+        let c = hostdata::compare(&got, &expected[k], arg.dtype);
+        all_ok &= c.passed();
+        let verdict = if c.exact {
+            "bit-exact match".to_string()
+        } else if c.passed() {
+            format!("match within tolerance (max abs error {:.3e}, max rel error {:.3e}; rtol {:.1e}, atol {:.3e})", c.max_abs, c.max_rel, c.rtol, c.atol)
+        } else {
+            let (idx, g, w) = c.first_mismatch.unwrap_or((0, f64::NAN, f64::NAN));
+            format!("MISMATCH: {} elements out of tolerance; first at flat index {idx}: got {g}, expected {w}", c.mismatches)
+        };
+        println!("{} {}{:?} {}: {}", arg.name, arg.dtype, arg.shape, "vs reference", verdict);
+    }
+    println!(
+        "{}: compile {:.1} ms, {} prepare {:.1} ms, run {:.1} ms, reference {:.1} ms",
+        kernel.name,
+        compile_time.as_secs_f64() * 1e3,
+        report.backend,
+        report.prepare.as_secs_f64() * 1e3,
+        report.run.as_secs_f64() * 1e3,
+        reference_time.as_secs_f64() * 1e3
+    );
+    if let Some(e) = &compiled.json.estimate {
+        println!(
+            "{} estimate: {:.3} ms ({} MACs, {} compute cycles, {} DMA bytes) — {}",
+            device.name,
+            e.estimated_seconds * 1e3,
+            e.macs,
+            e.compute_cycles,
+            e.dma_bytes,
+            e.note
+        );
+    }
+    Ok(if all_ok { 0 } else { 1 })
+}
+
+fn tempdir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!("aiec-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+fn resolve_toolchain(flags: &ToolFlags) -> Result<toolchain::Toolchain, CliError> {
+    let overrides = toolchain::Overrides {
+        mlir_aie: flags.mlir_aie.clone(),
+        peano: flags.peano.clone(),
+        xrt: flags.xrt.clone(),
+        ..Default::default()
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    toolchain::Toolchain::resolve(flags.toolchain.as_deref(), &env, &overrides).map_err(failed)
+}
+
+fn build_into(dir: &Path, device: &str, flags: &ToolFlags) -> Result<(), CliError> {
+    let tc = resolve_toolchain(flags)?;
+    let artifact = ArtifactDir::new(dir);
+    let mut log = std::io::stderr();
+    toolchain::driver::build(&artifact.mlir(), dir, device, &tc, &mut log).map_err(failed)?;
+    Ok(())
+}
+
+pub fn build(a: BuildArgs) -> Result<i32, CliError> {
+    let device = device_model(a.device.as_deref())?;
+    let is_mlir = a.file.extension().map(|e| e == "mlir").unwrap_or(false);
+    let dir = if is_mlir {
+        let dir = a.out.clone().unwrap_or_else(|| a.file.parent().unwrap_or(Path::new(".")).to_path_buf());
+        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        let dst = dir.join("design.mlir");
+        if dst != a.file {
+            std::fs::copy(&a.file, &dst).map_err(|e| failed(format!("{}: {e}", a.file.display())))?;
+        }
+        dir
+    } else {
+        compile_to_dir(&a.file, a.out.clone(), &device)?.0
+    };
+    build_into(&dir, device.name, &a.tools)?;
+    eprintln!("built {} -> {}", a.file.display(), dir.display());
+    Ok(0)
+}
+
+pub fn doctor(a: DoctorArgs) -> Result<i32, CliError> {
+    let tc = resolve_toolchain(&a.tools)?;
+    let mut out = std::io::stdout();
+    let report = toolchain::doctor::run(&tc, &mut out);
+    Ok(if report.can_build() { 0 } else { 1 })
+}
