@@ -1,1 +1,0 @@
-//! Toolchain discovery and the mlir-aie build driver.

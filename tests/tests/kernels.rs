@@ -1,0 +1,218 @@
+//! Every example kernel, compiled for npu1 (and matmul for npu2), run on the emulator with seeded
+//! random inputs and compared with its reference: bit-exact for integer outputs; for floating
+//! point, the tolerances of `aiec::hostdata::tolerance` (bf16: 2^-7 relative + 1e-3 of the largest
+//! magnitude, because the emulator and the reference may round a value that lies within an ulp of
+//! a bf16 tie differently after a different summation order, and the core's arith-only
+//! exp/tanh/rsqrt/recip/log differ from libm by < 3e-7 relative; f32: 1e-4 relative + 1e-4 of the
+//! largest magnitude, for summation order over up to 512 terms).
+
+use aiec::{compile_source, hostdata, DeviceModel};
+use aiec_runtime::artifact::ArgDirection;
+use aiec_runtime::emulator::Emulator;
+use aiec_runtime::{DType, HostBuffer};
+use std::path::PathBuf;
+
+fn example(name: &str) -> (String, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dsl-examples").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (format!("dsl-examples/{name}"), text)
+}
+
+/// Compiles, emulates and compares; returns (output dtype, comparison) per output.
+fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
+    let (path, text) = example(name);
+    let compiled = compile_source(&path, &text, &device).unwrap_or_else(|e| panic!("{name}:\n{e}"));
+    let mut rng = hostdata::rng(seed);
+    let mut inputs = Vec::new();
+    let mut bufs = Vec::new();
+    for arg in &compiled.json.arguments {
+        if arg.direction == ArgDirection::In {
+            let v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
+            bufs.push(hostdata::to_buffer(&v, arg.dtype));
+            inputs.push(v);
+        } else {
+            bufs.push(HostBuffer::for_arg(arg));
+        }
+    }
+    let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).unwrap_or_else(|e| panic!("{name} reference: {e}"));
+    let mut emu = Emulator::new();
+    emu.run_mlir(&compiled.mlir, &path, &mut bufs).unwrap_or_else(|e| panic!("{name} emulation: {e}"));
+    let mut out = Vec::new();
+    let mut k = 0;
+    for (i, arg) in compiled.json.arguments.iter().enumerate() {
+        if arg.direction == ArgDirection::Out {
+            let got = hostdata::from_buffer(&bufs[i]);
+            out.push((arg.dtype, hostdata::compare(&got, &expected[k], arg.dtype)));
+            k += 1;
+        }
+    }
+    out
+}
+
+fn assert_matches(name: &str, device: DeviceModel) {
+    for (dtype, c) in check_kernel(name, device, 7) {
+        match dtype {
+            DType::I8 | DType::I16 | DType::I32 => assert!(c.exact, "{name}: integer output must be bit-exact: {c:?}"),
+            _ => assert!(c.passed(), "{name}: {c:?}"),
+        }
+    }
+}
+
+#[test]
+fn matmul_i8_i32_npu1() {
+    assert_matches("matmul.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn matmul_i8_i32_npu2() {
+    assert_matches("matmul.tile", DeviceModel::npu2());
+}
+
+#[test]
+fn matmul_i8_i16() {
+    assert_matches("matmul_i8_i16.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn matmul_i16_i32() {
+    assert_matches("matmul_i16.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn matmul_bf16_f32() {
+    assert_matches("matmul_bf16_f32.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn matmul_bf16_bf16() {
+    assert_matches("matmul_bf16.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn gelu() {
+    assert_matches("gelu.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn softmax() {
+    assert_matches("softmax.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn layernorm() {
+    assert_matches("layernorm.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn rmsnorm() {
+    assert_matches("rmsnorm.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn attention() {
+    assert_matches("attention.tile", DeviceModel::npu1());
+}
+
+#[test]
+fn mel() {
+    assert_matches("mel.tile", DeviceModel::npu1());
+}
+
+/// Runs a one-input f32 kernel `y[M] = f(x[M])` on the emulator over `xs`.
+fn emulate_unary(func: &str, xs: &[f32]) -> Vec<f32> {
+    let n = xs.len();
+    let src = format!("kernel f {{\n  dim M = {n} tile {}\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = {func}(x[M])\n}}\n", n / 4);
+    let compiled = compile_source("f.tile", &src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{e}"));
+    let input = ndarray::ArrayD::from_shape_vec(vec![n], xs.iter().map(|&v| v as f64).collect()).unwrap();
+    let mut bufs = vec![hostdata::to_buffer(&input, DType::F32), HostBuffer::zeros(DType::F32, &[n])];
+    Emulator::new().run_mlir(&compiled.mlir, "f.tile", &mut bufs).unwrap_or_else(|e| panic!("{e}"));
+    hostdata::from_buffer(&bufs[1]).iter().map(|&v| v as f32).collect()
+}
+
+fn sweep(lo: f64, hi: f64, n: usize, log: bool) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / (n - 1) as f64;
+            if log {
+                (lo.ln() + t * (hi.ln() - lo.ln())).exp() as f32
+            } else {
+                (lo + t * (hi - lo)) as f32
+            }
+        })
+        .collect()
+}
+
+/// The arith-only expansions the core uses instead of libm, against f64 libm: error at most
+/// `tol * max(|exact|, 1)` (relative for large values, absolute near zero).
+fn assert_accuracy(func: &str, xs: &[f32], exact: fn(f64) -> f64, tol: f64) {
+    let got = emulate_unary(func, xs);
+    let mut worst = (0.0, 0.0f32);
+    for (&x, &g) in xs.iter().zip(&got) {
+        let want = exact(x as f64);
+        let err = (g as f64 - want).abs() / want.abs().max(1.0);
+        if err > worst.0 {
+            worst = (err, x);
+        }
+    }
+    assert!(worst.0 <= tol, "{func}: worst error {:.3e} at x = {} (tolerance {tol:.0e})", worst.0, worst.1);
+}
+
+#[test]
+fn transcendental_accuracy() {
+    assert_accuracy("exp", &sweep(-80.0, 80.0, 4096, false), f64::exp, 1e-6);
+    assert_accuracy("tanh", &sweep(-12.0, 12.0, 4096, false), f64::tanh, 1e-6);
+    assert_accuracy("recip", &sweep(1e-30, 1e30, 4096, true), |x| 1.0 / x, 1e-6);
+    assert_accuracy("recip", &sweep(-1e30, -1e-30, 4096, false).iter().map(|v| -v.abs().max(1e-30)).collect::<Vec<_>>(), |x| 1.0 / x, 1e-6);
+    assert_accuracy("rsqrt", &sweep(1e-30, 1e30, 4096, true), |x| 1.0 / x.sqrt(), 1e-6);
+    assert_accuracy("sqrt", &sweep(1e-30, 1e30, 4096, true), f64::sqrt, 1e-6);
+    assert_accuracy("ln", &sweep(1e-30, 1e30, 4096, true), f64::ln, 1e-6);
+    assert_accuracy("log10", &sweep(1e-30, 1e30, 4096, true), f64::log10, 1e-6);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn matmul(m: u64, n: u64, k: u64, t: (u64, u64, u64), dt: &str, out: &str) -> String {
+        format!(
+            "kernel mm {{\n  dim M = {m} tile {}\n  dim N = {n} tile {}\n  dim K = {k} tile {}\n  in A: {dt}[M, K]\n  in B: {dt}[K, N]\n  out C: {out}[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N])\n}}\n",
+            t.0, t.1, t.2
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+        #[test]
+        fn matmul_emulator_matches_reference(
+            mt in 1u64..5, nt in 1u64..5, kt in 1u64..4,
+            tile in prop::sample::select(vec![(16u64, 16u64, 16u64), (32, 32, 32), (16, 32, 64)]),
+            dts in prop::sample::select(vec![("i8", "i32"), ("i16", "i32"), ("bf16", "f32")]),
+            seed in 0u64..1000,
+        ) {
+            let src = matmul(mt * tile.0, nt * tile.1, kt * tile.2, tile, dts.0, dts.1);
+            let compiled = compile_source("mm.tile", &src, &DeviceModel::npu1()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut rng = hostdata::rng(seed);
+            let mut inputs = Vec::new();
+            let mut bufs = Vec::new();
+            for arg in &compiled.json.arguments {
+                if arg.direction == ArgDirection::In {
+                    let v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
+                    bufs.push(hostdata::to_buffer(&v, arg.dtype));
+                    inputs.push(v);
+                } else {
+                    bufs.push(HostBuffer::for_arg(arg));
+                }
+            }
+            let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            Emulator::new().run_mlir(&compiled.mlir, "mm.tile", &mut bufs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got = hostdata::from_buffer(&bufs[2]);
+            let dtype = compiled.json.arguments[2].dtype;
+            let c = hostdata::compare(&got, &expected[0], dtype);
+            if dtype == DType::I32 {
+                prop_assert!(c.exact, "{:?}", c);
+            } else {
+                prop_assert!(c.passed(), "{:?}", c);
+            }
+        }
+    }
+}
