@@ -1,1 +1,343 @@
-//! (in progress)
+//! The one boundary every heavy tensor op of the model goes through.
+//!
+//! The model never multiplies matrices itself: it calls [`Ops`]. [`CpuOps`] is the reference
+//! implementation (matrixmultiply sgemm + rayon); an accelerator backend implements the same trait.
+//!
+//! Layout conventions: activations are row-major `[rows, features]` (time-major for the
+//! encoder), weights are stored as the checkpoints store them, `[out_features, in_features]`.
+
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+/// Heavy ops used by the Whisper encoder and decoder.
+pub trait Ops: Send + Sync {
+    /// `x[n, in] · w[out, in]ᵀ + b` -> `[n, out]`.
+    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Array2<f32>;
+
+    /// Plain matrix product `a[m, k] · b[k, n]` -> `[m, n]`.
+    fn matmul(&self, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32>;
+
+    /// 1-D convolution over time. `x` is time-major `[t, c_in]`, `w` is `[c_out, c_in, k]`;
+    /// zero padding `pad` on both sides. Returns time-major `[t_out, c_out]`.
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize)
+        -> Array2<f32>;
+
+    /// Softmax of every row, in place.
+    fn softmax_rows(&self, x: ArrayViewMut2<f32>);
+
+    /// Layer normalisation of every row with the learned scale and shift.
+    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Array2<f32>;
+
+    /// Exact (erf) GELU, in place.
+    fn gelu(&self, x: ArrayViewMut2<f32>);
+
+    /// Scaled dot-product multi-head attention. `q` is `[n_q, d]`, `k` and `v` are `[n_k, d]`,
+    /// `d = heads * head_dim`. With `causal`, query `i` sees keys `0 ..= i + (n_k - n_q)` (the
+    /// queries are the last `n_q` positions of the sequence). Returns `[n_q, d]`.
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool)
+        -> Array2<f32>;
+}
+
+/// CPU reference implementation: f32 sgemm from matrixmultiply, parallel over rows/heads with rayon.
+pub struct CpuOps {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+/// Failure to build the CPU thread pool.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a thread pool with {threads} threads: {source}")]
+pub struct ThreadPoolError {
+    pub threads: usize,
+    #[source]
+    pub source: rayon::ThreadPoolBuildError,
+}
+
+impl CpuOps {
+    /// `threads = 0` uses every available core.
+    pub fn new(threads: usize) -> Result<Self, ThreadPoolError> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            threads
+        };
+        // matrixmultiply would otherwise start its own threads inside each of ours; the row split
+        // below is the only parallelism so that `threads` really bounds the cores used.
+        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+            std::env::set_var("MATMUL_NUM_THREADS", "1");
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|source| ThreadPoolError { threads, source })?;
+        Ok(Self { pool, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Row-block size that gives every thread about one block.
+    fn block(&self, n: usize, min: usize) -> usize {
+        n.div_ceil(self.threads).max(min).max(1)
+    }
+}
+
+/// `c[m, n] = a[m, k] · b[k, n]` (overwrite), any strides, one thread.
+fn sgemm_into(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "sgemm inner dimensions");
+    assert_eq!(c.dim(), (m, n), "sgemm output shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let (rsa, csa) = (a.strides()[0], a.strides()[1]);
+    let (rsb, csb) = (b.strides()[0], b.strides()[1]);
+    let (rsc, csc) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
+    // above; matrixmultiply reads a/b and writes c only within those bounds.
+    unsafe {
+        matrixmultiply::sgemm(
+            m, k, n, 1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, 0.0, c.as_mut_ptr(), rsc, csc,
+        );
+    }
+}
+
+/// Dot product with several accumulators so the compiler vectorises it.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 16];
+    let chunks = n / 16;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 16..c * 16 + 16], &b[c * 16..c * 16 + 16]);
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum = 0.0;
+    for i in chunks * 16..n {
+        sum += a[i] * b[i];
+    }
+    sum + acc.iter().sum::<f32>()
+}
+
+/// Error function, Abramowitz & Stegun 7.1.26 refined by one extra term (|error| < 1.5e-7).
+fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    (sign * (1.0 - poly * (-x * x).exp())) as f32
+}
+
+/// Exact GELU: x · Φ(x) = x/2 · (1 + erf(x/√2)).
+pub fn gelu_scalar(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        // Every entry masked: keep a defined result instead of NaN.
+        row.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+impl Ops for CpuOps {
+    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Array2<f32> {
+        let (n, d_in) = x.dim();
+        let (d_out, w_in) = w.dim();
+        assert_eq!(d_in, w_in, "linear: input features {d_in} vs weight [{d_out}, {w_in}]");
+        let mut y = Array2::<f32>::zeros((n, d_out));
+        if n <= 8 && w.is_standard_layout() {
+            // Few rows (decoding one token per beam): memory-bound, stream every weight row
+            // once and dot it with all input rows; split the output features across threads.
+            let x = x.as_standard_layout();
+            let w_rows = w.as_slice().expect("standard layout");
+            let block = self.block(d_out, 256);
+            let mut yt = Array2::<f32>::zeros((d_out, n));
+            self.pool.install(|| {
+                yt.axis_chunks_iter_mut(Axis(0), block).into_par_iter().enumerate().for_each(|(bi, mut out)| {
+                    for (r, mut out_row) in out.outer_iter_mut().enumerate() {
+                        let o = bi * block + r;
+                        let wr = &w_rows[o * d_in..(o + 1) * d_in];
+                        for (i, xr) in x.outer_iter().enumerate() {
+                            out_row[i] = dot(xr.as_slice().expect("standard layout"), wr);
+                        }
+                    }
+                });
+            });
+            y.assign(&yt.t());
+        } else {
+            let wt = w.t();
+            let block = self.block(n, 32);
+            self.pool.install(|| {
+                y.axis_chunks_iter_mut(Axis(0), block)
+                    .into_par_iter()
+                    .zip(x.axis_chunks_iter(Axis(0), block).into_par_iter())
+                    .for_each(|(c, a)| sgemm_into(a, wt, c));
+            });
+        }
+        if let Some(b) = bias {
+            assert_eq!(b.len(), d_out, "linear: bias length");
+            y += &b;
+        }
+        y
+    }
+
+    fn matmul(&self, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
+        let (m, k) = a.dim();
+        let (k2, n) = b.dim();
+        assert_eq!(k, k2, "matmul: inner dimensions {k} vs {k2}");
+        let mut c = Array2::<f32>::zeros((m, n));
+        let block = self.block(m, 32);
+        self.pool.install(|| {
+            c.axis_chunks_iter_mut(Axis(0), block)
+                .into_par_iter()
+                .zip(a.axis_chunks_iter(Axis(0), block).into_par_iter())
+                .for_each(|(c, a)| sgemm_into(a, b, c));
+        });
+        c
+    }
+
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize)
+        -> Array2<f32> {
+        let (t, c_in) = x.dim();
+        let (c_out, w_in, k) = w.dim();
+        assert_eq!(c_in, w_in, "conv1d: input channels {c_in} vs weight {w_in}");
+        assert!(stride >= 1, "conv1d: stride 0");
+        let t_out = (t + 2 * pad).saturating_sub(k) / stride + 1;
+        // im2col: column index c * k + j matches the weight's [c_out, c_in, k] memory order.
+        let mut cols = Array2::<f32>::zeros((t_out, c_in * k));
+        self.pool.install(|| {
+            cols.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(to, mut row)| {
+                for j in 0..k {
+                    let ti = (to * stride + j) as isize - pad as isize;
+                    if ti < 0 || ti as usize >= t {
+                        continue;
+                    }
+                    let src = x.row(ti as usize);
+                    for c in 0..c_in {
+                        row[c * k + j] = src[c];
+                    }
+                }
+            });
+        });
+        let w2 = w.as_standard_layout();
+        let w2 = w2.view().into_shape_with_order((c_out, c_in * k)).expect("contiguous weight");
+        self.linear(cols.view(), w2, Some(bias))
+    }
+
+    fn softmax_rows(&self, mut x: ArrayViewMut2<f32>) {
+        self.pool.install(|| {
+            x.axis_iter_mut(Axis(0)).into_par_iter().for_each(|mut row| match row.as_slice_mut() {
+                Some(s) => softmax_in_place(s),
+                None => {
+                    let mut tmp = row.to_vec();
+                    softmax_in_place(&mut tmp);
+                    row.assign(&ArrayView1::from(&tmp[..]));
+                }
+            });
+        });
+    }
+
+    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Array2<f32> {
+        let d = x.ncols();
+        assert_eq!(gamma.len(), d, "layer_norm: gamma length");
+        assert_eq!(beta.len(), d, "layer_norm: beta length");
+        let mut y = x.to_owned();
+        let inv_d = 1.0 / d as f32;
+        let work = |mut row: ndarray::ArrayViewMut1<f32>| {
+            let mean = row.sum() * inv_d;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
+            let inv_std = 1.0 / (var + eps).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(gamma.iter()).zip(beta.iter()) {
+                *v = (*v - mean) * inv_std * g + b;
+            }
+        };
+        if y.nrows() >= 64 {
+            self.pool.install(|| y.axis_iter_mut(Axis(0)).into_par_iter().for_each(work));
+        } else {
+            y.axis_iter_mut(Axis(0)).for_each(work);
+        }
+        y
+    }
+
+    fn gelu(&self, mut x: ArrayViewMut2<f32>) {
+        if x.len() >= 1 << 14 {
+            self.pool.install(|| x.par_map_inplace(|v| *v = gelu_scalar(*v)));
+        } else {
+            x.map_inplace(|v| *v = gelu_scalar(*v));
+        }
+    }
+
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool)
+        -> Array2<f32> {
+        let (n_q, d) = q.dim();
+        let n_k = k.nrows();
+        assert_eq!(k.dim(), (n_k, d), "attention: key shape");
+        assert_eq!(v.dim(), (n_k, d), "attention: value shape");
+        assert!(heads > 0 && d % heads == 0, "attention: {d} features not divisible into {heads} heads");
+        assert!(!causal || n_k >= n_q, "attention: causal with fewer keys than queries");
+        let dh = d / heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let offset = n_k - n_q.min(n_k);
+        let per_head: Vec<Array2<f32>> = self.pool.install(|| {
+            (0..heads)
+                .into_par_iter()
+                .map(|h| {
+                    let cols = s![.., h * dh..(h + 1) * dh];
+                    let (qh, kh, vh) = (q.slice(cols), k.slice(cols), v.slice(cols));
+                    let mut scores = Array2::<f32>::zeros((n_q, n_k));
+                    sgemm_into(qh, kh.t(), scores.view_mut());
+                    for (i, mut row) in scores.outer_iter_mut().enumerate() {
+                        row.mapv_inplace(|x| x * scale);
+                        if causal {
+                            row.slice_mut(s![(i + offset + 1).min(n_k)..]).fill(f32::NEG_INFINITY);
+                        }
+                        softmax_in_place(row.as_slice_mut().expect("fresh array"));
+                    }
+                    let mut out = Array2::<f32>::zeros((n_q, dh));
+                    sgemm_into(scores.view(), vh, out.view_mut());
+                    out
+                })
+                .collect()
+        });
+        let mut out = Array2::<f32>::zeros((n_q, d));
+        for (h, oh) in per_head.into_iter().enumerate() {
+            out.slice_mut(s![.., h * dh..(h + 1) * dh]).assign(&oh);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        // erf(0.5), erf(1), erf(2) to 7 digits.
+        for (x, want) in [(0.0f32, 0.0f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (-1.0, -0.842_700_8)] {
+            assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {} want {want}", erf(x));
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Measures the CPU reference path: model load, log-mel, transcription wall time and the
+//! realtime factor (audio seconds per wall second).
+//!
+//! `whisper-bench [--model DIR] [--beam N] [--threads N] [--repeat N] [AUDIO]`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use whisper::transcribe::{TranscribeOptions, Transcriber};
+
+#[derive(Parser)]
+#[command(about = "Time Whisper transcription on the CPU")]
+struct Args {
+    /// Audio file (default: assets/long-speech.wav, else assets/jfk.wav).
+    audio: Option<PathBuf>,
+    /// Model directory (default: assets/whisper-base).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Transcriptions to time (the best is reported too).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    #[arg(long)]
+    language: Option<String>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let assets = whisper::assets::assets_dir();
+    let audio = args.audio.unwrap_or_else(|| {
+        let long = assets.join("long-speech.wav");
+        if long.is_file() { long } else { assets.join("jfk.wav") }
+    });
+    let model_dir = args.model.unwrap_or_else(whisper::assets::default_model_dir);
+
+    let t = Instant::now();
+    let transcriber = Transcriber::load(&model_dir)?;
+    let load = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let samples = whisper::audio::load_audio(&audio)?;
+    let mel = whisper::mel::log_mel_spectrogram(&samples, transcriber.model.dims.n_mels)?;
+    let mel_time = t.elapsed().as_secs_f64();
+    let n_frames = samples.len() / whisper::mel::HOP_LENGTH;
+    let seconds = samples.len() as f64 / whisper::audio::SAMPLE_RATE as f64;
+
+    let opts = TranscribeOptions {
+        beam_size: args.beam,
+        threads: args.threads,
+        language: args.language.clone(),
+        ..TranscribeOptions::default()
+    };
+    let mut best = f64::INFINITY;
+    let mut transcript = None;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        let out = transcriber.transcribe(&mel, n_frames, &opts, &mut |_| {})?;
+        best = best.min(t.elapsed().as_secs_f64());
+        transcript = Some(out);
+    }
+    let transcript = transcript.expect("at least one run");
+    for seg in &transcript.segments {
+        println!("[{:7.2} -> {:7.2}] {}", seg.start, seg.end, seg.text.trim());
+    }
+    println!("model       {}", model_dir.display());
+    println!("audio       {} ({seconds:.2} s, language {})", audio.display(), transcript.language);
+    println!("load        {load:.3} s");
+    println!("log-mel     {mel_time:.3} s");
+    println!(
+        "transcribe  {best:.3} s (beam {}, {} threads) = {:.1}x realtime",
+        args.beam,
+        args.threads,
+        seconds / best
+    );
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The Whisper encoder-decoder transformer.
+//!
+//! Encoder: two 1-D convolutions with GELU (the second halves the frame rate), sinusoidal
+//! positions, pre-norm residual blocks (self-attention, MLP), final layer norm.
+//! Decoder: token embedding plus learned positions, pre-norm residual blocks (masked
+//! self-attention with a growing KV cache, cross-attention on the encoder output whose K/V are
+//! computed once per 30 s window, MLP), final layer norm, logits against the token embedding.
+//!
+//! Every heavy op goes through [`crate::ops::Ops`].
+
+mod load;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{s, Array1, Array2, Array3, ArrayView2};
+
+use crate::ops::{Ops, ThreadPoolError};
+pub use load::{read_ctranslate2, read_safetensors, HfConfig, Tensor, TensorMap};
+
+/// Layer-norm epsilon used by every Whisper checkpoint.
+const LN_EPS: f32 = 1e-5;
+
+/// Everything that can go wrong loading or running the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{path}: file ends at byte {offset} while reading {what} (truncated download?)")]
+    Truncated { path: PathBuf, offset: u64, what: String },
+    #[error("{path}: at byte {offset}: {problem}")]
+    Format { path: PathBuf, offset: u64, problem: String },
+    #[error("{path}: tensor {name} is missing")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor {name} has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{path}: not a valid safetensors file: {problem}")]
+    Safetensors { path: PathBuf, problem: String },
+    #[error("{path}: invalid config: {source}")]
+    Config { path: PathBuf, #[source] source: serde_json::Error },
+    #[error("{dir}: no Whisper model here (expected model.bin, or model.safetensors with config.json)")]
+    NoModel { dir: PathBuf },
+    #[error("{path}: {problem}")]
+    Tokenizer { path: PathBuf, problem: String },
+    #[error("{path}: the vocabulary has no {token} token")]
+    MissingToken { path: PathBuf, token: String },
+    #[error("model and tokenizer disagree: {problem}")]
+    VocabMismatch { problem: String },
+    #[error("{what}: expected {expected}, got {found}")]
+    InputShape { what: &'static str, expected: String, found: String },
+    #[error("token id {token} is outside the vocabulary of {vocab} tokens")]
+    TokenOutOfRange { token: u32, vocab: usize },
+    #[error("the decoder context holds {max} tokens, {needed} needed")]
+    ContextOverflow { needed: usize, max: usize },
+    #[error("unknown language {code:?} (known: {known})")]
+    UnknownLanguage { code: String, known: String },
+    #[error("this model is English-only; {what} is not available")]
+    EnglishOnly { what: String },
+    #[error(transparent)]
+    ThreadPool(#[from] ThreadPoolError),
+}
+
+/// Sizes of a checkpoint, all read from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub n_mels: usize,
+    /// Encoder positions (1500 = 30 s at 50 frames/s after the stride-2 convolution).
+    pub n_audio_ctx: usize,
+    pub d_model: usize,
+    pub encoder_heads: usize,
+    pub encoder_layers: usize,
+    pub n_vocab: usize,
+    /// Decoder positions (448).
+    pub n_text_ctx: usize,
+    pub decoder_heads: usize,
+    pub decoder_layers: usize,
+}
+
+impl Dims {
+    /// Multilingual checkpoints have the 51865-entry vocabulary (or larger); `.en` ones 51864.
+    pub fn is_multilingual(&self) -> bool {
+        self.n_vocab >= 51865
+    }
+    /// Mel frames in one window (the encoder input): two per encoder position.
+    pub fn n_frames(&self) -> usize {
+        self.n_audio_ctx * 2
+    }
+}
+
+/// `y = x · Wᵀ + b`.
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Array2<f32>,
+    pub bias: Option<Array1<f32>>,
+}
+
+impl Linear {
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
+        ops.linear(x, self.weight.view(), self.bias.as_ref().map(|b| b.view()))
+    }
+}
+
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub gamma: Array1<f32>,
+    pub beta: Array1<f32>,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
+        ops.layer_norm(x, self.gamma.view(), self.beta.view(), LN_EPS)
+    }
+}
+
+/// Pre-norm self-attention with fused Q/K/V projection.
+#[derive(Debug)]
+pub struct SelfAttention {
+    pub norm: LayerNorm,
+    pub qkv: Linear,
+    pub out: Linear,
+    pub heads: usize,
+}
+
+/// Pre-norm cross-attention: Q from the text, fused K/V from the audio.
+#[derive(Debug)]
+pub struct CrossAttention {
+    pub norm: LayerNorm,
+    pub query: Linear,
+    pub kv: Linear,
+    pub out: Linear,
+    pub heads: usize,
+}
+
+/// Pre-norm MLP `d -> 4d -> d` with GELU.
+#[derive(Debug)]
+pub struct Mlp {
+    pub norm: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    /// Returns the residual to add.
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
+        let h = self.norm.forward(ops, x);
+        let mut h = self.fc1.forward(ops, h.view());
+        ops.gelu(h.view_mut());
+        self.fc2.forward(ops, h.view())
+    }
+}
+
+#[derive(Debug)]
+pub struct EncoderBlock {
+    pub attn: SelfAttention,
+    pub mlp: Mlp,
+}
+
+impl EncoderBlock {
+    pub fn forward(&self, ops: &dyn Ops, x: &mut Array2<f32>) {
+        let d = x.ncols();
+        let h = self.attn.norm.forward(ops, x.view());
+        let qkv = self.attn.qkv.forward(ops, h.view());
+        let (q, k, v) = (qkv.slice(s![.., ..d]), qkv.slice(s![.., d..2 * d]), qkv.slice(s![.., 2 * d..]));
+        let a = ops.attention(q, k, v, self.attn.heads, false);
+        *x += &self.attn.out.forward(ops, a.view());
+        *x += &self.mlp.forward(ops, x.view());
+    }
+}
+
+/// Audio encoder.
+#[derive(Debug)]
+pub struct Encoder {
+    pub conv1_weight: Array3<f32>,
+    pub conv1_bias: Array1<f32>,
+    pub conv2_weight: Array3<f32>,
+    pub conv2_bias: Array1<f32>,
+    /// Sinusoidal positions `[n_audio_ctx, d]`, as stored in the checkpoint.
+    pub positions: Array2<f32>,
+    pub blocks: Vec<EncoderBlock>,
+    pub norm: LayerNorm,
+}
+
+impl Encoder {
+    /// `mel` is one window `[n_mels, 2 * n_audio_ctx]`; returns `[n_audio_ctx, d]`.
+    pub fn forward(&self, ops: &dyn Ops, mel: ArrayView2<f32>) -> Result<Array2<f32>, ModelError> {
+        let n_mels = self.conv1_weight.dim().1;
+        let frames = self.positions.nrows() * 2;
+        if mel.dim() != (n_mels, frames) {
+            return Err(ModelError::InputShape {
+                what: "encoder input (log-mel window)",
+                expected: format!("[{n_mels}, {frames}]"),
+                found: format!("{:?}", mel.shape()),
+            });
+        }
+        let mut x = ops.conv1d(mel.t(), self.conv1_weight.view(), self.conv1_bias.view(), 1, 1);
+        ops.gelu(x.view_mut());
+        let mut x = ops.conv1d(x.view(), self.conv2_weight.view(), self.conv2_bias.view(), 2, 1);
+        ops.gelu(x.view_mut());
+        x += &self.positions;
+        for block in &self.blocks {
+            block.forward(ops, &mut x);
+        }
+        Ok(self.norm.forward(ops, x.view()))
+    }
+}
+
+#[derive(Debug)]
+pub struct DecoderBlock {
+    pub self_attn: SelfAttention,
+    pub cross_attn: CrossAttention,
+    pub mlp: Mlp,
+}
+
+/// Cross-attention keys and values of one window, per decoder layer: `[n_audio_ctx, d]` each.
+#[derive(Debug)]
+pub struct CrossKv {
+    pub k: Vec<Array2<f32>>,
+    pub v: Vec<Array2<f32>>,
+}
+
+/// Self-attention keys/values of every sequence in the batch, `[batch, n_text_ctx, d]` per
+/// layer, preallocated so that decoding a token allocates nothing for the cache.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    pub k: Vec<Array3<f32>>,
+    pub v: Vec<Array3<f32>>,
+    /// Positions filled so far (equal for every sequence in the batch).
+    pub len: usize,
+}
+
+impl KvCache {
+    pub fn new(dims: &Dims, batch: usize) -> Self {
+        let shape = (batch, dims.n_text_ctx, dims.d_model);
+        Self {
+            k: (0..dims.decoder_layers).map(|_| Array3::zeros(shape)).collect(),
+            v: (0..dims.decoder_layers).map(|_| Array3::zeros(shape)).collect(),
+            len: 0,
+        }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.k.first().map_or(0, |k| k.dim().0)
+    }
+
+    /// Sequence `b` continues from old sequence `sources[b]` (beam search reordering; also
+    /// used to grow a batch-1 prompt cache into `n` beams with `sources = [0; n]`).
+    pub fn reorder(&mut self, sources: &[usize]) {
+        let len = self.len;
+        for cache in self.k.iter_mut().chain(self.v.iter_mut()) {
+            if sources.len() == cache.dim().0 && sources.iter().enumerate().all(|(b, &s)| b == s) {
+                continue;
+            }
+            let old = cache.slice(s![.., ..len, ..]).to_owned();
+            let (_, n_ctx, d) = cache.dim();
+            if cache.dim().0 != sources.len() {
+                *cache = Array3::zeros((sources.len(), n_ctx, d));
+            }
+            for (b, &src) in sources.iter().enumerate() {
+                cache.slice_mut(s![b, ..len, ..]).assign(&old.slice(s![src, .., ..]));
+            }
+        }
+    }
+}
+
+/// Text decoder.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Token embedding `[n_vocab, d]`; also the output projection (tied weights).
+    pub embedding: Array2<f32>,
+    /// Learned positions `[n_text_ctx, d]`.
+    pub positions: Array2<f32>,
+    pub blocks: Vec<DecoderBlock>,
+    pub norm: LayerNorm,
+}
+
+impl Decoder {
+    /// Cross-attention K/V for one window of encoder output, computed once per window.
+    pub fn cross_kv(&self, ops: &dyn Ops, audio: ArrayView2<f32>) -> CrossKv {
+        let d = audio.ncols();
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        for block in &self.blocks {
+            let kv = block.cross_attn.kv.forward(ops, audio);
+            k.push(kv.slice(s![.., ..d]).to_owned());
+            v.push(kv.slice(s![.., d..]).to_owned());
+        }
+        CrossKv { k, v }
+    }
+
+    /// Runs `tokens` (`[batch, t]`, the next `t` tokens of every sequence) through the
+    /// decoder, appending to `cache`. Returns the final-norm hidden states `[batch * t, d]`.
+    pub fn forward(
+        &self,
+        ops: &dyn Ops,
+        tokens: ArrayView2<u32>,
+        cache: &mut KvCache,
+        cross: &CrossKv,
+    ) -> Result<Array2<f32>, ModelError> {
+        let (batch, t) = tokens.dim();
+        let (n_vocab, d) = self.embedding.dim();
+        let offset = cache.len;
+        if cache.batch() != batch {
+            return Err(ModelError::InputShape {
+                what: "decoder batch",
+                expected: format!("{} sequences (the cache's)", cache.batch()),
+                found: format!("{batch}"),
+            });
+        }
+        if offset + t > self.positions.nrows() {
+            return Err(ModelError::ContextOverflow { needed: offset + t, max: self.positions.nrows() });
+        }
+        let mut x = Array2::<f32>::zeros((batch * t, d));
+        for ((b, i), &tok) in tokens.indexed_iter() {
+            if tok as usize >= n_vocab {
+                return Err(ModelError::TokenOutOfRange { token: tok, vocab: n_vocab });
+            }
+            let mut row = x.row_mut(b * t + i);
+            row.assign(&self.embedding.row(tok as usize));
+            row += &self.positions.row(offset + i);
+        }
+        for (layer, block) in self.blocks.iter().enumerate() {
+            // Masked self-attention over the cache plus the new tokens.
+            let h = block.self_attn.norm.forward(ops, x.view());
+            let qkv = block.self_attn.qkv.forward(ops, h.view());
+            let mut attn = Array2::<f32>::zeros((batch * t, d));
+            for b in 0..batch {
+                let rows = s![b * t..(b + 1) * t, ..];
+                let qkv_b = qkv.slice(rows);
+                cache.k[layer].slice_mut(s![b, offset..offset + t, ..]).assign(&qkv_b.slice(s![.., d..2 * d]));
+                cache.v[layer].slice_mut(s![b, offset..offset + t, ..]).assign(&qkv_b.slice(s![.., 2 * d..]));
+                let k = cache.k[layer].slice(s![b, ..offset + t, ..]);
+                let v = cache.v[layer].slice(s![b, ..offset + t, ..]);
+                let a = ops.attention(qkv_b.slice(s![.., ..d]), k, v, block.self_attn.heads, true);
+                attn.slice_mut(rows).assign(&a);
+            }
+            x += &block.self_attn.out.forward(ops, attn.view());
+
+            // Cross-attention on the window's audio.
+            let h = block.cross_attn.norm.forward(ops, x.view());
+            let q = block.cross_attn.query.forward(ops, h.view());
+            for b in 0..batch {
+                let rows = s![b * t..(b + 1) * t, ..];
+                let a = ops.attention(
+                    q.slice(rows),
+                    cross.k[layer].view(),
+                    cross.v[layer].view(),
+                    block.cross_attn.heads,
+                    false,
+                );
+                attn.slice_mut(rows).assign(&a);
+            }
+            x += &block.cross_attn.out.forward(ops, attn.view());
+
+            x += &block.mlp.forward(ops, x.view());
+        }
+        cache.len = offset + t;
+        Ok(self.norm.forward(ops, x.view()))
+    }
+
+    /// Logits over the vocabulary for hidden states `[n, d]`: `x · embeddingᵀ`.
+    pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Array2<f32> {
+        ops.linear(hidden, self.embedding.view(), None)
+    }
+}
+
+/// A loaded Whisper checkpoint.
+#[derive(Debug)]
+pub struct Model {
+    pub dims: Dims,
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+}
+
+impl Model {
+    /// Loads `dir/model.bin` (CTranslate2) or `dir/model.safetensors` + `dir/config.json`
+    /// (Hugging Face).
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let ct2 = dir.join("model.bin");
+        let hf = dir.join("model.safetensors");
+        let config_path = dir.join("config.json");
+        if ct2.is_file() {
+            let mut map = read_ctranslate2(&ct2)?;
+            // CTranslate2 files carry */num_heads; older ones may not, then config.json may.
+            if !map.ints.contains_key("encoder/num_heads") {
+                if let Some(h) = read_config_value(&config_path, &["num_heads", "encoder_attention_heads"])? {
+                    map.ints.insert("encoder/num_heads".into(), h);
+                    map.ints.entry("decoder/num_heads".into()).or_insert(h);
+                }
+            }
+            Self::from_tensors(map)
+        } else if hf.is_file() {
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|source| ModelError::Io { path: config_path.clone(), source })?;
+            let config: HfConfig = serde_json::from_str(&text)
+                .map_err(|source| ModelError::Config { path: config_path.clone(), source })?;
+            Self::from_tensors(read_safetensors(&hf, &config)?)
+        } else {
+            Err(ModelError::NoModel { dir: dir.to_path_buf() })
+        }
+    }
+
+    /// Builds the model from tensors in CTranslate2 naming, checking every shape.
+    pub fn from_tensors(mut map: TensorMap) -> Result<Self, ModelError> {
+        let conv1 = map.shape("encoder/conv1/weight")?.to_vec();
+        if conv1.len() != 3 || conv1[2] != 3 {
+            return Err(ModelError::ShapeMismatch {
+                path: map.source.clone(),
+                name: "encoder/conv1/weight".into(),
+                expected: vec![0, 0, 3],
+                found: conv1,
+            });
+        }
+        let (d, n_mels) = (conv1[0], conv1[1]);
+        let n_audio_ctx = first_dim(&map, "encoder/position_encodings/encodings")?;
+        let n_vocab = first_dim(&map, "decoder/embeddings/weight")?;
+        let n_text_ctx = first_dim(&map, "decoder/position_encodings/encodings")?;
+        let count = |stack: &str| {
+            (0..).take_while(|i| map.floats.contains_key(&format!("{stack}/layer_{i}/ffn/linear_0/weight"))).count()
+        };
+        // Whisper's heads are 64 wide; used only when neither the file nor config.json says.
+        let heads = |key: &str| map.ints.get(key).map(|&h| h as usize).unwrap_or(d / 64);
+        let dims = Dims {
+            n_mels,
+            n_audio_ctx,
+            d_model: d,
+            encoder_heads: heads("encoder/num_heads"),
+            encoder_layers: count("encoder"),
+            n_vocab,
+            n_text_ctx,
+            decoder_heads: heads("decoder/num_heads"),
+            decoder_layers: count("decoder"),
+        };
+        for (what, h) in [("encoder/num_heads", dims.encoder_heads), ("decoder/num_heads", dims.decoder_heads)] {
+            if h == 0 || d % h != 0 {
+                return Err(ModelError::Format {
+                    path: map.source.clone(),
+                    offset: 0,
+                    problem: format!("{what} = {h} does not divide d_model = {d}"),
+                });
+            }
+        }
+        if dims.encoder_layers == 0 || dims.decoder_layers == 0 {
+            return Err(ModelError::MissingTensor { path: map.source.clone(), name: "encoder/layer_0 or decoder/layer_0".into() });
+        }
+
+        let encoder = Encoder {
+            conv1_weight: arr3(&mut map, "encoder/conv1/weight", [d, n_mels, 3])?,
+            conv1_bias: arr1(&mut map, "encoder/conv1/bias", d)?,
+            conv2_weight: arr3(&mut map, "encoder/conv2/weight", [d, d, 3])?,
+            conv2_bias: arr1(&mut map, "encoder/conv2/bias", d)?,
+            positions: arr2(&mut map, "encoder/position_encodings/encodings", [n_audio_ctx, d])?,
+            blocks: (0..dims.encoder_layers)
+                .map(|i| {
+                    let p = format!("encoder/layer_{i}");
+                    Ok(EncoderBlock {
+                        attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.encoder_heads)?,
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d)?,
+                    })
+                })
+                .collect::<Result<_, ModelError>>()?,
+            norm: layer_norm(&mut map, "encoder/layer_norm", d)?,
+        };
+        let decoder = Decoder {
+            embedding: arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?,
+            positions: arr2(&mut map, "decoder/position_encodings/encodings", [n_text_ctx, d])?,
+            blocks: (0..dims.decoder_layers)
+                .map(|i| {
+                    let p = format!("decoder/layer_{i}");
+                    Ok(DecoderBlock {
+                        self_attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.decoder_heads)?,
+                        cross_attn: CrossAttention {
+                            norm: layer_norm(&mut map, &format!("{p}/attention/layer_norm"), d)?,
+                            query: linear(&mut map, &format!("{p}/attention/linear_0"), d, d)?,
+                            kv: linear(&mut map, &format!("{p}/attention/linear_1"), 2 * d, d)?,
+                            out: linear(&mut map, &format!("{p}/attention/linear_2"), d, d)?,
+                            heads: dims.decoder_heads,
+                        },
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d)?,
+                    })
+                })
+                .collect::<Result<_, ModelError>>()?,
+            norm: layer_norm(&mut map, "decoder/layer_norm", d)?,
+        };
+        Ok(Self { dims, encoder, decoder })
+    }
+}
+
+fn read_config_value(path: &Path, keys: &[&str]) -> Result<Option<i64>, ModelError> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ModelError::Config { path: path.to_path_buf(), source })?;
+    Ok(keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_i64())))
+}
+
+fn first_dim(map: &TensorMap, name: &str) -> Result<usize, ModelError> {
+    let shape = map.shape(name)?;
+    match shape {
+        [n, _] => Ok(*n),
+        _ => Err(ModelError::ShapeMismatch {
+            path: map.source.clone(),
+            name: name.into(),
+            expected: vec![0, 0],
+            found: shape.to_vec(),
+        }),
+    }
+}
+
+fn data_error(map: &TensorMap, name: &str, t: &Tensor) -> ModelError {
+    ModelError::Format {
+        path: map.source.clone(),
+        offset: 0,
+        problem: format!("tensor {name} {:?} holds {} values", t.shape, t.data.len()),
+    }
+}
+
+fn arr1(map: &mut TensorMap, name: &str, n: usize) -> Result<Array1<f32>, ModelError> {
+    let t = map.take(name, &[n])?;
+    if t.data.len() != n {
+        return Err(data_error(map, name, &t));
+    }
+    Ok(Array1::from_vec(t.data))
+}
+
+fn arr2(map: &mut TensorMap, name: &str, shape: [usize; 2]) -> Result<Array2<f32>, ModelError> {
+    let t = map.take(name, &shape)?;
+    if t.data.len() != shape[0] * shape[1] {
+        return Err(data_error(map, name, &t));
+    }
+    Ok(Array2::from_shape_vec(shape, t.data).expect("length checked"))
+}
+
+fn arr3(map: &mut TensorMap, name: &str, shape: [usize; 3]) -> Result<Array3<f32>, ModelError> {
+    let t = map.take(name, &shape)?;
+    if t.data.len() != shape.iter().product::<usize>() {
+        return Err(data_error(map, name, &t));
+    }
+    Ok(Array3::from_shape_vec(shape, t.data).expect("length checked"))
+}
+
+fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
+    Ok(Linear {
+        weight: arr2(map, &format!("{prefix}/weight"), [out, inp])?,
+        bias: Some(arr1(map, &format!("{prefix}/bias"), out)?),
+    })
+}
+
+fn layer_norm(map: &mut TensorMap, prefix: &str, d: usize) -> Result<LayerNorm, ModelError> {
+    Ok(LayerNorm { gamma: arr1(map, &format!("{prefix}/gamma"), d)?, beta: arr1(map, &format!("{prefix}/beta"), d)? })
+}
+
+fn self_attention(map: &mut TensorMap, prefix: &str, d: usize, heads: usize) -> Result<SelfAttention, ModelError> {
+    Ok(SelfAttention {
+        norm: layer_norm(map, &format!("{prefix}/layer_norm"), d)?,
+        qkv: linear(map, &format!("{prefix}/linear_0"), 3 * d, d)?,
+        out: linear(map, &format!("{prefix}/linear_1"), d, d)?,
+        heads,
+    })
+}
+
+fn mlp(map: &mut TensorMap, prefix: &str, d: usize) -> Result<Mlp, ModelError> {
+    let hidden = map.shape(&format!("{prefix}/linear_0/weight"))?.first().copied().unwrap_or(0);
+    Ok(Mlp {
+        norm: layer_norm(map, &format!("{prefix}/layer_norm"), d)?,
+        fc1: linear(map, &format!("{prefix}/linear_0"), hidden, d)?,
+        fc2: linear(map, &format!("{prefix}/linear_1"), d, hidden)?,
+    })
+}
