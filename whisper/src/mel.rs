@@ -1,1 +1,174 @@
-//! (in progress)
+//! Whisper's log-mel spectrogram front end.
+//!
+//! Matches the reference pipeline: 30 s of zeros appended, 400-point STFT with a periodic Hann
+//! window and hop 160, centred frames with reflect padding, power spectrum, last frame dropped,
+//! Slaney mel filterbank, log10 with a floor, dynamic range clamped to 8 (log10 units) below the
+//! maximum, then scaled with (x + 4) / 4.
+
+use std::sync::Arc;
+
+use ndarray::{s, Array2, ArrayBase, Data, Ix2};
+use rayon::prelude::*;
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+
+use crate::audio::SAMPLE_RATE;
+
+/// FFT size of Whisper's STFT (25 ms at 16 kHz).
+pub const N_FFT: usize = 400;
+/// Hop between frames (10 ms at 16 kHz).
+pub const HOP_LENGTH: usize = 160;
+/// Samples in one 30 s window.
+pub const N_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
+/// Mel frames in one 30 s window.
+pub const N_FRAMES: usize = N_SAMPLES / HOP_LENGTH;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MelError {
+    #[error("the number of mel bins must be positive")]
+    ZeroMelBins,
+    #[error("sample {index} is not a finite number ({value})")]
+    NonFiniteSample { index: usize, value: f32 },
+}
+
+/// Hertz to mel on the Slaney scale: linear below 1 kHz, logarithmic above.
+fn hz_to_mel(hz: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let log_step = 6.4f64.ln() / 27.0;
+    if hz >= MIN_LOG_HZ {
+        min_log_mel + (hz / MIN_LOG_HZ).ln() / log_step
+    } else {
+        hz / F_SP
+    }
+}
+
+fn mel_to_hz(mel: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let log_step = 6.4f64.ln() / 27.0;
+    if mel >= min_log_mel {
+        MIN_LOG_HZ * (log_step * (mel - min_log_mel)).exp()
+    } else {
+        F_SP * mel
+    }
+}
+
+/// Triangular mel filters `[n_mels, n_fft / 2 + 1]` spanning 0 Hz to Nyquist, Slaney mel scale,
+/// each filter scaled to unit area (Slaney normalisation). Computed in f64, returned as f32.
+pub fn mel_filterbank(n_mels: usize, n_fft: usize, sample_rate: u32) -> Array2<f32> {
+    let n_bins = n_fft / 2 + 1;
+    let nyquist = sample_rate as f64 / 2.0;
+    let bin_hz: Vec<f64> = (0..n_bins).map(|k| k as f64 * sample_rate as f64 / n_fft as f64).collect();
+    // n_mels + 2 edges evenly spaced in mel: filter i rises from edge i to i+1 and falls to i+2.
+    let (mel_lo, mel_hi) = (hz_to_mel(0.0), hz_to_mel(nyquist));
+    let edges: Vec<f64> = (0..n_mels + 2)
+        .map(|i| {
+            let t = if n_mels + 1 == 0 { 0.0 } else { i as f64 / (n_mels + 1) as f64 };
+            mel_to_hz(mel_lo + (mel_hi - mel_lo) * t)
+        })
+        .collect();
+    let mut filters = Array2::<f32>::zeros((n_mels, n_bins));
+    for i in 0..n_mels {
+        let (left, centre, right) = (edges[i], edges[i + 1], edges[i + 2]);
+        let area_norm = 2.0 / (right - left);
+        for (k, &f) in bin_hz.iter().enumerate() {
+            let rising = (f - left) / (centre - left);
+            let falling = (right - f) / (right - centre);
+            let weight = rising.min(falling).max(0.0);
+            filters[[i, k]] = (weight * area_norm) as f32;
+        }
+    }
+    filters
+}
+
+/// Periodic Hann window of length `n` (the DFT-even form used for spectral analysis).
+fn periodic_hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()) as f32)
+        .collect()
+}
+
+/// Sample `i` of the signal extended by reflection about its ends (the edge is not repeated).
+fn reflected(samples: &[f32], i: isize) -> f32 {
+    let n = samples.len() as isize;
+    if n == 1 {
+        return samples[0];
+    }
+    // Reflection is periodic with period 2(n-1).
+    let period = 2 * (n - 1);
+    let mut j = i.rem_euclid(period);
+    if j >= n {
+        j = period - j;
+    }
+    samples[j as usize]
+}
+
+/// Log-mel spectrogram `[n_mels, frames]` of 16 kHz mono `samples`, with 30 s of silence appended
+/// as the reference transcription does: `frames = (samples.len() + 480000) / 160`.
+pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>, MelError> {
+    if n_mels == 0 {
+        return Err(MelError::ZeroMelBins);
+    }
+    if let Some((index, &value)) = samples.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(MelError::NonFiniteSample { index, value });
+    }
+    let mut padded = Vec::with_capacity(samples.len() + N_SAMPLES);
+    padded.extend_from_slice(samples);
+    padded.resize(samples.len() + N_SAMPLES, 0.0);
+
+    // Centred STFT yields 1 + len / hop frames; the reference drops the last one.
+    let n_frames = padded.len() / HOP_LENGTH;
+    let n_bins = N_FFT / 2 + 1;
+    let window = periodic_hann(N_FFT);
+    let fft: Arc<dyn Fft<f32>> = FftPlanner::new().plan_fft_forward(N_FFT);
+    let half = (N_FFT / 2) as isize;
+
+    let mut power = Array2::<f32>::zeros((n_frames, n_bins));
+    const FRAMES_PER_TASK: usize = 64;
+    power
+        .as_slice_mut()
+        .expect("freshly allocated array is contiguous")
+        .par_chunks_mut(n_bins * FRAMES_PER_TASK)
+        .enumerate()
+        .for_each(|(task, rows)| {
+            let mut buf = vec![Complex32::new(0.0, 0.0); N_FFT];
+            let mut scratch = vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
+            for (r, row) in rows.chunks_exact_mut(n_bins).enumerate() {
+                let frame = task * FRAMES_PER_TASK + r;
+                let start = (frame * HOP_LENGTH) as isize - half;
+                let inside = start >= 0 && (start as usize + N_FFT) <= padded.len();
+                for (j, slot) in buf.iter_mut().enumerate() {
+                    let x = if inside {
+                        padded[start as usize + j]
+                    } else {
+                        reflected(&padded, start + j as isize)
+                    };
+                    *slot = Complex32::new(x * window[j], 0.0);
+                }
+                fft.process_with_scratch(&mut buf, &mut scratch);
+                for (out, c) in row.iter_mut().zip(&buf[..n_bins]) {
+                    *out = c.norm_sqr();
+                }
+            }
+        });
+
+    let filters = mel_filterbank(n_mels, N_FFT, SAMPLE_RATE);
+    let mut mel = filters.dot(&power.t());
+    mel.par_mapv_inplace(|x| x.max(1e-10).log10());
+    let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let floor = max - 8.0;
+    mel.par_mapv_inplace(|x| (x.max(floor) + 4.0) / 4.0);
+    Ok(mel)
+}
+
+/// Cuts or zero-pads the frame axis of a `[n_mels, frames]` spectrogram to exactly `frames`.
+pub fn pad_or_trim<S: Data<Elem = f32>>(mel: &ArrayBase<S, Ix2>, frames: usize) -> Array2<f32> {
+    let (n_mels, have) = mel.dim();
+    let mut out = Array2::<f32>::zeros((n_mels, frames));
+    let keep = have.min(frames);
+    out.slice_mut(s![.., ..keep]).assign(&mel.slice(s![.., ..keep]));
+    out
+}
