@@ -1,1 +1,1399 @@
-//! TODO
+//! The bridge between mlir-aie's custom syntax and MLIR's generic form for the aie/aiex ops aiec uses.
+//!
+//! Upstream MLIR (and so melior) has no `aie` dialect: it can only build, parse and print aie ops as
+//! unregistered ops in generic form. mlir-aie's tools, tests and users write the custom form. This module maps
+//! between the two, line by line: [`custom_to_generic`] keeps the line structure (one line in, one line out,
+//! so MLIR diagnostics on the generic text still point at the line of the original file), and
+//! [`generic_to_custom`] is its inverse (it also accepts MLIR's own printing of the generic module, where a
+//! region's entry block label sits on its own line).
+//!
+//! # The generic form of each op
+//!
+//! The generic form follows the ops' ODS definitions in mlir-aie (`AIEOps.td`, `AIEX.td`): inherent
+//! attributes are properties (`<{...}>`, printed by MLIR in sorted key order), enum attributes are their
+//! `i32` values, default-valued attributes that the custom text leaves out are left out. `%x` stand for SSA
+//! names, `T` for an element memref type such as `memref<16xi32>`.
+//!
+//! | custom | generic |
+//! |---|---|
+//! | `aie.device(npu1) {` | `"aie.device"() <{device = 4 : i32}> ({` |
+//! | `aie.device(npu1) @dev {` | `"aie.device"() <{device = 4 : i32, sym_name = "dev"}> ({` |
+//! | `}` (closing the device) | `"aie.end"() : () -> () }) : () -> ()` |
+//! | `%t = aie.tile(0, 2)` | `%t = "aie.tile"() <{col = 0 : i32, row = 2 : i32}> : () -> index` |
+//! | `aie.objectfifo @f(%p, {%c1, %c2}, 2 : i32) : !aie.objectfifo<T>` | `"aie.objectfifo"(%p, %c1, %c2) <{dimensionsFromStreamPerConsumer = #aie<bd_dim_layout_array_array[[], []]>, dimensionsToStream = #aie<bd_dim_layout_array[]>, elemNumber = 2 : i32, elemType = !aie.objectfifo<T>, sym_name = "f"}> : (index, index, index) -> ()` |
+//! | `aie.objectfifo.link [@a] -> [@b, @c] ([] [0, 64])` | `"aie.objectfifo.link"() <{dst_offsets = [0, 64], fifoIns = [@a], fifoOuts = [@b, @c], src_offsets = []}> : () -> ()` |
+//! | `%c = aie.core(%t) {` | `%c = "aie.core"(%t) ({` |
+//! | `aie.core(%t) {` (no result name) | `%aiec_unnamed_N = "aie.core"(%t) ({` |
+//! | `}` (closing a core) | `}) : (index) -> index` |
+//! | `aie.end` | `"aie.end"() : () -> ()` |
+//! | `%s = aie.objectfifo.acquire @f(Consume, 1) : !aie.objectfifosubview<T>` | `%s = "aie.objectfifo.acquire"() <{objFifo_name = @f, port = 1 : i32, size = 1 : i32}> : () -> !aie.objectfifosubview<T>` |
+//! | `%e = aie.objectfifo.subview.access %s[0] : !aie.objectfifosubview<T> -> T` | `%e = "aie.objectfifo.subview.access"(%s) <{index = 0 : i32}> : (!aie.objectfifosubview<T>) -> T` |
+//! | `aie.objectfifo.release @f(Produce, 1)` | `"aie.objectfifo.release"() <{objFifo_name = @f, port = 0 : i32, size = 1 : i32}> : () -> ()` |
+//! | `aie.runtime_sequence(%a: memref<64xi32>, %b: memref<64xi32>) {` | `"aie.runtime_sequence"() ({ ^bb0(%a: memref<64xi32>, %b: memref<64xi32>):` |
+//! | `aie.runtime_sequence @seq(%a: memref<64xi32>) {` | `"aie.runtime_sequence"() <{sym_name = "seq"}> ({ ^bb0(%a: memref<64xi32>):` |
+//! | `}` (closing the runtime sequence) | `}) : () -> ()` |
+//! | `aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, 64][0, 0, 0, 1]) {id = 0 : i64, metadata = @f, issue_token = true} : memref<64xi32>` | `"aiex.npu.dma_memcpy_nd"(%a) <{id = 0 : i64, issue_token = true, metadata = @f, operandSegmentSizes = array<i32: 1, 0, 0, 0>, static_offsets = array<i64: 0, 0, 0, 0>, static_sizes = array<i64: 1, 1, 1, 64>, static_strides = array<i64: 0, 0, 0, 1>}> : (memref<64xi32>) -> ()` |
+//! | `aiex.npu.dma_memcpy_nd(%a[%c0, 0, 0, 0][...][...]) ...` (SSA values) | the SSA values become `i64` operands after the memref, counted in `operandSegmentSizes = array<i32: 1, nOffsets, nSizes, nStrides>`, and their slots in `static_*` hold `-9223372036854775808` (MLIR's dynamic marker) |
+//! | `aiex.npu.dma_wait {symbol = @f}` | `"aiex.npu.dma_wait"() <{symbol = @f}> : () -> ()` |
+//!
+//! Enum values: `device` — xcvc1902 1, xcve2302 2, xcve2802 3, npu1 4, npu1_1col 5, npu1_2col 6,
+//! npu1_3col 7, npu2 8, npu2_1col 9 ... npu2_7col 15 (npu1_4col is an alias accepted for npu1);
+//! `port` — Produce 0, Consume 1. `issue_token` is present only when the custom text gives it.
+//! `dimensionsFromStreamPerConsumer` has one empty `[]` per consumer tile. The generic runtime-sequence
+//! region has no terminator (the op is `NoTerminator`); the device's and the cores' regions end in `aie.end`.
+//! The generic-to-custom direction reads properties in any order and with or without the `: i64` suffix on
+//! `id`.
+//!
+//! Ops of mlir-aie that describe lower-level designs (`aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.buffer`,
+//! `aie.lock`, ...), data-layout transforms on object FIFOs and per-consumer depths are not supported: they
+//! are an error naming the op and its line.
+
+use std::collections::HashMap;
+
+/// A problem in the aie/aiex part of an MLIR text; `line` is 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("line {line}: `{op}` is not supported by the emulator yet: {why}")]
+    Unsupported { line: usize, op: String, why: String },
+    #[error("line {line}: malformed `{op}`: {message}")]
+    Malformed { line: usize, op: String, message: String },
+    #[error("line {line}: {message}")]
+    Structure { line: usize, message: String },
+}
+
+impl SyntaxError {
+    pub fn line(&self) -> usize {
+        match self {
+            SyntaxError::Unsupported { line, .. }
+            | SyntaxError::Malformed { line, .. }
+            | SyntaxError::Structure { line, .. } => *line,
+        }
+    }
+}
+
+/// The object FIFO port an acquire/release works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Port {
+    Produce,
+    Consume,
+}
+
+impl Port {
+    pub fn name(self) -> &'static str {
+        match self {
+            Port::Produce => "Produce",
+            Port::Consume => "Consume",
+        }
+    }
+    fn value(self) -> i64 {
+        match self {
+            Port::Produce => 0,
+            Port::Consume => 1,
+        }
+    }
+}
+
+/// One entry of a `dma_memcpy_nd` offsets/sizes/strides list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmaIndex {
+    Static(i64),
+    /// An SSA value (with its `%`), defined by an `arith.constant` in the runtime sequence.
+    Dynamic(String),
+}
+
+/// MLIR's marker for a dynamic entry in `static_offsets` & co.
+pub const DYNAMIC_INDEX: i64 = i64::MIN;
+
+/// A supported aie/aiex op, as written on one line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AieOp {
+    Device { device: String, sym_name: Option<String> },
+    Tile { col: i64, row: i64 },
+    ObjectFifo { name: String, producer: String, consumers: Vec<String>, depth: i64, elem_type: String },
+    Link { fifo_ins: Vec<String>, fifo_outs: Vec<String>, src_offsets: Vec<i64>, dst_offsets: Vec<i64> },
+    Core { tile: String },
+    End,
+    Acquire { fifo: String, port: Port, size: i64, elem_type: String },
+    Access { subview: String, index: i64, elem_type: String },
+    Release { fifo: String, port: Port, size: i64 },
+    RuntimeSequence { sym_name: Option<String>, args: Vec<(String, String)> },
+    DmaMemcpyNd {
+        memref: String,
+        offsets: Vec<DmaIndex>,
+        sizes: Vec<DmaIndex>,
+        strides: Vec<DmaIndex>,
+        metadata: String,
+        id: i64,
+        issue_token: Option<bool>,
+        memref_type: String,
+    },
+    DmaWait { symbol: String },
+}
+
+impl AieOp {
+    /// The op's full name, e.g. `aie.objectfifo.acquire`.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            AieOp::Device { .. } => "aie.device",
+            AieOp::Tile { .. } => "aie.tile",
+            AieOp::ObjectFifo { .. } => "aie.objectfifo",
+            AieOp::Link { .. } => "aie.objectfifo.link",
+            AieOp::Core { .. } => "aie.core",
+            AieOp::End => "aie.end",
+            AieOp::Acquire { .. } => "aie.objectfifo.acquire",
+            AieOp::Access { .. } => "aie.objectfifo.subview.access",
+            AieOp::Release { .. } => "aie.objectfifo.release",
+            AieOp::RuntimeSequence { .. } => "aie.runtime_sequence",
+            AieOp::DmaMemcpyNd { .. } => "aiex.npu.dma_memcpy_nd",
+            AieOp::DmaWait { .. } => "aiex.npu.dma_wait",
+        }
+    }
+    fn opens_region(&self) -> Option<RegionKind> {
+        match self {
+            AieOp::Device { .. } => Some(RegionKind::Device),
+            AieOp::Core { .. } => Some(RegionKind::Core),
+            AieOp::RuntimeSequence { .. } => Some(RegionKind::Sequence),
+            _ => None,
+        }
+    }
+}
+
+/// The region an open brace belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    Device,
+    Core,
+    Sequence,
+    /// Any other region or brace pair (scf.for bodies, attribute dictionaries spanning lines, ...).
+    Other,
+}
+
+/// What one line of a design holds, as far as the aie/aiex ops are concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineItem {
+    /// Not an aie/aiex line: kept as it is.
+    Plain,
+    /// An aie/aiex op, with its result name (with `%`) when it has one.
+    Op { result: Option<String>, op: AieOp },
+    /// The `}` closing the region of an aie.device / aie.core / aie.runtime_sequence.
+    Close(RegionKind),
+}
+
+/// One analysed line: its indentation, its item and any trailing `//` comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// 1-based line number.
+    pub number: usize,
+    pub indent: String,
+    pub item: LineItem,
+    pub comment: String,
+    /// The line's original text.
+    pub text: String,
+}
+
+const DEVICES: &[(&str, i64)] = &[
+    ("xcvc1902", 1),
+    ("xcve2302", 2),
+    ("xcve2802", 3),
+    ("npu1", 4),
+    ("npu1_1col", 5),
+    ("npu1_2col", 6),
+    ("npu1_3col", 7),
+    ("npu2", 8),
+    ("npu2_1col", 9),
+    ("npu2_2col", 10),
+    ("npu2_3col", 11),
+    ("npu2_4col", 12),
+    ("npu2_5col", 13),
+    ("npu2_6col", 14),
+    ("npu2_7col", 15),
+];
+
+fn device_value(name: &str) -> Option<i64> {
+    if name == "npu1_4col" {
+        return Some(4);
+    }
+    DEVICES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+fn device_name(value: i64) -> Option<&'static str> {
+    DEVICES.iter().find(|(_, v)| *v == value).map(|(n, _)| *n)
+}
+
+const LOWER_LEVEL: &[&str] = &[
+    "aie.mem",
+    "aie.memtile_dma",
+    "aie.shim_dma",
+    "aie.dma_bd",
+    "aie.dma_start",
+    "aie.dma",
+    "aie.next_bd",
+    "aie.flow",
+    "aie.packet_flow",
+    "aie.buffer",
+    "aie.lock",
+    "aie.use_lock",
+    "aie.switchbox",
+    "aie.shim_mux",
+    "aie.connect",
+    "aie.wire",
+    "aie.shim_dma_allocation",
+    "aie.external_buffer",
+    "aiex.npu.dma_memcpy_nd_task",
+    "aiex.npu.write32",
+    "aiex.npu.blockwrite",
+    "aiex.npu.sync",
+    "aiex.npu.push_queue",
+    "aiex.npu.writebd",
+    "aiex.npu.address_patch",
+    "aiex.dma_configure_task",
+    "aiex.dma_configure_task_for",
+    "aiex.dma_start_task",
+    "aiex.dma_await_task",
+    "aiex.dma_free_task",
+];
+
+fn unsupported(line: usize, op: &str) -> SyntaxError {
+    let why = if LOWER_LEVEL.contains(&op) {
+        "lower-level designs (aie.mem/aie.dma_bd/aie.flow)".to_string()
+    } else {
+        "only tiles, object FIFOs, links, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string()
+            + " emulated"
+    };
+    SyntaxError::Unsupported { line, op: op.to_string(), why }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A small cursor over one line.
+
+struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+    line: usize,
+    op: &'static str,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(s: &'a str, line: usize, op: &'static str) -> Self {
+        Cursor { s, pos: 0, line, op }
+    }
+    fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+    fn ws(&mut self) {
+        let r = self.rest();
+        self.pos += r.len() - r.trim_start().len();
+    }
+    fn err(&self, message: impl Into<String>) -> SyntaxError {
+        SyntaxError::Malformed { line: self.line, op: self.op.to_string(), message: message.into() }
+    }
+    fn eat(&mut self, lit: &str) -> bool {
+        self.ws();
+        if self.rest().starts_with(lit) {
+            self.pos += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, lit: &str) -> Result<(), SyntaxError> {
+        if self.eat(lit) {
+            Ok(())
+        } else {
+            let near: String = self.rest().chars().take(20).collect();
+            Err(self.err(format!("expected `{lit}` at `{near}`")))
+        }
+    }
+    fn at_end(&mut self) -> bool {
+        self.ws();
+        self.rest().is_empty()
+    }
+    fn word(&mut self) -> &'a str {
+        self.ws();
+        let r = self.rest();
+        let n = r
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.' || c == '-'))
+            .unwrap_or(r.len());
+        self.pos += n;
+        &r[..n]
+    }
+    /// `%name` (returned with its `%`).
+    fn ssa(&mut self) -> Result<String, SyntaxError> {
+        self.expect("%")?;
+        let w = self.word();
+        if w.is_empty() {
+            return Err(self.err("expected an SSA value name after `%`"));
+        }
+        Ok(format!("%{w}"))
+    }
+    /// `@name` (returned without its `@`).
+    fn symbol(&mut self) -> Result<String, SyntaxError> {
+        self.expect("@")?;
+        self.ws();
+        if self.rest().starts_with('"') {
+            return Err(self.err("quoted symbol names are not supported"));
+        }
+        let w = self.word();
+        if w.is_empty() {
+            return Err(self.err("expected a symbol name after `@`"));
+        }
+        Ok(w.to_string())
+    }
+    fn int(&mut self) -> Result<i64, SyntaxError> {
+        self.ws();
+        let r = self.rest();
+        let n = r
+            .char_indices()
+            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+            .map(|(i, _)| i)
+            .unwrap_or(r.len());
+        let v = r[..n].parse::<i64>().map_err(|_| {
+            let near: String = r.chars().take(20).collect();
+            self.err(format!("expected an integer at `{near}`"))
+        })?;
+        self.pos += n;
+        Ok(v)
+    }
+    /// An integer with an optional `: iN` type suffix.
+    fn typed_int(&mut self, ty: &str) -> Result<i64, SyntaxError> {
+        let v = self.int()?;
+        let save = self.pos;
+        if self.eat(":") {
+            let t = self.word();
+            if t != ty {
+                if t.starts_with('i') {
+                    return Err(self.err(format!("expected a `{ty}` integer, found `{t}`")));
+                }
+                self.pos = save;
+            }
+        }
+        Ok(v)
+    }
+    /// A type (memref<...>, !aie.objectfifo<...>, i64, ...): up to a `,`, `)`, `]`, `}` or space at depth 0.
+    fn ty(&mut self) -> Result<String, SyntaxError> {
+        self.ws();
+        let r = self.rest();
+        let mut depth = 0i32;
+        let mut end = r.len();
+        for (i, c) in r.char_indices() {
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                '>' if depth > 0 && !r[..i].ends_with('-') => depth -= 1,
+                ')' | ']' if depth > 0 => depth -= 1,
+                ',' | ')' | ']' | '}' | ' ' | '\t' if depth == 0 => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if end == 0 {
+            return Err(self.err("expected a type"));
+        }
+        self.pos += end;
+        Ok(r[..end].to_string())
+    }
+    /// `[a, b, ...]` of items parsed by `f`.
+    fn list<T>(
+        &mut self,
+        open: &str,
+        close: &str,
+        mut f: impl FnMut(&mut Self) -> Result<T, SyntaxError>,
+    ) -> Result<Vec<T>, SyntaxError> {
+        self.expect(open)?;
+        let mut out = Vec::new();
+        if self.eat(close) {
+            return Ok(out);
+        }
+        loop {
+            out.push(f(self)?);
+            if self.eat(close) {
+                return Ok(out);
+            }
+            self.expect(",")?;
+        }
+    }
+    /// A `{key = value, ...}` or `<{...}>` dictionary: raw value texts by key.
+    fn dict(&mut self, open: &str, close: &str) -> Result<HashMap<String, String>, SyntaxError> {
+        self.expect(open)?;
+        let mut out = HashMap::new();
+        if self.eat(close) {
+            return Ok(out);
+        }
+        loop {
+            let key = self.word().to_string();
+            if key.is_empty() {
+                return Err(self.err("expected an attribute name"));
+            }
+            let value = if self.eat("=") { self.attr_value()? } else { "unit".to_string() };
+            out.insert(key, value);
+            if self.eat(close) {
+                return Ok(out);
+            }
+            self.expect(",")?;
+        }
+    }
+    /// The raw text of one attribute value, up to a `,` or closing bracket at depth 0.
+    fn attr_value(&mut self) -> Result<String, SyntaxError> {
+        self.ws();
+        let r = self.rest();
+        let mut depth = 0i32;
+        let mut in_str = false;
+        let mut end = r.len();
+        let mut prev = ' ';
+        for (i, c) in r.char_indices() {
+            if in_str {
+                if c == '"' && prev != '\\' {
+                    in_str = false;
+                }
+            } else {
+                match c {
+                    '"' => in_str = true,
+                    '<' | '(' | '[' | '{' => depth += 1,
+                    '>' if prev == '-' => {}
+                    '>' | ')' | ']' | '}' if depth > 0 => depth -= 1,
+                    ',' | '}' | '>' if depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            prev = c;
+        }
+        self.pos += end;
+        Ok(r[..end].trim().to_string())
+    }
+}
+
+fn split_comment(s: &str) -> (&str, &str) {
+    let mut in_str = false;
+    let b = s.as_bytes();
+    for i in 0..b.len() {
+        match b[i] {
+            b'"' if i == 0 || b[i - 1] != b'\\' => in_str = !in_str,
+            b'/' if !in_str && i + 1 < b.len() && b[i + 1] == b'/' => return (&s[..i], &s[i..]),
+            _ => {}
+        }
+    }
+    (s, "")
+}
+
+fn indent_of(s: &str) -> &str {
+    &s[..s.len() - s.trim_start().len()]
+}
+
+/// Opening/closing braces of a non-aie line, in order, outside strings.
+fn braces(code: &str) -> Vec<char> {
+    let mut out = Vec::new();
+    let mut in_str = false;
+    let mut prev = ' ';
+    for c in code.chars() {
+        if in_str {
+            if c == '"' && prev != '\\' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+        } else if c == '{' || c == '}' {
+            out.push(c);
+        }
+        prev = c;
+    }
+    out
+}
+
+/// Splits `%a = rest` / `%a, %b = rest` into the result text and the rest.
+fn split_result(code: &str) -> (Option<&str>, &str) {
+    let t = code.trim_start();
+    if t.starts_with('%') {
+        if let Some(eq) = t.find('=') {
+            let lhs = t[..eq].trim();
+            if lhs.chars().all(|c| c.is_ascii_alphanumeric() || "%_$.-#:, ".contains(c)) {
+                return (Some(lhs), t[eq + 1..].trim_start());
+            }
+        }
+    }
+    (None, t)
+}
+
+fn aie_op_name(rest: &str) -> Option<&str> {
+    if !(rest.starts_with("aie.") || rest.starts_with("aiex.")) {
+        return None;
+    }
+    let n = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len());
+    Some(&rest[..n])
+}
+
+fn static_name(name: &str) -> Option<&'static str> {
+    const NAMES: &[&str] = &[
+        "aie.device",
+        "aie.tile",
+        "aie.objectfifo",
+        "aie.objectfifo.link",
+        "aie.core",
+        "aie.end",
+        "aie.objectfifo.acquire",
+        "aie.objectfifo.subview.access",
+        "aie.objectfifo.release",
+        "aie.runtime_sequence",
+        "aiex.npu.dma_memcpy_nd",
+        "aiex.npu.dma_wait",
+    ];
+    NAMES.iter().copied().find(|n| *n == name)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Custom form.
+
+fn parse_port(c: &mut Cursor) -> Result<Port, SyntaxError> {
+    match c.word() {
+        "Produce" => Ok(Port::Produce),
+        "Consume" => Ok(Port::Consume),
+        other => Err(c.err(format!("expected `Produce` or `Consume`, found `{other}`"))),
+    }
+}
+
+fn inner_of(ty: &str, wrapper: &str, c: &Cursor) -> Result<String, SyntaxError> {
+    ty.strip_prefix(wrapper)
+        .and_then(|t| t.strip_prefix('<'))
+        .and_then(|t| t.strip_suffix('>'))
+        .map(|t| t.to_string())
+        .ok_or_else(|| c.err(format!("expected a `{wrapper}<...>` type, found `{ty}`")))
+}
+
+fn parse_dma_index(c: &mut Cursor) -> Result<DmaIndex, SyntaxError> {
+    c.ws();
+    if c.rest().starts_with('%') {
+        Ok(DmaIndex::Dynamic(c.ssa()?))
+    } else {
+        Ok(DmaIndex::Static(c.int()?))
+    }
+}
+
+fn symbol_value(v: &str, c: &Cursor, key: &str) -> Result<String, SyntaxError> {
+    v.strip_prefix('@')
+        .filter(|s| !s.is_empty() && !s.contains("::"))
+        .map(|s| s.to_string())
+        .ok_or_else(|| c.err(format!("`{key}` must be a symbol like @name, found `{v}`")))
+}
+
+fn int_value(v: &str, c: &Cursor, key: &str, ty: &str) -> Result<i64, SyntaxError> {
+    let mut vc = Cursor::new(v, c.line, c.op);
+    let n = vc.typed_int(ty).map_err(|_| c.err(format!("`{key}` must be an integer, found `{v}`")))?;
+    if !vc.at_end() {
+        return Err(c.err(format!("`{key}` must be an integer, found `{v}`")));
+    }
+    Ok(n)
+}
+
+fn bool_value(v: &str, c: &Cursor, key: &str) -> Result<bool, SyntaxError> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(c.err(format!("`{key}` must be true or false, found `{v}`"))),
+    }
+}
+
+fn no_extra_keys(d: &HashMap<String, String>, allowed: &[&str], c: &Cursor) -> Result<(), SyntaxError> {
+    let mut extra: Vec<&String> = d.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    extra.sort();
+    if let Some(k) = extra.first() {
+        return Err(SyntaxError::Unsupported {
+            line: c.line,
+            op: c.op.to_string(),
+            why: format!("attribute `{k}`"),
+        });
+    }
+    Ok(())
+}
+
+fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp, SyntaxError> {
+    let mut c = Cursor::new(text, line, name);
+    c.pos = name.len();
+    let op = match name {
+        "aie.device" => {
+            c.expect("(")?;
+            let device = c.word().to_string();
+            if device_value(&device).is_none() {
+                return Err(c.err(format!("unknown device `{device}`")));
+            }
+            c.expect(")")?;
+            c.ws();
+            let sym_name = if c.rest().starts_with('@') { Some(c.symbol()?) } else { None };
+            c.expect("{")?;
+            AieOp::Device { device, sym_name }
+        }
+        "aie.tile" => {
+            c.expect("(")?;
+            let col = c.int()?;
+            c.expect(",")?;
+            let row = c.int()?;
+            c.expect(")")?;
+            c.ws();
+            if c.rest().starts_with('{') {
+                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "tile attributes".into() });
+            }
+            AieOp::Tile { col, row }
+        }
+        "aie.objectfifo" => {
+            let fifo = c.symbol()?;
+            c.expect("(")?;
+            let producer = c.ssa()?;
+            if c.eat("dimensionsToStream") {
+                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "dimensionsToStream".into() });
+            }
+            c.expect(",")?;
+            let consumers = c.list("{", "}", |c| {
+                let v = c.ssa()?;
+                if c.eat("dimensionsFromStream") {
+                    return Err(SyntaxError::Unsupported {
+                        line,
+                        op: name.into(),
+                        why: "dimensionsFromStream".into(),
+                    });
+                }
+                Ok(v)
+            })?;
+            c.expect(",")?;
+            c.ws();
+            if c.rest().starts_with('[') {
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "per-tile depths ([n, m, ...])".into(),
+                });
+            }
+            let depth = c.typed_int("i32")?;
+            c.expect(")")?;
+            c.ws();
+            if c.rest().starts_with('{') {
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "object FIFO attributes (via_DMA, repeat_count, streams, ...)".into(),
+                });
+            }
+            c.expect(":")?;
+            let ty = c.ty()?;
+            let elem_type = inner_of(&ty, "!aie.objectfifo", &c)?;
+            if !c.at_end() {
+                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "initial values".into() });
+            }
+            AieOp::ObjectFifo { name: fifo, producer, consumers, depth, elem_type }
+        }
+        "aie.objectfifo.link" => {
+            let fifo_ins = c.list("[", "]", |c| c.symbol())?;
+            c.expect("->")?;
+            let fifo_outs = c.list("[", "]", |c| c.symbol())?;
+            c.expect("(")?;
+            let src_offsets = c.list("[", "]", |c| c.int())?;
+            let dst_offsets = c.list("[", "]", |c| c.int())?;
+            c.expect(")")?;
+            AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets }
+        }
+        "aie.core" => {
+            c.expect("(")?;
+            let tile = c.ssa()?;
+            c.expect(")")?;
+            c.expect("{")?;
+            if !c.at_end() {
+                return Err(c.err("the core's body must start on the next line"));
+            }
+            AieOp::Core { tile }
+        }
+        "aie.end" => AieOp::End,
+        "aie.objectfifo.acquire" | "aie.objectfifo.release" => {
+            let fifo = c.symbol()?;
+            c.expect("(")?;
+            let port = parse_port(&mut c)?;
+            c.expect(",")?;
+            let size = c.int()?;
+            c.expect(")")?;
+            if name == "aie.objectfifo.release" {
+                AieOp::Release { fifo, port, size }
+            } else {
+                c.expect(":")?;
+                let ty = c.ty()?;
+                let elem_type = inner_of(&ty, "!aie.objectfifosubview", &c)?;
+                AieOp::Acquire { fifo, port, size, elem_type }
+            }
+        }
+        "aie.objectfifo.subview.access" => {
+            let subview = c.ssa()?;
+            c.expect("[")?;
+            let index = c.int()?;
+            c.expect("]")?;
+            c.expect(":")?;
+            let ty = c.ty()?;
+            let elem_type = inner_of(&ty, "!aie.objectfifosubview", &c)?;
+            c.expect("->")?;
+            let out = c.ty()?;
+            if out != elem_type {
+                return Err(c.err(format!("result type `{out}` is not the subview's element type `{elem_type}`")));
+            }
+            AieOp::Access { subview, index, elem_type }
+        }
+        "aie.runtime_sequence" => {
+            c.ws();
+            let sym_name = if c.rest().starts_with('@') { Some(c.symbol()?) } else { None };
+            let args = c.list("(", ")", |c| {
+                let n = c.ssa()?;
+                c.expect(":")?;
+                Ok((n, c.ty()?))
+            })?;
+            c.expect("{")?;
+            AieOp::RuntimeSequence { sym_name, args }
+        }
+        "aiex.npu.dma_memcpy_nd" => {
+            c.expect("(")?;
+            c.ws();
+            if !c.rest().starts_with('%') {
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "the old form with leading x, y operands".into(),
+                });
+            }
+            let memref = c.ssa()?;
+            let offsets = c.list("[", "]", parse_dma_index)?;
+            let sizes = c.list("[", "]", parse_dma_index)?;
+            let strides = c.list("[", "]", parse_dma_index)?;
+            for (what, l) in [("offsets", &offsets), ("sizes", &sizes), ("strides", &strides)] {
+                if l.len() != 4 {
+                    return Err(c.err(format!("{what} must have 4 entries, found {}", l.len())));
+                }
+            }
+            if c.eat(",") {
+                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "packet".into() });
+            }
+            c.expect(")")?;
+            let d = c.dict("{", "}")?;
+            no_extra_keys(&d, &["id", "metadata", "issue_token"], &c)?;
+            let metadata = symbol_value(d.get("metadata").ok_or_else(|| c.err("missing `metadata`"))?, &c, "metadata")?;
+            let id = int_value(d.get("id").ok_or_else(|| c.err("missing `id`"))?, &c, "id", "i64")?;
+            let issue_token = d.get("issue_token").map(|v| bool_value(v, &c, "issue_token")).transpose()?;
+            c.expect(":")?;
+            let memref_type = c.ty()?;
+            AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type }
+        }
+        "aiex.npu.dma_wait" => {
+            let d = c.dict("{", "}")?;
+            no_extra_keys(&d, &["symbol"], &c)?;
+            let symbol = symbol_value(d.get("symbol").ok_or_else(|| c.err("missing `symbol`"))?, &c, "symbol")?;
+            AieOp::DmaWait { symbol }
+        }
+        _ => return Err(unsupported(line, name)),
+    };
+    if !c.at_end() {
+        let near: String = c.rest().chars().take(30).collect();
+        return Err(c.err(format!("unexpected `{near}`")));
+    }
+    Ok(op)
+}
+
+/// Analyses a design in mlir-aie's custom syntax line by line.
+pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
+    let mut stack: Vec<RegionKind> = Vec::new();
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let number = i + 1;
+        let (code, comment) = split_comment(raw);
+        let indent = indent_of(code).to_string();
+        let (result, rest) = split_result(code);
+        let item = if let Some(name) = aie_op_name(rest) {
+            let sname = static_name(name).ok_or_else(|| unsupported(number, name))?;
+            let op = parse_custom_op(sname, rest.trim_end(), number)?;
+            if let Some(kind) = op.opens_region() {
+                stack.push(kind);
+            }
+            LineItem::Op { result: result.map(|r| r.to_string()), op }
+        } else {
+            let mut item = LineItem::Plain;
+            for (k, b) in braces(code).into_iter().enumerate() {
+                if b == '{' {
+                    stack.push(RegionKind::Other);
+                    continue;
+                }
+                let kind = stack.pop().ok_or_else(|| SyntaxError::Structure {
+                    line: number,
+                    message: "`}` without a matching `{`".into(),
+                })?;
+                if kind != RegionKind::Other {
+                    if k != 0 || code.trim() != "}" {
+                        return Err(SyntaxError::Structure {
+                            line: number,
+                            message: "the `}` closing an aie.device/aie.core/aie.runtime_sequence must be alone on \
+                                      its line (attributes after a region are not supported)"
+                                .into(),
+                        });
+                    }
+                    item = LineItem::Close(kind);
+                }
+            }
+            item
+        };
+        out.push(Line { number, indent, item, comment: comment.to_string(), text: raw.to_string() });
+    }
+    if let Some(_kind) = stack.last() {
+        return Err(SyntaxError::Structure {
+            line: text.lines().count(),
+            message: "unclosed region at the end of the text".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn join_indices(v: &[DmaIndex]) -> String {
+    v.iter()
+        .map(|x| match x {
+            DmaIndex::Static(n) => n.to_string(),
+            DmaIndex::Dynamic(s) => s.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join<T: ToString>(v: &[T], prefix: &str) -> String {
+    v.iter().map(|x| format!("{prefix}{}", x.to_string())).collect::<Vec<_>>().join(", ")
+}
+
+/// Prints one op in custom form (without indentation, result or comment).
+pub fn print_custom(op: &AieOp) -> String {
+    match op {
+        AieOp::Device { device, sym_name } => match sym_name {
+            Some(s) => format!("aie.device({device}) @{s} {{"),
+            None => format!("aie.device({device}) {{"),
+        },
+        AieOp::Tile { col, row } => format!("aie.tile({col}, {row})"),
+        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => format!(
+            "aie.objectfifo @{name}({producer}, {{{}}}, {depth} : i32) : !aie.objectfifo<{elem_type}>",
+            consumers.join(", ")
+        ),
+        AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } => format!(
+            "aie.objectfifo.link [{}] -> [{}] ([{}] [{}])",
+            join(fifo_ins, "@"),
+            join(fifo_outs, "@"),
+            join(src_offsets, ""),
+            join(dst_offsets, "")
+        ),
+        AieOp::Core { tile } => format!("aie.core({tile}) {{"),
+        AieOp::End => "aie.end".to_string(),
+        AieOp::Acquire { fifo, port, size, elem_type } => format!(
+            "aie.objectfifo.acquire @{fifo}({}, {size}) : !aie.objectfifosubview<{elem_type}>",
+            port.name()
+        ),
+        AieOp::Access { subview, index, elem_type } => format!(
+            "aie.objectfifo.subview.access {subview}[{index}] : !aie.objectfifosubview<{elem_type}> -> {elem_type}"
+        ),
+        AieOp::Release { fifo, port, size } => format!("aie.objectfifo.release @{fifo}({}, {size})", port.name()),
+        AieOp::RuntimeSequence { sym_name, args } => {
+            let a = args.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ");
+            match sym_name {
+                Some(s) => format!("aie.runtime_sequence @{s}({a}) {{"),
+                None => format!("aie.runtime_sequence({a}) {{"),
+            }
+        }
+        AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } => {
+            let tok = match issue_token {
+                Some(b) => format!(", issue_token = {b}"),
+                None => String::new(),
+            };
+            format!(
+                "aiex.npu.dma_memcpy_nd({memref}[{}][{}][{}]) {{id = {id} : i64, metadata = @{metadata}{tok}}} : \
+                 {memref_type}",
+                join_indices(offsets),
+                join_indices(sizes),
+                join_indices(strides)
+            )
+        }
+        AieOp::DmaWait { symbol } => format!("aiex.npu.dma_wait {{symbol = @{symbol}}}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Generic form.
+
+const UNNAMED_PREFIX: &str = "%aiec_unnamed_";
+
+/// Prints one op in generic form, with `result` (which it needs for ops that have one).
+fn print_generic(op: &AieOp, result: &str) -> String {
+    let props = |mut kv: Vec<(&str, String)>| -> String {
+        kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let body = kv.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        format!("<{{{body}}}>")
+    };
+    match op {
+        AieOp::Device { device, sym_name } => {
+            let mut kv = vec![("device", format!("{} : i32", device_value(device).unwrap_or(0)))];
+            if let Some(s) = sym_name {
+                kv.push(("sym_name", format!("\"{s}\"")));
+            }
+            format!("\"aie.device\"() {} ({{", props(kv))
+        }
+        AieOp::Tile { col, row } => format!(
+            "{result} = \"aie.tile\"() {} : () -> index",
+            props(vec![("col", format!("{col} : i32")), ("row", format!("{row} : i32"))])
+        ),
+        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => {
+            let mut operands = vec![producer.clone()];
+            operands.extend(consumers.iter().cloned());
+            let per_consumer = vec!["[]"; consumers.len()].join(", ");
+            format!(
+                "\"aie.objectfifo\"({}) {} : ({}) -> ()",
+                operands.join(", "),
+                props(vec![
+                    ("dimensionsFromStreamPerConsumer", format!("#aie<bd_dim_layout_array_array[{per_consumer}]>")),
+                    ("dimensionsToStream", "#aie<bd_dim_layout_array[]>".to_string()),
+                    ("elemNumber", format!("{depth} : i32")),
+                    ("elemType", format!("!aie.objectfifo<{elem_type}>")),
+                    ("sym_name", format!("\"{name}\"")),
+                ]),
+                vec!["index"; operands.len()].join(", ")
+            )
+        }
+        AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } => format!(
+            "\"aie.objectfifo.link\"() {} : () -> ()",
+            props(vec![
+                ("dst_offsets", format!("[{}]", join(dst_offsets, ""))),
+                ("fifoIns", format!("[{}]", join(fifo_ins, "@"))),
+                ("fifoOuts", format!("[{}]", join(fifo_outs, "@"))),
+                ("src_offsets", format!("[{}]", join(src_offsets, ""))),
+            ])
+        ),
+        AieOp::Core { tile } => format!("{result} = \"aie.core\"({tile}) ({{"),
+        AieOp::End => "\"aie.end\"() : () -> ()".to_string(),
+        AieOp::Acquire { fifo, port, size, elem_type } => format!(
+            "{result} = \"aie.objectfifo.acquire\"() {} : () -> !aie.objectfifosubview<{elem_type}>",
+            props(vec![
+                ("objFifo_name", format!("@{fifo}")),
+                ("port", format!("{} : i32", port.value())),
+                ("size", format!("{size} : i32")),
+            ])
+        ),
+        AieOp::Access { subview, index, elem_type } => format!(
+            "{result} = \"aie.objectfifo.subview.access\"({subview}) {} : (!aie.objectfifosubview<{elem_type}>) -> \
+             {elem_type}",
+            props(vec![("index", format!("{index} : i32"))])
+        ),
+        AieOp::Release { fifo, port, size } => format!(
+            "\"aie.objectfifo.release\"() {} : () -> ()",
+            props(vec![
+                ("objFifo_name", format!("@{fifo}")),
+                ("port", format!("{} : i32", port.value())),
+                ("size", format!("{size} : i32")),
+            ])
+        ),
+        AieOp::RuntimeSequence { sym_name, args } => {
+            let a = args.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ");
+            let p = match sym_name {
+                Some(s) => format!(" {}", props(vec![("sym_name", format!("\"{s}\""))])),
+                None => String::new(),
+            };
+            format!("\"aie.runtime_sequence\"(){p} ({{ ^bb0({a}):")
+        }
+        AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } => {
+            let mut operands = vec![memref.clone()];
+            let mut types = vec![memref_type.clone()];
+            let mut statics = |l: &[DmaIndex]| -> (usize, String) {
+                let mut n = 0;
+                let s = l
+                    .iter()
+                    .map(|x| match x {
+                        DmaIndex::Static(v) => v.to_string(),
+                        DmaIndex::Dynamic(name) => {
+                            operands.push(name.clone());
+                            types.push("i64".into());
+                            n += 1;
+                            DYNAMIC_INDEX.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (n, format!("array<i64: {s}>"))
+            };
+            let (no, so) = statics(offsets);
+            let (ns, ss) = statics(sizes);
+            let (nt, st) = statics(strides);
+            let mut kv = vec![
+                ("id", format!("{id} : i64")),
+                ("metadata", format!("@{metadata}")),
+                ("operandSegmentSizes", format!("array<i32: 1, {no}, {ns}, {nt}>")),
+                ("static_offsets", so),
+                ("static_sizes", ss),
+                ("static_strides", st),
+            ];
+            if let Some(b) = issue_token {
+                kv.push(("issue_token", b.to_string()));
+            }
+            format!(
+                "\"aiex.npu.dma_memcpy_nd\"({}) {} : ({}) -> ()",
+                operands.join(", "),
+                props(kv),
+                types.join(", ")
+            )
+        }
+        AieOp::DmaWait { symbol } => {
+            format!("\"aiex.npu.dma_wait\"() {} : () -> ()", props(vec![("symbol", format!("@{symbol}"))]))
+        }
+    }
+}
+
+/// Rewrites every supported aie/aiex op of a custom-syntax design into generic form, one line for one line.
+pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
+    let lines = parse_custom(text)?;
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut unnamed = 0usize;
+    // Per open device: whether an explicit aie.end was written directly inside it.
+    let mut stack: Vec<(RegionKind, bool)> = Vec::new();
+    for l in &lines {
+        match &l.item {
+            LineItem::Plain => {
+                for b in braces(split_comment(&l.text).0) {
+                    if b == '{' {
+                        stack.push((RegionKind::Other, false));
+                    } else {
+                        stack.pop();
+                    }
+                }
+                out.push_str(&l.text);
+            }
+            LineItem::Op { result, op } => {
+                if matches!(op, AieOp::End) {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 = true;
+                    }
+                }
+                if let Some(kind) = op.opens_region() {
+                    stack.push((kind, false));
+                }
+                let result = match result {
+                    Some(r) => r.clone(),
+                    None => {
+                        unnamed += 1;
+                        format!("{UNNAMED_PREFIX}{unnamed}")
+                    }
+                };
+                out.push_str(&l.indent);
+                out.push_str(&print_generic(op, &result));
+                if !l.comment.is_empty() {
+                    out.push(' ');
+                    out.push_str(&l.comment);
+                }
+            }
+            LineItem::Close(kind) => {
+                let (_, had_end) = stack.pop().unwrap_or((*kind, false));
+                out.push_str(&l.indent);
+                out.push_str(match kind {
+                    RegionKind::Device if !had_end => "\"aie.end\"() : () -> () }) : () -> ()",
+                    RegionKind::Core => "}) : (index) -> index",
+                    _ => "}) : () -> ()",
+                });
+                if !l.comment.is_empty() {
+                    out.push(' ');
+                    out.push_str(&l.comment);
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp, SyntaxError> {
+    let mut c = Cursor::new(text, line, name);
+    c.pos = name.len() + 2;
+    let operands = c.list("(", ")", |c| c.ssa())?;
+    c.ws();
+    let d = if c.rest().starts_with("<{") { c.dict("<{", "}>")? } else { HashMap::new() };
+    let get = |k: &str| {
+        d.get(k).ok_or_else(|| SyntaxError::Malformed {
+            line,
+            op: name.to_string(),
+            message: format!("missing property `{k}`"),
+        })
+    };
+    let port = |c: &Cursor| -> Result<Port, SyntaxError> {
+        match int_value(get("port")?, c, "port", "i32")? {
+            0 => Ok(Port::Produce),
+            1 => Ok(Port::Consume),
+            v => Err(c.err(format!("unknown port value {v}"))),
+        }
+    };
+    let dense = |c: &Cursor, key: &str| -> Result<Vec<i64>, SyntaxError> {
+        let v = get(key)?;
+        let inner = v
+            .strip_prefix("array<i64:")
+            .or_else(|| v.strip_prefix("array<i64 :"))
+            .and_then(|s| s.strip_suffix('>'))
+            .ok_or_else(|| c.err(format!("`{key}` must be array<i64: ...>, found `{v}`")))?;
+        inner.split(',').map(|s| int_value(s.trim(), c, key, "i64")).collect()
+    };
+    let sym_list = |c: &Cursor, key: &str| -> Result<Vec<String>, SyntaxError> {
+        let v = get(key)?;
+        let mut vc = Cursor::new(v, line, name);
+        let l = vc.list("[", "]", |c| c.symbol())?;
+        if !vc.at_end() {
+            return Err(c.err(format!("bad `{key}`")));
+        }
+        Ok(l)
+    };
+    let int_list = |c: &Cursor, key: &str| -> Result<Vec<i64>, SyntaxError> {
+        let v = get(key)?;
+        let mut vc = Cursor::new(v, line, name);
+        let l = vc.list("[", "]", |c| c.typed_int("i64"))?;
+        if !vc.at_end() {
+            return Err(c.err(format!("bad `{key}`")));
+        }
+        Ok(l)
+    };
+    let string = |c: &Cursor, key: &str| -> Result<String, SyntaxError> {
+        let v = get(key)?;
+        v.strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .map(|s| s.to_string())
+            .ok_or_else(|| c.err(format!("`{key}` must be a string, found `{v}`")))
+    };
+    let op = match name {
+        "aie.device" => {
+            let v = int_value(get("device")?, &c, "device", "i32")?;
+            let device = device_name(v).ok_or_else(|| c.err(format!("unknown device value {v}")))?.to_string();
+            let sym_name = if d.contains_key("sym_name") { Some(string(&c, "sym_name")?) } else { None };
+            AieOp::Device { device, sym_name }
+        }
+        "aie.tile" => AieOp::Tile {
+            col: int_value(get("col")?, &c, "col", "i32")?,
+            row: int_value(get("row")?, &c, "row", "i32")?,
+        },
+        "aie.objectfifo" => {
+            let (producer, consumers) =
+                operands.split_first().ok_or_else(|| c.err("expected a producer tile operand"))?;
+            let ty = get("elemType")?;
+            AieOp::ObjectFifo {
+                name: string(&c, "sym_name")?,
+                producer: producer.clone(),
+                consumers: consumers.to_vec(),
+                depth: int_value(get("elemNumber")?, &c, "elemNumber", "i32")?,
+                elem_type: inner_of(ty, "!aie.objectfifo", &c)?,
+            }
+        }
+        "aie.objectfifo.link" => AieOp::Link {
+            fifo_ins: sym_list(&c, "fifoIns")?,
+            fifo_outs: sym_list(&c, "fifoOuts")?,
+            src_offsets: int_list(&c, "src_offsets")?,
+            dst_offsets: int_list(&c, "dst_offsets")?,
+        },
+        "aie.core" => AieOp::Core {
+            tile: operands.first().cloned().ok_or_else(|| c.err("expected a tile operand"))?,
+        },
+        "aie.end" => AieOp::End,
+        "aie.objectfifo.acquire" | "aie.objectfifo.release" => {
+            let fifo = symbol_value(get("objFifo_name")?, &c, "objFifo_name")?;
+            let port = port(&c)?;
+            let size = int_value(get("size")?, &c, "size", "i32")?;
+            if name == "aie.objectfifo.release" {
+                AieOp::Release { fifo, port, size }
+            } else {
+                c.expect(":")?;
+                c.expect("(")?;
+                c.expect(")")?;
+                c.expect("->")?;
+                let ty = c.ty()?;
+                AieOp::Acquire { fifo, port, size, elem_type: inner_of(&ty, "!aie.objectfifosubview", &c)? }
+            }
+        }
+        "aie.objectfifo.subview.access" => {
+            c.expect(":")?;
+            c.expect("(")?;
+            let ty = c.ty()?;
+            AieOp::Access {
+                subview: operands.first().cloned().ok_or_else(|| c.err("expected a subview operand"))?,
+                index: int_value(get("index")?, &c, "index", "i32")?,
+                elem_type: inner_of(&ty, "!aie.objectfifosubview", &c)?,
+            }
+        }
+        "aie.runtime_sequence" => {
+            let sym_name = if d.contains_key("sym_name") { Some(string(&c, "sym_name")?) } else { None };
+            c.expect("({")?;
+            let mut args = Vec::new();
+            if c.eat("^bb0") {
+                args = c.list("(", ")", |c| {
+                    let n = c.ssa()?;
+                    c.expect(":")?;
+                    Ok((n, c.ty()?))
+                })?;
+                c.expect(":")?;
+            }
+            AieOp::RuntimeSequence { sym_name, args }
+        }
+        "aiex.npu.dma_memcpy_nd" => {
+            let seg = get("operandSegmentSizes")?;
+            let seg: Vec<i64> = seg
+                .strip_prefix("array<i32:")
+                .and_then(|s| s.strip_suffix('>'))
+                .ok_or_else(|| c.err("bad operandSegmentSizes"))?
+                .split(',')
+                .map(|s| s.trim().parse::<i64>().map_err(|_| c.err("bad operandSegmentSizes")))
+                .collect::<Result<_, _>>()?;
+            if seg.len() != 4 || seg[0] != 1 || seg.iter().sum::<i64>() as usize != operands.len() {
+                return Err(c.err("operandSegmentSizes does not match the operands"));
+            }
+            let mut dynamic = operands[1..].iter();
+            let mut take = |key: &str, n: i64| -> Result<Vec<DmaIndex>, SyntaxError> {
+                let s = dense(&c, key)?;
+                if s.len() != 4 {
+                    return Err(c.err(format!("`{key}` must have 4 entries")));
+                }
+                let out: Vec<DmaIndex> = s
+                    .into_iter()
+                    .map(|v| {
+                        if v == DYNAMIC_INDEX {
+                            dynamic.next().map(|d| DmaIndex::Dynamic(d.clone())).ok_or_else(|| c.err("too few operands"))
+                        } else {
+                            Ok(DmaIndex::Static(v))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+                let nd = out.iter().filter(|x| matches!(x, DmaIndex::Dynamic(_))).count() as i64;
+                if nd != n {
+                    return Err(c.err(format!("`{key}` has {nd} dynamic entries but its operand segment {n}")));
+                }
+                Ok(out)
+            };
+            let offsets = take("static_offsets", seg[1])?;
+            let sizes = take("static_sizes", seg[2])?;
+            let strides = take("static_strides", seg[3])?;
+            c.expect(":")?;
+            c.expect("(")?;
+            let memref_type = c.ty()?;
+            AieOp::DmaMemcpyNd {
+                memref: operands[0].clone(),
+                offsets,
+                sizes,
+                strides,
+                metadata: symbol_value(get("metadata")?, &c, "metadata")?,
+                id: int_value(get("id")?, &c, "id", "i64")?,
+                issue_token: d.get("issue_token").map(|v| bool_value(v, &c, "issue_token")).transpose()?,
+                memref_type,
+            }
+        }
+        "aiex.npu.dma_wait" => AieOp::DmaWait { symbol: symbol_value(get("symbol")?, &c, "symbol")? },
+        _ => return Err(unsupported(line, name)),
+    };
+    Ok(op)
+}
+
+/// The inverse of [`custom_to_generic`]: rewrites the generic-form aie/aiex ops into mlir-aie's custom syntax.
+/// Also reads MLIR's own printing of such a module (entry block labels on their own line, `aie.end` of the
+/// device on its own line).
+pub fn generic_to_custom(text: &str) -> Result<String, SyntaxError> {
+    let mut out = String::with_capacity(text.len());
+    let mut stack: Vec<RegionKind> = Vec::new();
+    let all: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < all.len() {
+        let number = i + 1;
+        let raw = all[i];
+        i += 1;
+        let (code, comment) = split_comment(raw);
+        let indent = indent_of(code);
+        let (result, rest) = split_result(code);
+        let trimmed = rest.trim_end();
+        let emit = |out: &mut String, s: &str| {
+            out.push_str(indent);
+            out.push_str(s);
+            if !comment.is_empty() {
+                out.push(' ');
+                out.push_str(comment);
+            }
+            out.push('\n');
+        };
+        if let Some(quoted) = trimmed.strip_prefix('"') {
+            let name_end = quoted.find('"').unwrap_or(0);
+            let name = &quoted[..name_end];
+            if name.starts_with("aie.") || name.starts_with("aiex.") {
+                let sname = static_name(name).ok_or_else(|| unsupported(number, name))?;
+                // The device's implicit terminator written on the line of its closing brace.
+                if sname == "aie.end" && trimmed.ends_with("}) : () -> ()") && trimmed.contains("})") {
+                    match stack.pop() {
+                        Some(RegionKind::Device) => {
+                            emit(&mut out, "}");
+                            continue;
+                        }
+                        _ => {
+                            return Err(SyntaxError::Structure {
+                                line: number,
+                                message: "`aie.end` with a closing brace outside an aie.device".into(),
+                            })
+                        }
+                    }
+                }
+                let mut text = trimmed.to_string();
+                // MLIR prints a region's entry block label on the next line.
+                if sname == "aie.runtime_sequence" && text.ends_with("({") {
+                    if let Some(next) = all.get(i) {
+                        let n = next.trim();
+                        if n.starts_with("^bb") {
+                            text.push(' ');
+                            text.push_str(n);
+                            i += 1;
+                        }
+                    }
+                }
+                let op = parse_generic_op(sname, &text, number)?;
+                if let Some(kind) = op.opens_region() {
+                    stack.push(kind);
+                }
+                let custom = print_custom(&op);
+                match result.filter(|r| !r.starts_with(UNNAMED_PREFIX)) {
+                    Some(r) => emit(&mut out, &format!("{r} = {custom}")),
+                    None => emit(&mut out, &custom),
+                }
+                continue;
+            }
+        }
+        if trimmed.starts_with("})") {
+            match stack.pop() {
+                Some(RegionKind::Other) | None => {}
+                Some(_) => {
+                    emit(&mut out, "}");
+                    continue;
+                }
+            }
+            out.push_str(raw);
+            out.push('\n');
+            continue;
+        }
+        for b in braces(code) {
+            if b == '{' {
+                stack.push(RegionKind::Other);
+            } else {
+                stack.pop();
+            }
+        }
+        out.push_str(raw);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_round_trip() {
+        let c = "  %t = aie.tile(0, 2)\n";
+        let g = custom_to_generic(c).unwrap();
+        assert_eq!(g, "  %t = \"aie.tile\"() <{col = 0 : i32, row = 2 : i32}> : () -> index\n");
+        assert_eq!(generic_to_custom(&g).unwrap(), c);
+    }
+
+    #[test]
+    fn lower_level_ops_are_named() {
+        let e = custom_to_generic("aie.device(npu1) {\n  %b = aie.buffer(%t) : memref<8xi32>\n}\n").unwrap_err();
+        assert_eq!(e.line(), 2);
+        assert!(e.to_string().contains("aie.buffer"), "{e}");
+        assert!(e.to_string().contains("lower-level designs"), "{e}");
+    }
+}
