@@ -148,7 +148,7 @@ impl AieOp {
             AieOp::DmaWait { .. } => "aiex.npu.dma_wait",
         }
     }
-    fn opens_region(&self) -> Option<RegionKind> {
+    pub fn opens_region(&self) -> Option<RegionKind> {
         match self {
             AieOp::Device { .. } => Some(RegionKind::Device),
             AieOp::Core { .. } => Some(RegionKind::Core),
@@ -477,6 +477,11 @@ fn split_comment(s: &str) -> (&str, &str) {
         }
     }
     (s, "")
+}
+
+/// The code part of a line, without a trailing `//` comment.
+pub fn strip_comment(s: &str) -> &str {
+    split_comment(s).0
 }
 
 fn indent_of(s: &str) -> &str {

@@ -1,0 +1,576 @@
+//! The emulator's model of a design: tiles, object FIFOs, links, cores and the runtime sequence, read from
+//! the aie/aiex lines of an mlir-aie design and checked before anything runs.
+
+use crate::aie_syntax::{AieOp, DmaIndex, Line, LineItem, Port, RegionKind};
+use crate::artifact::{ArgDirection, ArgSpec, DType};
+use std::collections::HashMap;
+
+/// A design error: the line (1-based) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesignError {
+    pub line: usize,
+    pub message: String,
+}
+
+pub(crate) fn err<T>(line: usize, message: impl Into<String>) -> Result<T, DesignError> {
+    Err(DesignError { line, message: message.into() })
+}
+
+/// A `memref<AxBxT>` with an identity layout.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemrefType {
+    pub text: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+impl MemrefType {
+    pub fn parse(text: &str, line: usize) -> Result<MemrefType, DesignError> {
+        let bad = || err(line, format!("`{text}`: expected a memref of i8/i16/i32/bf16/f32 with a static shape"));
+        let Some(inner) = text.strip_prefix("memref<").and_then(|t| t.strip_suffix('>')) else { return bad() };
+        if inner.contains(',') {
+            return err(line, format!("`{text}`: memrefs with a layout or memory space are not supported"));
+        }
+        let parts: Vec<&str> = inner.split('x').collect();
+        let Some((ty, dims)) = parts.split_last() else { return bad() };
+        let Some(dtype) = DType::from_mlir(ty.trim()) else { return bad() };
+        let mut shape = Vec::new();
+        for d in dims {
+            match d.trim().parse::<usize>() {
+                Ok(v) => shape.push(v),
+                Err(_) => return bad(),
+            }
+        }
+        Ok(MemrefType { text: text.to_string(), shape, dtype })
+    }
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn bytes(&self) -> usize {
+        self.elements() * self.dtype.size_bytes()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TileId {
+    pub col: i64,
+    pub row: i64,
+}
+
+impl TileId {
+    pub fn is_shim(self) -> bool {
+        self.row == 0
+    }
+    pub fn is_mem(self) -> bool {
+        self.row == 1
+    }
+}
+
+impl std::fmt::Display for TileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}, {})", self.col, self.row)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Fifo {
+    pub name: String,
+    pub line: usize,
+    pub producer: TileId,
+    pub consumers: Vec<TileId>,
+    pub depth: usize,
+    pub elem: MemrefType,
+}
+
+/// `objectfifo.link`: a forward (1 -> 1), split (1 -> N) or join (N -> 1) through a tile's DMAs.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub line: usize,
+    pub ins: Vec<usize>,
+    pub outs: Vec<usize>,
+    /// Per input (join) or per output (split, forward): the piece's byte offset and byte length inside the
+    /// element of the single FIFO on the other side.
+    pub pieces: Vec<(usize, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub tile: TileId,
+    /// Lines of `aie.core(...) {` and of its closing `}`.
+    pub open_line: usize,
+    pub close_line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum SeqOp {
+    Dma {
+        line: usize,
+        arg: usize,
+        fifo: usize,
+        /// Host-side element offset of the pattern's start.
+        base: i64,
+        sizes: [i64; 4],
+        strides: [i64; 4],
+        /// true: host -> array (the shim produces the FIFO); false: array -> host.
+        to_array: bool,
+        /// Index of the shim among the FIFO's consumers (when draining).
+        consumer: usize,
+    },
+    Wait { line: usize, fifo: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    pub line: usize,
+    pub args: Vec<(String, MemrefType)>,
+    pub ops: Vec<SeqOp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub device: String,
+    pub fifos: Vec<Fifo>,
+    pub fifo_index: HashMap<String, usize>,
+    pub links: Vec<Link>,
+    pub cores: Vec<Core>,
+    pub sequence: Sequence,
+}
+
+fn parse_constant(code: &str) -> Option<(String, i64)> {
+    // `%c0 = arith.constant 0 : i64` (or `: index`, `: i32`)
+    let (lhs, rhs) = code.split_once('=')?;
+    let name = lhs.trim();
+    let rhs = rhs.trim().strip_prefix("arith.constant")?.trim();
+    let (v, _ty) = rhs.split_once(':')?;
+    Some((name.to_string(), v.trim().parse().ok()?))
+}
+
+fn is_blank(code: &str) -> bool {
+    let t = code.trim();
+    t.is_empty() || t.starts_with("//")
+}
+
+fn first_word(code: &str) -> String {
+    let t = code.trim();
+    let t = match t.split_once('=') {
+        Some((l, r)) if l.trim_start().starts_with('%') => r.trim(),
+        _ => t,
+    };
+    t.split(|c: char| c.is_whitespace() || c == '(' || c == '{').next().unwrap_or("").to_string()
+}
+
+impl Design {
+    /// Builds the model from the analysed lines of a custom-syntax design.
+    pub fn from_lines(lines: &[Line]) -> Result<Design, DesignError> {
+        let mut tiles: HashMap<String, TileId> = HashMap::new();
+        let mut device: Option<String> = None;
+        let mut fifos: Vec<Fifo> = Vec::new();
+        let mut fifo_index: HashMap<String, usize> = HashMap::new();
+        let mut raw_links = Vec::new();
+        let mut cores: Vec<Core> = Vec::new();
+        let mut sequence: Option<Sequence> = None;
+        let mut raw_seq: Vec<(usize, AieOp)> = Vec::new();
+        let mut constants: HashMap<String, i64> = HashMap::new();
+        // Which aie region we are in (innermost aie region kind), with nesting of other braces.
+        let mut stack: Vec<RegionKind> = Vec::new();
+        let in_kind = |stack: &Vec<RegionKind>, k: RegionKind| stack.contains(&k);
+        let tile_of = |tiles: &HashMap<String, TileId>, name: &str, line: usize| -> Result<TileId, DesignError> {
+            tiles.get(name).copied().ok_or_else(|| DesignError {
+                line,
+                message: format!("`{name}` is not an aie.tile"),
+            })
+        };
+        for l in lines {
+            let code = crate::aie_syntax::strip_comment(&l.text);
+            match &l.item {
+                LineItem::Plain => {
+                    let braces: Vec<char> = code.chars().filter(|c| *c == '{' || *c == '}').collect();
+                    if in_kind(&stack, RegionKind::Core) {
+                        // Core bodies are plain MLIR; the JIT compiler checks them.
+                    } else if in_kind(&stack, RegionKind::Sequence) {
+                        if !is_blank(code) {
+                            match parse_constant(code) {
+                                Some((n, v)) => {
+                                    constants.insert(n, v);
+                                }
+                                None => {
+                                    return err(
+                                        l.number,
+                                        format!(
+                                            "`{}` in the runtime sequence is not supported by the emulator yet \
+                                             (only arith.constant, aiex.npu.dma_memcpy_nd and aiex.npu.dma_wait)",
+                                            first_word(code)
+                                        ),
+                                    )
+                                }
+                            }
+                        }
+                    } else if in_kind(&stack, RegionKind::Device) {
+                        if !is_blank(code) {
+                            return err(
+                                l.number,
+                                format!(
+                                    "`{}` inside aie.device is not supported by the emulator yet (external \
+                                     kernels and lower-level ops have no host equivalent)",
+                                    first_word(code)
+                                ),
+                            );
+                        }
+                    } else if !is_blank(code) {
+                        let w = first_word(code);
+                        if w != "module" && w != "}" {
+                            return err(l.number, format!("`{w}` outside aie.device is not supported by the emulator"));
+                        }
+                    }
+                    for b in braces {
+                        if b == '{' {
+                            stack.push(RegionKind::Other);
+                        } else {
+                            stack.pop();
+                        }
+                    }
+                }
+                LineItem::Close(kind) => {
+                    stack.pop();
+                    match kind {
+                        RegionKind::Core => {
+                            if let Some(c) = cores.last_mut() {
+                                c.close_line = l.number;
+                            }
+                        }
+                        RegionKind::Sequence => {}
+                        _ => {}
+                    }
+                }
+                LineItem::Op { result, op } => {
+                    let in_core = in_kind(&stack, RegionKind::Core);
+                    let in_seq = in_kind(&stack, RegionKind::Sequence);
+                    let in_device = in_kind(&stack, RegionKind::Device);
+                    let core_op = matches!(op, AieOp::Acquire { .. } | AieOp::Access { .. } | AieOp::Release { .. });
+                    let seq_op = matches!(op, AieOp::DmaMemcpyNd { .. } | AieOp::DmaWait { .. });
+                    if core_op && !in_core {
+                        return err(l.number, format!("`{}` outside an aie.core", op.op_name()));
+                    }
+                    if seq_op && !in_seq {
+                        return err(l.number, format!("`{}` outside aie.runtime_sequence", op.op_name()));
+                    }
+                    if !core_op && !seq_op && !matches!(op, AieOp::End | AieOp::Device { .. }) && (in_core || in_seq) {
+                        return err(l.number, format!("`{}` inside a core or runtime sequence", op.op_name()));
+                    }
+                    if !matches!(op, AieOp::Device { .. }) && !in_device {
+                        return err(l.number, format!("`{}` outside aie.device", op.op_name()));
+                    }
+                    match op {
+                        AieOp::Device { device: d, .. } => {
+                            if device.is_some() {
+                                return err(l.number, "more than one aie.device is not supported by the emulator");
+                            }
+                            device = Some(d.clone());
+                        }
+                        AieOp::Tile { col, row } => {
+                            let name = result.clone().unwrap_or_default();
+                            tiles.insert(name, TileId { col: *col, row: *row });
+                        }
+                        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => {
+                            if fifo_index.contains_key(name) {
+                                return err(l.number, format!("object FIFO @{name} is defined twice"));
+                            }
+                            let producer = tile_of(&tiles, producer, l.number)?;
+                            let consumers = consumers
+                                .iter()
+                                .map(|c| tile_of(&tiles, c, l.number))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            if consumers.is_empty() {
+                                return err(l.number, format!("object FIFO @{name} has no consumer"));
+                            }
+                            for (i, c) in consumers.iter().enumerate() {
+                                if consumers[..i].contains(c) || *c == producer {
+                                    return err(l.number, format!("object FIFO @{name} names tile {c} twice"));
+                                }
+                            }
+                            if *depth < 1 {
+                                return err(l.number, format!("object FIFO @{name} has depth {depth}"));
+                            }
+                            let elem = MemrefType::parse(elem_type, l.number)?;
+                            fifo_index.insert(name.clone(), fifos.len());
+                            fifos.push(Fifo {
+                                name: name.clone(),
+                                line: l.number,
+                                producer,
+                                consumers,
+                                depth: *depth as usize,
+                                elem,
+                            });
+                        }
+                        AieOp::Link { .. } => raw_links.push((l.number, op.clone())),
+                        AieOp::Core { tile } => {
+                            let tile = tile_of(&tiles, tile, l.number)?;
+                            if tile.is_shim() || tile.is_mem() {
+                                return err(l.number, format!("aie.core on tile {tile}, which is not a compute tile"));
+                            }
+                            if cores.iter().any(|c| c.tile == tile) {
+                                return err(l.number, format!("two aie.core ops on tile {tile}"));
+                            }
+                            cores.push(Core { tile, open_line: l.number, close_line: 0 });
+                        }
+                        AieOp::End => {}
+                        AieOp::Acquire { .. } | AieOp::Access { .. } | AieOp::Release { .. } => {}
+                        AieOp::RuntimeSequence { args, .. } => {
+                            if sequence.is_some() {
+                                return err(l.number, "more than one aie.runtime_sequence");
+                            }
+                            let args = args
+                                .iter()
+                                .map(|(n, t)| Ok((n.clone(), MemrefType::parse(t, l.number)?)))
+                                .collect::<Result<Vec<_>, DesignError>>()?;
+                            sequence = Some(Sequence { line: l.number, args, ops: Vec::new() });
+                        }
+                        AieOp::DmaMemcpyNd { .. } | AieOp::DmaWait { .. } => {
+                            raw_seq.push((l.number, op.clone()));
+                            // Constants used by this op must be known now: resolve below with the map so far.
+                            if let AieOp::DmaMemcpyNd { .. } = op {
+                                raw_seq.last_mut().unwrap().1 = resolve_constants(op, &constants, l.number)?;
+                            }
+                        }
+                    }
+                    if let Some(kind) = op.opens_region() {
+                        stack.push(kind);
+                    }
+                }
+            }
+        }
+        let device = match device {
+            Some(d) => d,
+            None => return err(1, "no aie.device in the design"),
+        };
+        let mut sequence = match sequence {
+            Some(s) => s,
+            None => return err(1, "no aie.runtime_sequence in the design"),
+        };
+        let fifo_ref = |name: &str, line: usize| -> Result<usize, DesignError> {
+            fifo_index.get(name).copied().ok_or_else(|| DesignError {
+                line,
+                message: format!("unknown object FIFO @{name}"),
+            })
+        };
+
+        // Links.
+        let mut links = Vec::new();
+        for (line, op) in raw_links {
+            let AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } = op else { unreachable!() };
+            let ins = fifo_ins.iter().map(|f| fifo_ref(f, line)).collect::<Result<Vec<_>, _>>()?;
+            let outs = fifo_outs.iter().map(|f| fifo_ref(f, line)).collect::<Result<Vec<_>, _>>()?;
+            if ins.is_empty() || outs.is_empty() || (ins.len() > 1 && outs.len() > 1) {
+                return err(line, "a link needs one input and N outputs, or N inputs and one output");
+            }
+            let shared = fifos[ins[0]].consumers.clone();
+            for &i in &ins {
+                if fifos[i].consumers.len() != 1 {
+                    return err(line, format!("linked FIFO @{} must have the link tile as its only consumer", fifos[i].name));
+                }
+            }
+            let hub = shared[0];
+            for &o in &outs {
+                if fifos[o].producer != hub {
+                    return err(line, format!("linked FIFO @{} is not produced by the link tile {hub}", fifos[o].name));
+                }
+            }
+            for &i in &ins {
+                if fifos[i].consumers[0] != hub {
+                    return err(line, format!("linked FIFO @{} is not consumed by the link tile {hub}", fifos[i].name));
+                }
+            }
+            // Cut the single big element into pieces, one per FIFO on the many side.
+            let (big, many, offsets, what) = if ins.len() == 1 {
+                (ins[0], &outs, &dst_offsets, "dst_offsets")
+            } else {
+                (outs[0], &ins, &src_offsets, "src_offsets")
+            };
+            let big_elem = &fifos[big].elem;
+            let esize = big_elem.dtype.size_bytes();
+            let offsets: Vec<usize> = if many.len() == 1 && offsets.is_empty() {
+                vec![0]
+            } else if offsets.len() == many.len() {
+                offsets.iter().map(|&o| o.max(0) as usize).collect()
+            } else if offsets.is_empty() {
+                // Consecutive pieces of the many-side element sizes.
+                let mut acc = 0;
+                many.iter()
+                    .map(|&f| {
+                        let o = acc;
+                        acc += fifos[f].elem.bytes() / esize;
+                        o
+                    })
+                    .collect()
+            } else {
+                return err(line, format!("{what} has {} entries for {} FIFOs", offsets.len(), many.len()));
+            };
+            let mut pieces = Vec::new();
+            for (k, &f) in many.iter().enumerate() {
+                let start = offsets[k] * esize;
+                let end = if k + 1 < many.len() { offsets[k + 1] * esize } else { big_elem.bytes() };
+                let small = fifos[f].elem.bytes();
+                if many.len() == 1 {
+                    // Forward: the bigger element is cut into whole smaller elements.
+                    let (a, b) = (big_elem.bytes(), small);
+                    if a % b != 0 && b % a != 0 {
+                        return err(
+                            line,
+                            format!(
+                                "link forwards elements of {a} bytes into elements of {b} bytes; one must divide the other"
+                            ),
+                        );
+                    }
+                }
+                if end <= start || end > big_elem.bytes() {
+                    return err(line, format!("{what} entry {k} is out of the element of @{}", fifos[big].name));
+                }
+                pieces.push((start, end - start));
+            }
+            links.push(Link { line, ins, outs, pieces });
+        }
+        let linked = |f: usize, as_input: bool| {
+            links.iter().any(|l| if as_input { l.ins.contains(&f) } else { l.outs.contains(&f) })
+        };
+        for (fi, f) in fifos.iter().enumerate() {
+            if f.producer.is_mem() && !linked(fi, false) {
+                return err(f.line, format!("@{} is produced by memory tile {} but no aie.objectfifo.link feeds it", f.name, f.producer));
+            }
+            if f.consumers.iter().any(|c| c.is_mem()) && !linked(fi, true) {
+                return err(f.line, format!("@{} is consumed by a memory tile but no aie.objectfifo.link drains it", f.name));
+            }
+        }
+
+        // Runtime sequence.
+        for (line, op) in raw_seq {
+            match op {
+                AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, memref_type, .. } => {
+                    let fifo = fifo_ref(&metadata, line)?;
+                    let arg = sequence
+                        .args
+                        .iter()
+                        .position(|(n, _)| *n == memref)
+                        .ok_or_else(|| DesignError { line, message: format!("`{memref}` is not a runtime-sequence argument") })?;
+                    let ty = &sequence.args[arg].1;
+                    if ty.text != memref_type {
+                        return err(line, format!("`{memref}` has type {} but the op says {memref_type}", ty.text));
+                    }
+                    let st = |v: &[DmaIndex]| -> [i64; 4] {
+                        let mut a = [0i64; 4];
+                        for (i, x) in v.iter().enumerate() {
+                            if let DmaIndex::Static(n) = x {
+                                a[i] = *n;
+                            }
+                        }
+                        a
+                    };
+                    let (o, s, t) = (st(&offsets), st(&sizes), st(&strides));
+                    if s.iter().any(|&x| x < 1) || t.iter().any(|&x| x < 0) || o.iter().any(|&x| x < 0) {
+                        return err(line, "sizes must be >= 1, offsets and strides >= 0");
+                    }
+                    let base: i64 = (0..4).map(|d| o[d] * t[d]).sum();
+                    let last: i64 = base + (0..4).map(|d| (s[d] - 1) * t[d]).sum::<i64>();
+                    if last as usize >= ty.elements() {
+                        return err(
+                            line,
+                            format!(
+                                "aiex.npu.dma_memcpy_nd: the access pattern reaches element {last} of `{memref}`, which \
+                                 has {} elements",
+                                ty.elements()
+                            ),
+                        );
+                    }
+                    let f = &fifos[fifo];
+                    let count: i64 = s.iter().product();
+                    let bytes = count as usize * ty.dtype.size_bytes();
+                    if bytes % f.elem.bytes() != 0 {
+                        return err(
+                            line,
+                            format!(
+                                "aiex.npu.dma_memcpy_nd moves {count} elements of {} ({bytes} bytes), not a whole number \
+                                 of @{} elements ({} bytes each)",
+                                ty.dtype,
+                                f.name,
+                                f.elem.bytes()
+                            ),
+                        );
+                    }
+                    let (to_array, consumer) = if f.producer.is_shim() {
+                        (true, 0)
+                    } else if let Some(c) = f.consumers.iter().position(|c| c.is_shim()) {
+                        (false, c)
+                    } else {
+                        return err(line, format!("@{} is neither produced nor consumed by a shim tile", f.name));
+                    };
+                    sequence.ops.push(SeqOp::Dma { line, arg, fifo, base, sizes: s, strides: t, to_array, consumer });
+                }
+                AieOp::DmaWait { symbol } => {
+                    let fifo = fifo_ref(&symbol, line)?;
+                    let filled = sequence.ops.iter().any(|o| matches!(o, SeqOp::Dma { fifo: f, .. } if *f == fifo));
+                    if !filled {
+                        return err(
+                            line,
+                            format!("aiex.npu.dma_wait on @{symbol}, but no aiex.npu.dma_memcpy_nd before it moves data on it"),
+                        );
+                    }
+                    sequence.ops.push(SeqOp::Wait { line, fifo });
+                }
+                _ => unreachable!(),
+            }
+        }
+        Ok(Design { device, fifos, fifo_index, links, cores, sequence })
+    }
+
+    /// The runtime-sequence arguments as [`ArgSpec`]s; an argument some DMA drains into is an output.
+    pub fn arg_specs(&self) -> Vec<ArgSpec> {
+        self.sequence
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                let out = self.sequence.ops.iter().any(|o| matches!(o, SeqOp::Dma { arg, to_array: false, .. } if *arg == i));
+                ArgSpec {
+                    name: name.trim_start_matches('%').to_string(),
+                    dtype: ty.dtype,
+                    shape: ty.shape.clone(),
+                    direction: if out { ArgDirection::Out } else { ArgDirection::In },
+                }
+            })
+            .collect()
+    }
+}
+
+fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) -> Result<AieOp, DesignError> {
+    let AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } = op else {
+        return Ok(op.clone());
+    };
+    let r = |v: &Vec<DmaIndex>| -> Result<Vec<DmaIndex>, DesignError> {
+        v.iter()
+            .map(|x| match x {
+                DmaIndex::Static(n) => Ok(DmaIndex::Static(*n)),
+                DmaIndex::Dynamic(name) => constants.get(name).map(|n| DmaIndex::Static(*n)).ok_or_else(|| DesignError {
+                    line,
+                    message: format!("`{name}` is not an arith.constant defined earlier in the runtime sequence"),
+                }),
+            })
+            .collect()
+    };
+    Ok(AieOp::DmaMemcpyNd {
+        memref: memref.clone(),
+        offsets: r(offsets)?,
+        sizes: r(sizes)?,
+        strides: r(strides)?,
+        metadata: metadata.clone(),
+        id: *id,
+        issue_token: *issue_token,
+        memref_type: memref_type.clone(),
+    })
+}
+
+/// Which endpoint of a FIFO a core uses for a port: `None` when the core's tile is not on that side.
+pub fn endpoint_of(f: &Fifo, tile: TileId, port: Port) -> Option<usize> {
+    match port {
+        Port::Produce => (f.producer == tile).then_some(0),
+        Port::Consume => f.consumers.iter().position(|c| *c == tile),
+    }
+}

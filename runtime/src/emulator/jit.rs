@@ -1,0 +1,302 @@
+//! Core bodies to host code: each `aie.core` body becomes a `func.func` whose object FIFO ops are calls into
+//! the emulator, JIT-compiled with MLIR's own lowering to LLVM through melior's `ExecutionEngine`.
+//!
+//! The generated module keeps the line structure of the design (lines outside cores are left empty, the
+//! callback declarations come after the last line), so MLIR diagnostics point at the design's own lines.
+//! For a core on tile (c, r) that touches FIFOs `F0 .. Fk`:
+//!
+//! ```text
+//! func.func @aiec_core_I(%_aiec_ctx: i64, %_aiec_f<F>_<slot>: T, ...)   // one memref per FIFO slot
+//! %s = aie.objectfifo.acquire @f(Consume, n) : ...
+//!     -> %s = func.call @aiec_acquire(%_aiec_ctx, endpoint, n, line) -> index   (index of the first element)
+//! %e = aie.objectfifo.subview.access %s[i] : ...
+//!     -> slot = (%s + i) mod depth; %e = arith.select chain over the FIFO's slot memrefs
+//! aie.objectfifo.release @f(Produce, n) -> func.call @aiec_release(%_aiec_ctx, endpoint, n, line)
+//! aie.end -> func.return
+//! ```
+
+use super::design::{endpoint_of, Design, DesignError};
+use crate::aie_syntax::{AieOp, Line, LineItem, Port};
+use melior::dialect::DialectRegistry;
+use melior::ir::Module;
+use melior::pass::PassManager;
+use melior::utility::{parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes};
+use melior::{Context, ExecutionEngine};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Once};
+
+/// One endpoint a core uses: FIFO index, port, and the endpoint's index on that side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub fifo: usize,
+    pub port: Port,
+    pub index: usize,
+}
+
+/// What the emulator needs to call one compiled core.
+#[derive(Debug, Clone)]
+pub struct CoreEntry {
+    pub endpoints: Vec<Endpoint>,
+    /// The FIFOs whose slots are passed as memref arguments, in argument order.
+    pub slot_fifos: Vec<usize>,
+    /// Address of the packed entry point `void(void**)`.
+    pub entry: usize,
+}
+
+/// The host text of the cores, and per core its endpoints and slot arguments.
+pub struct CoreModule {
+    pub text: String,
+    pub endpoints: Vec<Vec<Endpoint>>,
+    pub slot_fifos: Vec<Vec<usize>>,
+}
+
+fn depth_err(line: usize, m: String) -> DesignError {
+    DesignError { line, message: m }
+}
+
+/// Builds the module text holding one function per core.
+pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, DesignError> {
+    let mut out: Vec<String> = vec![String::new(); lines.len()];
+    let mut all_endpoints = Vec::new();
+    let mut all_slots = Vec::new();
+    for (ci, core) in design.cores.iter().enumerate() {
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut slot_fifos: Vec<usize> = Vec::new();
+        let mut subviews: HashMap<String, (usize, i64)> = HashMap::new();
+        for l in &lines[core.open_line..core.close_line - 1] {
+            let LineItem::Op { result, op } = &l.item else {
+                out[l.number - 1] = l.text.clone();
+                continue;
+            };
+            let n = l.number;
+            let p = format!("%_aiec_{n}_");
+            let text = match op {
+                AieOp::Acquire { fifo, port, size, .. } | AieOp::Release { fifo, port, size } => {
+                    let fi = *design
+                        .fifo_index
+                        .get(fifo)
+                        .ok_or_else(|| depth_err(n, format!("unknown object FIFO @{fifo}")))?;
+                    let f = &design.fifos[fi];
+                    let idx = endpoint_of(f, core.tile, *port).ok_or_else(|| {
+                        depth_err(
+                            n,
+                            format!(
+                                "{} on @{fifo} with port {}, but the core's tile {} is not its {}",
+                                op.op_name(),
+                                port.name(),
+                                core.tile,
+                                if *port == Port::Produce { "producer" } else { "consumer" }
+                            ),
+                        )
+                    })?;
+                    if *size < 1 || *size as usize > f.depth {
+                        return Err(depth_err(n, format!("{} of {size} elements of @{fifo}, which has depth {}", op.op_name(), f.depth)));
+                    }
+                    let ep = Endpoint { fifo: fi, port: *port, index: idx };
+                    let e = match endpoints.iter().position(|x| *x == ep) {
+                        Some(e) => e,
+                        None => {
+                            endpoints.push(ep);
+                            endpoints.len() - 1
+                        }
+                    };
+                    if !slot_fifos.contains(&fi) {
+                        slot_fifos.push(fi);
+                    }
+                    let consts = format!(
+                        "{p}e = arith.constant {e} : i64 {p}n = arith.constant {size} : i64 {p}l = arith.constant {n} : i64"
+                    );
+                    if let AieOp::Acquire { elem_type, .. } = op {
+                        if *elem_type != f.elem.text {
+                            return Err(depth_err(
+                                n,
+                                format!("acquire on @{fifo} with element type {elem_type}, but @{fifo} holds {}", f.elem.text),
+                            ));
+                        }
+                        let r = result.clone().ok_or_else(|| depth_err(n, "acquire without a result".into()))?;
+                        subviews.insert(r.clone(), (fi, *size));
+                        format!(
+                            "{consts} {r} = func.call @aiec_acquire(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> index"
+                        )
+                    } else {
+                        format!("{consts} func.call @aiec_release(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> ()")
+                    }
+                }
+                AieOp::Access { subview, index, elem_type } => {
+                    let (fi, size) = *subviews.get(subview).ok_or_else(|| {
+                        depth_err(n, format!("`{subview}` is not the result of an aie.objectfifo.acquire in this core"))
+                    })?;
+                    let f = &design.fifos[fi];
+                    if *index >= size {
+                        return Err(depth_err(
+                            n,
+                            format!("subview.access {subview}[{index}], but the acquire took only {size} element(s)"),
+                        ));
+                    }
+                    if *elem_type != f.elem.text {
+                        return Err(depth_err(n, format!("element type {elem_type} does not match @{}'s {}", f.name, f.elem.text)));
+                    }
+                    let r = result.clone().ok_or_else(|| depth_err(n, "subview.access without a result".into()))?;
+                    let t = &f.elem.text;
+                    let slot = |j: usize| format!("%_aiec_f{fi}_{j}");
+                    let mut s = format!(
+                        "{p}i = arith.constant {index} : index {p}d = arith.constant {} : index {p}a = arith.addi {subview}, {p}i : index {p}k = arith.remui {p}a, {p}d : index",
+                        f.depth
+                    );
+                    if f.depth == 1 {
+                        s += &format!(" {p}t = arith.constant true {r} = arith.select {p}t, {}, {} : {t}", slot(0), slot(0));
+                    } else {
+                        let mut prev = slot(0);
+                        for j in 1..f.depth {
+                            let name = if j + 1 == f.depth { r.clone() } else { format!("{p}s{j}") };
+                            s += &format!(
+                                " {p}c{j} = arith.constant {j} : index {p}q{j} = arith.cmpi eq, {p}k, {p}c{j} : index {name} = arith.select {p}q{j}, {}, {prev} : {t}",
+                                slot(j)
+                            );
+                            prev = name;
+                        }
+                    }
+                    s
+                }
+                AieOp::End => "func.return".to_string(),
+                other => {
+                    return Err(depth_err(n, format!("`{}` inside an aie.core", other.op_name())));
+                }
+            };
+            out[n - 1] = format!("{}{}", l.indent, text);
+        }
+        let mut params = vec!["%_aiec_ctx: i64".to_string()];
+        for &fi in &slot_fifos {
+            let f = &design.fifos[fi];
+            for j in 0..f.depth {
+                params.push(format!("%_aiec_f{fi}_{j}: {}", f.elem.text));
+            }
+        }
+        let open = &lines[core.open_line - 1];
+        out[core.open_line - 1] = format!("{}func.func @aiec_core_{ci}({}) {{", open.indent, params.join(", "));
+        out[core.close_line - 1] = lines[core.close_line - 1].text.clone();
+        all_endpoints.push(endpoints);
+        all_slots.push(slot_fifos);
+    }
+    let mut text = out.join("\n");
+    text.push_str("\nfunc.func private @aiec_acquire(i64, i64, i64, i64) -> index\n");
+    text.push_str("func.func private @aiec_release(i64, i64, i64, i64)\n");
+    Ok(CoreModule { text, endpoints: all_endpoints, slot_fifos: all_slots })
+}
+
+/// The lowering from upstream dialects to LLVM used for the cores.
+pub const PIPELINE: &str = "builtin.module(convert-vector-to-scf,convert-scf-to-cf,convert-vector-to-llvm,\
+convert-math-to-llvm,convert-math-to-libm,expand-strided-metadata,lower-affine,finalize-memref-to-llvm,\
+convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts)";
+
+/// A JIT-compiled design. The engine's machine code is immutable once created and its entry points are
+/// looked up at creation, so sharing it between the core threads is sound.
+pub struct Compiled {
+    pub cores: Vec<CoreEntry>,
+    // Field order: the engine is dropped before the context it was created in.
+    _engine: Option<ExecutionEngine>,
+    _context: Option<Context>,
+}
+
+unsafe impl Send for Compiled {}
+unsafe impl Sync for Compiled {}
+
+/// A compile failure: MLIR's diagnostics, as `line:col: message`.
+#[derive(Debug, Clone)]
+pub struct JitError {
+    pub line: usize,
+    pub message: String,
+}
+
+fn new_context() -> Context {
+    static PASSES: Once = Once::new();
+    PASSES.call_once(register_all_passes);
+    let registry = DialectRegistry::new();
+    register_all_dialects(&registry);
+    let context = Context::new();
+    context.append_dialect_registry(&registry);
+    context.load_all_available_dialects();
+    register_all_llvm_translations(&context);
+    context
+}
+
+fn location_line_col(loc: &str) -> Option<(usize, usize)> {
+    // `loc("name":12:5)` or `loc(unknown)`.
+    let t = loc.trim_end_matches(')');
+    let mut parts = t.rsplitn(3, ':');
+    let col = parts.next()?.trim().parse().ok()?;
+    let line = parts.next()?.trim().parse().ok()?;
+    Some((line, col))
+}
+
+fn with_diagnostics<T>(context: &Context, f: impl FnOnce() -> Option<T>) -> Result<T, Vec<(usize, usize, String)>> {
+    let diags: Arc<Mutex<Vec<(usize, usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = diags.clone();
+    let id = context.attach_diagnostic_handler(move |d| {
+        let loc = d.location().to_string();
+        let (line, col) = location_line_col(&loc).unwrap_or((0, 0));
+        let mut msg = d.to_string();
+        for i in 0..d.note_count() {
+            if let Ok(n) = d.note(i) {
+                msg.push_str(&format!(" (note: {n})"));
+            }
+        }
+        sink.lock().unwrap_or_else(|e| e.into_inner()).push((line, col, msg));
+        true
+    });
+    let r = f();
+    context.detach_diagnostic_handler(id);
+    let diags = std::mem::take(&mut *diags.lock().unwrap_or_else(|e| e.into_inner()));
+    match r {
+        Some(v) => Ok(v),
+        None => Err(diags),
+    }
+}
+
+fn first_error(diags: Vec<(usize, usize, String)>, what: &str) -> JitError {
+    match diags.into_iter().next() {
+        Some((line, col, m)) => JitError { line, message: format!("{col}: {m}") },
+        None => JitError { line: 0, message: format!("{what} failed without a diagnostic") },
+    }
+}
+
+/// Checks that a (generic-form) design parses with MLIR.
+pub fn check_parses(generic: &str) -> Result<(), JitError> {
+    let context = new_context();
+    context.set_allow_unregistered_dialects(true);
+    with_diagnostics(&context, || Module::parse(&context, generic).map(|_| ())).map_err(|d| first_error(d, "parsing"))
+}
+
+/// Compiles the cores of a design.
+pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError> {
+    if n_cores == 0 {
+        return Ok(Compiled { cores: Vec::new(), _engine: None, _context: None });
+    }
+    let context = new_context();
+    let engine = {
+        let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text))
+            .map_err(|d| first_error(d, "parsing the cores"))?;
+        let pm = PassManager::new(&context);
+        parse_pass_pipeline(pm.as_operation_pass_manager(), PIPELINE)
+            .map_err(|e| JitError { line: 0, message: format!("pass pipeline: {e}") })?;
+        with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "lowering the cores to LLVM"))?;
+        ExecutionEngine::new(&m, 3, &[], false, false)
+    };
+    unsafe {
+        engine.register_symbol("aiec_acquire", super::exec::aiec_acquire as *mut ());
+        engine.register_symbol("aiec_release", super::exec::aiec_release as *mut ());
+    }
+    let mut cores = Vec::new();
+    for i in 0..n_cores {
+        let entry = engine.lookup(&format!("_mlir_aiec_core_{i}")) as usize;
+        if entry == 0 {
+            return Err(JitError { line: 0, message: format!("the JIT has no entry point for core {i}") });
+        }
+        cores.push(CoreEntry {
+            endpoints: module.endpoints[i].clone(),
+            slot_fifos: module.slot_fifos[i].clone(),
+            entry,
+        });
+    }
+    Ok(Compiled { cores, _engine: Some(engine), _context: Some(context) })
+}
