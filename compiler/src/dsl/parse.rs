@@ -1,1 +1,459 @@
-//! TODO
+//! The `.tile` parser: pest grammar (`grammar.pest`) -> [`KernelAst`] with a byte span on every node.
+//!
+//! Grammar summary (one item per line; `;` also separates; `#` and `//` start comments):
+//!
+//! ```text
+//! kernel NAME { ITEM* }
+//! ITEM  := dim NAME = INT [tile INT]
+//!        | (in|out|local) NAME : DTYPE [EXTENT, ...]          EXTENT := NAME | INT
+//!        | spread NAME over (rows|cols|cores) [, NAME over ...]
+//!        | depth INT
+//!        | NAME[AFFINE, ...] (=|+=) EXPR
+//! AFFINE := [-] TERM ((+|-) TERM)*                             TERM := INT*NAME | NAME*INT | NAME | INT
+//! EXPR  := literals (1, 0.5, 1e-5, inf), NAME[AFFINE, ...], + - * / unary -, ( EXPR ),
+//!          sum|max|min[NAME, ...](EXPR), cast<DTYPE>(EXPR), srs<DTYPE>(EXPR, INT),
+//!          select(AFFINE CMP AFFINE, EXPR, EXPR), exp|tanh|rsqrt|sqrt|log10|ln|abs|recip(EXPR),
+//!          max|min(EXPR, EXPR)
+//! ```
+
+use super::ast::*;
+use crate::diag::{CompileError, Diagnostic, Source, Span};
+use aiec_runtime::DType;
+use pest::iterators::Pair;
+use pest::Parser;
+use pest_derive::Parser;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[grammar = "dsl/grammar.pest"]
+struct TileParser;
+
+/// Parses a `.tile` source text into its AST.
+pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
+    let mut pairs = TileParser::parse(Rule::file, &source.text).map_err(|e| syntax_error(source, e))?;
+    let file = pairs.next().expect("the file rule always yields one pair");
+    let kernel = file.into_inner().find(|p| p.as_rule() == Rule::kernel).expect("a file holds one kernel");
+    let b = AstBuilder { source };
+    b.kernel(kernel)
+}
+
+fn is_token(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::t_lbrace
+            | Rule::t_rbrace
+            | Rule::t_lbrack
+            | Rule::t_rbrack
+            | Rule::t_lparen
+            | Rule::t_rparen
+            | Rule::t_langle
+            | Rule::t_rangle
+            | Rule::t_comma
+            | Rule::t_colon
+            | Rule::t_eq
+            | Rule::t_star
+            | Rule::t_item_end
+            | Rule::kw_kernel
+            | Rule::kw_dim
+            | Rule::kw_tile
+            | Rule::kw_in
+            | Rule::kw_out
+            | Rule::kw_local
+            | Rule::kw_spread
+            | Rule::kw_over
+            | Rule::kw_depth
+            | Rule::EOI
+    )
+}
+
+/// Words for what the parser expected, never pest's rule names.
+fn describe_rule(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ident => "a name",
+        Rule::int => "an integer",
+        Rule::number => "a number",
+        Rule::dtype => "a dtype (i8, i16, i32, bf16, f32)",
+        Rule::axis => "`rows`, `cols` or `cores`",
+        Rule::kw_kernel => "`kernel`",
+        Rule::kw_dim | Rule::dim_item => "`dim`",
+        Rule::kw_tile => "`tile`",
+        Rule::kw_in => "`in`",
+        Rule::kw_out => "`out`",
+        Rule::kw_local => "`local`",
+        Rule::role | Rule::tensor_item => "`in`, `out`, `local`",
+        Rule::kw_spread | Rule::spread_item => "`spread`",
+        Rule::kw_over => "`over`",
+        Rule::kw_depth | Rule::depth_item => "`depth`",
+        Rule::t_lbrace => "`{`",
+        Rule::t_rbrace => "`}`",
+        Rule::t_lbrack => "`[`",
+        Rule::t_rbrack => "`]`",
+        Rule::t_lparen => "`(`",
+        Rule::t_rparen => "`)`",
+        Rule::t_langle => "`<`",
+        Rule::t_rangle => "`>`",
+        Rule::t_comma => "`,`",
+        Rule::t_colon => "`:`",
+        Rule::t_eq => "`=`",
+        Rule::t_star => "`*`",
+        Rule::t_item_end => "the end of the line",
+        Rule::stmt | Rule::access => "a statement",
+        Rule::assign_op => "`=` or `+=`",
+        Rule::affine | Rule::affine_term | Rule::affine_neg => "an index (a dim, a number, or `coef*dim + ...`)",
+        Rule::affine_op => "`+` or `-`",
+        Rule::expr | Rule::term | Rule::factor | Rule::neg | Rule::paren => "an expression",
+        Rule::add_op => "an operator",
+        Rule::mul_op => "an operator",
+        Rule::reduce | Rule::reduce_op => "a reduction",
+        Rule::cast => "`cast`",
+        Rule::srs => "`srs`",
+        Rule::select => "`select`",
+        Rule::call => "a function call",
+        Rule::cmp => "a comparison (<, <=, >, >=, ==, !=)",
+        Rule::extent => "an extent (a dim or a number)",
+        Rule::spread_part => "`DIM over rows|cols|cores`",
+        Rule::kernel | Rule::file => "`kernel`",
+        Rule::EOI => "the end of the file",
+        _ => "something else",
+    }
+}
+
+/// The token at `pos`, for "found `...`" (a word, a number, one symbol, or a line/file end).
+fn token_at(text: &str, pos: usize) -> (String, usize) {
+    let rest = &text[pos.min(text.len())..];
+    let Some(c) = rest.chars().next() else { return ("the end of the file".into(), 0) };
+    if c == '\n' || c == '\r' {
+        return ("the end of the line".into(), 0);
+    }
+    if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+        let len = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')).unwrap_or(rest.len());
+        return (format!("`{}`", &rest[..len]), len);
+    }
+    for op in ["+=", "<=", ">=", "==", "!="] {
+        if rest.starts_with(op) {
+            return (format!("`{op}`"), 2);
+        }
+    }
+    (format!("`{c}`"), c.len_utf8())
+}
+
+fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> CompileError {
+    let pos = match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let mut expected: Vec<&'static str> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        // Ordered as a reader scans an item line: statements first, then declarations.
+        let mut rules = positives.clone();
+        rules.sort_by_key(|r| match r {
+            Rule::stmt | Rule::access | Rule::ident => 0,
+            Rule::kw_dim | Rule::dim_item => 1,
+            Rule::kw_in | Rule::role | Rule::tensor_item => 2,
+            Rule::kw_out => 3,
+            Rule::kw_local => 4,
+            Rule::kw_spread | Rule::spread_item => 5,
+            Rule::kw_depth | Rule::depth_item => 6,
+            _ => 7,
+        });
+        let at_item_start = rules.iter().any(|r| matches!(r, Rule::kw_dim | Rule::dim_item));
+        for r in rules {
+            let word = if at_item_start && matches!(r, Rule::ident | Rule::stmt | Rule::access) { "a statement" } else { describe_rule(r) };
+            if !expected.contains(&word) {
+                expected.push(word);
+            }
+        }
+    }
+    let (found, len) = token_at(&source.text, pos);
+    let message = match expected.len() {
+        0 => format!("unexpected {found}"),
+        1 => format!("expected {}, found {found}", expected[0]),
+        n => format!("expected {} or {}, found {found}", expected[..n - 1].join(", "), expected[n - 1]),
+    };
+    let span = Span::new(source, pos, pos + len.max(if pos < source.text.len() { 1 } else { 0 }));
+    CompileError::Parse(Diagnostic::new(message, Some(&span)))
+}
+
+struct AstBuilder<'s> {
+    source: &'s Arc<Source>,
+}
+
+type PResult<T> = Result<T, CompileError>;
+
+impl AstBuilder<'_> {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.source, s.start(), s.end())
+    }
+
+    fn error(&self, message: impl Into<String>, span: &Span) -> CompileError {
+        CompileError::Parse(Diagnostic::new(message, Some(span)))
+    }
+
+    /// Children that carry meaning (tokens filtered out).
+    fn inner<'i>(&self, p: Pair<'i, Rule>) -> Vec<Pair<'i, Rule>> {
+        p.into_inner().filter(|c| !is_token(c.as_rule())).collect()
+    }
+
+    fn ident(&self, p: Pair<Rule>) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+    }
+
+    fn uint(&self, p: &Pair<Rule>) -> PResult<u64> {
+        p.as_str().parse::<u64>().map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+    }
+
+    fn int_i64(&self, p: &Pair<Rule>) -> PResult<i64> {
+        p.as_str().parse::<i64>().map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+    }
+
+    fn dtype(&self, p: &Pair<Rule>) -> DType {
+        DType::from_mlir(p.as_str()).expect("the grammar admits only dtype names")
+    }
+
+    fn kernel(&self, p: Pair<Rule>) -> PResult<KernelAst> {
+        let span = self.span(&p);
+        let mut inner = self.inner(p).into_iter();
+        let name = self.ident(inner.next().expect("kernel name"));
+        let mut items = Vec::new();
+        for item in inner {
+            items.push(self.item(item)?);
+        }
+        Ok(KernelAst { name, items, span })
+    }
+
+    fn item(&self, p: Pair<Rule>) -> PResult<Item> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        match rule {
+            Rule::dim_item => {
+                let parts = self.inner(p);
+                let name = self.ident(parts[0].clone());
+                let size = self.uint(&parts[1])?;
+                let tile = match parts.get(2) {
+                    Some(t) => Some(self.uint(t)?),
+                    None => None,
+                };
+                Ok(Item::Dim { name, size, tile, span })
+            }
+            Rule::tensor_item => {
+                let mut parts = self.inner(p).into_iter();
+                let role_pair = parts.next().expect("role");
+                let role = match role_pair.as_str() {
+                    "in" => Role::In,
+                    "out" => Role::Out,
+                    _ => Role::Local,
+                };
+                let name = self.ident(parts.next().expect("tensor name"));
+                let dtype_pair = parts.next().expect("dtype");
+                let dtype = self.dtype(&dtype_pair);
+                let dtype_span = self.span(&dtype_pair);
+                let mut shape = Vec::new();
+                for e in parts {
+                    let x = e.into_inner().next().expect("extent");
+                    shape.push(match x.as_rule() {
+                        Rule::int => Extent::Number(self.uint(&x)?, self.span(&x)),
+                        _ => Extent::Dim(self.ident(x)),
+                    });
+                }
+                Ok(Item::Tensor { role, name, dtype, dtype_span, shape, span })
+            }
+            Rule::spread_item => {
+                let mut parts = Vec::new();
+                for part in self.inner(p) {
+                    let kids = self.inner(part);
+                    let dim = self.ident(kids[0].clone());
+                    let axis = match kids[1].as_str() {
+                        "rows" => SpreadAxis::Rows,
+                        "cols" => SpreadAxis::Cols,
+                        _ => SpreadAxis::Cores,
+                    };
+                    parts.push((dim, axis));
+                }
+                Ok(Item::Spread { parts, span })
+            }
+            Rule::depth_item => {
+                let kids = self.inner(p);
+                Ok(Item::Depth { depth: self.uint(&kids[0])?, span })
+            }
+            Rule::stmt => {
+                let kids = self.inner(p);
+                let target = self.access(kids[0].clone())?;
+                let accumulate = kids[1].as_str() == "+=";
+                let value = self.expr(kids[2].clone())?;
+                Ok(Item::Stmt(Stmt { target, accumulate, value, span }))
+            }
+            other => unreachable!("kernel items are dims, tensors, spreads, depths and statements, not {other:?}"),
+        }
+    }
+
+    fn access(&self, p: Pair<Rule>) -> PResult<Access> {
+        let span = self.span(&p);
+        let mut kids = self.inner(p).into_iter();
+        let tensor = self.ident(kids.next().expect("tensor name"));
+        let indices = kids.map(|a| self.affine(a)).collect::<PResult<Vec<_>>>()?;
+        Ok(Access { tensor, indices, span })
+    }
+
+    fn affine(&self, p: Pair<Rule>) -> PResult<AffineAst> {
+        let span = self.span(&p);
+        let mut terms = Vec::new();
+        let mut constant: i64 = 0;
+        let mut sign: i64 = 1;
+        for k in self.inner(p) {
+            match k.as_rule() {
+                Rule::affine_neg => sign = -1,
+                Rule::affine_op => sign = if k.as_str() == "-" { -1 } else { 1 },
+                Rule::affine_term => {
+                    let term_span = self.span(&k);
+                    let parts = self.inner(k);
+                    let overflow = || self.error("index constant is too large", &term_span);
+                    match parts.as_slice() {
+                        [one] if one.as_rule() == Rule::int => {
+                            constant = constant.checked_add(sign * self.int_i64(one)?).ok_or_else(overflow)?;
+                        }
+                        [one] => terms.push((sign, self.ident(one.clone()))),
+                        [a, b] => {
+                            let (coef, dim) = if a.as_rule() == Rule::int { (a, b) } else { (b, a) };
+                            terms.push((sign * self.int_i64(coef)?, self.ident(dim.clone())));
+                        }
+                        _ => unreachable!("affine terms have one or two parts"),
+                    }
+                }
+                other => unreachable!("unexpected {other:?} in an index"),
+            }
+        }
+        Ok(AffineAst { terms, constant, span })
+    }
+
+    fn expr(&self, p: Pair<Rule>) -> PResult<Expr> {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::expr | Rule::term => {
+                let mut kids = self.inner(p).into_iter();
+                let mut acc = self.expr(kids.next().expect("operand"))?;
+                while let Some(op) = kids.next() {
+                    let rhs = self.expr(kids.next().expect("operand after operator"))?;
+                    let op = match op.as_str() {
+                        "+" => BinaryOp::Add,
+                        "-" => BinaryOp::Sub,
+                        "*" => BinaryOp::Mul,
+                        _ => BinaryOp::Div,
+                    };
+                    let s = acc.span().to(rhs.span());
+                    acc = Expr::Binary(op, Box::new(acc), Box::new(rhs), s);
+                }
+                Ok(acc)
+            }
+            Rule::factor => {
+                let kids = self.inner(p);
+                let (negs, primary) = kids.split_at(kids.len() - 1);
+                let mut e = self.expr(primary[0].clone())?;
+                // Innermost minus first, so `--x` nests as Neg(Neg(x)).
+                for n in negs.iter().rev() {
+                    let s = Span::new(self.source, n.as_span().start(), e.span().end);
+                    e = negate(e, s);
+                }
+                Ok(e)
+            }
+            Rule::paren => {
+                let inner = self.inner(p).into_iter().next().expect("parenthesised expression");
+                self.expr(inner)
+            }
+            Rule::number => {
+                let text = p.as_str();
+                let v = if text == "inf" { f64::INFINITY } else { text.parse::<f64>().map_err(|_| self.error(format!("bad number {text}"), &span))? };
+                Ok(Expr::Number(v, span))
+            }
+            Rule::access => Ok(Expr::Access(self.access(p)?)),
+            Rule::reduce => {
+                let mut kids = self.inner(p).into_iter();
+                let op = match kids.next().expect("reduction op").as_str() {
+                    "sum" => ReduceOp::Sum,
+                    "max" => ReduceOp::Max,
+                    _ => ReduceOp::Min,
+                };
+                let mut dims = Vec::new();
+                let mut body = None;
+                for k in kids {
+                    if k.as_rule() == Rule::ident {
+                        dims.push(self.ident(k));
+                    } else {
+                        body = Some(self.expr(k)?);
+                    }
+                }
+                Ok(Expr::Reduce { op, dims, body: Box::new(body.expect("reduction body")), span })
+            }
+            Rule::cast => {
+                let kids = self.inner(p);
+                let to = self.dtype(&kids[0]);
+                let expr = self.expr(kids[1].clone())?;
+                Ok(Expr::Cast { to, expr: Box::new(expr), span })
+            }
+            Rule::srs => {
+                let kids = self.inner(p);
+                let to = self.dtype(&kids[0]);
+                let expr = self.expr(kids[1].clone())?;
+                let shift_span = self.span(&kids[2]);
+                let shift = kids[2].as_str().parse::<u32>().ok().filter(|s| *s <= 31).ok_or_else(|| self.error(format!("srs shift {} is out of range 0..=31", kids[2].as_str()), &shift_span))?;
+                Ok(Expr::Srs { to, shift, expr: Box::new(expr), span })
+            }
+            Rule::select => {
+                let kids = self.inner(p);
+                let lhs = self.affine(kids[0].clone())?;
+                let cmp = match kids[1].as_str() {
+                    "<" => CmpOp::Lt,
+                    "<=" => CmpOp::Le,
+                    ">" => CmpOp::Gt,
+                    ">=" => CmpOp::Ge,
+                    "==" => CmpOp::Eq,
+                    _ => CmpOp::Ne,
+                };
+                let rhs = self.affine(kids[2].clone())?;
+                let then = self.expr(kids[3].clone())?;
+                let otherwise = self.expr(kids[4].clone())?;
+                Ok(Expr::Select { lhs, cmp, rhs, then: Box::new(then), otherwise: Box::new(otherwise), span })
+            }
+            Rule::call => {
+                let mut kids = self.inner(p).into_iter();
+                let name_pair = kids.next().expect("function name");
+                let name = name_pair.as_str();
+                let name_span = self.span(&name_pair);
+                let args = kids.map(|k| self.expr(k)).collect::<PResult<Vec<_>>>()?;
+                if let Some(op) = UnaryOp::from_name(name) {
+                    if args.len() != 1 {
+                        return Err(self.error(format!("{name} takes 1 argument, found {}", args.len()), &span));
+                    }
+                    let arg = args.into_iter().next().expect("one argument");
+                    return Ok(Expr::Unary(op, Box::new(arg), span));
+                }
+                let op = match name {
+                    "max" => BinaryOp::Max,
+                    "min" => BinaryOp::Min,
+                    _ => {
+                        return Err(self.error(
+                            format!("unknown function `{name}`; the functions are exp, tanh, rsqrt, sqrt, log10, ln, abs, recip, max, min"),
+                            &name_span,
+                        ))
+                    }
+                };
+                if args.len() != 2 {
+                    return Err(self.error(format!("{name}(a, b) takes 2 arguments, found {}; to reduce over dims write {name}[DIM](...)", args.len()), &span));
+                }
+                let mut it = args.into_iter();
+                let (a, b) = (it.next().expect("first argument"), it.next().expect("second argument"));
+                Ok(Expr::Binary(op, Box::new(a), Box::new(b), span))
+            }
+            other => unreachable!("unexpected {other:?} in an expression"),
+        }
+    }
+}
+
+/// Unary minus; a minus directly on a literal folds into the literal (`-inf`, `-1`), as in the
+/// Rust builder, so both front ends give the same AST.
+pub(crate) fn negate(e: Expr, span: Span) -> Expr {
+    match e {
+        Expr::Number(v, _) => Expr::Number(-v, span),
+        other => Expr::Unary(UnaryOp::Neg, Box::new(other), span),
+    }
+}
