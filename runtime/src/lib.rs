@@ -10,6 +10,7 @@ pub mod aie_syntax;
 pub mod artifact;
 pub mod backend;
 pub mod emulator;
+pub mod insts;
 pub mod npu;
 pub mod npy;
 

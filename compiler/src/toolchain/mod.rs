@@ -1,0 +1,11 @@
+//! The mlir-aie toolchain: where it is ([`config`], from toolchain.toml, the environment and
+//! flags), whether it works ([`doctor`]), and driving it from `design.mlir` to `final.xclbin` +
+//! `insts.bin` ([`driver`]).
+
+pub mod config;
+pub mod doctor;
+pub mod driver;
+
+pub use config::{Origin, Overrides, Sourced, Tool, ToolPath, Toolchain, ToolchainError, TOOLCHAIN_FILE};
+pub use doctor::DoctorReport;
+pub use driver::{BuildError, BuildOutputs};
