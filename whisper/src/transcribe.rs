@@ -184,7 +184,7 @@ impl Transcriber {
                     let part = &tokens[last..cur];
                     let start = time_offset + tok.timestamp_seconds(part[0].max(tok.timestamp_begin));
                     let end = time_offset + tok.timestamp_seconds(part[part.len() - 1].max(tok.timestamp_begin));
-                    new_segments.push(self.segment(start, end, part)?);
+                    new_segments.push((self.segment(start, end, part)?, part.to_vec()));
                     last = cur;
                 }
                 if single_timestamp_ending {
@@ -202,14 +202,15 @@ impl Transcriber {
                         end = tok.timestamp_seconds(last);
                     }
                 }
-                new_segments.push(self.segment(time_offset, time_offset + end, tokens)?);
+                new_segments.push((self.segment(time_offset, time_offset + end, tokens)?, tokens.clone()));
                 seek += segment_frames;
             }
-            for seg in new_segments {
+            for (seg, raw) in new_segments {
                 if seg.text.trim().is_empty() || seg.end <= seg.start {
                     continue;
                 }
-                all_tokens.extend(seg.tokens.iter().copied());
+                // The prompt keeps the timestamps: a text-only prompt makes the model drop them.
+                all_tokens.extend(raw);
                 segments.push(seg);
             }
             if !opts.condition_on_previous_text || result.temperature > 0.5 {

@@ -1,0 +1,595 @@
+//! Model, ops, tokenizer, decoding and transcription tests. Run in release mode:
+//! `cargo test -p whisper --release --test model`. The Whisper assets must be present
+//! (`scripts/fetch-assets.sh`); a missing asset fails the test with the path it expected.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ndarray::{s, Array1, Array2, Array3};
+use whisper::model::{KvCache, Model, ModelError};
+use whisper::ops::{CpuOps, Ops};
+use whisper::tokenizer::{Task, WhisperTokenizer};
+use whisper::transcribe::{TranscribeOptions, Transcriber};
+
+const JFK: &str = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.";
+
+fn assets() -> PathBuf {
+    whisper::assets::assets_dir()
+}
+
+/// Path of an asset that must exist.
+fn asset(rel: &str) -> PathBuf {
+    let p = assets().join(rel);
+    assert!(p.exists(), "missing Whisper asset {} (run scripts/fetch-assets.sh)", p.display());
+    p
+}
+
+fn base() -> &'static Transcriber {
+    static T: OnceLock<Transcriber> = OnceLock::new();
+    T.get_or_init(|| Transcriber::load(&asset("whisper-base")).expect("load whisper-base"))
+}
+
+fn tiny_en() -> &'static Transcriber {
+    static T: OnceLock<Transcriber> = OnceLock::new();
+    T.get_or_init(|| Transcriber::load(&asset("whisper-tiny.en")).expect("load whisper-tiny.en"))
+}
+
+/// Log-mel of a file plus the number of frames of real audio.
+fn mel_of(path: &Path, n_mels: usize) -> (Array2<f32>, usize) {
+    let samples = whisper::audio::load_audio(path).expect("decode audio");
+    let mel = whisper::mel::log_mel_spectrogram(&samples, n_mels).expect("log-mel");
+    (mel, samples.len() / whisper::mel::HOP_LENGTH)
+}
+
+/// Lower-case words without punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn opts(beam: usize) -> TranscribeOptions {
+    TranscribeOptions { beam_size: beam, threads: 2, ..TranscribeOptions::default() }
+}
+
+// ---------------------------------------------------------------- ops vs naive loops
+
+fn ops() -> CpuOps {
+    CpuOps::new(2).expect("thread pool")
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn rand_array(shape: (usize, usize), seed: u64) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    Array2::from_shape_fn(shape, |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+}
+
+fn assert_close(a: &Array2<f32>, b: &Array2<f32>, tol: f32, what: &str) {
+    assert_eq!(a.dim(), b.dim(), "{what}: shapes");
+    let worst = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: max difference {worst} > {tol}");
+}
+
+fn naive_matmul(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    Array2::from_shape_fn((m, n), |(i, j)| (0..k).map(|p| a[[i, p]] as f64 * b[[p, j]] as f64).sum::<f64>() as f32)
+}
+
+#[test]
+fn linear_matches_naive_for_few_and_many_rows() {
+    let ops = ops();
+    for (rows, d_in, d_out) in [(1, 70, 300), (5, 64, 33), (9, 64, 129), (300, 96, 200)] {
+        let x = rand_array((rows, d_in), 1);
+        let w = rand_array((d_out, d_in), 2);
+        let b = Array1::from_iter((0..d_out).map(|i| i as f32 * 0.01));
+        let got = ops.linear(x.view(), w.view(), Some(b.view()));
+        let mut want = naive_matmul(&x, &w.t().to_owned());
+        want += &b;
+        assert_close(&got, &want, 1e-4, &format!("linear {rows}x{d_in} -> {d_out}"));
+        let no_bias = ops.linear(x.view(), w.view(), None);
+        assert_close(&no_bias, &naive_matmul(&x, &w.t().to_owned()), 1e-4, "linear without bias");
+    }
+}
+
+#[test]
+fn matmul_matches_naive_including_strided_inputs() {
+    let ops = ops();
+    let a = rand_array((130, 70), 3);
+    let b = rand_array((70, 90), 4);
+    assert_close(&ops.matmul(a.view(), b.view()), &naive_matmul(&a, &b), 1e-4, "matmul");
+    let at = rand_array((70, 130), 5);
+    assert_close(&ops.matmul(at.t(), b.view()), &naive_matmul(&at.t().to_owned(), &b), 1e-4, "matmul of a transpose");
+}
+
+#[test]
+fn conv1d_matches_naive_with_stride_and_padding() {
+    let ops = ops();
+    let (t, c_in, c_out, k) = (37, 6, 5, 3);
+    let x = rand_array((t, c_in), 6);
+    let w = Array3::from_shape_vec((c_out, c_in, k), rand_array((1, c_out * c_in * k), 7).into_raw_vec_and_offset().0)
+        .expect("shape");
+    let bias = Array1::from_iter((0..c_out).map(|i| 0.1 * i as f32));
+    for stride in [1, 2] {
+        let pad = 1;
+        let t_out = (t + 2 * pad - k) / stride + 1;
+        let want = Array2::from_shape_fn((t_out, c_out), |(to, o)| {
+            let mut acc = bias[o] as f64;
+            for c in 0..c_in {
+                for j in 0..k {
+                    let ti = (to * stride + j) as isize - pad as isize;
+                    if ti >= 0 && (ti as usize) < t {
+                        acc += w[[o, c, j]] as f64 * x[[ti as usize, c]] as f64;
+                    }
+                }
+            }
+            acc as f32
+        });
+        let got = ops.conv1d(x.view(), w.view(), bias.view(), stride, pad);
+        assert_close(&got, &want, 1e-5, &format!("conv1d stride {stride}"));
+    }
+}
+
+#[test]
+fn softmax_matches_naive() {
+    let ops = ops();
+    let mut x = rand_array((7, 300), 8) * 20.0;
+    x[[2, 5]] = f32::NEG_INFINITY;
+    let want = Array2::from_shape_fn(x.dim(), |(i, j)| {
+        let row = x.row(i);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        ((x[[i, j]] as f64 - max).exp() / sum) as f32
+    });
+    ops.softmax_rows(x.view_mut());
+    assert_close(&x, &want, 1e-6, "softmax");
+    assert_eq!(x[[2, 5]], 0.0, "a masked entry gets exactly zero weight");
+}
+
+#[test]
+fn layer_norm_matches_naive() {
+    let ops = ops();
+    let x = rand_array((70, 48), 9) * 3.0 + 1.0;
+    let gamma = Array1::from_iter((0..48).map(|i| 1.0 + 0.01 * i as f32));
+    let beta = Array1::from_iter((0..48).map(|i| -0.02 * i as f32));
+    let want = Array2::from_shape_fn(x.dim(), |(i, j)| {
+        let row = x.row(i);
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / 48.0;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 48.0;
+        (((x[[i, j]] as f64 - mean) / (var + 1e-5).sqrt()) * gamma[j] as f64 + beta[j] as f64) as f32
+    });
+    assert_close(&ops.layer_norm(x.view(), gamma.view(), beta.view(), 1e-5), &want, 1e-5, "layer_norm");
+}
+
+/// erf by its Taylor series (converges well for |x| < 4 in f64).
+fn erf_series(x: f64) -> f64 {
+    let mut term = x;
+    let mut sum = x;
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn gelu_is_the_exact_erf_gelu() {
+    let ops = ops();
+    let mut x = Array2::from_shape_fn((40, 50), |(i, j)| (i * 50 + j) as f32 / 250.0 - 4.0);
+    let want = x.mapv(|v| (0.5 * v as f64 * (1.0 + erf_series(v as f64 / 2f64.sqrt()))) as f32);
+    ops.gelu(x.view_mut());
+    assert_close(&x, &want, 2e-6, "gelu");
+    // The tanh approximation differs from the exact GELU by up to ~1e-3 around |x| = 2.
+    let tanh_gelu = |v: f32| 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044_715 * v * v * v)).tanh());
+    let diff = x.iter().zip(want.iter()).map(|(_, w)| w).zip(Array2::from_shape_fn((40, 50), |(i, j)| (i * 50 + j) as f32 / 250.0 - 4.0).iter())
+        .map(|(w, v)| (w - tanh_gelu(*v)).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff > 1e-4, "test inputs must distinguish exact from tanh GELU");
+}
+
+fn naive_attention(q: &Array2<f32>, k: &Array2<f32>, v: &Array2<f32>, heads: usize, causal: bool) -> Array2<f32> {
+    let (n_q, d) = q.dim();
+    let n_k = k.nrows();
+    let dh = d / heads;
+    let mut out = Array2::zeros((n_q, d));
+    for h in 0..heads {
+        for i in 0..n_q {
+            let visible = if causal { i + (n_k - n_q) + 1 } else { n_k };
+            let scores: Vec<f64> = (0..visible)
+                .map(|j| (0..dh).map(|c| q[[i, h * dh + c]] as f64 * k[[j, h * dh + c]] as f64).sum::<f64>() / (dh as f64).sqrt())
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+            for c in 0..dh {
+                out[[i, h * dh + c]] =
+                    (0..visible).map(|j| (scores[j] - max).exp() / sum * v[[j, h * dh + c]] as f64).sum::<f64>() as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_matches_naive_causal_and_full() {
+    let ops = ops();
+    for (n_q, n_k, causal) in [(1, 17, true), (3, 9, true), (1, 40, false), (12, 12, true), (20, 33, false), (6, 10, true)] {
+        let q = rand_array((n_q, 32), 10 + n_q as u64) * 2.0;
+        let k = rand_array((n_k, 32), 20 + n_k as u64) * 2.0;
+        let v = rand_array((n_k, 32), 30);
+        let got = ops.attention(q.view(), k.view(), v.view(), 4, causal);
+        let want = naive_attention(&q, &k, &v, 4, causal);
+        assert_close(&got, &want, 2e-5, &format!("attention q {n_q} k {n_k} causal {causal}"));
+    }
+}
+
+// ---------------------------------------------------------------- tokenizer
+
+#[test]
+fn tokenizer_round_trips_text() {
+    for model in ["whisper-base", "whisper-tiny.en"] {
+        let tok = WhisperTokenizer::from_file(&asset(&format!("{model}/tokenizer.json"))).expect("tokenizer");
+        for text in [JFK, " Hello, world!", "naïve café — 123 ½", " ask not"] {
+            let ids = tok.encode(text).expect("encode");
+            assert!(!ids.is_empty());
+            assert!(ids.iter().all(|&t| t < tok.eot), "text encodes to text tokens only");
+            assert_eq!(tok.decode(&ids).expect("decode"), text, "{model}: round trip of {text:?}");
+        }
+        // Special and timestamp tokens never show up in decoded text.
+        let mut ids = vec![tok.sot, tok.timestamp_begin];
+        ids.extend(tok.encode(" ask not").unwrap());
+        ids.extend([tok.timestamp_begin + 50, tok.eot]);
+        assert_eq!(tok.decode(&ids).unwrap(), " ask not");
+    }
+}
+
+#[test]
+fn special_tokens_come_from_the_vocabulary() {
+    let multi = WhisperTokenizer::from_file(&asset("whisper-base/tokenizer.json")).unwrap();
+    let en = WhisperTokenizer::from_file(&asset("whisper-tiny.en/tokenizer.json")).unwrap();
+    assert!(multi.is_multilingual());
+    assert!(!en.is_multilingual());
+    // The English-only vocabulary is one token shorter before the special tokens.
+    assert_eq!(multi.eot, en.eot + 1);
+    assert_eq!(multi.timestamp_begin, en.timestamp_begin + 1);
+    for tok in [&multi, &en] {
+        assert_eq!(tok.timestamp_begin, tok.no_timestamps + 1);
+        assert_eq!(tok.sot, tok.eot + 1);
+        assert!(tok.no_speech.is_some(), "no-speech token");
+        assert_eq!(tok.encode("<|startoftranscript|>").unwrap(), vec![tok.sot]);
+        assert_eq!(tok.timestamp_seconds(tok.timestamp_begin + 150), 3.0);
+    }
+    assert_eq!(multi.language_token("en").unwrap(), multi.sot + 1);
+    assert_eq!(multi.language_token("German").unwrap(), multi.language_token("de").unwrap());
+    assert!(matches!(multi.language_token("xx"), Err(ModelError::UnknownLanguage { .. })));
+    assert_eq!(multi.languages.len(), 99);
+    let de = multi.language_token("de").unwrap();
+    assert_eq!(multi.sot_sequence(Some(de), Task::Translate), vec![multi.sot, de, multi.translate]);
+    assert_eq!(en.sot_sequence(None, Task::Transcribe), vec![en.sot]);
+}
+
+/// The suppressed non-speech tokens we compute equal the list shipped in each model's config.
+#[test]
+fn non_speech_tokens_match_the_shipped_suppress_list() {
+    for model in ["whisper-base", "whisper-tiny.en"] {
+        let tok = WhisperTokenizer::from_file(&asset(&format!("{model}/tokenizer.json"))).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(asset(&format!("{model}/config.json"))).unwrap()).unwrap();
+        let shipped: BTreeSet<u32> =
+            config["suppress_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ours = tok.non_speech_tokens().unwrap();
+        let missing: Vec<_> = shipped.difference(&ours).collect();
+        let extra: Vec<_> = ours.difference(&shipped).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{model}: missing {missing:?}, extra {extra:?}");
+    }
+}
+
+// ---------------------------------------------------------------- model loading
+
+#[test]
+fn dims_are_read_from_the_files() {
+    let b = base().model.dims;
+    assert_eq!((b.d_model, b.encoder_layers, b.decoder_layers, b.encoder_heads, b.n_mels), (512, 6, 6, 8, 80));
+    assert_eq!((b.n_vocab, b.n_audio_ctx, b.n_text_ctx), (51865, 1500, 448));
+    let t = tiny_en().model.dims;
+    assert_eq!((t.d_model, t.encoder_layers, t.decoder_layers, t.decoder_heads, t.n_vocab), (384, 4, 4, 6, 51864));
+}
+
+#[test]
+fn truncated_model_is_an_error_naming_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(asset("whisper-tiny.en/model.bin")).unwrap();
+    for cut in [3usize, 40, 1_000_000, full.len() - 10] {
+        std::fs::write(dir.path().join("model.bin"), &full[..cut]).unwrap();
+        match Model::load(dir.path()) {
+            Err(ModelError::Truncated { offset, what, .. }) => {
+                assert!(offset as usize <= cut, "offset {offset} within the {cut} bytes");
+                assert!(!what.is_empty());
+            }
+            other => panic!("cut at {cut}: expected a truncation error, got {:?}", other.map(|m| m.dims)),
+        }
+    }
+    // A wrong header is a format error, not a panic.
+    let mut bad = full[..4096].to_vec();
+    bad[0] = 9;
+    std::fs::write(dir.path().join("model.bin"), &bad).unwrap();
+    assert!(matches!(Model::load(dir.path()), Err(ModelError::Format { .. })));
+}
+
+#[test]
+fn wrong_model_dir_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(Transcriber::load(dir.path()), Err(ModelError::NoModel { .. })));
+    assert!(matches!(Transcriber::load(&dir.path().join("nope")), Err(ModelError::NoModel { .. })));
+    // A model without its tokenizer.
+    std::fs::copy(asset("whisper-tiny.en/model.bin"), dir.path().join("model.bin")).unwrap();
+    let err = Transcriber::load(dir.path()).unwrap_err();
+    assert!(matches!(err, ModelError::Tokenizer { .. }), "{err}");
+    // A multilingual tokenizer next to an English-only model.
+    std::fs::copy(asset("whisper-base/tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    assert!(matches!(Transcriber::load(dir.path()), Err(ModelError::VocabMismatch { .. })));
+}
+
+/// Writes the CTranslate2 weights of tiny.en as a Hugging Face checkpoint (names converted,
+/// fused projections split, f16) and checks that both loaders give the same logits.
+#[test]
+fn safetensors_checkpoint_gives_the_same_logits() {
+    let src = asset("whisper-tiny.en");
+    let map = whisper::model::read_ctranslate2(&src.join("model.bin")).unwrap();
+    let dims = tiny_en().model.dims;
+    let d = dims.d_model;
+    let mut hf: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let get = |name: &str| map.floats.get(name).unwrap_or_else(|| panic!("{name}")).clone();
+    let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>| hf.push((name, shape, data));
+    let rows = |t: &whisper::model::Tensor, from: usize, to: usize| {
+        let cols: usize = t.shape[1..].iter().product::<usize>().max(1);
+        let shape = if t.shape.len() == 1 { vec![to - from] } else { vec![to - from, t.shape[1]] };
+        (shape, t.data[from * cols..to * cols].to_vec())
+    };
+    for (ct, hfname) in [
+        ("encoder/conv1/weight", "model.encoder.conv1.weight"),
+        ("encoder/conv1/bias", "model.encoder.conv1.bias"),
+        ("encoder/conv2/weight", "model.encoder.conv2.weight"),
+        ("encoder/conv2/bias", "model.encoder.conv2.bias"),
+        ("encoder/position_encodings/encodings", "model.encoder.embed_positions.weight"),
+        ("encoder/layer_norm/gamma", "model.encoder.layer_norm.weight"),
+        ("encoder/layer_norm/beta", "model.encoder.layer_norm.bias"),
+        ("decoder/embeddings/weight", "model.decoder.embed_tokens.weight"),
+        ("decoder/position_encodings/encodings", "model.decoder.embed_positions.weight"),
+        ("decoder/layer_norm/gamma", "model.decoder.layer_norm.weight"),
+        ("decoder/layer_norm/beta", "model.decoder.layer_norm.bias"),
+    ] {
+        let t = get(ct);
+        put(hfname.into(), t.shape, t.data);
+    }
+    for (stack, layers) in [("encoder", dims.encoder_layers), ("decoder", dims.decoder_layers)] {
+        for i in 0..layers {
+            let c = format!("{stack}/layer_{i}");
+            let h = format!("model.{stack}.layers.{i}");
+            let qkv_w = get(&format!("{c}/self_attention/linear_0/weight"));
+            let qkv_b = get(&format!("{c}/self_attention/linear_0/bias"));
+            for (j, p) in ["q", "k", "v"].iter().enumerate() {
+                let (shape, data) = rows(&qkv_w, j * d, (j + 1) * d);
+                put(format!("{h}.self_attn.{p}_proj.weight"), shape, data);
+                if *p != "k" {
+                    let (shape, data) = rows(&qkv_b, j * d, (j + 1) * d);
+                    put(format!("{h}.self_attn.{p}_proj.bias"), shape, data);
+                }
+            }
+            let mut plain = vec![
+                ("self_attention/linear_1/weight", "self_attn.out_proj.weight"),
+                ("self_attention/linear_1/bias", "self_attn.out_proj.bias"),
+                ("self_attention/layer_norm/gamma", "self_attn_layer_norm.weight"),
+                ("self_attention/layer_norm/beta", "self_attn_layer_norm.bias"),
+                ("ffn/linear_0/weight", "fc1.weight"),
+                ("ffn/linear_0/bias", "fc1.bias"),
+                ("ffn/linear_1/weight", "fc2.weight"),
+                ("ffn/linear_1/bias", "fc2.bias"),
+                ("ffn/layer_norm/gamma", "final_layer_norm.weight"),
+                ("ffn/layer_norm/beta", "final_layer_norm.bias"),
+            ];
+            if stack == "decoder" {
+                plain.extend([
+                    ("attention/linear_0/weight", "encoder_attn.q_proj.weight"),
+                    ("attention/linear_0/bias", "encoder_attn.q_proj.bias"),
+                    ("attention/linear_2/weight", "encoder_attn.out_proj.weight"),
+                    ("attention/linear_2/bias", "encoder_attn.out_proj.bias"),
+                    ("attention/layer_norm/gamma", "encoder_attn_layer_norm.weight"),
+                    ("attention/layer_norm/beta", "encoder_attn_layer_norm.bias"),
+                ]);
+                let kv_w = get(&format!("{c}/attention/linear_1/weight"));
+                let kv_b = get(&format!("{c}/attention/linear_1/bias"));
+                for (j, p) in ["k", "v"].iter().enumerate() {
+                    let (shape, data) = rows(&kv_w, j * d, (j + 1) * d);
+                    put(format!("{h}.encoder_attn.{p}_proj.weight"), shape, data);
+                    if *p == "v" {
+                        let (shape, data) = rows(&kv_b, j * d, (j + 1) * d);
+                        put(format!("{h}.encoder_attn.{p}_proj.bias"), shape, data);
+                    }
+                }
+            }
+            for (ct, hfname) in plain {
+                let t = get(&format!("{c}/{ct}"));
+                put(format!("{h}.{hfname}"), t.shape, t.data);
+            }
+        }
+    }
+    // f16 bytes: the CTranslate2 weights are f16, so this is exact.
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = hf
+        .into_iter()
+        .map(|(n, shape, data)| {
+            let b = data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+            (n, shape, b)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, shape, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+    let config = serde_json::json!({
+        "d_model": d, "encoder_layers": dims.encoder_layers, "decoder_layers": dims.decoder_layers,
+        "encoder_attention_heads": dims.encoder_heads, "decoder_attention_heads": dims.decoder_heads,
+        "num_mel_bins": dims.n_mels, "vocab_size": dims.n_vocab,
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let from_hf = Model::load(dir.path()).expect("load safetensors checkpoint");
+    assert_eq!(from_hf.dims, dims);
+
+    let ct2 = &tiny_en().model;
+    let ops = ops();
+    let (mel, _) = mel_of(&asset("jfk.wav"), dims.n_mels);
+    let window = mel.slice(s![.., ..dims.n_frames()]);
+    let logits = |m: &Model| {
+        let audio = m.encoder.forward(&ops, window).unwrap();
+        let cross = m.decoder.cross_kv(&ops, audio.view());
+        let mut cache = KvCache::new(&m.dims, 1);
+        let tok = &tiny_en().tokenizer;
+        let tokens = Array2::from_shape_vec((1, 3), vec![tok.sot, tok.timestamp_begin, tok.encode(" And").unwrap()[0]]).unwrap();
+        let hidden = m.decoder.forward(&ops, tokens.view(), &mut cache, &cross).unwrap();
+        m.decoder.logits(&ops, hidden.view())
+    };
+    let (a, b) = (logits(ct2), logits(&from_hf));
+    assert_close(&a, &b, 1e-3, "logits of the two loaders");
+    // And the logits are meaningful, not all equal.
+    assert!(a.row(2).iter().copied().fold(f32::NEG_INFINITY, f32::max) - a.row(2).iter().copied().fold(f32::INFINITY, f32::min) > 5.0);
+
+    // A wrong shape in the checkpoint names the tensor.
+    let mut views: HashMap<String, safetensors::tensor::TensorView> = bytes
+        .iter()
+        .map(|(n, shape, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap()))
+        .collect();
+    let fc = views.remove("model.decoder.layers.1.fc2.bias").unwrap();
+    let short = &fc.data()[..fc.data().len() - 2];
+    views.insert("model.decoder.layers.1.fc2.bias".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![d - 1], short).unwrap());
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+    match Model::load(dir.path()) {
+        Err(ModelError::ShapeMismatch { name, .. }) => assert_eq!(name, "decoder/layer_1/ffn/linear_1/bias"),
+        other => panic!("expected a shape error, got {:?}", other.map(|m| m.dims)),
+    }
+}
+
+/// Decoding token by token with the KV cache gives the logits of running the whole sequence.
+#[test]
+fn kv_cache_matches_full_sequence() {
+    let m = &tiny_en().model;
+    let ops = ops();
+    let (mel, _) = mel_of(&asset("jfk.wav"), m.dims.n_mels);
+    let audio = m.encoder.forward(&ops, mel.slice(s![.., ..m.dims.n_frames()])).unwrap();
+    let cross = m.decoder.cross_kv(&ops, audio.view());
+    let tok = &tiny_en().tokenizer;
+    let mut seq = vec![tok.sot, tok.timestamp_begin];
+    seq.extend(tok.encode(" And so my fellow").unwrap());
+    let mut cache = KvCache::new(&m.dims, 1);
+    let full = m.decoder.forward(&ops, Array2::from_shape_vec((1, seq.len()), seq.clone()).unwrap().view(), &mut cache, &cross).unwrap();
+    let mut step_cache = KvCache::new(&m.dims, 1);
+    let first = m.decoder.forward(&ops, Array2::from_shape_vec((1, 2), seq[..2].to_vec()).unwrap().view(), &mut step_cache, &cross).unwrap();
+    assert_close(&first, &full.slice(s![..2, ..]).to_owned(), 1e-4, "prompt rows");
+    for (i, &t) in seq.iter().enumerate().skip(2) {
+        let h = m.decoder.forward(&ops, Array2::from_elem((1, 1), t).view(), &mut step_cache, &cross).unwrap();
+        assert_close(&h, &full.slice(s![i..i + 1, ..]).to_owned(), 1e-3, &format!("position {i}"));
+    }
+    assert_eq!(step_cache.len, seq.len());
+}
+
+// ---------------------------------------------------------------- transcription
+
+fn assert_jfk(t: &whisper::Transcript, what: &str) {
+    assert_eq!(words(&t.text()), words(JFK), "{what}: got {:?}", t.text());
+    // Segments are ordered, inside the audio, and carry their text tokens.
+    let mut last = 0.0;
+    for seg in &t.segments {
+        assert!(seg.start >= last - 1e-9 && seg.end > seg.start && seg.end <= t.duration + 0.5, "{what}: {seg:?}");
+        assert!(!seg.tokens.is_empty());
+        last = seg.end;
+    }
+}
+
+#[test]
+fn jfk_with_base_greedy_detects_english() {
+    let t = base();
+    let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
+    let mut seen = Vec::new();
+    let out = t.transcribe(&mel, frames, &opts(1), &mut |s| seen.push(s)).expect("transcribe");
+    assert_eq!(out.language, "en");
+    assert!((out.duration - 11.0).abs() < 0.01);
+    assert_jfk(&out, "base greedy");
+    assert!(!seen.is_empty() && seen.windows(2).all(|w| w[1] >= w[0]), "progress is reported and grows");
+    assert!((seen.last().unwrap() - out.duration).abs() < 0.05);
+}
+
+#[test]
+fn jfk_with_base_beam_search() {
+    let t = base();
+    let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
+    let o = TranscribeOptions { language: Some("en".into()), ..opts(5) };
+    assert_jfk(&t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap(), "base beam 5");
+}
+
+#[test]
+fn jfk_with_tiny_en() {
+    let t = tiny_en();
+    let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
+    for beam in [1, 5] {
+        assert_jfk(&t.transcribe(&mel, frames, &opts(beam), &mut |_| {}).unwrap(), &format!("tiny.en beam {beam}"));
+    }
+    let de = TranscribeOptions { language: Some("de".into()), ..opts(1) };
+    assert!(matches!(t.transcribe(&mel, frames, &de, &mut |_| {}), Err(ModelError::EnglishOnly { .. })));
+}
+
+#[test]
+fn translate_task_keeps_english_speech_english() {
+    let t = base();
+    let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
+    let o = TranscribeOptions { task: Task::Translate, ..opts(1) };
+    let out = t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap();
+    let w = words(&out.text());
+    assert!(w.contains(&"country".to_string()), "{w:?}");
+}
+
+#[test]
+fn silence_gives_an_empty_transcript() {
+    let samples = vec![0.0f32; 16_000 * 8];
+    for t in [base(), tiny_en()] {
+        let mel = whisper::mel::log_mel_spectrogram(&samples, t.model.dims.n_mels).unwrap();
+        let out = t.transcribe(&mel, samples.len() / 160, &opts(1), &mut |_| {}).unwrap();
+        assert!(out.segments.is_empty(), "silence produced {:?}", out.text());
+    }
+}
+
+#[test]
+fn wrong_mel_shape_is_an_error() {
+    let mel = Array2::<f32>::zeros((128, 4000));
+    let err = tiny_en().transcribe(&mel, 1000, &opts(1), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ModelError::InputShape { .. }), "{err}");
+}
+
+/// 69 s of speech: the windows seek by timestamps without dropping or repeating sentences.
+#[test]
+fn long_form_covers_the_whole_text_once() {
+    let t = base();
+    let (mel, frames) = mel_of(&asset("long-speech.wav"), t.model.dims.n_mels);
+    let out = t.transcribe(&mel, frames, &opts(1), &mut |_| {}).unwrap();
+    let reference = words(&std::fs::read_to_string(asset("long-speech.txt")).unwrap());
+    let got = words(&out.text());
+    // Longest common subsequence of words: recall against the reference and precision.
+    let mut lcs = vec![vec![0usize; got.len() + 1]; reference.len() + 1];
+    for i in 1..=reference.len() {
+        for j in 1..=got.len() {
+            lcs[i][j] = if reference[i - 1] == got[j - 1] { lcs[i - 1][j - 1] + 1 } else { lcs[i - 1][j].max(lcs[i][j - 1]) };
+        }
+    }
+    let common = lcs[reference.len()][got.len()] as f64;
+    assert!(common / reference.len() as f64 > 0.9, "recall {} of {}: {:?}", common, reference.len(), out.text());
+    assert!(common / got.len() as f64 > 0.9, "precision {} of {}: {:?}", common, got.len(), out.text());
+    assert!(out.segments.len() >= 5, "long audio is split into timed segments");
+    assert!(out.segments.windows(2).all(|w| w[1].start >= w[0].end - 1e-6));
+    assert!(out.segments.last().unwrap().end > 60.0);
+}
