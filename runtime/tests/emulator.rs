@@ -31,3 +31,195 @@ fn add_one_through_memory_tile() {
     assert_eq!(report.cores, 1);
     assert_eq!(report.dma_transfers, 2);
 }
+
+#[test]
+fn split_to_two_cores_and_join() {
+    let input: Vec<i32> = (0..256).map(|i| (i * 37) % 101 - 50).collect();
+    let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[256])];
+    let report = run("split_join.mlir", &mut args).unwrap();
+    let expected: Vec<i32> =
+        input.iter().enumerate().map(|(i, v)| if i % 64 < 32 { v * 2 } else { v * 3 }).collect();
+    assert_eq!(i32s(&args[1]), expected);
+    assert_eq!(report.cores, 2);
+}
+
+#[test]
+fn broadcast_to_two_cores() {
+    let input: Vec<i32> = (0..64).map(|i| i * 3 - 90).collect();
+    let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[64]), HostBuffer::zeros(DType::I32, &[64])];
+    run("broadcast.mlir", &mut args).unwrap();
+    let plus: Vec<i32> = input.iter().map(|v| v + 10).collect();
+    let square: Vec<i32> = input.iter().map(|v| v * v).collect();
+    assert_eq!(i32s(&args[1]), plus);
+    assert_eq!(i32s(&args[2]), square);
+}
+
+#[test]
+fn strided_pattern_with_offset_and_repeat() {
+    let input: Vec<i32> = (0..256).map(|i| i * 5 + 1).collect();
+    let mut a = i32_buf(&input);
+    a.shape = vec![16, 16];
+    let mut args = [a, HostBuffer::zeros(DType::I32, &[16, 16])];
+    run("strided.mlir", &mut args).unwrap();
+    let mut expected = vec![0i32; 256];
+    for rep in 0..2 {
+        for r in 0..8 {
+            for c in 0..8 {
+                let v = input[(2 + r) * 16 + 4 + c];
+                expected[(rep * 8 + r) * 16 + 8 + c] = if rep == 0 { -v } else { v + 1000 };
+            }
+        }
+    }
+    assert_eq!(i32s(&args[1]), expected);
+}
+
+#[test]
+fn vector_contract_int8_blocks() {
+    let a: Vec<i8> = (0..256).map(|i| ((i * 29) % 255 - 127) as i8).collect();
+    let b: Vec<i8> = (0..256).map(|i| ((i * 53 + 7) % 255 - 127) as i8).collect();
+    let mut args = [
+        HostBuffer { dtype: DType::I8, shape: vec![2, 8, 16], bytes: a.iter().map(|&v| v as u8).collect() },
+        HostBuffer { dtype: DType::I8, shape: vec![2, 16, 8], bytes: b.iter().map(|&v| v as u8).collect() },
+        HostBuffer::zeros(DType::I32, &[2, 8, 8]),
+    ];
+    run("matmul_vector.mlir", &mut args).unwrap();
+    let mut expected = vec![0i32; 128];
+    for p in 0..2 {
+        for m in 0..8 {
+            for n in 0..8 {
+                expected[p * 64 + m * 8 + n] =
+                    (0..16).map(|k| a[p * 128 + m * 16 + k] as i32 * b[p * 128 + k * 8 + n] as i32).sum();
+            }
+        }
+    }
+    assert_eq!(i32s(&args[2]), expected);
+}
+
+#[test]
+fn deadlock_is_reported() {
+    let mut args = [i32_buf(&[1; 16]), HostBuffer::zeros(DType::I32, &[16])];
+    let e = run("deadlock.mlir", &mut args).unwrap_err();
+    let RuntimeError::Deadlock(msg) = &e else { panic!("expected a deadlock, got {e}") };
+    assert!(msg.contains("core (0, 2)") && msg.contains("@y(Consume, 1)"), "{msg}");
+    assert!(msg.contains("core (0, 3)") && msg.contains("@x(Consume, 1)"), "{msg}");
+    assert!(msg.contains("dma_wait {symbol = @out}"), "{msg}");
+}
+
+#[test]
+fn repeated_run_uses_the_compiled_design() {
+    let text = design("add_one_link.mlir");
+    let mut emu = Emulator::new();
+    for round in 0..3 {
+        let input: Vec<i32> = (0..256).map(|i| i + round).collect();
+        let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[256])];
+        emu.run_mlir(&text, "add_one_link.mlir", &mut args).unwrap();
+        assert_eq!(i32s(&args[1]), input.iter().map(|v| v + 1).collect::<Vec<_>>());
+    }
+    assert!(emu.compiled <= 1, "compiled {} times", emu.compiled);
+}
+
+#[test]
+fn sequence_args_come_from_memref_types() {
+    let specs = sequence_args(&design("matmul_vector.mlir")).unwrap();
+    let got: Vec<(String, DType, Vec<usize>, bool)> = specs
+        .iter()
+        .map(|s| (s.name.clone(), s.dtype, s.shape.clone(), s.direction == aiec_runtime::ArgDirection::Out))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_string(), DType::I8, vec![2, 8, 16], false),
+            ("b".to_string(), DType::I8, vec![2, 16, 8], false),
+            ("c".to_string(), DType::I32, vec![2, 8, 8], true),
+        ]
+    );
+}
+
+/// Line number (1-based) of the first line containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle in design") + 1
+}
+
+fn design_error(text: &str, args: &mut [HostBuffer]) -> String {
+    match Emulator::new().run_mlir(text, "broken.mlir", args) {
+        Err(RuntimeError::Design(m)) => m,
+        other => panic!("expected a design error, got {other:?}"),
+    }
+}
+
+fn add_one_args() -> [HostBuffer; 2] {
+    [HostBuffer::zeros(DType::I32, &[256]), HostBuffer::zeros(DType::I32, &[256])]
+}
+
+#[test]
+fn pattern_out_of_bounds_is_an_error() {
+    let text = design("add_one_link.mlir").replace("%in[0, 0, 0, 0][1, 1, 1, 256]", "%in[0, 0, 0, 32][1, 1, 1, 256]");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "%in[0, 0, 0, 32]");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("dma_memcpy_nd") && m.contains("reaches element 287"), "{m}");
+}
+
+#[test]
+fn partial_fifo_element_is_an_error() {
+    let text = design("add_one_link.mlir").replace("%in[0, 0, 0, 0][1, 1, 1, 256]", "%in[0, 0, 0, 0][1, 1, 1, 250]");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "[1, 1, 1, 250]");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("not a whole number of @in0 elements"), "{m}");
+}
+
+#[test]
+fn wait_on_unfilled_fifo_is_an_error() {
+    let text = design("add_one_link.mlir").replace("aiex.npu.dma_wait {symbol = @out0}", "aiex.npu.dma_wait {symbol = @in1}");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "symbol = @in1");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("dma_wait on @in1"), "{m}");
+}
+
+#[test]
+fn unknown_symbol_is_an_error() {
+    let text = design("add_one_link.mlir").replace("metadata = @in0}", "metadata = @nowhere}");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "@nowhere");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")) && m.contains("unknown object FIFO @nowhere"), "{m}");
+    let text = design("add_one_link.mlir").replace("acquire @in1(Consume", "acquire @missing(Consume");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "@missing");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")) && m.contains("@missing"), "{m}");
+}
+
+#[test]
+fn unsupported_op_is_named() {
+    let text = design("add_one_link.mlir")
+        .replace("    %t02 = aie.tile(0, 2)\n", "    %t02 = aie.tile(0, 2)\n    %buf = aie.buffer(%t02) : memref<16xi32>\n");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "aie.buffer");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("aie.buffer") && m.contains("lower-level designs"), "{m}");
+}
+
+#[test]
+fn core_code_errors_point_at_the_design_line() {
+    let text = design("add_one_link.mlir").replace("arith.addi %v, %one : i32", "arith.addi %v, %undefined : i32");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "%undefined");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("undeclared SSA value"), "{m}");
+}
+
+#[test]
+fn wrong_port_is_an_error() {
+    let text = design("add_one_link.mlir").replace("acquire @in1(Consume", "acquire @in1(Produce");
+    let m = design_error(&text, &mut add_one_args());
+    let line = line_of(&text, "acquire @in1(Produce");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")) && m.contains("not its producer"), "{m}");
+}
+
+#[test]
+fn bad_arguments_are_rejected() {
+    let mut args = [HostBuffer::zeros(DType::I32, &[128]), HostBuffer::zeros(DType::I32, &[256])];
+    let e = run("add_one_link.mlir", &mut args).unwrap_err();
+    assert!(matches!(e, RuntimeError::BadArgument { index: 0, .. }), "{e}");
+}

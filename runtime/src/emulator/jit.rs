@@ -21,7 +21,11 @@ use melior::dialect::DialectRegistry;
 use melior::ir::Module;
 use melior::pass::PassManager;
 use melior::utility::{parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes};
-use melior::{Context, ExecutionEngine};
+use melior::Context;
+use mlir_sys::{
+    mlirExecutionEngineCreate, mlirExecutionEngineDestroy, mlirExecutionEngineLookup, mlirExecutionEngineRegisterSymbol,
+    MlirExecutionEngine, MlirStringRef,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
 
@@ -186,15 +190,39 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
 
 /// The lowering from upstream dialects to LLVM used for the cores.
 pub const PIPELINE: &str = "builtin.module(convert-vector-to-scf,convert-scf-to-cf,convert-vector-to-llvm,\
-convert-math-to-llvm,convert-math-to-libm,expand-strided-metadata,lower-affine,finalize-memref-to-llvm,\
+convert-math-to-llvm,convert-math-to-libm,convert-ub-to-llvm,expand-strided-metadata,lower-affine,finalize-memref-to-llvm,\
 convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts)";
+
+/// An MLIR execution engine (through the C API, so that a failed creation is an error instead of a null).
+struct Engine {
+    raw: MlirExecutionEngine,
+}
+
+fn string_ref(s: &str) -> MlirStringRef {
+    MlirStringRef { data: s.as_ptr() as *const _, length: s.len() }
+}
+
+impl Engine {
+    fn lookup(&self, name: &str) -> usize {
+        unsafe { mlirExecutionEngineLookup(self.raw, string_ref(name)) as usize }
+    }
+    unsafe fn register_symbol(&self, name: &str, ptr: *mut ()) {
+        unsafe { mlirExecutionEngineRegisterSymbol(self.raw, string_ref(name), ptr as *mut _) }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        unsafe { mlirExecutionEngineDestroy(self.raw) }
+    }
+}
 
 /// A JIT-compiled design. The engine's machine code is immutable once created and its entry points are
 /// looked up at creation, so sharing it between the core threads is sound.
 pub struct Compiled {
     pub cores: Vec<CoreEntry>,
     // Field order: the engine is dropped before the context it was created in.
-    _engine: Option<ExecutionEngine>,
+    _engine: Option<Engine>,
     _context: Option<Context>,
 }
 
@@ -205,6 +233,7 @@ unsafe impl Sync for Compiled {}
 #[derive(Debug, Clone)]
 pub struct JitError {
     pub line: usize,
+    pub col: usize,
     pub message: String,
 }
 
@@ -255,8 +284,8 @@ fn with_diagnostics<T>(context: &Context, f: impl FnOnce() -> Option<T>) -> Resu
 
 fn first_error(diags: Vec<(usize, usize, String)>, what: &str) -> JitError {
     match diags.into_iter().next() {
-        Some((line, col, m)) => JitError { line, message: format!("{col}: {m}") },
-        None => JitError { line: 0, message: format!("{what} failed without a diagnostic") },
+        Some((line, col, m)) => JitError { line, col, message: m },
+        None => JitError { line: 0, col: 0, message: format!("{what} failed without a diagnostic") },
     }
 }
 
@@ -278,9 +307,15 @@ pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError
             .map_err(|d| first_error(d, "parsing the cores"))?;
         let pm = PassManager::new(&context);
         parse_pass_pipeline(pm.as_operation_pass_manager(), PIPELINE)
-            .map_err(|e| JitError { line: 0, message: format!("pass pipeline: {e}") })?;
+            .map_err(|e| JitError { line: 0, col: 0, message: format!("pass pipeline: {e}") })?;
         with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "lowering the cores to LLVM"))?;
-        ExecutionEngine::new(&m, 3, &[], false, false)
+        // Creating the engine translates to LLVM IR; MLIR reports failures as diagnostics and a null engine.
+        let raw = with_diagnostics(&context, || {
+            let raw = unsafe { mlirExecutionEngineCreate(m.to_raw(), 3, 0, std::ptr::null(), false, false) };
+            (!raw.ptr.is_null()).then_some(raw)
+        })
+        .map_err(|d| first_error(d, "translating the cores to LLVM IR"))?;
+        Engine { raw }
     };
     unsafe {
         engine.register_symbol("aiec_acquire", super::exec::aiec_acquire as *mut ());
@@ -288,9 +323,9 @@ pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError
     }
     let mut cores = Vec::new();
     for i in 0..n_cores {
-        let entry = engine.lookup(&format!("_mlir_aiec_core_{i}")) as usize;
+        let entry = engine.lookup(&format!("_mlir_aiec_core_{i}"));
         if entry == 0 {
-            return Err(JitError { line: 0, message: format!("the JIT has no entry point for core {i}") });
+            return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core {i}") });
         }
         cores.push(CoreEntry {
             endpoints: module.endpoints[i].clone(),

@@ -42,8 +42,22 @@ fn design_error(file: &str, line: usize, message: impl std::fmt::Display) -> Run
     RuntimeError::Design(format!("{file}:{line}: {message}"))
 }
 
+fn syntax_error(file: &str, e: crate::aie_syntax::SyntaxError) -> RuntimeError {
+    let text = e.to_string();
+    let detail = text.split_once(": ").map(|(_, d)| d.to_string()).unwrap_or(text);
+    design_error(file, e.line(), detail)
+}
+
+fn jit_error(file: &str, e: jit::JitError) -> RuntimeError {
+    if e.line == 0 {
+        RuntimeError::Design(format!("{file}: {}", e.message))
+    } else {
+        RuntimeError::Design(format!("{file}:{}:{}: {}", e.line, e.col, e.message))
+    }
+}
+
 fn analyse(mlir_text: &str, file: &str) -> Result<(Vec<Line>, Design), RuntimeError> {
-    let lines = parse_custom(mlir_text).map_err(|e| RuntimeError::Design(format!("{file}:{e}")))?;
+    let lines = parse_custom(mlir_text).map_err(|e| syntax_error(file, e))?;
     let design = Design::from_lines(&lines).map_err(|e| design_error(file, e.line, e.message))?;
     Ok((lines, design))
 }
@@ -76,10 +90,10 @@ impl Emulator {
         }
         let (lines, design) = analyse(mlir_text, file)?;
         // The whole design must be valid MLIR (aie ops as unregistered generic ops).
-        let generic = custom_to_generic(mlir_text).map_err(|e| RuntimeError::Design(format!("{file}:{e}")))?;
-        jit::check_parses(&generic).map_err(|e| design_error(file, e.line, e.message))?;
+        let generic = custom_to_generic(mlir_text).map_err(|e| syntax_error(file, e))?;
+        jit::check_parses(&generic).map_err(|e| jit_error(file, e))?;
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
-        let compiled = jit::compile(&module, design.cores.len()).map_err(|e| design_error(file, e.line, e.message))?;
+        let compiled = jit::compile(&module, design.cores.len()).map_err(|e| jit_error(file, e))?;
         self.compiled += 1;
         let p = Arc::new(Prepared { design, compiled: Arc::new(compiled) });
         cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, p.clone());
