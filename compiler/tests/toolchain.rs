@@ -1,0 +1,609 @@
+//! The toolchain without mlir-aie installed: toolchain.toml parsing and precedence, the build
+//! driver against fake tools (shell scripts that record their argv and write plausible outputs),
+//! the doctor, the `aiec build` / `aiec doctor` commands, and — only with AIEC_TEST_NPU=1 on a
+//! Ryzen AI machine — compile, build and run on the NPU.
+
+use aiec::toolchain::config::{Origin, Overrides, Tool, Toolchain, ToolchainError};
+use aiec::toolchain::doctor::{self, NpuPaths, Status};
+use aiec::toolchain::driver::{self, BuildError};
+use aiec::DeviceModel;
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn write_script(path: &Path, body: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// How the fake aiecc behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Aiecc {
+    Works,
+    Fails,
+    WritesNothing,
+}
+
+/// A fake install tree: mlir-aie/bin/{aie-opt,aiecc,bootgen}, peano/bin/clang, xrt/bin/{xclbinutil,xrt-smi}.
+/// Every tool appends one line "<name> <cwd> <args...>" to `log`.
+struct FakeTools {
+    root: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl FakeTools {
+    fn new(aiecc: Aiecc, aie_opt_fails: bool) -> FakeTools {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let log = r.join("argv.log");
+        let record = |name: &str| format!("echo \"{name} $(pwd) $*\" >> '{}'\n", log.display());
+        let aie_opt = if aie_opt_fails {
+            format!("{}echo \"design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive\" >&2\nexit 1\n", record("aie-opt"))
+        } else {
+            // aie-opt IN -o OUT: copy IN to OUT (a real aie-opt re-prints the verified module).
+            format!("{}in=\"$1\"; out=\"$3\"\n[ \"$2\" = \"-o\" ] || {{ echo 'usage: aie-opt IN -o OUT' >&2; exit 2; }}\necho '// verified' > \"$out\"; cat \"$in\" >> \"$out\"\n", record("aie-opt"))
+        };
+        write_script(&r.join("mlir-aie/bin/aie-opt"), &aie_opt);
+        let aiecc_body = match aiecc {
+            Aiecc::Works => format!(
+                "{rec}for a in \"$@\"; do last=\"$a\"; case \"$a\" in --xclbin-name=*) x=\"${{a#--xclbin-name=}}\";; --npu-insts-name=*) i=\"${{a#--npu-insts-name=}}\";; esac; done\n\
+                 [ -f \"$last\" ] || {{ echo \"aiecc: no input $last\" >&2; exit 2; }}\n\
+                 grep -q '// verified' \"$last\" || {{ echo 'aiecc: input was not the verified module' >&2; exit 3; }}\n\
+                 [ -x \"$PEANO_INSTALL_DIR/bin/clang\" ] || {{ echo 'aiecc: no peano' >&2; exit 4; }}\n\
+                 echo \"env bootgen=$(command -v bootgen) xclbinutil=$(command -v xclbinutil)\" >> '{log}'\n\
+                 echo 'compiling core (0, 2) with peano'\n\
+                 echo 'note: packing xclbin' >&2\n\
+                 printf 'xclbin2\\000fake' > \"$x\"\n\
+                 printf '\\001\\002\\003\\004\\377\\000\\000\\200' > \"$i\"\n",
+                rec = record("aiecc"),
+                log = log.display()
+            ),
+            Aiecc::Fails => format!("{}echo 'compiling core (0, 2)'\necho 'aiecc: warning: something earlier' >&2\necho 'error: could not route the flows of @in0' >&2\nexit 1\n", record("aiecc")),
+            Aiecc::WritesNothing => format!("{}exit 0\n", record("aiecc")),
+        };
+        write_script(&r.join("mlir-aie/bin/aiecc"), &aiecc_body);
+        write_script(&r.join("mlir-aie/bin/bootgen"), &record("bootgen"));
+        write_script(&r.join("peano/bin/clang"), &format!("{}echo 'clang version 19.0.0git (llvm-aie fake)'\necho 'Target: aie2-none-unknown-elf'\n", record("clang")));
+        write_script(&r.join("xrt/bin/xclbinutil"), &format!("{}echo '****'\necho '       XRT Build Version: 2.17.0 (fake)'\n", record("xclbinutil")));
+        write_script(&r.join("xrt/bin/xrt-smi"), &format!("{}echo 'xrt-smi fake'\n", record("xrt-smi")));
+        FakeTools { root, log }
+    }
+
+    fn dir(&self, sub: &str) -> PathBuf {
+        self.root.path().join(sub)
+    }
+
+    fn toolchain(&self) -> Toolchain {
+        let overrides = Overrides { mlir_aie: Some(self.dir("mlir-aie")), peano: Some(self.dir("peano")), xrt: Some(self.dir("xrt")), device: None };
+        // PATH holds only the shell utilities the fake scripts use.
+        let env = |k: &str| (k == "PATH").then(|| "/usr/bin:/bin".to_string());
+        Toolchain::resolve(Some(&workspace().join("toolchain.toml")), &env, &overrides).unwrap()
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+}
+
+const DESIGN: &str = "module {\n  aie.device(npu1) {\n    %tile_0_2 = aie.tile(0, 2)\n  }\n}\n";
+
+fn design_in(dir: &Path, text: &str) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let p = dir.join("design.mlir");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+// ---------------------------------------------------------------- the build driver
+
+#[test]
+fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().canonicalize().unwrap();
+    let design = design_in(&out_dir, DESIGN);
+    let mut log = Vec::new();
+    let built = driver::build(&design, &out_dir, "npu1", &fake.toolchain(), &mut log).unwrap();
+
+    let calls = fake.calls();
+    let verified = out_dir.join("build/design.verified.mlir");
+    assert_eq!(calls.len(), 3, "aie-opt, aiecc, and aiecc's environment line: {calls:#?}");
+    assert_eq!(calls[0], format!("aie-opt {} {} -o {}", out_dir.display(), design.display(), verified.display()));
+    let expected_aiecc = format!(
+        "aiecc {} --no-xchesscc --no-xbridge --peano {} --no-compile-host --tmpdir {} --aie-generate-xclbin --xclbin-name=final.xclbin --aie-generate-npu-insts --npu-insts-name=insts.bin {}",
+        out_dir.display(),
+        fake.dir("peano").display(),
+        out_dir.join("build/aiecc.prj").display(),
+        verified.display()
+    );
+    assert_eq!(calls[1], expected_aiecc);
+    // aiecc finds bootgen and xclbinutil on PATH: the driver put their install dirs there.
+    assert_eq!(calls[2], format!("env bootgen={} xclbinutil={}", fake.dir("mlir-aie/bin/bootgen").display(), fake.dir("xrt/bin/xclbinutil").display()));
+
+    // aie-opt's output is what aiecc compiled, and aiecc's outputs are what the build returns.
+    assert_eq!(fs::read_to_string(&verified).unwrap(), format!("// verified\n{DESIGN}"));
+    assert_eq!(built.xclbin, out_dir.join("final.xclbin"));
+    assert_eq!(built.insts, out_dir.join("insts.bin"));
+    assert_eq!(fs::read(&built.xclbin).unwrap(), b"xclbin2\0fake");
+    assert_eq!(built.insts_words, 2);
+    assert_eq!(aiec_runtime::insts::read_insts(&built.insts).unwrap(), vec![0x0403_0201, 0x8000_00ff]);
+    assert_eq!(built.steps.len(), 2);
+    assert!(built.steps[1].contains("--npu-insts-name=insts.bin"));
+
+    // Tool output streamed through to the log, stdout and stderr alike, with each command line.
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("build [verify (aie-opt)]: "), "{log}");
+    assert!(log.contains("build [aiecc]: "), "{log}");
+    assert!(log.contains("compiling core (0, 2) with peano"), "{log}");
+    assert!(log.contains("note: packing xclbin"), "{log}");
+    assert!(log.contains("(2 instruction words)"), "{log}");
+}
+
+#[test]
+fn a_failing_step_reports_its_command_status_and_stderr() {
+    let fake = FakeTools::new(Aiecc::Fails, false);
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), DESIGN);
+    let mut log = Vec::new();
+    let err = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut log).unwrap_err();
+    match &err {
+        BuildError::StepFailed { step, command_line, status, stderr_tail } => {
+            assert_eq!(step, "aiecc");
+            assert!(command_line.contains("/mlir-aie/bin/aiecc --no-xchesscc"), "{command_line}");
+            assert_eq!(status, "exit status 1");
+            assert_eq!(stderr_tail, "aiecc: warning: something earlier\nerror: could not route the flows of @in0");
+        }
+        other => panic!("expected StepFailed, got {other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.starts_with("step 'aiecc' failed (exit status 1)"), "{shown}");
+    assert!(shown.contains("could not route"), "{shown}");
+    assert_eq!(fake.calls().len(), 2, "aie-opt ran, then aiecc");
+    assert!(!out.path().join("final.xclbin").exists());
+    assert!(String::from_utf8(log).unwrap().contains("compiling core (0, 2)"));
+}
+
+#[test]
+fn a_failing_verify_step_stops_before_aiecc() {
+    let fake = FakeTools::new(Aiecc::Works, true);
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), DESIGN);
+    let err = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err();
+    match err {
+        BuildError::StepFailed { step, stderr_tail, .. } => {
+            assert_eq!(step, "verify (aie-opt)");
+            assert!(stderr_tail.contains("design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive"));
+        }
+        other => panic!("expected StepFailed, got {other:?}"),
+    }
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].starts_with("aie-opt "));
+}
+
+#[test]
+fn missing_tools_are_reported_before_anything_runs() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    fs::remove_file(fake.dir("peano/bin/clang")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), DESIGN);
+    match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
+        BuildError::MissingTool { tool, hint } => {
+            assert_eq!(tool, "peano-clang");
+            assert!(hint.contains("no bin/clang under") && hint.contains("--peano"), "{hint}");
+            assert!(hint.contains("pip install llvm-aie"), "{hint}");
+        }
+        other => panic!("expected MissingTool, got {other:?}"),
+    }
+    assert!(fake.calls().is_empty(), "nothing ran: {:?}", fake.calls());
+
+    // Nothing configured and an empty PATH: the first is named, the rest listed.
+    let tc = Toolchain::from_toml("", Path::new("/x/toolchain.toml"), &no_env, &Overrides::default()).unwrap();
+    match driver::build(&design, out.path(), "npu1", &tc, &mut Vec::new()).unwrap_err() {
+        BuildError::MissingTool { tool, hint } => {
+            assert_eq!(tool, "aie-opt");
+            assert!(hint.contains("MLIR_AIE_INSTALL_DIR"), "{hint}");
+            assert!(hint.contains("also missing: aiecc, peano-clang, bootgen, xclbinutil"), "{hint}");
+        }
+        other => panic!("expected MissingTool, got {other:?}"),
+    }
+}
+
+#[test]
+fn stale_outputs_do_not_pass_for_a_new_build() {
+    let fake = FakeTools::new(Aiecc::WritesNothing, false);
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), DESIGN);
+    fs::write(out.path().join("final.xclbin"), b"old").unwrap();
+    fs::write(out.path().join("insts.bin"), [0u8; 4]).unwrap();
+    match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
+        BuildError::MissingOutput { step, path } => {
+            assert_eq!(step, "aiecc");
+            assert!(path.ends_with("final.xclbin"));
+        }
+        other => panic!("expected MissingOutput, got {other:?}"),
+    }
+    assert!(!out.path().join("final.xclbin").exists());
+}
+
+#[test]
+fn the_design_must_target_the_requested_device() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), &DESIGN.replace("npu1", "npu2"));
+    match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
+        BuildError::DeviceMismatch { found, requested, .. } => assert_eq!((found.as_str(), requested.as_str()), ("npu2", "npu1")),
+        other => panic!("expected DeviceMismatch, got {other:?}"),
+    }
+    let not_aie = design_in(&out.path().join("b"), "module {}\n");
+    assert!(matches!(driver::build(&not_aie, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()), Err(BuildError::NotADesign { .. })));
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn compiled_examples_build_with_the_fake_toolchain() {
+    // What `aiec build` does: compile the kernel, write design.mlir, drive the toolchain.
+    let add_one = "kernel add_one {\n  dim N = 4096 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n";
+    let matmul = fs::read_to_string(workspace().join("dsl-examples/matmul.tile")).unwrap();
+    for (name, source) in [("add_one.tile", add_one.to_string()), ("matmul.tile", matmul)] {
+        let fake = FakeTools::new(Aiecc::Works, false);
+        let compiled = aiec::compile_source(name, &source, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = tempfile::tempdir().unwrap();
+        let design = design_in(out.path(), &compiled.mlir);
+        let built = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(built.xclbin.is_file() && built.insts.is_file());
+        // The verified module aiecc compiled is the compiler's own output.
+        let verified = fs::read_to_string(built.work_dir.join("design.verified.mlir")).unwrap();
+        assert_eq!(verified.strip_prefix("// verified\n").unwrap(), compiled.mlir, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------- toolchain.toml
+
+const FULL: &str = r#"# test
+[device]
+default = "npu2"
+
+[mlir-aie]
+install_dir = "/opt/mlir-aie"
+
+[peano]
+install_dir = "peano-here"
+
+[xrt]
+prefix = "/opt/xrt-file"
+
+[tools]
+bootgen = "/opt/bootgen/bin/bootgen"
+"#;
+
+#[test]
+fn parses_every_key_with_its_line() {
+    let path = Path::new("/proj/toolchain.toml");
+    let tc = Toolchain::from_toml(FULL, path, &no_env, &Overrides::default()).unwrap();
+    let at = |line| Origin::File { path: path.to_path_buf(), line };
+    assert_eq!(tc.file.as_deref(), Some(path));
+    assert_eq!((tc.device.value.as_str(), tc.device.origin.clone()), ("npu2", at(3)));
+    let mlir_aie = tc.mlir_aie.clone().unwrap();
+    assert_eq!((mlir_aie.value, mlir_aie.origin), (PathBuf::from("/opt/mlir-aie"), at(6)));
+    // Relative paths are relative to the file's directory.
+    let peano = tc.peano.clone().unwrap();
+    assert_eq!((peano.value, peano.origin), (PathBuf::from("/proj/peano-here"), at(9)));
+    assert_eq!((tc.xrt.value.clone(), tc.xrt.origin.clone()), (PathBuf::from("/opt/xrt-file"), at(12)));
+    let bootgen = &tc.tools[&Tool::Bootgen];
+    assert_eq!((bootgen.value.clone(), bootgen.origin.clone()), (PathBuf::from("/opt/bootgen/bin/bootgen"), at(15)));
+    assert_eq!(tc.device.origin.to_string(), "/proj/toolchain.toml:3");
+}
+
+#[test]
+fn precedence_is_file_then_environment_then_flags() {
+    let path = Path::new("/proj/toolchain.toml");
+    let vars: HashMap<&str, &str> =
+        [("MLIR_AIE_INSTALL_DIR", "/env/mlir-aie"), ("PEANO_INSTALL_DIR", "/env/peano"), ("XILINX_XRT", "/env/xrt"), ("AIEC_DEVICE", "npu1")].into();
+    let env = |k: &str| vars.get(k).map(|v| v.to_string());
+
+    let from_env = Toolchain::from_toml(FULL, path, &env, &Overrides::default()).unwrap();
+    assert_eq!(from_env.device.value, "npu1");
+    assert_eq!(from_env.device.origin, Origin::Env("AIEC_DEVICE"));
+    assert_eq!(from_env.mlir_aie.as_ref().unwrap().value, Path::new("/env/mlir-aie"));
+    assert_eq!(from_env.peano.as_ref().unwrap().origin, Origin::Env("PEANO_INSTALL_DIR"));
+    assert_eq!(from_env.xrt.value, Path::new("/env/xrt"));
+
+    let flags = Overrides { device: Some("npu2".into()), mlir_aie: Some("/flag/mlir-aie".into()), peano: Some("/flag/peano".into()), xrt: Some("/flag/xrt".into()) };
+    let from_flags = Toolchain::from_toml(FULL, path, &env, &flags).unwrap();
+    assert_eq!((from_flags.device.value.as_str(), from_flags.device.origin.clone()), ("npu2", Origin::Flag("--device")));
+    assert_eq!(from_flags.mlir_aie.as_ref().unwrap().value, Path::new("/flag/mlir-aie"));
+    assert_eq!(from_flags.mlir_aie.as_ref().unwrap().origin, Origin::Flag("--mlir-aie"));
+    assert_eq!(from_flags.peano.as_ref().unwrap().value, Path::new("/flag/peano"));
+    assert_eq!((from_flags.xrt.value.clone(), from_flags.xrt.origin.clone()), (PathBuf::from("/flag/xrt"), Origin::Flag("--xrt")));
+
+    // One flag leaves the other layers in charge of the rest; an empty variable counts as unset.
+    let partial_env = |k: &str| match k {
+        "PEANO_INSTALL_DIR" => Some("/env/peano".to_string()),
+        "XILINX_XRT" => Some("".to_string()),
+        _ => None,
+    };
+    let mixed = Toolchain::from_toml(FULL, path, &partial_env, &Overrides { mlir_aie: Some("/flag/m".into()), ..Default::default() }).unwrap();
+    assert_eq!(mixed.mlir_aie.unwrap().origin, Origin::Flag("--mlir-aie"));
+    assert_eq!(mixed.peano.unwrap().origin, Origin::Env("PEANO_INSTALL_DIR"));
+    assert_eq!(mixed.xrt.origin, Origin::File { path: path.to_path_buf(), line: 12 });
+    assert_eq!(mixed.device.value, "npu2");
+
+    // No file at all: defaults.
+    let defaults = Toolchain::from_toml("", path, &no_env, &Overrides::default()).unwrap();
+    assert_eq!((defaults.device.value.as_str(), defaults.device.origin.clone()), ("npu1", Origin::Default));
+    assert!(defaults.mlir_aie.is_none() && defaults.peano.is_none());
+    assert_eq!(defaults.xrt.value, Path::new("/opt/xilinx/xrt"));
+}
+
+fn parse_err(text: &str) -> ToolchainError {
+    Toolchain::from_toml(text, Path::new("tc/toolchain.toml"), &no_env, &Overrides::default()).unwrap_err()
+}
+
+#[test]
+fn errors_name_the_key_and_the_line() {
+    match parse_err("[device]\ndefault = \"npu1\"\n\n[mlir-aie]\ninstal_dir = \"/opt\"\n") {
+        ToolchainError::Parse { line, key, message, .. } => {
+            assert_eq!(line, 5);
+            assert_eq!(key.as_deref(), Some("instal_dir"));
+            assert!(message.contains("unknown field `instal_dir`") && message.contains("install_dir"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = parse_err("[device]\ndefault = 3\n");
+    match &e {
+        ToolchainError::Parse { line: 2, key: Some(k), message, .. } => {
+            assert_eq!(k, "default");
+            assert!(message.contains("string"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().starts_with("tc/toolchain.toml:2:"), "{e}");
+    assert!(e.to_string().contains("key `default`"), "{e}");
+
+    match parse_err("\n[device]\ndefault = \"npu9\"\n") {
+        ToolchainError::Parse { line: 3, column, message, .. } => {
+            assert_eq!(column, 11);
+            assert!(message.contains("unknown device 'npu9'") && message.contains("npu1, npu2"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse_err("[tools]\nbootgen = \"/b\"\nchess = \"/c\"\n") {
+        ToolchainError::Parse { line: 3, message, .. } => assert!(message.contains("unknown tool 'chess'") && message.contains("xclbinutil"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    match parse_err("[peano]\ninstall_dir = \"\"\n") {
+        ToolchainError::Parse { line: 2, key, message, .. } => assert_eq!((key.as_deref(), message.as_str()), (Some("install_dir"), "empty path")),
+        other => panic!("{other:?}"),
+    }
+    match parse_err("[xrt]\nprefix = \"/opt\n") {
+        ToolchainError::Parse { line: 2, .. } => {}
+        other => panic!("unterminated string must be an error on line 2: {other:?}"),
+    }
+    match parse_err("[gpu]\nx = 1\n") {
+        ToolchainError::Parse { line: 1, message, .. } => assert!(message.contains("unknown field `gpu`"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // A bad device from the environment names its origin.
+    let env = |k: &str| (k == "AIEC_DEVICE").then(|| "xdna9".to_string());
+    let e = Toolchain::from_toml("", Path::new("t.toml"), &env, &Overrides::default()).unwrap_err();
+    assert_eq!(e.to_string(), "unknown device 'xdna9' (from environment AIEC_DEVICE): expected one of npu1, npu2");
+}
+
+#[test]
+fn the_file_is_found_by_walking_up_or_given_explicitly() {
+    let root = tempfile::tempdir().unwrap();
+    let nested = root.path().join("a/b/c");
+    fs::create_dir_all(&nested).unwrap();
+    assert_eq!(Toolchain::find_file(&nested), None, "no toolchain.toml above a fresh temp dir");
+    fs::write(root.path().join("a/toolchain.toml"), "[device]\ndefault = \"npu2\"\n").unwrap();
+    assert_eq!(Toolchain::find_file(&nested), Some(root.path().join("a/toolchain.toml")));
+
+    let given = root.path().join("a/toolchain.toml");
+    let tc = Toolchain::resolve(Some(&given), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(tc.device.value, "npu2");
+    match Toolchain::resolve(Some(&root.path().join("missing.toml")), &no_env, &Overrides::default()).unwrap_err() {
+        ToolchainError::Io { path, .. } => assert!(path.ends_with("missing.toml")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_workspace_toolchain_toml_is_valid() {
+    let tc = Toolchain::resolve(Some(&workspace().join("toolchain.toml")), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(tc.device.value, "npu1");
+    assert!(tc.mlir_aie.is_some() && tc.peano.is_some());
+}
+
+#[test]
+fn explicit_tool_paths_win_and_peano_clang_never_comes_from_path() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let alt = fake.dir("elsewhere/bootgen");
+    write_script(&alt, "exit 0\n");
+    let text = format!("[tools]\nbootgen = \"{}\"\n", alt.display());
+    let path_env = format!("{}:{}", fake.dir("peano/bin").display(), fake.dir("mlir-aie/bin").display());
+    let env = |k: &str| (k == "PATH").then(|| path_env.clone());
+    let tc = Toolchain::from_toml(&text, &fake.dir("toolchain.toml"), &env, &Overrides::default()).unwrap();
+    let bootgen = tc.find(Tool::Bootgen).unwrap();
+    assert_eq!(bootgen.path, alt);
+    assert!(bootgen.via.starts_with("[tools] bootgen"), "{}", bootgen.via);
+    assert_eq!(tc.find(Tool::Aiecc).unwrap().via, "PATH");
+    assert!(tc.find(Tool::PeanoClang).is_none(), "a clang on PATH is not Peano");
+
+    // An explicit path that is not there is missing, and the hint says to fix that path.
+    let tc = Toolchain::from_toml("[tools]\nxclbinutil = \"/nope/xclbinutil\"\n", Path::new("/t/toolchain.toml"), &no_env, &Overrides::default()).unwrap();
+    assert!(tc.find(Tool::Xclbinutil).is_none());
+    assert!(tc.hint(Tool::Xclbinutil).contains("/nope/xclbinutil (set by [tools] xclbinutil at /t/toolchain.toml:2)"));
+}
+
+// ---------------------------------------------------------------- doctor
+
+fn no_npu(dir: &Path) -> NpuPaths {
+    NpuPaths { accel_node: dir.join("accel0"), driver_dirs: vec![dir.join("amdxdna")] }
+}
+
+#[test]
+fn doctor_reports_found_tools_with_versions_and_the_missing_npu() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let mut out = Vec::new();
+    let report = doctor::run_with(&fake.toolchain(), &no_npu(fake.root.path()), &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(report.can_build(), "{text}");
+    assert!(!report.can_run(), "no NPU here: {text}");
+    match &report.check("peano-clang").unwrap().status {
+        Status::Found { path, version } => {
+            assert_eq!(path, &fake.dir("peano/bin/clang"));
+            assert_eq!(version.as_deref(), Some("clang version 19.0.0git (llvm-aie fake)"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &report.check("xclbinutil").unwrap().status {
+        Status::Found { version, .. } => assert_eq!(version.as_deref(), Some("XRT Build Version: 2.17.0 (fake)")),
+        other => panic!("{other:?}"),
+    }
+    let npu = report.check("NPU device").unwrap();
+    assert_eq!(npu.status, Status::Missing);
+    assert!(npu.next_step.as_deref().unwrap().contains("modprobe amdxdna"));
+    assert!(text.contains("[missing] NPU device"), "{text}");
+    assert!(text.contains("[ok]      aiecc"), "{text}");
+    assert!(text.contains("build: ready   NPU run: NOT ready"), "{text}");
+    // The doctor asked each tool for its version, and never ran xrt-smi without a device.
+    let calls = fake.calls();
+    assert!(calls.iter().any(|c| c.starts_with("clang ") && c.ends_with("--version")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("xrt-smi") && c.contains("examine")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("bootgen")), "bootgen has no version flag: {calls:?}");
+}
+
+#[test]
+fn doctor_gives_a_next_step_for_everything_missing() {
+    let empty = tempfile::tempdir().unwrap();
+    let tc = Toolchain::from_toml("", &empty.path().join("toolchain.toml"), &no_env, &Overrides { xrt: Some(empty.path().join("xrt")), ..Default::default() }).unwrap();
+    let mut out = Vec::new();
+    let report = doctor::run_with(&tc, &no_npu(empty.path()), &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!report.can_build() && !report.can_run());
+    for c in &report.checks {
+        assert!(!c.ok(), "{} cannot be found in an empty tree", c.name);
+        assert!(c.next_step.as_deref().is_some_and(|s| !s.is_empty()), "{} has no next step", c.name);
+    }
+    assert!(report.check("aiecc").unwrap().next_step.as_deref().unwrap().contains("MLIR_AIE_INSTALL_DIR"));
+    assert!(report.check("XRT headers").unwrap().next_step.as_deref().unwrap().contains("2.17"));
+    assert!(text.contains("build: NOT ready"), "{text}");
+    assert!(text.contains("next: "), "{text}");
+}
+
+#[test]
+fn doctor_finds_the_npu_when_the_driver_and_node_are_there() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let sys = fake.root.path().join("sys");
+    fs::create_dir_all(sys.join("amdxdna")).unwrap();
+    fs::write(sys.join("accel0"), "").unwrap();
+    // xrt-smi examine reporting an NPU.
+    write_script(&fake.dir("xrt/bin/xrt-smi"), "echo 'Devices present'\necho '  [0000:c5:00.1]  :  NPU Phoenix'\n");
+    let report = doctor::run_with(&fake.toolchain(), &no_npu(&sys), &mut Vec::new());
+    assert!(report.check("NPU device").unwrap().ok());
+    assert!(report.check("amdxdna driver").unwrap().ok());
+    match &report.check("xrt-smi examine").unwrap().status {
+        Status::Found { version, .. } => assert_eq!(version.as_deref(), Some("[0000:c5:00.1]  :  NPU Phoenix")),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- the aiec commands
+
+fn aiec(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_aiec"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MLIR_AIE_INSTALL_DIR")
+        .env_remove("PEANO_INSTALL_DIR")
+        .env_remove("XILINX_XRT")
+        .env_remove("AIEC_DEVICE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn aiec_build_drives_the_toolchain_given_by_flags() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let out = tempfile::tempdir().unwrap();
+    let ws = workspace();
+    let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
+    let o = aiec(
+        &["build", "dsl-examples/matmul.tile", "-o", out.path().to_str().unwrap(), "--mlir-aie", m.to_str().unwrap(), "--peano", p.to_str().unwrap(), "--xrt", x.to_str().unwrap()],
+        &ws,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(out.path().join("final.xclbin").is_file() && out.path().join("insts.bin").is_file() && out.path().join("design.json").is_file());
+    assert!(stderr.contains("build [aiecc]:"), "{stderr}");
+    assert_eq!(fake.calls().iter().filter(|c| c.starts_with("aiecc ")).count(), 1);
+
+    // Without a toolchain: exit 1 and the missing tool named.
+    let empty = tempfile::tempdir().unwrap();
+    let o = aiec(
+        &["build", "dsl-examples/matmul.tile", "-o", out.path().to_str().unwrap(), "--mlir-aie", empty.path().to_str().unwrap(), "--peano", empty.path().to_str().unwrap(), "--xrt", empty.path().to_str().unwrap()],
+        &ws,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("aie-opt not found"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn aiec_doctor_exit_code_follows_can_build() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let ws = workspace();
+    let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
+    let o = aiec(&["doctor", "--mlir-aie", m.to_str().unwrap(), "--peano", p.to_str().unwrap(), "--xrt", x.to_str().unwrap()], &ws);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("clang version 19.0.0git (llvm-aie fake)"), "{stdout}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let e = empty.path().to_str().unwrap();
+    let o = aiec(&["doctor", "--mlir-aie", e, "--peano", e, "--xrt", e], &ws);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[missing] aiecc"));
+}
+
+// ---------------------------------------------------------------- on the NPU
+
+/// Compile, build and run add-one and matmul on a real NPU, checking against the reference.
+/// Needs a Ryzen AI machine with the toolchain: runs only when AIEC_TEST_NPU=1.
+#[test]
+fn npu_end_to_end() {
+    if std::env::var("AIEC_TEST_NPU").as_deref() != Ok("1") {
+        eprintln!("skipped: no NPU (set AIEC_TEST_NPU=1 on a Ryzen AI machine)");
+        println!("skipped: no NPU (set AIEC_TEST_NPU=1 on a Ryzen AI machine)");
+        return;
+    }
+    let ws = workspace();
+    let work = tempfile::tempdir().unwrap();
+    let add_one = work.path().join("add_one.tile");
+    fs::write(&add_one, "kernel add_one {\n  dim N = 4096 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n").unwrap();
+    for (name, file) in [("add_one", add_one), ("matmul", ws.join("dsl-examples/matmul.tile"))] {
+        let dir = work.path().join(name);
+        let run = |args: &[&str]| {
+            let o = Command::new(env!("CARGO_BIN_EXE_aiec")).args(args).current_dir(&ws).output().unwrap();
+            let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+            assert!(o.status.success(), "aiec {args:?} failed:\n{out}\n{err}");
+            out
+        };
+        run(&["build", file.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+        assert!(dir.join("final.xclbin").is_file() && dir.join("insts.bin").is_file(), "{name}: build outputs");
+        let out = run(&["run", file.to_str().unwrap(), "--npu", "-o", dir.to_str().unwrap()]);
+        assert!(out.contains("vs reference: bit-exact match"), "{name} on the NPU:\n{out}");
+        assert!(!out.contains("MISMATCH"), "{name}:\n{out}");
+    }
+}
