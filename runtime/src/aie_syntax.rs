@@ -42,7 +42,10 @@
 //! `dimensionsFromStreamPerConsumer` has one empty `[]` per consumer tile. The generic runtime-sequence
 //! region has no terminator (the op is `NoTerminator`); the device's and the cores' regions end in `aie.end`.
 //! The generic-to-custom direction reads properties in any order and with or without the `: i64` suffix on
-//! `id`.
+//! `id`. It also accepts inherent attributes given as a trailing attribute dictionary (`{col = 0 : i32, ...}`,
+//! which is how MLIR prints attributes added with `OperationBuilder::add_attributes`) on ops without regions;
+//! properties are what `OperationMutLike::set_inherent_attribute` sets on an unregistered op and are the
+//! documented form above.
 //!
 //! Ops of mlir-aie that describe lower-level designs (`aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.buffer`,
 //! `aie.lock`, ...), data-layout transforms on object FIFOs and per-consumer depths are not supported: they
@@ -1110,7 +1113,14 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
     c.pos = name.len() + 2;
     let operands = c.list("(", ")", |c| c.ssa())?;
     c.ws();
-    let d = if c.rest().starts_with("<{") { c.dict("<{", "}>")? } else { HashMap::new() };
+    let mut d = if c.rest().starts_with("<{") { c.dict("<{", "}>")? } else { HashMap::new() };
+    // Ops built with attributes instead of properties print them as a trailing attribute dictionary.
+    c.ws();
+    if c.rest().starts_with('{') {
+        for (k, v) in c.dict("{", "}")? {
+            d.entry(k).or_insert(v);
+        }
+    }
     let get = |k: &str| {
         d.get(k).ok_or_else(|| SyntaxError::Malformed {
             line,
