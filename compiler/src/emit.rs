@@ -59,9 +59,82 @@ pub struct EmittedMlir {
     pub generic: String,
 }
 
-pub fn emit(lowered_custom: &str) -> Result<EmittedMlir, CompileError> {
+/// `arg_names` names the runtime-sequence arguments (the host tensors) in order.
+pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
     let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
     let generic = verify_generic(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
-    Ok(EmittedMlir { custom, generic })
+    Ok(EmittedMlir { custom: readable_names(&custom, arg_names), generic })
+}
+
+/// MLIR numbers the results of unregistered ops (`%0 = aie.tile(0, 2)`); mlir-aie designs name
+/// them. Renames tiles to `%tile_C_R`, cores to `%core_C_R` and the runtime-sequence arguments to
+/// their tensors' names. Deterministic: a pure function of the printed text.
+pub fn readable_names(text: &str, arg_names: &[String]) -> String {
+    let mut map: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        let Some((lhs, rhs)) = l.split_once(" = ") else { continue };
+        if !lhs.starts_with('%') || !lhs[1..].chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Some(args) = rhs.strip_prefix("aie.tile(").and_then(|r| r.strip_suffix(')')) {
+            if let Some((c, r)) = args.split_once(", ") {
+                map.push((lhs.to_string(), format!("%tile_{c}_{r}")));
+            }
+        } else if let Some(tile) = rhs.strip_prefix("aie.core(").and_then(|r| r.split(')').next()) {
+            let renamed = map.iter().find(|(k, _)| k == tile).map(|(_, v)| v.clone());
+            if let Some(t) = renamed {
+                map.push((lhs.to_string(), t.replacen("%tile_", "%core_", 1)));
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_sequence: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim_start().starts_with("aie.runtime_sequence(") {
+            in_sequence = Some(indent);
+        }
+        let mut l = replace_values(line, &map);
+        if in_sequence.is_some() {
+            let args: Vec<(String, String)> = arg_names.iter().enumerate().map(|(i, n)| (format!("%arg{i}"), format!("%{n}"))).collect();
+            l = replace_values(&l, &args);
+        }
+        if in_sequence == Some(indent) && line.trim() == "}" {
+            in_sequence = None;
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces whole SSA value tokens (`%12` but not `%123` or `%12abc`).
+fn replace_values(line: &str, map: &[(String, String)]) -> String {
+    if !line.contains('%') {
+        return line.to_string();
+    }
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let mut j = i + 1;
+            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                j += 1;
+            }
+            let token = &line[i..j];
+            match map.iter().find(|(k, _)| k == token) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(token),
+            }
+            i = j;
+        } else {
+            let ch = line[i..].chars().next().unwrap();
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
 }

@@ -14,6 +14,7 @@ pub mod emit;
 pub mod hostdata;
 pub mod ir;
 pub mod lower;
+pub mod reference;
 pub mod schedule;
 pub mod toolchain;
 
@@ -40,7 +41,8 @@ pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compi
     let budgets = check::check(kernel, &design)?;
     let lowered = lower::lower(kernel, &design)?;
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
-    let emitted = emit::emit(&lowered.text)?;
+    let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
+    let emitted = emit::emit(&lowered.text, &arg_names)?;
     let json = design_json(kernel, &design, &budgets, program_bytes);
     Ok(Compiled { kernel: kernel.clone(), design, budgets, mlir: emitted.custom, generic: emitted.generic, json })
 }

@@ -183,7 +183,12 @@ impl<'a> CoreEmitter<'a> {
     fn emit(mut self) -> Result<(String, usize), CompileError> {
         let kernel = self.kernel;
         let design = self.design;
-        // Locals live on the core's stack.
+        // Locals live on the core's stack, in an alloca scope (the core op itself is not one).
+        let has_locals = kernel.tensors.iter().any(|t| t.role == Role::Local);
+        if has_locals {
+            self.line("memref.alloca_scope {".into());
+            self.indent += 2;
+        }
         for (t, tensor) in kernel.tensors.iter().enumerate() {
             if tensor.role == Role::Local {
                 let ty = memref_type(&tensor.shape, tensor.dtype);
@@ -283,6 +288,10 @@ impl<'a> CoreEmitter<'a> {
             self.release(t, port);
         }
         for _ in 0..closers {
+            self.indent -= 2;
+            self.line("}".into());
+        }
+        if has_locals {
             self.indent -= 2;
             self.line("}".into());
         }

@@ -187,6 +187,8 @@ pub enum LineItem {
 pub struct Line {
     /// 1-based line number.
     pub number: usize,
+    /// Attribute dictionary written after a core's closing brace (`{stack_size = 2048 : i32}`), or empty.
+    pub region_attrs: String,
     pub indent: String,
     pub item: LineItem,
     pub comment: String,
@@ -804,6 +806,7 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
 pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
     let mut stack: Vec<RegionKind> = Vec::new();
     let mut out = Vec::new();
+    let mut region_attrs = String::new();
     for (i, raw) in text.lines().enumerate() {
         let number = i + 1;
         let (code, comment) = split_comment(raw);
@@ -818,6 +821,7 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             LineItem::Op { result: result.map(|r| r.to_string()), op }
         } else {
             let mut item = LineItem::Plain;
+            region_attrs.clear();
             for (k, b) in braces(code).into_iter().enumerate() {
                 if b == '{' {
                     stack.push(RegionKind::Other);
@@ -828,6 +832,13 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
                     message: "`}` without a matching `{`".into(),
                 })?;
                 if kind != RegionKind::Other {
+                    // `} {stack_size = 2048 : i32}`: a core's attribute dictionary after its region.
+                    let after = code.trim().strip_prefix('}').map(str::trim).unwrap_or("");
+                    if k == 0 && kind == RegionKind::Core && after.starts_with('{') && after.ends_with('}') {
+                        region_attrs = after.to_string();
+                        item = LineItem::Close(kind);
+                        break;
+                    }
                     if k != 0 || code.trim() != "}" {
                         return Err(SyntaxError::Structure {
                             line: number,
@@ -841,7 +852,7 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             }
             item
         };
-        out.push(Line { number, indent, item, comment: comment.to_string(), text: raw.to_string() });
+        out.push(Line { number, indent, item, comment: comment.to_string(), text: raw.to_string(), region_attrs: std::mem::take(&mut region_attrs) });
     }
     if let Some(_kind) = stack.last() {
         return Err(SyntaxError::Structure {
@@ -1092,11 +1103,13 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
             LineItem::Close(kind) => {
                 let (_, had_end) = stack.pop().unwrap_or((*kind, false));
                 out.push_str(&l.indent);
-                out.push_str(match kind {
-                    RegionKind::Device if !had_end => "\"aie.end\"() : () -> () }) : () -> ()",
-                    RegionKind::Core => "}) : (index) -> index",
-                    _ => "}) : () -> ()",
-                });
+                let close = match kind {
+                    RegionKind::Device if !had_end => "\"aie.end\"() : () -> () }) : () -> ()".to_string(),
+                    RegionKind::Core if !l.region_attrs.is_empty() => format!("}}) {} : (index) -> index", l.region_attrs),
+                    RegionKind::Core => "}) : (index) -> index".to_string(),
+                    _ => "}) : () -> ()".to_string(),
+                };
+                out.push_str(&close);
                 if !l.comment.is_empty() {
                     out.push(' ');
                     out.push_str(&l.comment);
@@ -1370,6 +1383,15 @@ pub fn generic_to_custom(text: &str) -> Result<String, SyntaxError> {
         if trimmed.starts_with("})") {
             match stack.pop() {
                 Some(RegionKind::Other) | None => {}
+                Some(RegionKind::Core) => {
+                    let attrs = trimmed[2..].trim().strip_suffix(": (index) -> index").map(str::trim).unwrap_or("");
+                    if attrs.starts_with('{') {
+                        emit(&mut out, &format!("}} {attrs}"));
+                    } else {
+                        emit(&mut out, "}");
+                    }
+                    continue;
+                }
                 Some(_) => {
                     emit(&mut out, "}");
                     continue;
