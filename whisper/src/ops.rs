@@ -6,6 +6,7 @@
 //! Layout conventions: activations are row-major `[rows, features]` (time-major for the
 //! encoder), weights are stored as the checkpoints store them, `[out_features, in_features]`.
 
+use half::f16;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
@@ -13,6 +14,10 @@ use rayon::prelude::*;
 pub trait Ops: Send + Sync {
     /// `x[n, in] · w[out, in]ᵀ + b` -> `[n, out]`.
     fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Array2<f32>;
+
+    /// [`Ops::linear`] with half-precision weights (the decoder's storage: decoding one token
+    /// is bound by memory traffic, which f16 halves). Accumulates in f32.
+    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Array2<f32>;
 
     /// Plain matrix product `a[m, k] · b[k, n]` -> `[m, n]`.
     fn matmul(&self, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32>;
@@ -173,6 +178,45 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     tail + acc.iter().sum::<f32>()
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(a: &[f32], b: &[f16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (u, acc) in acc.iter_mut().enumerate() {
+            let j = i + 8 * u;
+            // SAFETY: j + 8 <= n for both slices.
+            let w = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(j) as *const __m128i));
+            let x = _mm256_loadu_ps(a.as_ptr().add(j));
+            *acc = _mm256_fmadd_ps(x, w, *acc);
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+    let mut total: f32 = lanes.iter().sum();
+    while i < n {
+        total += a[i] * b[i].to_f32();
+        i += 1;
+    }
+    total
+}
+
+/// Dot product of f32 activations with f16 weights.
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        return unsafe { dot_f16_avx2(a, b) };
+    }
+    a.iter().zip(b).map(|(x, w)| x * w.to_f32()).sum()
+}
+
 /// `y += alpha * x`.
 #[inline(always)]
 fn axpy_body(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -330,6 +374,49 @@ impl Ops for CpuOps {
         }
         if let Some(b) = bias {
             assert_eq!(b.len(), d_out, "linear: bias length");
+            y += &b;
+        }
+        y
+    }
+
+    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Array2<f32> {
+        let (n, d_in) = x.dim();
+        let (d_out, w_in) = w.dim();
+        assert_eq!(d_in, w_in, "linear_f16: input features {d_in} vs weight [{d_out}, {w_in}]");
+        if n > 8 || !w.is_standard_layout() {
+            // Many rows: widen the weights once and use the f32 matrix product.
+            use half::slice::HalfFloatSliceExt;
+            let mut wf = Array2::<f32>::zeros((d_out, d_in));
+            let block = self.block(d_out, 256);
+            self.pool.install(|| {
+                wf.axis_chunks_iter_mut(Axis(0), block)
+                    .into_par_iter()
+                    .zip(w.axis_chunks_iter(Axis(0), block).into_par_iter())
+                    .for_each(|(mut dst, src)| match (dst.as_slice_mut(), src.as_slice()) {
+                        (Some(d), Some(s)) => s.convert_to_f32_slice(d),
+                        (_, _) => dst.zip_mut_with(&src, |d, s| *d = s.to_f32()),
+                    });
+            });
+            return self.linear(x, wf.view(), bias);
+        }
+        let x = x.as_standard_layout();
+        let w_rows = w.as_slice().expect("standard layout");
+        let block = self.block(d_out, 256);
+        let mut yt = Array2::<f32>::zeros((d_out, n));
+        self.pool.install(|| {
+            yt.axis_chunks_iter_mut(Axis(0), block).into_par_iter().enumerate().for_each(|(bi, mut out)| {
+                for (r, mut out_row) in out.outer_iter_mut().enumerate() {
+                    let o = bi * block + r;
+                    let wr = &w_rows[o * d_in..(o + 1) * d_in];
+                    for (i, xr) in x.outer_iter().enumerate() {
+                        out_row[i] = dot_f16(xr.as_slice().expect("standard layout"), wr);
+                    }
+                }
+            });
+        });
+        let mut y = yt.t().as_standard_layout().into_owned();
+        if let Some(b) = bias {
+            assert_eq!(b.len(), d_out, "linear_f16: bias length");
             y += &b;
         }
         y

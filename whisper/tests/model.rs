@@ -100,6 +100,20 @@ fn linear_matches_naive_for_few_and_many_rows() {
 }
 
 #[test]
+fn linear_f16_matches_naive_on_the_rounded_weights() {
+    let ops = ops();
+    for (rows, d_in, d_out) in [(1, 77, 300), (4, 512, 40), (20, 64, 50)] {
+        let x = rand_array((rows, d_in), 11);
+        let w16 = rand_array((d_out, d_in), 12).mapv(half::f16::from_f32);
+        let b = Array1::from_iter((0..d_out).map(|i| i as f32 * -0.01));
+        let got = ops.linear_f16(x.view(), w16.view(), Some(b.view()));
+        let mut want = naive_matmul(&x, &w16.mapv(|v| v.to_f32()).t().to_owned());
+        want += &b;
+        assert_close(&got, &want, 1e-4, &format!("linear_f16 {rows}x{d_in} -> {d_out}"));
+    }
+}
+
+#[test]
 fn matmul_matches_naive_including_strided_inputs() {
     let ops = ops();
     let a = rand_array((130, 70), 3);

@@ -12,6 +12,7 @@ mod load;
 
 use std::path::{Path, PathBuf};
 
+use half::f16;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
 
 use crate::ops::{Ops, ThreadPoolError};
@@ -86,16 +87,36 @@ impl Dims {
     }
 }
 
+/// Weight storage: f32, or f16 where decoding is bound by reading the weights once per token.
+#[derive(Debug)]
+pub enum Weights {
+    F32(Array2<f32>),
+    F16(Array2<f16>),
+}
+
+impl Weights {
+    pub fn dim(&self) -> (usize, usize) {
+        match self {
+            Weights::F32(w) => w.dim(),
+            Weights::F16(w) => w.dim(),
+        }
+    }
+}
+
 /// `y = x · Wᵀ + b`.
 #[derive(Debug)]
 pub struct Linear {
-    pub weight: Array2<f32>,
+    pub weight: Weights,
     pub bias: Option<Array1<f32>>,
 }
 
 impl Linear {
     pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
-        ops.linear(x, self.weight.view(), self.bias.as_ref().map(|b| b.view()))
+        let bias = self.bias.as_ref().map(|b| b.view());
+        match &self.weight {
+            Weights::F32(w) => ops.linear(x, w.view(), bias),
+            Weights::F16(w) => ops.linear_f16(x, w.view(), bias),
+        }
     }
 }
 
@@ -264,8 +285,9 @@ impl KvCache {
 /// Text decoder.
 #[derive(Debug)]
 pub struct Decoder {
-    /// Token embedding `[n_vocab, d]`; also the output projection (tied weights).
-    pub embedding: Array2<f32>,
+    /// Token embedding `[n_vocab, d]`; also the output projection (tied weights). Kept in f16:
+    /// the logits read all of it for every token.
+    pub embedding: Array2<f16>,
     /// Learned positions `[n_text_ctx, d]`.
     pub positions: Array2<f32>,
     pub blocks: Vec<DecoderBlock>,
@@ -313,7 +335,7 @@ impl Decoder {
                 return Err(ModelError::TokenOutOfRange { token: tok, vocab: n_vocab });
             }
             let mut row = x.row_mut(b * t + i);
-            row.assign(&self.embedding.row(tok as usize));
+            row.zip_mut_with(&self.embedding.row(tok as usize), |x, e| *x = e.to_f32());
             row += &self.positions.row(offset + i);
         }
         for (layer, block) in self.blocks.iter().enumerate() {
@@ -357,7 +379,7 @@ impl Decoder {
 
     /// Logits over the vocabulary for hidden states `[n, d]`: `x · embeddingᵀ`.
     pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Array2<f32> {
-        ops.linear(hidden, self.embedding.view(), None)
+        ops.linear_f16(hidden, self.embedding.view(), None)
     }
 }
 
@@ -451,29 +473,30 @@ impl Model {
                 .map(|i| {
                     let p = format!("encoder/layer_{i}");
                     Ok(EncoderBlock {
-                        attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.encoder_heads)?,
-                        mlp: mlp(&mut map, &format!("{p}/ffn"), d)?,
+                        attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.encoder_heads, F32)?,
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, F32)?,
                     })
                 })
                 .collect::<Result<_, ModelError>>()?,
             norm: layer_norm(&mut map, "encoder/layer_norm", d)?,
         };
         let decoder = Decoder {
-            embedding: arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?,
+            embedding: arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?.mapv(f16::from_f32),
             positions: arr2(&mut map, "decoder/position_encodings/encodings", [n_text_ctx, d])?,
             blocks: (0..dims.decoder_layers)
                 .map(|i| {
                     let p = format!("decoder/layer_{i}");
                     Ok(DecoderBlock {
-                        self_attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.decoder_heads)?,
+                        self_attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.decoder_heads, F16)?,
                         cross_attn: CrossAttention {
                             norm: layer_norm(&mut map, &format!("{p}/attention/layer_norm"), d)?,
-                            query: linear(&mut map, &format!("{p}/attention/linear_0"), d, d)?,
-                            kv: linear(&mut map, &format!("{p}/attention/linear_1"), 2 * d, d)?,
-                            out: linear(&mut map, &format!("{p}/attention/linear_2"), d, d)?,
+                            query: linear(&mut map, &format!("{p}/attention/linear_0"), d, d, F16)?,
+                            // Applied to a whole window of audio once: f32 for the matrix product.
+                            kv: linear(&mut map, &format!("{p}/attention/linear_1"), 2 * d, d, F32)?,
+                            out: linear(&mut map, &format!("{p}/attention/linear_2"), d, d, F16)?,
                             heads: dims.decoder_heads,
                         },
-                        mlp: mlp(&mut map, &format!("{p}/ffn"), d)?,
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, F16)?,
                     })
                 })
                 .collect::<Result<_, ModelError>>()?,
@@ -535,9 +558,21 @@ fn arr3(map: &mut TensorMap, name: &str, shape: [usize; 3]) -> Result<Array3<f32
     Ok(Array3::from_shape_vec(shape, t.data).expect("length checked"))
 }
 
-fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
+/// Storage precision of a weight.
+#[derive(Clone, Copy)]
+enum Precision {
+    F32,
+    F16,
+}
+use Precision::{F16, F32};
+
+fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize, precision: Precision) -> Result<Linear, ModelError> {
+    let w = arr2(map, &format!("{prefix}/weight"), [out, inp])?;
     Ok(Linear {
-        weight: arr2(map, &format!("{prefix}/weight"), [out, inp])?,
+        weight: match precision {
+            F32 => Weights::F32(w),
+            F16 => Weights::F16(w.mapv(f16::from_f32)),
+        },
         bias: Some(arr1(map, &format!("{prefix}/bias"), out)?),
     })
 }
@@ -546,20 +581,26 @@ fn layer_norm(map: &mut TensorMap, prefix: &str, d: usize) -> Result<LayerNorm, 
     Ok(LayerNorm { gamma: arr1(map, &format!("{prefix}/gamma"), d)?, beta: arr1(map, &format!("{prefix}/beta"), d)? })
 }
 
-fn self_attention(map: &mut TensorMap, prefix: &str, d: usize, heads: usize) -> Result<SelfAttention, ModelError> {
+fn self_attention(
+    map: &mut TensorMap,
+    prefix: &str,
+    d: usize,
+    heads: usize,
+    precision: Precision,
+) -> Result<SelfAttention, ModelError> {
     Ok(SelfAttention {
         norm: layer_norm(map, &format!("{prefix}/layer_norm"), d)?,
-        qkv: linear(map, &format!("{prefix}/linear_0"), 3 * d, d)?,
-        out: linear(map, &format!("{prefix}/linear_1"), d, d)?,
+        qkv: linear(map, &format!("{prefix}/linear_0"), 3 * d, d, precision)?,
+        out: linear(map, &format!("{prefix}/linear_1"), d, d, precision)?,
         heads,
     })
 }
 
-fn mlp(map: &mut TensorMap, prefix: &str, d: usize) -> Result<Mlp, ModelError> {
+fn mlp(map: &mut TensorMap, prefix: &str, d: usize, precision: Precision) -> Result<Mlp, ModelError> {
     let hidden = map.shape(&format!("{prefix}/linear_0/weight"))?.first().copied().unwrap_or(0);
     Ok(Mlp {
         norm: layer_norm(map, &format!("{prefix}/layer_norm"), d)?,
-        fc1: linear(map, &format!("{prefix}/linear_0"), hidden, d)?,
-        fc2: linear(map, &format!("{prefix}/linear_1"), d, hidden)?,
+        fc1: linear(map, &format!("{prefix}/linear_0"), hidden, d, precision)?,
+        fc2: linear(map, &format!("{prefix}/linear_1"), d, hidden, precision)?,
     })
 }
