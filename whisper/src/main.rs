@@ -74,8 +74,10 @@ enum RunError {
     Audio(#[from] AudioError),
     #[error("{path}: {source}")]
     Mel { path: PathBuf, source: MelError },
-    #[error("model {dir}: {source}")]
+    #[error("cannot load the model: {}", with_path(dir, source))]
     Model { dir: PathBuf, source: ModelError },
+    #[error("-l/--language: {source}")]
+    Language { source: ModelError },
     #[error("{path}: transcription failed: {source}")]
     Transcribe { path: PathBuf, source: ModelError },
     #[error("{path}: cannot write output: {source}")]
@@ -147,6 +149,17 @@ fn run(args: &Args) -> Result<bool, RunError> {
         ..TranscribeOptions::default()
     };
 
+    // A language the model does not know fails once, before any audio is decoded.
+    if let Some(lang) = &opts.language {
+        let tokenizer = &transcriber.tokenizer;
+        if tokenizer.is_multilingual() {
+            tokenizer.language_token(lang).map_err(|source| RunError::Language { source })?;
+        } else if !matches!(lang.to_lowercase().as_str(), "en" | "english") {
+            let what = format!("language {lang:?}");
+            return Err(RunError::Language { source: ModelError::EnglishOnly { what } });
+        }
+    }
+
     let mut all_ok = true;
     for path in &args.audio {
         match transcribe_file(&transcriber, path, &opts, args) {
@@ -205,6 +218,16 @@ fn transcribe_file(
         );
     }
     Ok(())
+}
+
+/// The model error's message, prefixed with the model directory unless it already names it.
+fn with_path(dir: &Path, err: &ModelError) -> String {
+    let message = err.to_string();
+    if message.contains(&*dir.to_string_lossy()) {
+        message
+    } else {
+        format!("{}: {message}", dir.display())
+    }
 }
 
 /// A bar in audio milliseconds on stderr; hidden for short audio, `--quiet` or a non-terminal.
