@@ -308,46 +308,68 @@ impl<'a> Decoder<'a> {
         for &t in &self.suppress {
             logits[t as usize] = ninf;
         }
-        let ts = tok.timestamp_begin as usize;
-        let eot = tok.eot as usize;
-        if !opts.timestamps {
+        let rules = TimestampRules {
+            eot: tok.eot,
+            no_timestamps: tok.no_timestamps,
+            timestamp_begin: tok.timestamp_begin,
+            max_initial: (opts.max_initial_timestamp / TIME_PRECISION).round() as u32,
+        };
+        if opts.timestamps {
+            rules.apply(logits, seq);
+        } else {
             let n = logits.len();
-            logits[ts.min(n)..].fill(ninf);
-            return;
+            logits[(tok.timestamp_begin as usize).min(n)..].fill(ninf);
         }
-        logits[tok.no_timestamps as usize] = ninf;
-        let is_ts = |t: u32| tok.is_timestamp(t);
+    }
+}
+
+/// Whisper's timestamp grammar, applied to next-token logits: a window starts with a timestamp
+/// no later than `max_initial` steps, timestamps come in pairs (end of one segment, start of
+/// the next) and never decrease, a segment has non-zero length, and when the timestamps
+/// together are likelier than any text token a timestamp must come.
+#[derive(Debug, Clone, Copy)]
+pub struct TimestampRules {
+    pub eot: u32,
+    pub no_timestamps: u32,
+    pub timestamp_begin: u32,
+    /// Latest first timestamp, in timestamp steps.
+    pub max_initial: u32,
+}
+
+impl TimestampRules {
+    /// Sets forbidden entries of `logits` to -inf; `seq` is what was sampled so far.
+    pub fn apply(&self, logits: &mut [f32], seq: &[u32]) {
+        let ninf = f32::NEG_INFINITY;
+        let n = logits.len();
+        let ts = (self.timestamp_begin as usize).min(n);
+        let eot = self.eot as usize;
+        logits[self.no_timestamps as usize] = ninf;
+        let is_ts = |t: u32| t >= self.timestamp_begin;
         let last_ts = seq.last().is_some_and(|&t| is_ts(t));
         let penultimate_ts = seq.len() < 2 || is_ts(seq[seq.len() - 2]);
         if last_ts {
             if penultimate_ts {
-                // A closed pair: text must come next.
+                // A closed pair (or the opening timestamp): text must come next.
                 logits[ts..].fill(ninf);
             } else {
-                // An open segment: close it with a timestamp or end.
+                // An open segment: close it with a timestamp, or end.
                 logits[..eot].fill(ninf);
             }
         }
         if let Some(&last) = seq.iter().rev().find(|&&t| is_ts(t)) {
-            // Monotonic, and a segment that was just opened must have non-zero length.
+            // Monotonic; a closing timestamp may repeat as the next opening one, but a segment
+            // that was just opened must have non-zero length.
             let upto = if last_ts && !penultimate_ts { last } else { last + 1 } as usize;
-            let n = logits.len();
             logits[ts..upto.min(n)].fill(ninf);
         }
         if seq.is_empty() {
-            // Start with a timestamp, no later than max_initial_timestamp.
             logits[..ts].fill(ninf);
-            let last_allowed = ts + (opts.max_initial_timestamp / TIME_PRECISION).round() as usize;
-            if last_allowed + 1 < logits.len() {
+            let last_allowed = ts + self.max_initial as usize;
+            if last_allowed + 1 < n {
                 logits[last_allowed + 1..].fill(ninf);
             }
         }
-        // If timestamps together are likelier than any single text token, emit a timestamp.
-        let max_all = logits.iter().copied().fold(ninf, f32::max);
-        if max_all == ninf {
-            return;
-        }
-        let lse_all = max_all + logits.iter().map(|&x| (x - max_all).exp()).sum::<f32>().ln();
+        // Total probability of the timestamps against the best single text token.
         let ts_part = &logits[ts..];
         let ts_max = ts_part.iter().copied().fold(ninf, f32::max);
         if ts_max == ninf {
@@ -355,7 +377,7 @@ impl<'a> Decoder<'a> {
         }
         let ts_lse = ts_max + ts_part.iter().map(|&x| (x - ts_max).exp()).sum::<f32>().ln();
         let text_max = logits[..ts].iter().copied().fold(ninf, f32::max);
-        if ts_lse - lse_all > text_max - lse_all {
+        if ts_lse > text_max {
             logits[..ts].fill(ninf);
         }
     }
@@ -446,6 +468,55 @@ pub fn compression_ratio(text: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A toy vocabulary: text 0..10, end-of-text 10, no-timestamps 12, timestamps 13..40.
+    const RULES: TimestampRules = TimestampRules { eot: 10, no_timestamps: 12, timestamp_begin: 13, max_initial: 5 };
+
+    fn allowed(seq: &[u32], logits: &[f32]) -> Vec<u32> {
+        let mut l = logits.to_vec();
+        RULES.apply(&mut l, seq);
+        (0..l.len() as u32).filter(|&i| l[i as usize] > f32::NEG_INFINITY).collect()
+    }
+
+    #[test]
+    fn window_starts_with_an_early_timestamp() {
+        let flat = vec![0.0f32; 40];
+        assert_eq!(allowed(&[], &flat), (13..=18).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn timestamps_pair_up_and_never_decrease() {
+        // Text much likelier than timestamps, so the forcing rule stays out of the way.
+        let flat: Vec<f32> = (0..40).map(|t| if t < 13 { 10.0 } else { 0.0 }).collect();
+        // After the opening timestamp: text (or end) only, never another timestamp.
+        let a = allowed(&[15], &flat);
+        assert!(a.iter().all(|&t| t < 13) && a.contains(&3) && !a.contains(&12));
+        // Text after an opening <|15|>: text, end, or a later timestamp (non-zero length).
+        let a = allowed(&[15, 4], &flat);
+        assert!(a.contains(&4) && a.contains(&10) && a.contains(&16) && !a.contains(&15) && !a.contains(&14));
+        // An open segment after text+timestamp: only a timestamp >= the last one, or end.
+        let a = allowed(&[15, 4, 20], &flat);
+        // (11 stands for the special tokens between end-of-text and the timestamps, which the
+        // suppression list removes.)
+        assert_eq!(a, [10, 11].into_iter().chain(20..40).collect::<Vec<_>>());
+        // A closed pair: text must follow.
+        let a = allowed(&[15, 4, 20, 20], &flat);
+        assert!(a.iter().all(|&t| t < 13));
+    }
+
+    #[test]
+    fn likely_timestamps_force_a_timestamp() {
+        // 24 allowed timestamps (16..40) at logit 0 outweigh a text token at 3: 24 > e^3 = 20.1.
+        let mut logits = vec![-10.0f32; 40];
+        logits[5] = 3.0;
+        for t in 13..40 {
+            logits[t] = 0.0;
+        }
+        let a = allowed(&[15, 4], &logits);
+        assert_eq!(a, (16..40).collect::<Vec<_>>());
+        logits[5] = 4.0; // e^4 = 54.6 > 24 timestamps: text stays allowed.
+        assert!(allowed(&[15, 4], &logits).contains(&5));
+    }
 
     #[test]
     fn top_k_is_sorted_and_complete() {

@@ -76,5 +76,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.threads,
         seconds / best
     );
+    if let Some(peak) = peak_rss_kib() {
+        println!("peak RSS    {:.0} MiB", peak as f64 / 1024.0);
+    }
     Ok(())
+}
+
+/// Peak resident set size from /proc (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
