@@ -189,7 +189,10 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
 }
 
 /// The lowering from upstream dialects to LLVM used for the cores.
-pub const PIPELINE: &str = "builtin.module(convert-vector-to-scf,convert-scf-to-cf,convert-vector-to-llvm,\
+/// bf16 arithmetic is done in f32 and bf16 conversions become integer code (round to nearest even), so
+/// the JIT needs no compiler-rt helpers.
+pub const PIPELINE: &str = "builtin.module(func.func(arith-emulate-unsupported-floats{source-types=bf16 \
+target-type=f32},arith-expand{include-bf16=true}),convert-vector-to-scf,convert-scf-to-cf,convert-vector-to-llvm,\
 convert-math-to-llvm,convert-math-to-libm,convert-ub-to-llvm,expand-strided-metadata,lower-affine,finalize-memref-to-llvm,\
 convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts)";
 
@@ -215,6 +218,12 @@ impl Drop for Engine {
     fn drop(&mut self) {
         unsafe { mlirExecutionEngineDestroy(self.raw) }
     }
+}
+
+/// `__bf16 __truncsfbf2(float)`: the bf16 is returned in the low 16 bits of the first SSE register, which
+/// is where an f32 return value with those bits lands.
+extern "C" fn truncsfbf2(x: f32) -> f32 {
+    f32::from_bits(crate::npy::f32_to_bf16_bits(x) as u32)
 }
 
 /// A JIT-compiled design. The engine's machine code is immutable once created and its entry points are
@@ -320,6 +329,8 @@ pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError
     unsafe {
         engine.register_symbol("aiec_acquire", super::exec::aiec_acquire as *mut ());
         engine.register_symbol("aiec_release", super::exec::aiec_release as *mut ());
+        // Safety net for f32 -> bf16 truncations LLVM itself introduces (the pipeline expands MLIR's own).
+        engine.register_symbol("__truncsfbf2", truncsfbf2 as *mut ());
     }
     let mut cores = Vec::new();
     for i in 0..n_cores {
