@@ -242,3 +242,50 @@ fn whole_array_int8_matmul_on_16_cores() {
     assert_eq!(report.cores, 16);
     assert_eq!(i32s(&args[2]), matmul_design::matmul_reference(&a, &b, n));
 }
+
+#[test]
+fn bf16_and_math_in_a_core() {
+    use half::bf16;
+    let x: Vec<bf16> = (0..64).map(|i| bf16::from_f32((i as f32 - 31.5) * 0.173)).collect();
+    let mut args = [
+        HostBuffer { dtype: DType::Bf16, shape: vec![64], bytes: x.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect() },
+        HostBuffer::zeros(DType::Bf16, &[64]),
+        HostBuffer::zeros(DType::F32, &[64]),
+    ];
+    run("bf16_scale_exp.mlir", &mut args).unwrap();
+    let y: Vec<u16> = args[1].bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let expected_y: Vec<u16> = x.iter().map(|v| bf16::from_f32(v.to_f32() * 1.5).to_bits()).collect();
+    assert_eq!(y, expected_y);
+    let z: Vec<f32> = args[2].bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    for (got, v) in z.iter().zip(&x) {
+        let want = v.to_f32().exp();
+        assert!((got - want).abs() <= want.abs() * 1e-6, "exp({}) = {got}, expected {want}", v.to_f32());
+    }
+}
+
+#[test]
+fn backend_runs_an_artifact_directory() {
+    use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, DESIGN_JSON_FORMAT};
+    use aiec_runtime::Backend;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("design.mlir"), design("add_one_link.mlir")).unwrap();
+    let arg = |name: &str, direction| ArgSpec { name: name.into(), dtype: DType::I32, shape: vec![256], direction };
+    let json = DesignJson {
+        format: DESIGN_JSON_FORMAT,
+        kernel: "add_one".into(),
+        device: "npu1".into(),
+        source: None,
+        arguments: vec![arg("in", ArgDirection::In), arg("out", ArgDirection::Out)],
+        tiles: vec![],
+        estimate: None,
+    };
+    std::fs::write(dir.path().join("design.json"), json.to_pretty_json()).unwrap();
+    let input: Vec<i32> = (0..256).map(|i| 1000 - i).collect();
+    let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[256])];
+    let mut emu = Emulator::new();
+    emu.run(dir.path(), &mut args).unwrap();
+    assert_eq!(i32s(&args[1]), input.iter().map(|v| v + 1).collect::<Vec<_>>());
+    let mut wrong = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[16, 16])];
+    let e = emu.run(dir.path(), &mut wrong).unwrap_err();
+    assert!(matches!(e, RuntimeError::BadArgument { index: 1, .. }), "{e}");
+}

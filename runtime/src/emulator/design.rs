@@ -495,6 +495,12 @@ impl Design {
                             ),
                         );
                     }
+                    if f.elem.bytes() % ty.dtype.size_bytes() != 0 {
+                        return err(
+                            line,
+                            format!("@{} elements ({} bytes) are not a whole number of {} values", f.name, f.elem.bytes(), ty.dtype),
+                        );
+                    }
                     let (to_array, consumer) = if f.producer.is_shim() {
                         (true, 0)
                     } else if let Some(c) = f.consumers.iter().position(|c| c.is_shim()) {

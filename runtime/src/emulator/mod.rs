@@ -29,6 +29,7 @@ use std::time::Instant;
 
 /// A design ready to run: its model and its compiled cores.
 struct Prepared {
+    text: String,
     design: Design,
     compiled: Arc<jit::Compiled>,
 }
@@ -86,7 +87,9 @@ impl Emulator {
         mlir_text.hash(&mut h);
         let key = h.finish();
         if let Some(p) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(p.clone());
+            if p.text == mlir_text {
+                return Ok(p.clone());
+            }
         }
         let (lines, design) = analyse(mlir_text, file)?;
         // The whole design must be valid MLIR (aie ops as unregistered generic ops).
@@ -95,7 +98,7 @@ impl Emulator {
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
         let compiled = jit::compile(&module, design.cores.len()).map_err(|e| jit_error(file, e))?;
         self.compiled += 1;
-        let p = Arc::new(Prepared { design, compiled: Arc::new(compiled) });
+        let p = Arc::new(Prepared { text: mlir_text.to_string(), design, compiled: Arc::new(compiled) });
         cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, p.clone());
         Ok(p)
     }
