@@ -147,10 +147,16 @@ pub fn parse_npy(bytes: &[u8], path: &Path, expected: Option<(DType, &[usize])>)
     Ok(HostBuffer { dtype: target, shape: header.shape, bytes })
 }
 
-/// Reads a .npy file (see [`parse_npy`]).
-pub fn read_npy(path: &Path, expected: Option<(DType, &[usize])>) -> Result<HostBuffer, NpyError> {
+/// Reads a .npy file for an argument of element type `dtype` and shape `shape` (see [`parse_npy`]).
+pub fn read_npy(path: &Path, dtype: DType, shape: &[usize]) -> Result<HostBuffer, NpyError> {
     let bytes = std::fs::read(path).map_err(|e| NpyError::Io { path: path.to_path_buf(), source: e })?;
-    parse_npy(&bytes, path, expected)
+    parse_npy(&bytes, path, Some((dtype, shape)))
+}
+
+/// Reads a .npy file with whatever supported dtype and shape it holds (`<u2` is read as bf16 bits).
+pub fn read_npy_any(path: &Path) -> Result<HostBuffer, NpyError> {
+    let bytes = std::fs::read(path).map_err(|e| NpyError::Io { path: path.to_path_buf(), source: e })?;
+    parse_npy(&bytes, path, None)
 }
 
 /// The bytes of a version 1.0 .npy file holding `buf` (bf16 is written as `<f4`).
@@ -219,6 +225,18 @@ mod tests {
         assert_eq!(f32_to_bf16_bits(1.0 + 1.0 / 256.0 + 1.0 / 65536.0), 0x3f81);
         // 1.0078125 + half an ulp: ties to even gives 1.015625 (0x3f82).
         assert_eq!(f32_to_bf16_bits(1.0078125 + 1.0 / 256.0), 0x3f82);
+    }
+
+    #[test]
+    fn files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let b = HostBuffer { dtype: DType::I16, shape: vec![3], bytes: vec![1, 0, 0xff, 0xff, 0x34, 0x12] };
+        write_npy(&p, &b).unwrap();
+        assert_eq!(read_npy(&p, DType::I16, &[3]).unwrap(), b);
+        assert_eq!(read_npy_any(&p).unwrap(), b);
+        let e = read_npy(&dir.path().join("missing.npy"), DType::I16, &[3]).unwrap_err();
+        assert!(e.to_string().contains("missing.npy"), "{e}");
     }
 
     #[test]

@@ -145,6 +145,12 @@ fn parse_constant(code: &str) -> Option<(String, i64)> {
     Some((name.to_string(), v.trim().parse().ok()?))
 }
 
+/// `#map = affine_map<...>` / `!t = ...`: attribute and type aliases MLIR prints at the top of a module.
+pub fn is_alias_definition(code: &str) -> bool {
+    let t = code.trim_start();
+    (t.starts_with('#') || t.starts_with('!')) && t.contains('=')
+}
+
 fn is_blank(code: &str) -> bool {
     let t = code.trim();
     t.is_empty() || t.starts_with("//")
@@ -216,7 +222,7 @@ impl Design {
                                 ),
                             );
                         }
-                    } else if !is_blank(code) {
+                    } else if !is_blank(code) && !is_alias_definition(code) {
                         let w = first_word(code);
                         if w != "module" && w != "}" {
                             return err(l.number, format!("`{w}` outside aie.device is not supported by the emulator"));

@@ -18,6 +18,7 @@
 use super::design::{endpoint_of, Design, DesignError};
 use crate::aie_syntax::{AieOp, Line, LineItem, Port};
 use melior::dialect::DialectRegistry;
+use melior::ir::operation::OperationLike;
 use melior::ir::Module;
 use melior::pass::PassManager;
 use melior::utility::{parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes};
@@ -60,7 +61,18 @@ fn depth_err(line: usize, m: String) -> DesignError {
 
 /// Builds the module text holding one function per core.
 pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, DesignError> {
-    let mut out: Vec<String> = vec![String::new(); lines.len()];
+    // Lines outside the cores stay empty, except the module's attribute/type alias definitions.
+    let mut out: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let code = crate::aie_syntax::strip_comment(&l.text);
+            if matches!(l.item, LineItem::Plain) && l.indent.is_empty() && super::design::is_alias_definition(code) {
+                l.text.clone()
+            } else {
+                String::new()
+            }
+        })
+        .collect();
     let mut all_endpoints = Vec::new();
     let mut all_slots = Vec::new();
     for (ci, core) in design.cores.iter().enumerate() {
@@ -178,7 +190,8 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
         }
         let open = &lines[core.open_line - 1];
         out[core.open_line - 1] = format!("{}func.func @aiec_core_{ci}({}) {{", open.indent, params.join(", "));
-        out[core.close_line - 1] = lines[core.close_line - 1].text.clone();
+        // The closing brace alone: attributes written after a core's region do not belong to the function.
+        out[core.close_line - 1] = format!("{}}}", lines[core.close_line - 1].indent);
         all_endpoints.push(endpoints);
         all_slots.push(slot_fifos);
     }
@@ -315,9 +328,14 @@ pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError
         let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text))
             .map_err(|d| first_error(d, "parsing the cores"))?;
         let pm = PassManager::new(&context);
+        // scf-to-cf leaves several blocks inside memref.alloca_scope until the memref lowering inlines them:
+        // verify the input and the result instead of every step.
+        pm.enable_verifier(false);
         parse_pass_pipeline(pm.as_operation_pass_manager(), PIPELINE)
             .map_err(|e| JitError { line: 0, col: 0, message: format!("pass pipeline: {e}") })?;
         with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "lowering the cores to LLVM"))?;
+        with_diagnostics(&context, || m.as_operation().verify().then_some(()))
+            .map_err(|d| first_error(d, "verifying the lowered cores"))?;
         // Creating the engine translates to LLVM IR; MLIR reports failures as diagnostics and a null engine.
         let raw = with_diagnostics(&context, || {
             let raw = unsafe { mlirExecutionEngineCreate(m.to_raw(), 3, 0, std::ptr::null(), false, false) };

@@ -70,6 +70,25 @@ pub fn sequence_args(mlir_text: &str) -> Result<Vec<ArgSpec>, RuntimeError> {
     Ok(design.arg_specs())
 }
 
+/// A `design.json` for a design that comes without one (a hand-written mlir-aie design): the kernel is named
+/// after the file, the device and arguments come from the MLIR.
+pub fn design_json_from_mlir(mlir_text: &str, file_name: &str) -> Result<DesignJson, RuntimeError> {
+    let (_, design) = analyse(mlir_text, file_name)?;
+    let kernel = Path::new(file_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "design".to_string());
+    Ok(DesignJson {
+        format: crate::artifact::DESIGN_JSON_FORMAT,
+        kernel,
+        device: design.device.clone(),
+        source: Some(file_name.to_string()),
+        arguments: design.arg_specs(),
+        tiles: Vec::new(),
+        estimate: None,
+    })
+}
+
 /// Runs designs on the host.
 #[derive(Debug, Default)]
 pub struct Emulator {
