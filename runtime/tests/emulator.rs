@@ -103,6 +103,9 @@ fn deadlock_is_reported() {
     assert!(msg.contains("core (0, 2)") && msg.contains("@y(Consume, 1)"), "{msg}");
     assert!(msg.contains("core (0, 3)") && msg.contains("@x(Consume, 1)"), "{msg}");
     assert!(msg.contains("dma_wait {symbol = @out}"), "{msg}");
+    let text = design("deadlock.mlir");
+    let y_line = line_of(&text, "acquire @y(Consume, 1)");
+    assert!(msg.contains(&format!("core (0, 2) waits at line {y_line} ")), "{msg}");
 }
 
 #[test]

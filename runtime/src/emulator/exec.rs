@@ -86,6 +86,8 @@ pub(crate) struct CoreCtx {
     shared: Arc<Shared>,
     core: usize,
     endpoints: Vec<Endpoint>,
+    /// Design line of each call site.
+    sites: Vec<usize>,
 }
 
 /// Parks the calling thread for good: used when a run was stopped while a core was inside JIT code.
@@ -96,7 +98,8 @@ fn park_forever(guard: MutexGuard<'_, State>) -> ! {
     }
 }
 
-fn acquire(ctx: &CoreCtx, e: usize, n: u64, line: i64) -> u64 {
+fn acquire(ctx: &CoreCtx, e: usize, n: u64, site: i64) -> u64 {
+    let line = ctx.sites.get(site as usize).copied().unwrap_or(0) as i64;
     let sh = &ctx.shared;
     let ep = ctx.endpoints[e];
     let mut st = sh.lock();
@@ -124,7 +127,8 @@ fn acquire(ctx: &CoreCtx, e: usize, n: u64, line: i64) -> u64 {
     }
 }
 
-fn release(ctx: &CoreCtx, e: usize, n: u64, line: i64) {
+fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
+    let line = ctx.sites.get(site as usize).copied().unwrap_or(0);
     let sh = &ctx.shared;
     let ep = ctx.endpoints[e];
     let mut st = sh.lock();
@@ -153,17 +157,17 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, line: i64) {
     sh.cv.notify_all();
 }
 
-/// `index aiec_acquire(i64 ctx, i64 endpoint, i64 n, i64 line)`: blocks until the endpoint holds `n`
+/// `index aiec_acquire(i64 ctx, i64 endpoint, i64 n, i64 site)`: blocks until the endpoint holds `n`
 /// elements and returns the running number of the first one.
-pub(crate) extern "C" fn aiec_acquire(ctx: i64, endpoint: i64, n: i64, line: i64) -> i64 {
+pub(crate) extern "C" fn aiec_acquire(ctx: i64, endpoint: i64, n: i64, site: i64) -> i64 {
     let ctx = unsafe { &*(ctx as *const CoreCtx) };
-    acquire(ctx, endpoint as usize, n as u64, line) as i64
+    acquire(ctx, endpoint as usize, n as u64, site) as i64
 }
 
-/// `aiec_release(i64 ctx, i64 endpoint, i64 n, i64 line)`.
-pub(crate) extern "C" fn aiec_release(ctx: i64, endpoint: i64, n: i64, line: i64) {
+/// `aiec_release(i64 ctx, i64 endpoint, i64 n, i64 site)`.
+pub(crate) extern "C" fn aiec_release(ctx: i64, endpoint: i64, n: i64, site: i64) {
     let ctx = unsafe { &*(ctx as *const CoreCtx) };
-    release(ctx, endpoint as usize, n as u64, line)
+    release(ctx, endpoint as usize, n as u64, site)
 }
 
 struct Transfer {
@@ -244,7 +248,12 @@ pub(crate) fn run(
     // Core threads.
     let mut handles = Vec::new();
     for (ci, entry) in compiled.cores.iter().enumerate() {
-        let ctx = Box::new(CoreCtx { shared: shared.clone(), core: ci, endpoints: entry.endpoints.clone() });
+        let ctx = Box::new(CoreCtx {
+            shared: shared.clone(),
+            core: ci,
+            endpoints: entry.endpoints.clone(),
+            sites: entry.sites.clone(),
+        });
         // Packed arguments: the context, then per slot memref (allocated, aligned, offset, sizes, strides).
         let mut values: Vec<i64> = Vec::new();
         {

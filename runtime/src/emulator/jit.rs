@@ -6,14 +6,18 @@
 //! For a core on tile (c, r) that touches FIFOs `F0 .. Fk`:
 //!
 //! ```text
-//! func.func @aiec_core_I(%_aiec_ctx: i64, %_aiec_f<F>_<slot>: T, ...)   // one memref per FIFO slot
+//! func.func @aiec_core_N(%_aiec_ctx: i64, %_aiec_f<k>_<slot>: T, ...)   // one memref per slot of each FIFO used
 //! %s = aie.objectfifo.acquire @f(Consume, n) : ...
-//!     -> %s = func.call @aiec_acquire(%_aiec_ctx, endpoint, n, line) -> index   (index of the first element)
+//!     -> %s = func.call @aiec_acquire(%_aiec_ctx, endpoint, n, site) -> index   (number of the first element)
 //! %e = aie.objectfifo.subview.access %s[i] : ...
 //!     -> slot = (%s + i) mod depth; %e = arith.select chain over the FIFO's slot memrefs
-//! aie.objectfifo.release @f(Produce, n) -> func.call @aiec_release(%_aiec_ctx, endpoint, n, line)
+//! aie.objectfifo.release @f(Produce, n) -> func.call @aiec_release(%_aiec_ctx, endpoint, n, site)
 //! aie.end -> func.return
 //! ```
+//!
+//! Generated names and constants depend only on an op's position in its core, so cores with the same code
+//! up to the FIFOs they use (the common case in a whole-array design) produce the same function text and
+//! share one compiled function; each core keeps its own endpoint table and call-site lines.
 
 use super::design::{endpoint_of, Design, DesignError};
 use crate::aie_syntax::{AieOp, Line, LineItem, Port};
@@ -44,6 +48,8 @@ pub struct CoreEntry {
     pub endpoints: Vec<Endpoint>,
     /// The FIFOs whose slots are passed as memref arguments, in argument order.
     pub slot_fifos: Vec<usize>,
+    /// Design line of each FIFO call site, by the site number the core passes to the callbacks.
+    pub sites: Vec<usize>,
     /// Address of the packed entry point `void(void**)`.
     pub entry: usize,
 }
@@ -53,6 +59,11 @@ pub struct CoreModule {
     pub text: String,
     pub endpoints: Vec<Vec<Endpoint>>,
     pub slot_fifos: Vec<Vec<usize>>,
+    pub sites: Vec<Vec<usize>>,
+    /// The function (`@aiec_core_N`) each core runs: cores whose bodies are the same text up to the FIFOs
+    /// they use share one compiled function.
+    pub function_of: Vec<usize>,
+    pub functions: usize,
 }
 
 fn depth_err(line: usize, m: String) -> DesignError {
@@ -75,9 +86,14 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
         .collect();
     let mut all_endpoints = Vec::new();
     let mut all_slots = Vec::new();
-    for (ci, core) in design.cores.iter().enumerate() {
+    let mut all_sites = Vec::new();
+    let mut function_of = Vec::new();
+    // Function texts (parameters and body) already emitted, with their function number.
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for core in design.cores.iter() {
         let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut slot_fifos: Vec<usize> = Vec::new();
+        let mut sites: Vec<usize> = Vec::new();
         let mut subviews: HashMap<String, (usize, i64)> = HashMap::new();
         for l in &lines[core.open_line..core.close_line - 1] {
             let LineItem::Op { result, op } = &l.item else {
@@ -85,7 +101,11 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 continue;
             };
             let n = l.number;
-            let p = format!("%_aiec_{n}_");
+            // Generated names and constants depend only on the op's position in the core, so that cores
+            // with the same code produce the same text.
+            let site = sites.len();
+            sites.push(n);
+            let p = format!("%_aiec_{site}_");
             let text = match op {
                 AieOp::Acquire { fifo, port, size, .. } | AieOp::Release { fifo, port, size } => {
                     let fi = *design
@@ -120,7 +140,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                         slot_fifos.push(fi);
                     }
                     let consts = format!(
-                        "{p}e = arith.constant {e} : i64 {p}n = arith.constant {size} : i64 {p}l = arith.constant {n} : i64"
+                        "{p}e = arith.constant {e} : i64 {p}n = arith.constant {size} : i64 {p}l = arith.constant {site} : i64"
                     );
                     if let AieOp::Acquire { elem_type, .. } = op {
                         if *elem_type != f.elem.text {
@@ -154,7 +174,8 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                     }
                     let r = result.clone().ok_or_else(|| depth_err(n, "subview.access without a result".into()))?;
                     let t = &f.elem.text;
-                    let slot = |j: usize| format!("%_aiec_f{fi}_{j}");
+                    let local = slot_fifos.iter().position(|&x| x == fi).unwrap_or(0);
+                    let slot = |j: usize| format!("%_aiec_f{local}_{j}");
                     let mut s = format!(
                         "{p}i = arith.constant {index} : index {p}d = arith.constant {} : index {p}a = arith.addi {subview}, {p}i : index {p}k = arith.remui {p}a, {p}d : index",
                         f.depth
@@ -182,23 +203,47 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             out[n - 1] = format!("{}{}", l.indent, text);
         }
         let mut params = vec!["%_aiec_ctx: i64".to_string()];
-        for &fi in &slot_fifos {
+        for (local, &fi) in slot_fifos.iter().enumerate() {
             let f = &design.fifos[fi];
             for j in 0..f.depth {
-                params.push(format!("%_aiec_f{fi}_{j}: {}", f.elem.text));
+                params.push(format!("%_aiec_f{local}_{j}: {}", f.elem.text));
             }
         }
-        let open = &lines[core.open_line - 1];
-        out[core.open_line - 1] = format!("{}func.func @aiec_core_{ci}({}) {{", open.indent, params.join(", "));
-        // The closing brace alone: attributes written after a core's region do not belong to the function.
-        out[core.close_line - 1] = format!("{}}}", lines[core.close_line - 1].indent);
+        let body: Vec<&str> = out[core.open_line..core.close_line - 1].iter().map(|l| l.trim()).collect();
+        let key = format!("{}\n{}", params.join(", "), body.join("\n"));
+        match seen.iter().find(|(k, _)| *k == key) {
+            Some(&(_, f)) => {
+                // Same code as an earlier core: run that function; this core's lines stay empty.
+                for l in &mut out[core.open_line - 1..core.close_line] {
+                    l.clear();
+                }
+                function_of.push(f);
+            }
+            None => {
+                let f = seen.len();
+                seen.push((key, f));
+                function_of.push(f);
+                let open = &lines[core.open_line - 1];
+                out[core.open_line - 1] = format!("{}func.func @aiec_core_{f}({}) {{", open.indent, params.join(", "));
+                // The closing brace alone: attributes written after a core's region do not belong to the function.
+                out[core.close_line - 1] = format!("{}}}", lines[core.close_line - 1].indent);
+            }
+        }
         all_endpoints.push(endpoints);
         all_slots.push(slot_fifos);
+        all_sites.push(sites);
     }
     let mut text = out.join("\n");
     text.push_str("\nfunc.func private @aiec_acquire(i64, i64, i64, i64) -> index\n");
     text.push_str("func.func private @aiec_release(i64, i64, i64, i64)\n");
-    Ok(CoreModule { text, endpoints: all_endpoints, slot_fifos: all_slots })
+    Ok(CoreModule {
+        text,
+        endpoints: all_endpoints,
+        slot_fifos: all_slots,
+        sites: all_sites,
+        function_of,
+        functions: seen.len(),
+    })
 }
 
 /// The lowering from upstream dialects to LLVM used for the cores.
@@ -319,8 +364,8 @@ pub fn check_parses(generic: &str) -> Result<(), JitError> {
 }
 
 /// Compiles the cores of a design.
-pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError> {
-    if n_cores == 0 {
+pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
+    if module.function_of.is_empty() {
         return Ok(Compiled { cores: Vec::new(), _engine: None, _context: None });
     }
     let context = new_context();
@@ -350,17 +395,21 @@ pub fn compile(module: &CoreModule, n_cores: usize) -> Result<Compiled, JitError
         // Safety net for f32 -> bf16 truncations LLVM itself introduces (the pipeline expands MLIR's own).
         engine.register_symbol("__truncsfbf2", truncsfbf2 as *mut ());
     }
-    let mut cores = Vec::new();
-    for i in 0..n_cores {
-        let entry = engine.lookup(&format!("_mlir_aiec_core_{i}"));
+    let mut entries = Vec::new();
+    for f in 0..module.functions {
+        let entry = engine.lookup(&format!("_mlir_aiec_core_{f}"));
         if entry == 0 {
-            return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core {i}") });
+            return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core function {f}") });
         }
-        cores.push(CoreEntry {
+        entries.push(entry);
+    }
+    let cores = (0..module.function_of.len())
+        .map(|i| CoreEntry {
             endpoints: module.endpoints[i].clone(),
             slot_fifos: module.slot_fifos[i].clone(),
-            entry,
-        });
-    }
+            sites: module.sites[i].clone(),
+            entry: entries[module.function_of[i]],
+        })
+        .collect();
     Ok(Compiled { cores, _engine: Some(engine), _context: Some(context) })
 }

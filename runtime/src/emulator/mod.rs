@@ -115,7 +115,7 @@ impl Emulator {
         let generic = custom_to_generic(mlir_text).map_err(|e| syntax_error(file, e))?;
         jit::check_parses(&generic).map_err(|e| jit_error(file, e))?;
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
-        let compiled = jit::compile(&module, design.cores.len()).map_err(|e| jit_error(file, e))?;
+        let compiled = jit::compile(&module).map_err(|e| jit_error(file, e))?;
         self.compiled += 1;
         let p = Arc::new(Prepared { text: mlir_text.to_string(), design, compiled: Arc::new(compiled) });
         cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, p.clone());
