@@ -100,7 +100,7 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::stmt | Rule::access => "a statement",
         Rule::assign_op => "`=` or `+=`",
         Rule::affine | Rule::affine_term | Rule::affine_neg => "an index (a dim, a number, or `coef*dim + ...`)",
-        Rule::affine_op => "`+` or `-`",
+        Rule::affine_op => "`+`/`-`",
         Rule::expr | Rule::term | Rule::factor | Rule::neg | Rule::paren => "an expression",
         Rule::add_op => "an operator",
         Rule::mul_op => "an operator",

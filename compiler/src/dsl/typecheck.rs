@@ -10,7 +10,8 @@
 //! * Stores: float values go to bf16/f32 tensors (bf16 rounds); i32 values go to i32 tensors, and
 //!   to i8/i16 tensors only when the value is already in range: a `srs<..>`/`cast<..>` to that type
 //!   or narrower, or a load of such a tensor (or max/min/select of those).
-//! * Every dim a value uses is in the target or reduced by an enclosing `sum|max|min[..]`.
+//! * Every dim a value uses is in the target or reduced by an enclosing `sum|max|min[..]`; with
+//!   `+=`, dims in neither are summed (`acc[M, N] += A[M, K] * B[K, N]` adds all K terms).
 //! * Host tensors may be accessed with several index patterns (e.g. `gb[0, D]` and `gb[1, D]`);
 //!   `ir::Tensor::access` holds the first one (the scheduler collects the others). An output is
 //!   written with one pattern only. With a single pattern, an axis indexed by a plain dim must have
@@ -251,6 +252,8 @@ impl Checker {
             }
         }
         terms.retain(|(c, _)| *c != 0);
+        // Canonical order (by dim), so equal indices written differently are one pattern.
+        terms.sort_by_key(|(_, d)| *d);
         Ok(Affine { terms, constant: a.constant })
     }
 
@@ -364,12 +367,22 @@ impl Checker {
         }
         self.free.clear();
         let want = scalar_type_of(tensor.dtype);
-        let value = self.expr(&s.value, Some(want))?;
+        let mut value = self.expr(&s.value, Some(want))?;
+        let mut implicit = Vec::new();
         for (d, span) in self.free.clone() {
             if !target_dims.contains(&d) {
+                if s.accumulate {
+                    implicit.push(d);
+                    continue;
+                }
                 let n = &self.dims[d].name;
                 return Err(type_error(format!("dim {n} is neither in the target nor reduced; wrap in sum[{n}](...)"), &span));
             }
+        }
+        // `acc[M, N] += A[M, K] * B[K, N]` adds every term into the target: a sum over K.
+        if !implicit.is_empty() {
+            let ty = value.ty();
+            value = ir::Expr::Reduce { op: ast::ReduceOp::Sum, dims: implicit, body: Box::new(value), ty };
         }
         self.check_store(&tensor, s, &value)?;
         Ok(ir::Stmt { target: t, target_dims, accumulate: s.accumulate, value, span: s.span.clone() })
