@@ -388,6 +388,19 @@ impl<'a> CoreEmitter<'a> {
         let ivs = self.open_loops(&stmt.target_dims);
         let idx: Vec<String> = buf.dims.iter().map(|d| ivs[d].clone()).collect();
         let ty = crate::ir::scalar_type_of(buf.dtype);
+        // A reduction continued across tiles carries the stored partial result as its initial
+        // value, so terms are added in index order exactly as the reference adds them.
+        if partial && !stmt.accumulate {
+            if let Expr::Reduce { op, dims, body, ty } = &stmt.value {
+                let old = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                let old = self.from_storage(&old, buf.dtype);
+                let v = self.reduce(*op, dims, body, *ty, old, &ivs, &stmt.span)?;
+                let v = self.to_storage(&v, buf.dtype);
+                self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                self.close_loops(stmt.target_dims.len());
+                return Ok(());
+            }
+        }
         let value = self.expr(&stmt.value, &ivs, &stmt.span)?;
         let combined = if stmt.accumulate || partial {
             let old = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
@@ -492,55 +505,63 @@ impl<'a> CoreEmitter<'a> {
                 }
             }
             Expr::Reduce { op, dims, body, ty } => {
-                let tstr = if *ty == ScalarType::I32 { "i32" } else { "f32" };
                 let init = self.identity(*op, *ty);
-                // Nested loops carrying the accumulator.
-                let mut ivs2 = ivs.clone();
-                let mut results = Vec::new();
-                let mut acc = init;
-                for &d in dims {
-                    let (lo, hi, one) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(1));
-                    let iv = self.fresh();
-                    let carried = self.fresh();
-                    let res = self.fresh();
-                    self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {one} iter_args({carried} = {acc}) -> ({tstr}) {{"));
-                    self.indent += 2;
-                    ivs2.insert(d, iv);
-                    results.push(res);
-                    acc = carried;
-                }
-                let v = self.expr(body, &ivs2, span)?;
-                let mut next = self.combine(*op, *ty, &acc, &v);
-                for res in results.iter().rev() {
-                    self.line(format!("scf.yield {next} : {tstr}"));
-                    self.indent -= 2;
-                    self.line("}".into());
-                    next = res.clone();
-                }
-                next
+                self.reduce(*op, dims, body, *ty, init, ivs, span)?
             }
             Expr::Convert { to, kind, arg, .. } => {
                 let a = self.expr(arg, ivs, span)?;
                 self.convert(*to, kind, arg.ty(), &a)
             }
-            Expr::Select { lhs, cmp, rhs, then, otherwise, ty } => {
-                let l = self.affine_index(lhs, ivs);
-                let r = self.affine_index(rhs, ivs);
-                let pred = match cmp {
-                    CmpOp::Lt => "slt",
-                    CmpOp::Le => "sle",
-                    CmpOp::Gt => "sgt",
-                    CmpOp::Ge => "sge",
-                    CmpOp::Eq => "eq",
-                    CmpOp::Ne => "ne",
-                };
-                let c = self.op(format!("arith.cmpi {pred}, {l}, {r} : index"));
-                let a = self.expr(then, ivs, span)?;
-                let b = self.expr(otherwise, ivs, span)?;
-                let t = if *ty == ScalarType::I32 { "i32" } else { "f32" };
-                self.op(format!("arith.select {c}, {a}, {b} : {t}"))
-            }
+            Expr::Select { lhs, cmp, rhs, then, otherwise, ty } => self.select(lhs, *cmp, rhs, then, otherwise, *ty, ivs, span)?,
         })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reduce(&mut self, op: ReduceOp, dims: &[DimId], body: &Expr, ty: ScalarType, init: String, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+        let tstr = if ty == ScalarType::I32 { "i32" } else { "f32" };
+        // Nested loops carrying the accumulator.
+        let mut ivs2 = ivs.clone();
+        let mut results = Vec::new();
+        let mut acc = init;
+        for &d in dims {
+            let (lo, hi, one) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(1));
+            let iv = self.fresh();
+            let carried = self.fresh();
+            let res = self.fresh();
+            self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {one} iter_args({carried} = {acc}) -> ({tstr}) {{"));
+            self.indent += 2;
+            ivs2.insert(d, iv);
+            results.push(res);
+            acc = carried;
+        }
+        let v = self.expr(body, &ivs2, span)?;
+        let mut next = self.combine(op, ty, &acc, &v);
+        for res in results.iter().rev() {
+            self.line(format!("scf.yield {next} : {tstr}"));
+            self.indent -= 2;
+            self.line("}".into());
+            next = res.clone();
+        }
+        Ok(next)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn select(&mut self, lhs: &Affine, cmp: CmpOp, rhs: &Affine, then: &Expr, otherwise: &Expr, ty: ScalarType, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+        let l = self.affine_index(lhs, ivs);
+        let r = self.affine_index(rhs, ivs);
+        let pred = match cmp {
+            CmpOp::Lt => "slt",
+            CmpOp::Le => "sle",
+            CmpOp::Gt => "sgt",
+            CmpOp::Ge => "sge",
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+        };
+        let c = self.op(format!("arith.cmpi {pred}, {l}, {r} : index"));
+        let a = self.expr(then, ivs, span)?;
+        let b = self.expr(otherwise, ivs, span)?;
+        let t = if ty == ScalarType::I32 { "i32" } else { "f32" };
+        Ok(self.op(format!("arith.select {c}, {a}, {b} : {t}")))
     }
 
     fn convert(&mut self, to: DType, kind: &Convert, from: ScalarType, a: &str) -> String {
@@ -743,7 +764,8 @@ fn memref_type(shape: &[u64], dtype: DType) -> String {
 
 /// Arith-only expansions of the functions the AIE core has no instruction for. Accuracy in f32
 /// (tested against libm through the emulator):
-/// * `exp`: x clamped to [-87, 88]; 2^n * e^f with f in [-ln2/2, ln2/2], degree-7 Taylor: rel. error < 2e-7.
+/// * `exp`: x clamped to [-87, 88]; 2^n * e^u, u = x - n ln2 (Cody-Waite) in [-ln2/2, ln2/2],
+///   degree-7 Taylor: rel. error < 1e-6.
 /// * `recip` (and `/`): bit-trick seed, 3 Newton steps: rel. error < 3e-7.
 /// * `rsqrt`: bit-trick seed, 3 Newton steps: rel. error < 3e-7; `sqrt(x) = x * rsqrt(x)` (0 -> 0).
 /// * `tanh`: 1 - 2 / (e^{2|x|} + 1) with sign: abs. error < 3e-7.
@@ -773,9 +795,13 @@ impl MathLowering {
         let ni_m1 = e.op(format!("arith.subi {ni}, {one_i} : i32"));
         let n = e.op(format!("arith.select {gt}, {ni_m1}, {ni} : i32"));
         let nf2 = e.op(format!("arith.sitofp {n} : i32 to f32"));
-        let f = e.op(format!("arith.subf {t}, {nf2} : f32"));
-        let ln2 = e.cf32(std::f32::consts::LN_2);
-        let u = e.op(format!("arith.mulf {f}, {ln2} : f32"));
+        // u = x - n*ln2 with ln2 split in two (Cody-Waite): the high part has few enough bits that
+        // n*hi is exact, so u keeps full precision even for large |x|.
+        let (hi, lo) = (e.cf32(0.693_359_4), e.cf32(-2.121_944_4e-4));
+        let nhi = e.op(format!("arith.mulf {nf2}, {hi} : f32"));
+        let r1 = e.op(format!("arith.subf {x2}, {nhi} : f32"));
+        let nlo = e.op(format!("arith.mulf {nf2}, {lo} : f32"));
+        let u = e.op(format!("arith.subf {r1}, {nlo} : f32"));
         // Horner on sum u^k / k!, k = 0..7.
         let coeffs = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
         let mut p = e.cf32(coeffs[0] as f32);

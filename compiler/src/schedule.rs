@@ -481,7 +481,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         } else {
             match (by_row, by_col) {
                 (true, true) => Routing::PerCore,
-                (true, false) => Routing::PerRow,
+                // One broadcast per row needs a shim column per row; with more rows than columns
+                // each column gets its own copy, split over its cores.
+                (true, false) if rows_used <= cols_used => Routing::PerRow,
+                (true, false) => Routing::PerCore,
                 (false, true) => Routing::PerColumn,
                 (false, false) => Routing::AllCores,
             }
