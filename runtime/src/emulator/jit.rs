@@ -210,7 +210,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             }
         }
         let body: Vec<&str> = out[core.open_line..core.close_line - 1].iter().map(|l| l.trim()).collect();
-        let key = format!("{}\n{}", params.join(", "), body.join("\n"));
+        let key = canonical_names(&format!("{}\n{}", params.join(", "), body.join("\n")));
         match seen.iter().find(|(k, _)| *k == key) {
             Some(&(_, f)) => {
                 // Same code as an earlier core: run that function; this core's lines stay empty.
@@ -244,6 +244,28 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
         function_of,
         functions: seen.len(),
     })
+}
+
+/// Renames every SSA value (`%name`) to its order of first appearance: two texts that are equal after this
+/// differ only by a consistent renaming, so they are the same code.
+fn canonical_names(text: &str) -> String {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(p) = rest.find('%') {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + 1..];
+        let n = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_$.-".contains(c)))
+            .unwrap_or(after.len());
+        let name = &after[..n];
+        let next = names.len();
+        let id = *names.entry(name).or_insert(next);
+        out.push_str(&format!("%v{id}"));
+        rest = &after[n..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The lowering from upstream dialects to LLVM used for the cores.
@@ -412,4 +434,17 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
         })
         .collect();
     Ok(Compiled { cores, _engine: Some(engine), _context: Some(context) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_names;
+
+    #[test]
+    fn renaming_is_consistent() {
+        let a = canonical_names("%40 = arith.addi %arg0, %40 : index %c1 = %arg0");
+        let b = canonical_names("%7 = arith.addi %x, %7 : index %c1 = %x");
+        assert_eq!(a, b);
+        assert_ne!(a, canonical_names("%7 = arith.addi %x, %y : index %c1 = %x"));
+    }
 }
