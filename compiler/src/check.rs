@@ -100,7 +100,10 @@ fn culprit<'k>(kernel: &'k Kernel, design: &Design, tile: TileCoord) -> &'k Span
 pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, CompileError> {
     let budgets = budgets(kernel, design);
     let dev = &design.device;
-    for b in &budgets {
+    // Compute tiles first: their limits are the ones a kernel author controls most directly.
+    let mut order: Vec<&TileMemoryBudget> = budgets.iter().collect();
+    order.sort_by_key(|b| std::cmp::Reverse(b.kind));
+    for b in order {
         let lim = dev.limits(b.kind);
         let span = culprit(kernel, design, b.tile);
         let what = format!("{} tile {}", b.kind.name(), b.tile);

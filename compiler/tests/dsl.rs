@@ -291,7 +291,7 @@ fn tile_must_divide_and_fit_the_dim() {
     let items = ["dim M = 512 tile 96", "in x: f32[M]", "out y: f32[M]", "y[M] = x[M]"];
     check(&items, Kind::Limit, &["tile 96 does not divide dim M = 512"], 0, "dim M");
     let items = ["dim N = 8 tile 16", "in x: f32[N]", "out y: f32[N]", "y[N] = x[N]"];
-    check(&items, Kind::Limit, &["tile 16 is larger than dim N = 8"], 0, "dim N");
+    check(&items, Kind::Limit, &["tile 16 does not divide dim N = 8: it is larger than the dim"], 0, "dim N");
 }
 
 #[test]
