@@ -207,6 +207,10 @@ struct Address {
 }
 
 impl Address {
+    /// Element stride of one step of dim `d`.
+    fn stride_of(&self, d: DimId) -> i64 {
+        self.terms.iter().filter(|t| t.1 == d).map(|t| t.0).sum()
+    }
     fn offset(&self, env: &[i64]) -> usize {
         let mut o = self.constant;
         for &(s, d) in &self.terms {
@@ -336,14 +340,32 @@ impl State {
                     ReduceOp::Max => i32::MIN,
                     ReduceOp::Min => i32::MAX,
                 };
-                self.reduce(dims, 0, env, &mut |s, env| {
-                    let v = s.eval_i(body, env);
+                let saved = save(dims, env);
+                loop {
+                    let v = self.eval_i(body, env);
                     acc = match op {
                         ReduceOp::Sum => acc.wrapping_add(v),
                         ReduceOp::Max => acc.max(v),
                         ReduceOp::Min => acc.min(v),
                     };
-                });
+                    if !advance(dims, env) {
+                        break;
+                    }
+                }
+                restore(dims, env, &saved);
+                acc
+            }
+            Node::Dot { a, b, dim, size } => {
+                let (Buf::Int(va), Buf::Int(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else { return 0 };
+                let saved = env[*dim];
+                env[*dim] = 0;
+                let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
+                env[*dim] = saved;
+                let (sa, sb) = (a.1.stride_of(*dim), b.1.stride_of(*dim));
+                let mut acc = 0i32;
+                for i in 0..*size {
+                    acc = acc.wrapping_add(va[(oa + i * sa) as usize].wrapping_mul(vb[(ob + i * sb) as usize]));
+                }
                 acc
             }
             Node::IntToInt(kind, to, a) => {
@@ -403,14 +425,32 @@ impl State {
                     ReduceOp::Max => f32::NEG_INFINITY,
                     ReduceOp::Min => f32::INFINITY,
                 };
-                self.reduce(dims, 0, env, &mut |s, env| {
-                    let v = s.eval_f(body, env);
+                let saved = save(dims, env);
+                loop {
+                    let v = self.eval_f(body, env);
                     acc = match op {
                         ReduceOp::Sum => acc + v,
                         ReduceOp::Max => fmax(acc, v),
                         ReduceOp::Min => fmin(acc, v),
                     };
-                });
+                    if !advance(dims, env) {
+                        break;
+                    }
+                }
+                restore(dims, env, &saved);
+                acc
+            }
+            Node::Dot { a, b, dim, size } => {
+                let (Buf::Float(va), Buf::Float(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else { return 0.0 };
+                let saved = env[*dim];
+                env[*dim] = 0;
+                let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
+                env[*dim] = saved;
+                let (sa, sb) = (a.1.stride_of(*dim), b.1.stride_of(*dim));
+                let mut acc = 0f32;
+                for i in 0..*size {
+                    acc += va[(oa + i * sa) as usize] * vb[(ob + i * sb) as usize];
+                }
                 acc
             }
             Node::IntToFloat(to, a) => {
@@ -436,19 +476,30 @@ impl State {
         }
     }
 
-    /// Runs `f` for every value of `dims[k..]`, in index order (first dim outermost).
-    fn reduce(&self, dims: &[(DimId, i64)], k: usize, env: &mut [i64], f: &mut dyn FnMut(&State, &mut [i64])) {
-        let Some(&(d, size)) = dims.get(k) else {
-            f(self, env);
-            return;
-        };
-        let saved = env[d];
-        for i in 0..size {
-            env[d] = i;
-            self.reduce(dims, k + 1, env, f);
-        }
-        env[d] = saved;
+}
+
+/// Sets the reduced dims to 0 and returns their previous values.
+fn save(dims: &[(DimId, i64)], env: &mut [i64]) -> Vec<i64> {
+    dims.iter().map(|&(d, _)| std::mem::replace(&mut env[d], 0)).collect()
+}
+
+fn restore(dims: &[(DimId, i64)], env: &mut [i64], saved: &[i64]) {
+    for (&(d, _), &v) in dims.iter().zip(saved) {
+        env[d] = v;
     }
+}
+
+/// Steps the reduced dims in index order (last dim fastest, so the first is outermost); false
+/// after the last combination.
+fn advance(dims: &[(DimId, i64)], env: &mut [i64]) -> bool {
+    for &(d, size) in dims.iter().rev() {
+        env[d] += 1;
+        if env[d] < size {
+            return true;
+        }
+        env[d] = 0;
+    }
+    false
 }
 
 struct Cond {
@@ -480,6 +531,9 @@ enum Node {
     Unary(UnaryOp, Box<Node>),
     Binary(BinaryOp, Box<Node>, Box<Node>),
     Reduce(ReduceOp, Vec<(DimId, i64)>, Box<Node>),
+    /// `sum[d](a[..] * b[..])`: the dot products of matmuls and DFTs, evaluated in one tight loop
+    /// (same order, same arithmetic as the general path).
+    Dot { a: (TensorId, Address), b: (TensorId, Address), dim: DimId, size: i64 },
     IntToInt(Convert, DType, Box<Node>),
     IntToFloat(DType, Box<Node>),
     FloatToInt(DType, Box<Node>),
@@ -517,6 +571,15 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
         }
         Expr::Reduce { op, dims, body, ty } => {
             expect(body, *ty)?;
+            if let (ReduceOp::Sum, [d], Expr::Binary { op: BinaryOp::Mul, lhs, rhs, .. }) = (op, dims.as_slice(), body.as_ref()) {
+                if let (Expr::Load { tensor: ta, indices: ia, ty: tya }, Expr::Load { tensor: tb, indices: ib, ty: tyb }) = (lhs.as_ref(), rhs.as_ref()) {
+                    if tya == ty && tyb == ty {
+                        let a = (*ta, state.address(kernel, *ta, ia, location)?);
+                        let b = (*tb, state.address(kernel, *tb, ib, location)?);
+                        return Ok(Node::Dot { a, b, dim: *d, size: kernel.dims[*d].size as i64 });
+                    }
+                }
+            }
             Node::Reduce(*op, dims.iter().map(|&d| (d, kernel.dims[d].size as i64)).collect(), sub(body)?)
         }
         Expr::Convert { to, kind, arg, ty } => {

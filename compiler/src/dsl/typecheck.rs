@@ -130,7 +130,7 @@ impl Checker {
                     return Err(limit_error(format!("tile 0 of dim {} = {}: a tile needs at least one element", name.name, size), span));
                 }
                 if tile_value > *size {
-                    return Err(limit_error(format!("tile {tile_value} is larger than dim {} = {size}", name.name), span));
+                    return Err(limit_error(format!("tile {tile_value} does not divide dim {} = {size}: it is larger than the dim", name.name), span));
                 }
                 if size % tile_value != 0 {
                     return Err(limit_error(format!("tile {tile_value} does not divide dim {} = {size}", name.name), span));
