@@ -292,3 +292,13 @@ fn backend_runs_an_artifact_directory() {
     let e = emu.run(dir.path(), &mut wrong).unwrap_err();
     assert!(matches!(e, RuntimeError::BadArgument { index: 1, .. }), "{e}");
 }
+
+#[test]
+fn a_core_spinning_forever_is_reported() {
+    let mut emu = Emulator::new();
+    emu.stall_timeout = std::time::Duration::from_millis(300);
+    let mut args = [HostBuffer::zeros(DType::I32, &[16])];
+    let e = emu.run_mlir(&design("endless.mlir"), "endless.mlir", &mut args).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("no object FIFO or DMA activity") && msg.contains("core (0, 2)"), "{msg}");
+}

@@ -7,7 +7,7 @@ use crate::aie_syntax::Port;
 use crate::backend::{HostBuffer, RuntimeError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// 64-byte aligned storage for one FIFO slot (vector loads in core code may want wide alignment).
 #[repr(C, align(64))]
@@ -67,6 +67,8 @@ struct State {
     cores: Vec<CoreStatus>,
     abort: bool,
     error: Option<String>,
+    /// Counts acquires, releases and finished cores, so the event loop sees that something happened.
+    events: u64,
 }
 
 pub(crate) struct Shared {
@@ -119,6 +121,7 @@ fn acquire(ctx: &CoreCtx, e: usize, n: u64, site: i64) -> u64 {
                 Port::Consume => f.cons_acquired[ep.index] = f.cons_acquired[ep.index].max(target),
             }
             st.cores[ctx.core] = CoreStatus::Running;
+            st.events += 1;
             return released;
         }
         st.cores[ctx.core] = CoreStatus::Blocked { ep, n, line };
@@ -154,6 +157,7 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
         park_forever(st);
     }
     *released += n;
+    st.events += 1;
     sh.cv.notify_all();
 }
 
@@ -219,6 +223,7 @@ pub(crate) fn run(
     compiled: &Arc<Compiled>,
     file: &str,
     args: &mut [HostBuffer],
+    stall_timeout: Duration,
 ) -> Result<usize, RuntimeError> {
     let fifos = design
         .fifos
@@ -240,6 +245,7 @@ pub(crate) fn run(
             cores: vec![CoreStatus::Running; design.cores.len()],
             abort: false,
             error: None,
+            events: 0,
         }),
         cv: Condvar::new(),
         file: file.to_string(),
@@ -291,6 +297,7 @@ pub(crate) fn run(
                 f(ptrs.as_mut_ptr());
                 let mut st = sh.lock();
                 st.cores[ci] = CoreStatus::Done;
+                st.events += 1;
                 sh.cv.notify_all();
                 drop(st);
                 drop(compiled);
@@ -324,6 +331,8 @@ pub(crate) fn run(
     let mut pc = 0usize;
     let mut queues: Vec<VecDeque<Transfer>> = (0..design.fifos.len()).map(|_| VecDeque::new()).collect();
     let mut transfers = 0usize;
+    let mut last_events = u64::MAX;
+    let mut last_change = Instant::now();
     let result = loop {
         let mut st = shared.lock();
         if let Some(e) = st.error.take() {
@@ -412,6 +421,24 @@ pub(crate) fn run(
         let transfers_done = queues.iter().all(|q| q.is_empty());
         if seq_done && transfers_done {
             break Ok(transfers);
+        }
+        if progressed || st.events != last_events {
+            last_events = st.events;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > stall_timeout {
+            let running: Vec<String> = st
+                .cores
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c == CoreStatus::Running)
+                .map(|(i, _)| format!("core {}", design.cores[i].tile))
+                .collect();
+            break Err(RuntimeError::Other(format!(
+                "{file}: no object FIFO or DMA activity for {:.0} s while {} kept running (an endless loop?); \
+                 stopped waiting",
+                stall_timeout.as_secs_f64(),
+                running.join(", ")
+            )));
         }
         if !progressed {
             let stuck = st.cores.iter().all(|c| match c {

@@ -8,7 +8,8 @@
 //!   shared state in a `Mutex` + `Condvar`.
 //! * Core bodies are JIT-compiled by [`jit`] through MLIR's own lowering to LLVM (melior's
 //!   `ExecutionEngine`, opt level 3); compiled designs are cached per process by a hash of the MLIR text.
-//! * Failures are errors, never hangs: a deadlock is reported as [`RuntimeError::Deadlock`] listing every
+//! * Failures are errors, never hangs: a core computing without any FIFO activity for
+//!   [`Emulator::stall_timeout`] is reported (its thread cannot be stopped and keeps running); a deadlock is reported as [`RuntimeError::Deadlock`] listing every
 //!   blocked core, DMA and wait (cores stuck in JIT code are left parked); bad patterns, element-count
 //!   mismatches, waits on FIFOs nothing fills, unknown symbols and unsupported ops name the op and the line.
 
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A design ready to run: its model and its compiled cores.
 struct Prepared {
@@ -90,10 +91,19 @@ pub fn design_json_from_mlir(mlir_text: &str, file_name: &str) -> Result<DesignJ
 }
 
 /// Runs designs on the host.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Emulator {
     /// How many designs this emulator compiled (cache misses).
     pub compiled: usize,
+    /// How long a run may go without any object FIFO or DMA activity while a core is still computing before
+    /// it is reported as stuck (a core in an endless loop cannot be stopped; its thread is left running).
+    pub stall_timeout: Duration,
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Emulator { compiled: 0, stall_timeout: Duration::from_secs(60) }
+    }
 }
 
 impl Emulator {
@@ -147,7 +157,7 @@ impl Emulator {
             }
         }
         let t1 = Instant::now();
-        let transfers = exec::run(design, &prepared.compiled, file_name, args)?;
+        let transfers = exec::run(design, &prepared.compiled, file_name, args, self.stall_timeout)?;
         Ok(RunReport {
             backend: "emulator".into(),
             prepare,
