@@ -8,10 +8,16 @@
 //!   shared state in a `Mutex` + `Condvar`.
 //! * Core bodies are JIT-compiled by [`jit`] through MLIR's own lowering to LLVM (melior's
 //!   `ExecutionEngine`, opt level 3); compiled designs are cached per process by a hash of the MLIR text.
-//! * Failures are errors, never hangs: a core computing without any FIFO activity for
-//!   [`Emulator::stall_timeout`] is reported (its thread cannot be stopped and keeps running); a deadlock is reported as [`RuntimeError::Deadlock`] listing every
-//!   blocked core, DMA and wait (cores stuck in JIT code are left parked); bad patterns, element-count
-//!   mismatches, waits on FIFOs nothing fills, unknown symbols and unsupported ops name the op and the line.
+//! * Failures are errors, never hangs: a deadlock is reported as [`RuntimeError::Deadlock`] listing every
+//!   blocked core, DMA and wait (cores blocked in JIT code are left parked); a core computing without any
+//!   FIFO activity for [`Emulator::stall_timeout`] is reported (its thread cannot be stopped and keeps
+//!   running); bad patterns, element-count mismatches, waits on FIFOs nothing fills, unknown symbols and
+//!   unsupported ops are [`RuntimeError::Design`] errors naming the op and `file:line`.
+//!
+//! Not emulated (an error naming the op): lower-level designs (`aie.buffer`, `aie.lock`, `aie.mem`,
+//! `aie.dma_bd`, `aie.flow`, ...), several `aie.device`s, object FIFO data-layout transforms, per-tile depths,
+//! `repeat_count`/`via_DMA` and other FIFO attributes, packet headers, external kernels (`func.func` with
+//! `link_with`), and runtime-sequence ops other than `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
 
 pub mod design;
 pub mod exec;
