@@ -316,6 +316,8 @@ fn target_indices_are_plain_distinct_dims_with_one_pattern() {
 fn local_indices_must_be_its_dims() {
     let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M, N]", "local t: f32[M, N]", "t[N, M] = x[M, N]", "y[M, N] = t[M, N]"];
     check(&items, Kind::Type, &["local t is declared over [M, N]; index it as t[M, N]"], 5, "N, M]");
+    let items = ["dim M = 8", "in x: f32[M]", "out y: f32[M]", "local t: f32[M]", "y[M] = t[M] + x[M]", "t[M] = x[M]"];
+    check(&items, Kind::Type, &["local t is read before any statement assigns it"], 4, "t[M]");
     let items = ["dim M = 8", "local t: f32[M, 4]"];
     check(&items, Kind::Type, &["local t is indexed by dims only; extent 4 must be a dim"], 1, "4");
 }

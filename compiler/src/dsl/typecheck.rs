@@ -108,6 +108,8 @@ struct Checker {
     patterns: HashMap<TensorId, Vec<(Vec<Affine>, Span)>>,
     /// Per output: the first target pattern written.
     written: HashMap<TensorId, (Vec<DimId>, Span)>,
+    /// Locals assigned by the statements checked so far.
+    assigned_locals: Vec<TensorId>,
     /// Dims bound by the enclosing reductions while checking a value.
     bound: Vec<DimId>,
     /// Dims a value uses outside any reduction binding them, with the first use's span.
@@ -385,6 +387,9 @@ impl Checker {
             value = ir::Expr::Reduce { op: ast::ReduceOp::Sum, dims: implicit, body: Box::new(value), ty };
         }
         self.check_store(&tensor, s, &value)?;
+        if tensor.role == Role::Local && !self.assigned_locals.contains(&t) {
+            self.assigned_locals.push(t);
+        }
         Ok(ir::Stmt { target: t, target_dims, accumulate: s.accumulate, value, span: s.span.clone() })
     }
 
@@ -498,6 +503,9 @@ impl Checker {
             }
             ast::Expr::Access(a) => {
                 let (tensor, indices) = self.access(a)?;
+                if self.tensors[tensor].role == Role::Local && !self.assigned_locals.contains(&tensor) {
+                    return Err(type_error(format!("local {} is read before any statement assigns it", self.tensors[tensor].name), &a.span));
+                }
                 ir::Expr::Load { tensor, indices, ty: scalar_type_of(self.tensors[tensor].dtype) }
             }
             ast::Expr::Unary(op, a, span) => {
@@ -641,13 +649,8 @@ impl Checker {
             if tensor.role == Role::Local {
                 continue;
             }
-            let Some(patterns) = self.patterns.get(&t) else {
-                if tensor.role == Role::In {
-                    // An unused input is still an argument; give it its own axes as pattern-less.
-                    continue;
-                }
-                continue;
-            };
+            // An input no statement reads stays an argument, with no access pattern.
+            let Some(patterns) = self.patterns.get(&t) else { continue };
             if let [(only, span)] = patterns.as_slice() {
                 for (axis, idx) in only.iter().enumerate() {
                     if let Some(d) = idx.as_dim() {
