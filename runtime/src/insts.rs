@@ -61,7 +61,7 @@ pub fn parse_insts(bytes: &[u8], path: &Path) -> Result<Vec<u32>, InstsError> {
     if bytes.is_empty() {
         return Err(InstsError::Empty { path: path.to_path_buf() });
     }
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(InstsError::BadLength { path: path.to_path_buf(), len: bytes.len() });
     }
     Ok(bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect())

@@ -159,7 +159,7 @@ pub fn design_device(mlir: &str) -> Option<String> {
     if let Some(i) = mlir.find("\"aie.device\"") {
         let rest = &mlir[i..];
         let start = rest.find("device =")? + "device =".len();
-        let value = rest[start..].split(|c| c == ':' || c == '}' || c == ',').next()?.trim();
+        let value = rest[start..].split([':', '}', ',']).next()?.trim();
         return Some(value.to_string());
     }
     None
