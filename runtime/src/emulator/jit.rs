@@ -22,6 +22,7 @@
 use super::design::{endpoint_of, Design, DesignError};
 use crate::aie_syntax::{AieOp, Line, LineItem, Port};
 use melior::dialect::DialectRegistry;
+use melior::ir::block::BlockLike;
 use melior::ir::operation::OperationLike;
 use melior::ir::Module;
 use melior::pass::PassManager;
@@ -391,9 +392,12 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
         return Ok(Compiled { cores: Vec::new(), _engine: None, _context: None });
     }
     let context = new_context();
+    // Function each core function turns out to be the same as, after simplification.
+    let same_as: Vec<usize>;
     let engine = {
         let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text))
             .map_err(|d| first_error(d, "parsing the cores"))?;
+        same_as = merge_equal_functions(&context, &mut m, module.functions)?;
         let pm = PassManager::new(&context);
         // scf-to-cf leaves several blocks inside memref.alloca_scope until the memref lowering inlines them:
         // verify the input and the result instead of every step.
@@ -419,7 +423,7 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
     }
     let mut entries = Vec::new();
     for f in 0..module.functions {
-        let entry = engine.lookup(&format!("_mlir_aiec_core_{f}"));
+        let entry = engine.lookup(&format!("_mlir_aiec_core_{}", same_as[f]));
         if entry == 0 {
             return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core function {f}") });
         }
@@ -434,6 +438,45 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
         })
         .collect();
     Ok(Compiled { cores, _engine: Some(engine), _context: Some(context) })
+}
+
+/// Simplifies the core functions (canonicalize, cse) and removes those that became equal to an earlier one,
+/// so that cores differing only in dead or foldable code are compiled once. Returns, per function, the
+/// function that remains for it.
+fn merge_equal_functions(context: &Context, m: &mut Module, functions: usize) -> Result<Vec<usize>, JitError> {
+    let pm = PassManager::new(context);
+    parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(canonicalize,cse))")
+        .map_err(|e| JitError { line: 0, col: 0, message: format!("pass pipeline: {e}") })?;
+    with_diagnostics(context, || pm.run(m).ok()).map_err(|d| first_error(d, "simplifying the cores"))?;
+    let mut same_as: Vec<usize> = (0..functions).collect();
+    let mut texts: Vec<(String, usize)> = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut op = m.body().first_operation();
+    while let Some(o) = op {
+        let text = o.to_string();
+        let index = text
+            .strip_prefix("func.func @aiec_core_")
+            .and_then(|t| t.split('(').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(f) = index.filter(|&f| f < functions) {
+            let key = text.replacen(&format!("@aiec_core_{f}("), "@F(", 1);
+            match texts.iter().find(|(k, _)| *k == key) {
+                Some(&(_, first)) => {
+                    same_as[f] = first;
+                    duplicates.push(o.to_raw());
+                }
+                None => texts.push((key, f)),
+            }
+        }
+        op = o.next_in_block();
+    }
+    for raw in duplicates {
+        unsafe {
+            mlir_sys::mlirOperationRemoveFromParent(raw);
+            mlir_sys::mlirOperationDestroy(raw);
+        }
+    }
+    Ok(same_as)
 }
 
 #[cfg(test)]
