@@ -1427,6 +1427,25 @@ mod tests {
     }
 
     #[test]
+    fn device_symbol_and_implicit_terminator() {
+        let c = "aie.device(npu2_4col) @dev {\n  %t = aie.tile(1, 2)\n}\n";
+        let g = custom_to_generic(c).unwrap();
+        assert_eq!(
+            g,
+            "\"aie.device\"() <{device = 12 : i32, sym_name = \"dev\"}> ({\n  %t = \"aie.tile\"() <{col = 1 : i32, row = 2 : \
+             i32}> : () -> index\n\"aie.end\"() : () -> () }) : () -> ()\n"
+        );
+        assert_eq!(generic_to_custom(&g).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_generic_aie_op_is_named() {
+        let e = generic_to_custom("  \"aie.lock\"(%t) <{id = 0 : i32}> : (index) -> index\n").unwrap_err();
+        assert_eq!(e.line(), 1);
+        assert!(e.to_string().contains("aie.lock"), "{e}");
+    }
+
+    #[test]
     fn lower_level_ops_are_named() {
         let e = custom_to_generic("aie.device(npu1) {\n  %b = aie.buffer(%t) : memref<8xi32>\n}\n").unwrap_err();
         assert_eq!(e.line(), 2);
