@@ -66,11 +66,7 @@ impl CpuOps {
         } else {
             threads
         };
-        // matrixmultiply would otherwise start its own threads inside each of ours; the row split
-        // below is the only parallelism so that `threads` really bounds the cores used.
-        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-            std::env::set_var("MATMUL_NUM_THREADS", "1");
-        }
+        single_threaded_sgemm();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -85,6 +81,16 @@ impl CpuOps {
     /// Row-block size that gives every thread about one block.
     fn block(&self, n: usize, min: usize) -> usize {
         n.div_ceil(self.threads).max(min).max(1)
+    }
+}
+
+/// Keeps matrixmultiply from starting its own threads inside each of ours: the row/head split
+/// of [`CpuOps`] is the only parallelism, so that its thread count really bounds the cores used.
+/// matrixmultiply reads `MATMUL_NUM_THREADS` once, at its first large product in the process,
+/// so call this before any ndarray `dot` (loading a model does). An explicit setting wins.
+pub fn single_threaded_sgemm() {
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
     }
 }
 

@@ -68,6 +68,7 @@ pub struct Transcriber {
 impl Transcriber {
     /// Loads `model_dir/{model.bin | model.safetensors + config.json}` and `model_dir/tokenizer.json`.
     pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
+        crate::ops::single_threaded_sgemm();
         if !model_dir.is_dir() {
             return Err(ModelError::NoModel { dir: model_dir.to_path_buf() });
         }

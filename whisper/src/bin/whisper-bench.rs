@@ -30,6 +30,7 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    whisper::ops::single_threaded_sgemm();
     let assets = whisper::assets::assets_dir();
     let audio = args.audio.unwrap_or_else(|| {
         let long = assets.join("long-speech.wav");
