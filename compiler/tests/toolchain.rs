@@ -520,6 +520,29 @@ fn doctor_finds_the_npu_when_the_driver_and_node_are_there() {
     }
 }
 
+#[test]
+fn doctor_tells_when_xrt_is_installed_but_not_compiled_in() {
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let include = fake.dir("xrt/include/xrt/detail");
+    fs::create_dir_all(&include).unwrap();
+    fs::write(include.join("version.h"), "static const char xrt_build_version[] = \"2.18.0\";\n").unwrap();
+    let report = doctor::run_with(&fake.toolchain(), &no_npu(fake.root.path()), &mut Vec::new());
+    let check = report.check("XRT headers").unwrap();
+    if aiec_runtime::npu::xrt::available() {
+        assert!(check.ok(), "{check:?}");
+    } else {
+        assert_eq!(check.status, Status::Missing, "headers alone do not make this build able to call XRT");
+        assert!(check.detail.contains("2.18.0") && check.detail.contains("built without it"), "{}", check.detail);
+        assert!(check.next_step.as_deref().unwrap().contains("cargo clean -p xrt-sys"));
+    }
+
+    fs::write(include.join("version.h"), "static const char xrt_build_version[] = \"2.13.0\";\n").unwrap();
+    let report = doctor::run_with(&fake.toolchain(), &no_npu(fake.root.path()), &mut Vec::new());
+    let check = report.check("XRT headers").unwrap();
+    assert_eq!(check.status, Status::Missing);
+    assert!(check.detail.contains("older than 2.17"), "{}", check.detail);
+}
+
 // ---------------------------------------------------------------- the aiec commands
 
 fn aiec(args: &[&str], cwd: &Path) -> std::process::Output {
@@ -575,6 +598,35 @@ fn aiec_doctor_exit_code_follows_can_build() {
     let o = aiec(&["doctor", "--mlir-aie", e, "--peano", e, "--xrt", e], &ws);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("[missing] aiecc"));
+}
+
+#[test]
+fn aiec_run_npu_never_falls_back_silently() {
+    // A toolchain.toml found by walking up from the working directory points at the stand-in tools,
+    // so the build succeeds; what is missing then is the NPU itself.
+    let fake = FakeTools::new(Aiecc::Works, false);
+    let work = tempfile::tempdir().unwrap();
+    fs::write(
+        work.path().join("toolchain.toml"),
+        format!(
+            "[mlir-aie]\ninstall_dir = \"{}\"\n[peano]\ninstall_dir = \"{}\"\n[xrt]\nprefix = \"{}\"\n",
+            fake.dir("mlir-aie").display(),
+            fake.dir("peano").display(),
+            fake.dir("xrt").display()
+        ),
+    )
+    .unwrap();
+    let tile = work.path().join("add_one.tile");
+    fs::write(&tile, "kernel add_one {\n  dim N = 1024 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n").unwrap();
+    let out_dir = work.path().join("out");
+    let o = aiec(&["run", tile.to_str().unwrap(), "--npu", "-o", out_dir.to_str().unwrap()], work.path());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(out_dir.join("final.xclbin").is_file(), "the build ran with the toolchain.toml found: {stderr}");
+    if !aiec_runtime::npu::xrt::available() {
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("XRT not available") && stderr.contains("2.17"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("vs reference"), "nothing ran on another backend");
+    }
 }
 
 // ---------------------------------------------------------------- on the NPU

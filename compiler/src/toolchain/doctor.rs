@@ -156,12 +156,24 @@ fn xrt_headers_check(tc: &Toolchain) -> Check {
         prefix.display()
     );
     match xrt::detect::header_version(prefix) {
-        Some((major, minor, v)) if (major, minor) >= (2, 17) => Check {
+        Some((major, minor, v)) if (major, minor) >= (2, 17) && xrt::available() => Check {
             name: "XRT headers".into(),
             need: Need::Run,
             status: Status::Found { path: prefix.join("include"), version: Some(v) },
-            detail: format!("prefix from {}; runtime compiled with XRT: {}", tc.xrt.origin, if xrt::available() { "yes" } else { "no (rebuild aiec after installing XRT)" }),
-            next_step: (!xrt::available()).then(|| "rebuild aiec (`cargo build --release -p aiec`) so xrt-sys compiles its XRT shim".to_string()),
+            detail: format!("prefix from {}; the runtime is compiled with XRT {}", tc.xrt.origin, xrt::compiled_version().unwrap_or("?")),
+            next_step: None,
+        },
+        // Usable headers, but this aiec was built before they were there: it cannot call XRT.
+        Some((major, minor, v)) if (major, minor) >= (2, 17) => Check {
+            name: "XRT headers".into(),
+            need: Need::Run,
+            status: Status::Missing,
+            detail: format!("XRT {v} at {} is usable, but this aiec was built without it", prefix.display()),
+            next_step: Some(format!(
+                "with XILINX_XRT={} set (`source {}/setup.sh`), rebuild so xrt-sys compiles its XRT shim: `cargo clean -p xrt-sys && cargo build --release -p aiec`",
+                prefix.display(),
+                prefix.display()
+            )),
         },
         Some((_, _, v)) => Check {
             name: "XRT headers".into(),
