@@ -1380,11 +1380,11 @@ pub fn generic_to_custom(text: &str) -> Result<String, SyntaxError> {
                 continue;
             }
         }
-        if trimmed.starts_with("})") {
+        if let Some(after_close) = trimmed.strip_prefix("})") {
             match stack.pop() {
                 Some(RegionKind::Other) | None => {}
                 Some(RegionKind::Core) => {
-                    let attrs = trimmed[2..].trim().strip_suffix(": (index) -> index").map(str::trim).unwrap_or("");
+                    let attrs = after_close.trim().strip_suffix(": (index) -> index").map(str::trim).unwrap_or("");
                     if attrs.starts_with('{') {
                         emit(&mut out, &format!("}} {attrs}"));
                     } else {

@@ -489,7 +489,7 @@ impl Design {
                     let f = &fifos[fifo];
                     let count: i64 = s.iter().product();
                     let bytes = count as usize * ty.dtype.size_bytes();
-                    if bytes % f.elem.bytes() != 0 {
+                    if !bytes.is_multiple_of(f.elem.bytes()) {
                         return err(
                             line,
                             format!(
@@ -501,7 +501,7 @@ impl Design {
                             ),
                         );
                     }
-                    if f.elem.bytes() % ty.dtype.size_bytes() != 0 {
+                    if !f.elem.bytes().is_multiple_of(ty.dtype.size_bytes()) {
                         return err(
                             line,
                             format!("@{} elements ({} bytes) are not a whole number of {} values", f.name, f.elem.bytes(), ty.dtype),

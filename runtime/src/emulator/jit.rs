@@ -422,8 +422,8 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
         engine.register_symbol("__truncsfbf2", truncsfbf2 as *mut ());
     }
     let mut entries = Vec::new();
-    for f in 0..module.functions {
-        let entry = engine.lookup(&format!("_mlir_aiec_core_{}", same_as[f]));
+    for (f, &kept) in same_as.iter().enumerate() {
+        let entry = engine.lookup(&format!("_mlir_aiec_core_{kept}"));
         if entry == 0 {
             return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core function {f}") });
         }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 pub fn matmul_design(n: usize, t: usize) -> String {
     assert_eq!(n, 8 * t, "n must be 8 tiles");
-    assert!(t % 8 == 0);
+    assert!(t.is_multiple_of(8));
     let mut s = String::new();
     let w = &mut s;
     writeln!(w, "module {{").unwrap();
