@@ -44,7 +44,7 @@ impl FifoRt {
         self.cons_released.iter().copied().min().unwrap_or(0)
     }
     /// Whether the endpoint can hold elements up to (excluding) `target`.
-    fn available(&self, port: Port, _index: usize, target: u64) -> bool {
+    fn available(&self, port: Port, target: u64) -> bool {
         match port {
             Port::Produce => target <= self.min_released() + self.depth,
             Port::Consume => target <= self.produced,
@@ -115,7 +115,7 @@ fn acquire(ctx: &CoreCtx, e: usize, n: u64, site: i64) -> u64 {
             Port::Consume => (f.cons_released[ep.index], f.cons_acquired[ep.index]),
         };
         let target = released + n;
-        if target <= acquired || f.available(ep.port, ep.index, target) {
+        if target <= acquired || f.available(ep.port, target) {
             match ep.port {
                 Port::Produce => f.prod_acquired = f.prod_acquired.max(target),
                 Port::Consume => f.cons_acquired[ep.index] = f.cons_acquired[ep.index].max(target),
@@ -374,7 +374,7 @@ pub(crate) fn run(
                 let mut moved = false;
                 while t.pos < t.indices.len() {
                     if t.to_array {
-                        if !f.available(Port::Produce, 0, f.produced + 1) {
+                        if !f.available(Port::Produce, f.produced + 1) {
                             break;
                         }
                         let dst = f.slot(f.produced);
@@ -450,7 +450,7 @@ pub(crate) fn run(
                         Port::Produce => f.produced,
                         Port::Consume => f.cons_released[ep.index],
                     };
-                    !f.available(ep.port, ep.index, released + n)
+                    !f.available(ep.port, released + n)
                 }
             });
             if stuck {
@@ -492,7 +492,7 @@ fn step_link(st: &mut State, l: &mut LinkRt) -> bool {
                 let (src_ok, dst_ok) = {
                     let inp = &st.fifos[l.single];
                     let out = &st.fifos[m];
-                    (cur.k < inp.produced, out.available(Port::Produce, 0, out.produced + 1))
+                    (cur.k < inp.produced, out.available(Port::Produce, out.produced + 1))
                 };
                 if src_ok && dst_ok {
                     let src = st.fifos[l.single].slot(cur.k);

@@ -67,7 +67,7 @@ pub struct CoreModule {
     pub functions: usize,
 }
 
-fn depth_err(line: usize, m: String) -> DesignError {
+fn line_err(line: usize, m: String) -> DesignError {
     DesignError { line, message: m }
 }
 
@@ -112,10 +112,10 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                     let fi = *design
                         .fifo_index
                         .get(fifo)
-                        .ok_or_else(|| depth_err(n, format!("unknown object FIFO @{fifo}")))?;
+                        .ok_or_else(|| line_err(n, format!("unknown object FIFO @{fifo}")))?;
                     let f = &design.fifos[fi];
                     let idx = endpoint_of(f, core.tile, *port).ok_or_else(|| {
-                        depth_err(
+                        line_err(
                             n,
                             format!(
                                 "{} on @{fifo} with port {}, but the core's tile {} is not its {}",
@@ -127,7 +127,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                         )
                     })?;
                     if *size < 1 || *size as usize > f.depth {
-                        return Err(depth_err(n, format!("{} of {size} elements of @{fifo}, which has depth {}", op.op_name(), f.depth)));
+                        return Err(line_err(n, format!("{} of {size} elements of @{fifo}, which has depth {}", op.op_name(), f.depth)));
                     }
                     let ep = Endpoint { fifo: fi, port: *port, index: idx };
                     let e = match endpoints.iter().position(|x| *x == ep) {
@@ -145,12 +145,12 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                     );
                     if let AieOp::Acquire { elem_type, .. } = op {
                         if *elem_type != f.elem.text {
-                            return Err(depth_err(
+                            return Err(line_err(
                                 n,
                                 format!("acquire on @{fifo} with element type {elem_type}, but @{fifo} holds {}", f.elem.text),
                             ));
                         }
-                        let r = result.clone().ok_or_else(|| depth_err(n, "acquire without a result".into()))?;
+                        let r = result.clone().ok_or_else(|| line_err(n, "acquire without a result".into()))?;
                         subviews.insert(r.clone(), (fi, *size));
                         format!(
                             "{consts} {r} = func.call @aiec_acquire(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> index"
@@ -161,19 +161,19 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 }
                 AieOp::Access { subview, index, elem_type } => {
                     let (fi, size) = *subviews.get(subview).ok_or_else(|| {
-                        depth_err(n, format!("`{subview}` is not the result of an aie.objectfifo.acquire in this core"))
+                        line_err(n, format!("`{subview}` is not the result of an aie.objectfifo.acquire in this core"))
                     })?;
                     let f = &design.fifos[fi];
                     if *index >= size {
-                        return Err(depth_err(
+                        return Err(line_err(
                             n,
                             format!("subview.access {subview}[{index}], but the acquire took only {size} element(s)"),
                         ));
                     }
                     if *elem_type != f.elem.text {
-                        return Err(depth_err(n, format!("element type {elem_type} does not match @{}'s {}", f.name, f.elem.text)));
+                        return Err(line_err(n, format!("element type {elem_type} does not match @{}'s {}", f.name, f.elem.text)));
                     }
-                    let r = result.clone().ok_or_else(|| depth_err(n, "subview.access without a result".into()))?;
+                    let r = result.clone().ok_or_else(|| line_err(n, "subview.access without a result".into()))?;
                     let t = &f.elem.text;
                     let local = slot_fifos.iter().position(|&x| x == fi).unwrap_or(0);
                     let slot = |j: usize| format!("%_aiec_f{local}_{j}");
@@ -198,7 +198,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 }
                 AieOp::End => "func.return".to_string(),
                 other => {
-                    return Err(depth_err(n, format!("`{}` inside an aie.core", other.op_name())));
+                    return Err(line_err(n, format!("`{}` inside an aie.core", other.op_name())));
                 }
             };
             out[n - 1] = format!("{}{}", l.indent, text);
