@@ -302,3 +302,14 @@ fn a_core_spinning_forever_is_reported() {
     let msg = e.to_string();
     assert!(msg.contains("no object FIFO or DMA activity") && msg.contains("core (0, 2)"), "{msg}");
 }
+
+#[test]
+fn releasing_more_than_acquired_is_an_error() {
+    let text = design("add_one_link.mlir").replace("release @in1(Consume, 1)", "release @in1(Consume, 2)");
+    let input: Vec<i32> = (0..256).collect();
+    let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[256])];
+    let m = design_error(&text, &mut args);
+    let line = line_of(&text, "release @in1(Consume, 2)");
+    assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
+    assert!(m.contains("holds only 1 element"), "{m}");
+}
