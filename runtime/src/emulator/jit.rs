@@ -271,7 +271,7 @@ fn canonical_names(text: &str) -> String {
 
 /// The lowering from upstream dialects to LLVM used for the cores.
 /// bf16 arithmetic is done in f32 and bf16 conversions become integer code (round to nearest even), so
-/// the JIT needs no compiler-rt helpers.
+/// the JIT needs no compiler-rt routines.
 pub const PIPELINE: &str = "builtin.module(func.func(arith-emulate-unsupported-floats{source-types=bf16 \
 target-type=f32},arith-expand{include-bf16=true}),convert-vector-to-scf,convert-scf-to-cf,convert-vector-to-llvm,\
 convert-math-to-llvm,convert-math-to-libm,convert-ub-to-llvm,expand-strided-metadata,lower-affine,finalize-memref-to-llvm,\
