@@ -126,8 +126,21 @@ fn ensure_newline(s: &str) -> String {
     }
 }
 
+/// The device from `--device`, else AIEC_DEVICE, else toolchain.toml's `[device] default`, else npu1.
 pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
-    let name = name.map(str::to_string).or_else(|| std::env::var("AIEC_DEVICE").ok()).unwrap_or_else(|| "npu1".into());
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let env = |k: &str| std::env::var(k).ok();
+            match aiec::toolchain::Toolchain::resolve(None, &env, &Default::default()) {
+                Ok(tc) => tc.device.value,
+                Err(e) => {
+                    eprintln!("warning: ignoring toolchain.toml for the default device: {e}");
+                    env("AIEC_DEVICE").unwrap_or_else(|| "npu1".into())
+                }
+            }
+        }
+    };
     DeviceModel::by_name(&name).ok_or_else(|| CliError::Usage(format!("unknown device '{name}' for --device: expected npu1 or npu2")))
 }
 
