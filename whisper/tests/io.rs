@@ -190,34 +190,49 @@ fn write_wav(path: &Path, rate: u32, channels: u16, interleaved: &[i16]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-#[test]
-fn stereo_44k1_sine_becomes_16k_mono() {
+/// Writes a 2 s, 440 Hz tone at `rate` (left channel amplitude 0.6, right 0.2 when stereo),
+/// decodes it and checks the 16 kHz mono result against the ideal tone sample by sample.
+fn check_tone_resampling(rate: u32, channels: u16) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tone.wav");
-    let rate = 44_100u32;
-    let frames = 2 * rate as usize; // 2 s
+    let path = dir.path().join(format!("tone-{rate}-{channels}.wav"));
+    let frames = 2 * rate as usize;
     let freq = 440.0;
-    let mut interleaved = Vec::with_capacity(frames * 2);
+    let mut interleaved = Vec::with_capacity(frames * channels as usize);
     for i in 0..frames {
         let s = (2.0 * PI * freq * i as f64 / rate as f64).sin();
-        interleaved.push((0.6 * s * 32767.0).round() as i16); // left
-        interleaved.push((0.2 * s * 32767.0).round() as i16); // right
+        interleaved.push((0.6 * s * 32767.0).round() as i16);
+        if channels == 2 {
+            interleaved.push((0.2 * s * 32767.0).round() as i16);
+        }
     }
-    write_wav(&path, rate, 2, &interleaved);
+    write_wav(&path, rate, channels, &interleaved);
+    let amplitude = if channels == 2 { 0.4 } else { 0.6 };
 
     let mono = load_audio(&path).unwrap();
-    assert_eq!(mono.len(), 32_000);
-    // Downmix averages the channels (amplitude 0.4) and resampling keeps phase: compare with the
-    // ideal 16 kHz signal away from the edges.
+    assert_eq!(mono.len(), 32_000, "{rate} Hz x{channels}");
+    // Downmix averages the channels and resampling keeps phase: compare with the ideal 16 kHz
+    // signal away from the edges (16-bit quantisation and the filter leave ~1e-4).
     let mut max_err = 0.0f64;
     for (i, &x) in mono.iter().enumerate().skip(500).take(31_000) {
-        let ideal = 0.4 * (2.0 * PI * freq * i as f64 / 16_000.0).sin();
+        let ideal = amplitude * (2.0 * PI * freq * i as f64 / 16_000.0).sin();
         max_err = max_err.max((x as f64 - ideal).abs());
     }
-    assert!(max_err < 5e-4, "max deviation from the ideal tone {max_err}");
+    assert!(max_err < 5e-4, "{rate} Hz x{channels}: max deviation from the ideal tone {max_err}");
     // Frequency: positive-going zero crossings over 1 s.
     let crossings = mono[8000..24_000].windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
-    assert!((439..=441).contains(&crossings), "{crossings} crossings per second");
+    assert!((439..=441).contains(&crossings), "{rate} Hz: {crossings} crossings per second");
+}
+
+#[test]
+fn stereo_44k1_sine_becomes_16k_mono() {
+    check_tone_resampling(44_100, 2);
+}
+
+#[test]
+fn other_rates_resample_in_phase() {
+    for rate in [48_000, 22_050, 8_000, 11_025] {
+        check_tone_resampling(rate, 1);
+    }
 }
 
 #[test]
