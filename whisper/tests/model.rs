@@ -488,6 +488,10 @@ fn safetensors_checkpoint_gives_the_same_logits() {
         Err(ModelError::ShapeMismatch { name, .. }) => assert_eq!(name, "decoder/layer_1/ffn/linear_1/bias"),
         other => panic!("expected a shape error, got {:?}", other.map(|m| m.dims)),
     }
+    // A truncated safetensors file is an error too.
+    let full = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), &full[..full.len() / 2]).unwrap();
+    assert!(matches!(Model::load(dir.path()), Err(ModelError::Safetensors { .. })));
 }
 
 /// Decoding token by token with the KV cache gives the logits of running the whole sequence.

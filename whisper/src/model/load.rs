@@ -218,7 +218,11 @@ pub struct HfConfig {
 /// `*/num_heads` scalars the CTranslate2 files carry.
 pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, ModelError> {
     use safetensors::{Dtype, SafeTensors};
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    // Mapped rather than read so that the file's bytes are not held in memory next to their
+    // f32 copy. SAFETY: the mapping is read-only and dropped before returning; a checkpoint
+    // being rewritten while it loads is outside what a loader can defend against.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| ModelError::Safetensors { path: path.to_path_buf(), problem: e.to_string() })?;
     let mut hf: HashMap<String, Tensor> = HashMap::new();
@@ -232,6 +236,7 @@ pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, Mod
         };
         hf.insert(name, Tensor { shape: view.shape().to_vec(), data: convert_floats(view.data(), dtype) });
     }
+    drop(st);
     drop(bytes);
 
     let mut map = TensorMap { source: path.to_path_buf(), ..Default::default() };
