@@ -787,3 +787,32 @@ fn every_example_parses_typechecks_and_runs_on_the_reference() {
         assert_eq!(out.len(), kernel.tensors.iter().filter(|t| t.role == Role::Out).count());
     }
 }
+
+#[test]
+fn ast_nodes_carry_precise_spans() {
+    use aiec::dsl::ast::{Expr as A, Item};
+    let text = "kernel k {\n  dim M = 8 tile 4\n  in x: bf16[M]\n  out y: bf16[M]\n  y[M] = exp(x[M] - 1.5) * -x[M]\n}\n";
+    let source = Source::new("t.tile", text);
+    let ast = aiec::dsl::parse::parse(&source).unwrap();
+    let slice = |s: &Span| &text[s.start..s.end];
+    assert_eq!(slice(&ast.name.span), "k");
+    match &ast.items[0] {
+        Item::Dim { name, size: 8, tile: Some(4), span } => assert_eq!((slice(&name.span), slice(span)), ("M", "dim M = 8 tile 4")),
+        other => panic!("{other:?}"),
+    }
+    match &ast.items[1] {
+        Item::Tensor { dtype_span, span, .. } => assert_eq!((slice(dtype_span), slice(span)), ("bf16", "in x: bf16[M]")),
+        other => panic!("{other:?}"),
+    }
+    let Item::Stmt(stmt) = &ast.items[3] else { panic!("{:?}", ast.items[3]) };
+    assert_eq!(slice(&stmt.span), "y[M] = exp(x[M] - 1.5) * -x[M]");
+    assert_eq!(slice(&stmt.target.span), "y[M]");
+    assert_eq!(slice(&stmt.target.indices[0].span), "M");
+    let A::Binary(BinaryOp::Mul, lhs, rhs, span) = &stmt.value else { panic!("{:?}", stmt.value) };
+    assert_eq!(slice(span), "exp(x[M] - 1.5) * -x[M]");
+    assert_eq!(slice(lhs.span()), "exp(x[M] - 1.5)");
+    assert_eq!(slice(rhs.span()), "-x[M]");
+    let A::Unary(UnaryOp::Exp, inner, _) = lhs.as_ref() else { panic!("{lhs:?}") };
+    let A::Binary(BinaryOp::Sub, _, one_half, _) = inner.as_ref() else { panic!("{inner:?}") };
+    assert!(matches!(one_half.as_ref(), A::Number(v, s) if *v == 1.5 && slice(s) == "1.5"));
+}
