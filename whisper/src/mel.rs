@@ -126,17 +126,32 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>
     let fft: Arc<dyn Fft<f32>> = FftPlanner::new().plan_fft_forward(N_FFT);
     let half = (N_FFT / 2) as isize;
 
-    let mut power = Array2::<f32>::zeros((n_frames, n_bins));
+    // Each filter is non-zero over a short run of bins: keep only that run.
+    let filters = mel_filterbank(n_mels, N_FFT, SAMPLE_RATE);
+    let bands: Vec<(usize, Vec<f32>)> = filters
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |i| i + 1);
+            (first, row.slice(s![first..last]).to_vec())
+        })
+        .collect();
+
+    // Frames are computed in parallel straight into mel energies (frame-major), so the power
+    // spectrum is never held for the whole signal.
+    let mut by_frame = Array2::<f32>::zeros((n_frames, n_mels));
     const FRAMES_PER_TASK: usize = 64;
-    power
+    by_frame
         .as_slice_mut()
         .expect("freshly allocated array is contiguous")
-        .par_chunks_mut(n_bins * FRAMES_PER_TASK)
+        .par_chunks_mut(n_mels * FRAMES_PER_TASK)
         .enumerate()
         .for_each(|(task, rows)| {
             let mut buf = vec![Complex32::new(0.0, 0.0); N_FFT];
             let mut scratch = vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
-            for (r, row) in rows.chunks_exact_mut(n_bins).enumerate() {
+            let mut power = vec![0.0f32; n_bins];
+            for (r, row) in rows.chunks_exact_mut(n_mels).enumerate() {
                 let frame = task * FRAMES_PER_TASK + r;
                 let start = (frame * HOP_LENGTH) as isize - half;
                 let inside = start >= 0 && (start as usize + N_FFT) <= padded.len();
@@ -149,14 +164,15 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>
                     *slot = Complex32::new(x * window[j], 0.0);
                 }
                 fft.process_with_scratch(&mut buf, &mut scratch);
-                for (out, c) in row.iter_mut().zip(&buf[..n_bins]) {
-                    *out = c.norm_sqr();
+                for (p, c) in power.iter_mut().zip(&buf[..n_bins]) {
+                    *p = c.norm_sqr();
+                }
+                for (out, (first, weights)) in row.iter_mut().zip(&bands) {
+                    *out = weights.iter().zip(&power[*first..]).map(|(w, p)| w * p).sum();
                 }
             }
         });
-
-    let filters = mel_filterbank(n_mels, N_FFT, SAMPLE_RATE);
-    let mut mel = filters.dot(&power.t());
+    let mut mel = by_frame.reversed_axes().as_standard_layout().into_owned();
     mel.par_mapv_inplace(|x| x.max(1e-10).log10());
     let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let floor = max - 8.0;

@@ -73,7 +73,7 @@ fn test_signal(n: usize) -> Vec<f32> {
 /// Straightforward evaluation of the definition in f64: explicit padding, direct DFT per bin.
 fn naive_log_mel(samples: &[f32], filters: &Array2<f32>) -> Array2<f64> {
     let mut signal: Vec<f64> = samples.iter().map(|&x| x as f64).collect();
-    signal.extend(std::iter::repeat(0.0).take(N_SAMPLES));
+    signal.resize(samples.len() + N_SAMPLES, 0.0);
     let half = N_FFT / 2;
     let len = signal.len();
     let mut padded = Vec::with_capacity(len + N_FFT);
