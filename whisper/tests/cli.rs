@@ -251,3 +251,19 @@ fn bad_usage_exits_with_2() {
     let base = asset("whisper-base");
     assert_fails(&whisper_run(&["-m", path_str(&base), "-l", "xx", path_str(&jfk)]), 1, "xx");
 }
+
+#[test]
+fn several_inputs_give_one_json_line_each() {
+    let tiny = asset("whisper-tiny.en");
+    let (wav, flac) = (asset("jfk.wav"), asset("jfk.flac"));
+    let run = whisper_run(&["-m", path_str(&tiny), "--beam", "1", "-q", "--output", "json", path_str(&wav), path_str(&flac)]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    for line in lines {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(json["language"], "en");
+        assert!((json["duration"].as_f64().unwrap() - 11.0).abs() < 0.01, "{line}");
+        assert_eq!(words(json["text"].as_str().unwrap()).join(" "), JFK_WORDS);
+    }
+}
