@@ -557,22 +557,29 @@ impl Ops for CpuOps {
             }
             return out;
         }
+        // Queries in blocks: the scores of one block stay in cache and the buffer is reused
+        // instead of allocating (and page-faulting) n_q x n_k floats per head.
+        const BLOCK: usize = 128;
         let per_head: Vec<Array2<f32>> = self.pool.install(|| {
             (0..heads)
                 .into_par_iter()
                 .map(|h| {
                     let cols = s![.., h * dh..(h + 1) * dh];
                     let (qh, kh, vh) = (q.slice(cols), k.slice(cols), v.slice(cols));
-                    let mut scores = Array2::<f32>::zeros((n_q, n_k));
-                    sgemm_scaled_into(qh, kh.t(), scores.view_mut(), scale);
-                    for (i, mut row) in scores.outer_iter_mut().enumerate() {
-                        if causal {
-                            row.slice_mut(s![(i + offset + 1).min(n_k)..]).fill(f32::NEG_INFINITY);
-                        }
-                        softmax_in_place(row.as_slice_mut().expect("fresh array"));
-                    }
                     let mut out = Array2::<f32>::zeros((n_q, dh));
-                    sgemm_into(scores.view(), vh, out.view_mut());
+                    let mut buffer = Array2::<f32>::zeros((BLOCK.min(n_q), n_k));
+                    for q0 in (0..n_q).step_by(BLOCK) {
+                        let rows = BLOCK.min(n_q - q0);
+                        let mut scores = buffer.slice_mut(s![..rows, ..]);
+                        sgemm_scaled_into(qh.slice(s![q0..q0 + rows, ..]), kh.t(), scores.view_mut(), scale);
+                        for (r, mut row) in scores.outer_iter_mut().enumerate() {
+                            if causal {
+                                row.slice_mut(s![(q0 + r + offset + 1).min(n_k)..]).fill(f32::NEG_INFINITY);
+                            }
+                            softmax_in_place(row.as_slice_mut().expect("rows of a standard array"));
+                        }
+                        sgemm_into(scores.view(), vh, out.slice_mut(s![q0..q0 + rows, ..]));
+                    }
                     out
                 })
                 .collect()

@@ -233,7 +233,7 @@ fn naive_attention(q: &Array2<f32>, k: &Array2<f32>, v: &Array2<f32>, heads: usi
 #[test]
 fn attention_matches_naive_causal_and_full() {
     let ops = ops();
-    for (n_q, n_k, causal) in [(1, 17, true), (3, 9, true), (1, 40, false), (12, 12, true), (20, 33, false), (6, 10, true)] {
+    for (n_q, n_k, causal) in [(1, 17, true), (3, 9, true), (1, 40, false), (12, 12, true), (20, 33, false), (6, 10, true), (300, 310, true), (150, 70, false)] {
         let q = rand_array((n_q, 32), 10 + n_q as u64) * 2.0;
         let k = rand_array((n_k, 32), 20 + n_k as u64) * 2.0;
         let v = rand_array((n_k, 32), 30);
