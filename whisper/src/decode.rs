@@ -509,9 +509,7 @@ mod tests {
         // 24 allowed timestamps (16..40) at logit 0 outweigh a text token at 3: 24 > e^3 = 20.1.
         let mut logits = vec![-10.0f32; 40];
         logits[5] = 3.0;
-        for t in 13..40 {
-            logits[t] = 0.0;
-        }
+        logits[13..].fill(0.0);
         let a = allowed(&[15, 4], &logits);
         assert_eq!(a, (16..40).collect::<Vec<_>>());
         logits[5] = 4.0; // e^4 = 54.6 > 24 timestamps: text stays allowed.

@@ -611,3 +611,31 @@ fn long_form_covers_the_whole_text_once() {
     assert!(out.segments.windows(2).all(|w| w[1].start >= w[0].end - 1e-6));
     assert!(out.segments.last().unwrap().end > 60.0);
 }
+
+/// Sampling (the temperature fallback) decodes real speech, is reproducible for a seed, and
+/// prompts with previous text are accepted.
+#[test]
+fn sampling_decode_is_reproducible() {
+    use whisper::decode::{DecodeOptions, Decoder};
+    let t = tiny_en();
+    let ops = ops();
+    let decoder = Decoder::new(&t.model, &ops, &t.tokenizer).unwrap();
+    let (mel, _) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
+    let cross = decoder.encode(mel.slice(s![.., ..t.model.dims.n_frames()])).unwrap();
+    let o = DecodeOptions {
+        temperature: 0.4,
+        best_of: 2,
+        prompt: t.tokenizer.encode(" A speech.").unwrap(),
+        seed: 42,
+        ..DecodeOptions::default()
+    };
+    let a = decoder.decode(&cross, &o).unwrap();
+    let b = decoder.decode(&cross, &o).unwrap();
+    assert_eq!(a.tokens, b.tokens, "same seed, same sample");
+    assert_eq!(a.temperature, 0.4);
+    assert!(a.avg_logprob.is_finite() && a.avg_logprob < 0.0);
+    assert!(words(&a.text).contains(&"country".to_string()), "{:?}", a.text);
+    assert!(t.tokenizer.is_timestamp(a.tokens[0]), "windows start with a timestamp");
+    // English-only vocabulary: no language detection.
+    assert!(matches!(decoder.detect_language(&cross), Err(ModelError::EnglishOnly { .. })));
+}

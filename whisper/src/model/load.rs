@@ -259,7 +259,7 @@ pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, Mod
         for bias in biases {
             match bias {
                 Some(t) => b.extend_from_slice(&t.data),
-                None => b.extend(std::iter::repeat(0.0).take(d)),
+                None => b.extend(std::iter::repeat_n(0.0, d)),
             }
         }
         Tensor { shape: vec![b.len()], data: b }
