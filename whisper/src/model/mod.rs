@@ -7,6 +7,15 @@
 //! computed once per 30 s window, MLP), final layer norm, logits against the token embedding.
 //!
 //! Every heavy op goes through [`crate::ops::Ops`].
+//!
+//! Precision: checkpoints are converted to f32 at load. The encoder (compute-bound matrix
+//! products over 1500 positions) keeps f32; the decoder's projections and the token embedding
+//! are stored as f16 and widened inside the dot products, because decoding a token reads every
+//! decoder weight once and is bound by memory traffic. The CTranslate2 files are f16 already,
+//! so this loses nothing for them.
+//!
+//! Head counts come from the file (`*/num_heads`), else `config.json`, else Whisper's rule of
+//! 64-wide heads (`d_model / 64`).
 
 mod load;
 
