@@ -453,6 +453,22 @@ impl XorShift {
     }
 }
 
+/// The longest prefix of `tokens` whose text is not a repetition loop (compression ratio at
+/// most `threshold`): the last resort when every fallback temperature still loops. The ratio
+/// grows with each repetition, so a binary search over the prefix length finds the cut.
+pub fn cut_repetition(tok: &WhisperTokenizer, tokens: &[u32], threshold: f64) -> Result<usize, ModelError> {
+    let (mut lo, mut hi) = (0usize, tokens.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if compression_ratio(&tok.decode(&tokens[..mid])?) <= threshold {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
 /// Bytes of `text` over its zlib-compressed size.
 pub fn compression_ratio(text: &str) -> f64 {
     if text.is_empty() {

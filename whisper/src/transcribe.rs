@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::{s, Array2};
 
-use crate::decode::{DecodeOptions, DecodeResult, Decoder};
+use crate::decode::{compression_ratio, cut_repetition, DecodeOptions, DecodeResult, Decoder};
 use crate::model::{Model, ModelError};
 use crate::ops::CpuOps;
 use crate::tokenizer::{Task, WhisperTokenizer, TIME_PRECISION};
@@ -160,7 +160,15 @@ impl Transcriber {
                 seed: 0x5eed ^ seek as u64,
                 ..DecodeOptions::default()
             };
-            let result = self.decode_with_fallback(&decoder, &cross, &base, opts)?;
+            let mut result = self.decode_with_fallback(&decoder, &cross, &base, opts)?;
+            if result.compression_ratio > opts.compression_ratio_threshold {
+                // Still a loop at the highest temperature: keep the text before it starts
+                // repeating; seeking then continues from the last complete segment.
+                let keep = cut_repetition(tok, &result.tokens, opts.compression_ratio_threshold)?;
+                result.tokens.truncate(keep);
+                result.text = tok.decode(&result.tokens)?;
+                result.compression_ratio = compression_ratio(&result.text);
+            }
 
             let silent = result.no_speech_prob > opts.no_speech_threshold && result.avg_logprob < opts.logprob_threshold;
             if silent {

@@ -639,3 +639,19 @@ fn sampling_decode_is_reproducible() {
     // English-only vocabulary: no language detection.
     assert!(matches!(decoder.detect_language(&cross), Err(ModelError::EnglishOnly { .. })));
 }
+
+#[test]
+fn a_repetition_loop_is_cut_where_it_starts_repeating() {
+    let tok = &tiny_en().tokenizer;
+    let looped = format!(" Hello there, how are you today?{}", " I'm going to go.".repeat(40));
+    let tokens = tok.encode(&looped).unwrap();
+    assert!(whisper::decode::compression_ratio(&looped) > 2.4);
+    let keep = whisper::decode::cut_repetition(tok, &tokens, 2.4).unwrap();
+    let kept = tok.decode(&tokens[..keep]).unwrap();
+    assert!(keep < tokens.len() / 2, "most of the loop is cut: kept {kept:?}");
+    assert!(kept.starts_with(" Hello there, how are you today? I'm going to go."), "{kept:?}");
+    assert!(whisper::decode::compression_ratio(&kept) <= 2.4);
+    // Text without a loop is kept whole.
+    let fine = tok.encode(JFK).unwrap();
+    assert_eq!(whisper::decode::cut_repetition(tok, &fine, 2.4).unwrap(), fine.len());
+}
