@@ -4,7 +4,9 @@
 //! ops (DESIGN.md contract 1). The AIE core has no libm, so transcendentals and division are
 //! expanded here into arith-only sequences (see [`MathLowering`] for their accuracy).
 //! Contractions (`sum[K](A[M,K] * B[K,N])`) become `vector.contract` on the AIE-ML MAC shapes
-//! (int8 4x8x8, int16 4x4x4, bf16 4x8x4); everything else is scalar loops.
+//! (int8 4x8x8, int16 4x4x4, bf16 4x8x4). Elementwise statements and single-dim reductions run on
+//! 16-lane vectors when the dim on the lanes is read contiguously (or broadcast); everything else
+//! is scalar loops.
 //!
 //! This module writes the module as text in mlir-aie's syntax; [`crate::emit`] hands it to MLIR
 //! (melior) to parse, verify and print, so what is written out is always MLIR that parsed.
@@ -138,11 +140,17 @@ struct CoreEmitter<'a> {
     buffers: BTreeMap<TensorId, Buffer>,
     /// Global tile index (an index value) of each split dim in scope.
     tile_index: BTreeMap<DimId, String>,
+    /// While emitting vector code: the dim mapped to vector lanes.
+    lanes: Option<DimId>,
 }
+
+/// Lanes of the vectors elementwise code and reductions use: 16 x 32-bit, the width AIE-ML's
+/// vector unit computes f32/i32 at (512-bit registers hold 32 bf16 or 64 int8 for the MACs).
+pub const VECTOR_LANES: u64 = 16;
 
 impl<'a> CoreEmitter<'a> {
     fn new(kernel: &'a Kernel, design: &'a Design, core: &'a Core) -> Self {
-        CoreEmitter { kernel, design, core, body: vec![], consts: BTreeMap::new(), indent: 6, next: 0, buffers: BTreeMap::new(), tile_index: BTreeMap::new() }
+        CoreEmitter { kernel, design, core, body: vec![], consts: BTreeMap::new(), indent: 6, next: 0, buffers: BTreeMap::new(), tile_index: BTreeMap::new(), lanes: None }
     }
 
     fn fresh(&mut self) -> String {
@@ -154,8 +162,9 @@ impl<'a> CoreEmitter<'a> {
         self.body.push(format!("{}{}", " ".repeat(self.indent), s));
     }
 
-    /// `v = op` on a fresh value.
+    /// `v = op` on a fresh value. In vector mode, scalar arith ops become their vector forms.
     fn op(&mut self, s: String) -> String {
+        let s = if self.lanes.is_some() { vector_types(&s) } else { s };
         let v = self.fresh();
         self.line(format!("{v} = {s}"));
         v
@@ -174,10 +183,56 @@ impl<'a> CoreEmitter<'a> {
         self.constant(v.to_string(), "index")
     }
     fn ci32(&mut self, v: i64) -> String {
-        self.constant((v as i32).to_string(), "i32")
+        match self.lanes {
+            Some(_) => self.constant(format!("dense<{}>", v as i32), &format!("vector<{VECTOR_LANES}xi32>")),
+            None => self.constant((v as i32).to_string(), "i32"),
+        }
     }
     fn cf32(&mut self, v: f32) -> String {
-        self.constant(format!("0x{:08X}", v.to_bits()), "f32")
+        match self.lanes {
+            Some(_) => self.constant(format!("dense<0x{:08X}>", v.to_bits()), &format!("vector<{VECTOR_LANES}xf32>")),
+            None => self.constant(format!("0x{:08X}", v.to_bits()), "f32"),
+        }
+    }
+
+    /// Runs `f` in scalar mode (for values a vector expression broadcasts).
+    fn scalar<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = self.lanes.take();
+        let r = f(self);
+        self.lanes = saved;
+        r
+    }
+
+    /// Whether `e` can be computed with dim `d` on vector lanes: every load either reads `d`
+    /// contiguously on its innermost axis or does not depend on `d`; no index selects.
+    fn vectorizable(&self, e: &Expr, d: DimId) -> bool {
+        if self.kernel.dims[d].tile % VECTOR_LANES != 0 {
+            return false;
+        }
+        let mut ok = true;
+        e.walk(&mut |x| match x {
+            Expr::Select { .. } => ok = false,
+            Expr::Reduce { dims, .. } if dims.contains(&d) => ok = false,
+            Expr::Load { tensor, indices, .. } => {
+                let Some(buf) = self.buffers.get(tensor) else {
+                    ok = false;
+                    return;
+                };
+                let uses: Vec<usize> = indices.iter().enumerate().filter(|(_, a)| a.dims().any(|x| x == d)).map(|(i, _)| i).collect();
+                if uses.is_empty() {
+                    return;
+                }
+                let last_plain = match &buf.axes {
+                    Some(_) => uses == [indices.len() - 1] && indices[indices.len() - 1].as_dim() == Some(d),
+                    None => buf.dims.last() == Some(&d) && buf.dims.iter().filter(|&&x| x == d).count() == 1,
+                };
+                if !last_plain {
+                    ok = false;
+                }
+            }
+            _ => {}
+        });
+        ok
     }
 
     fn emit(mut self) -> Result<(String, usize), CompileError> {
@@ -385,6 +440,9 @@ impl<'a> CoreEmitter<'a> {
             return self.contract(stmt, c, partial);
         }
         let buf = self.buffers.get(&stmt.target).cloned().ok_or_else(|| lower_error("target buffer not available on this core", &stmt.span))?;
+        if !partial && self.vector_statement(stmt, &buf)? {
+            return Ok(());
+        }
         let ivs = self.open_loops(&stmt.target_dims);
         let idx: Vec<String> = buf.dims.iter().map(|d| ivs[d].clone()).collect();
         let ty = crate::ir::scalar_type_of(buf.dtype);
@@ -402,8 +460,21 @@ impl<'a> CoreEmitter<'a> {
             }
         }
         let value = self.expr(&stmt.value, &ivs, &stmt.span)?;
+        self.store_combined(stmt, &buf, &idx, value, ty, partial);
+        self.close_loops(stmt.target_dims.len());
+        Ok(())
+    }
+
+    fn store_combined(&mut self, stmt: &Stmt, buf: &Buffer, idx: &[String], value: String, ty: ScalarType, partial: bool) {
+        let vec_ty = |dt: DType| format!("vector<{VECTOR_LANES}x{}>", dt.mlir());
         let combined = if stmt.accumulate || partial {
-            let old = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+            let old = match self.lanes {
+                Some(_) => {
+                    let pad = self.storage_zero(buf.dtype);
+                    self.op(format!("vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {}", buf.name, idx.join(", "), buf.ty, vec_ty(buf.dtype)))
+                }
+                None => self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
+            };
             let old = self.from_storage(&old, buf.dtype);
             let op = match (&stmt.value, stmt.accumulate) {
                 (Expr::Reduce { op, .. }, false) => *op,
@@ -414,9 +485,49 @@ impl<'a> CoreEmitter<'a> {
             value
         };
         let v = self.to_storage(&combined, buf.dtype);
-        self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-        self.close_loops(stmt.target_dims.len());
-        Ok(())
+        match self.lanes {
+            Some(_) => self.line(format!("vector.transfer_write {v}, {}[{}] {{in_bounds = [true]}} : {}, {}", buf.name, idx.join(", "), vec_ty(buf.dtype), buf.ty)),
+            None => self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
+        }
+    }
+
+    fn storage_zero(&mut self, dtype: DType) -> String {
+        if dtype.is_float() {
+            self.constant("0.0".into(), dtype.mlir())
+        } else {
+            self.constant("0".into(), dtype.mlir())
+        }
+    }
+
+    /// Elementwise statements whose innermost target dim fits the lanes: the other target dims
+    /// loop as usual, the innermost steps by [`VECTOR_LANES`].
+    fn vector_statement(&mut self, stmt: &Stmt, buf: &Buffer) -> Result<bool, CompileError> {
+        let Some(&d) = stmt.target_dims.last() else { return Ok(false) };
+        if buf.axes.is_some() || buf.dims.last() != Some(&d) || !self.vectorizable(&stmt.value, d) {
+            return Ok(false);
+        }
+        let outer = &stmt.target_dims[..stmt.target_dims.len() - 1];
+        let mut ivs = self.open_loops(outer);
+        let (lo, hi, step) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(VECTOR_LANES));
+        let iv = self.fresh();
+        self.line(format!("scf.for {iv} = {lo} to {hi} step {step} {{"));
+        self.indent += 2;
+        ivs.insert(d, iv);
+        let idx: Vec<String> = buf.dims.iter().map(|x| ivs[x].clone()).collect();
+        let ty = crate::ir::scalar_type_of(buf.dtype);
+        self.lanes = Some(d);
+        let value = self.expr(&stmt.value, &ivs, &stmt.span);
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                self.lanes = None;
+                return Err(e);
+            }
+        };
+        self.store_combined(stmt, buf, &idx, value, ty, false);
+        self.lanes = None;
+        self.close_loops(outer.len() + 1);
+        Ok(true)
     }
 
     fn combine(&mut self, op: ReduceOp, ty: ScalarType, a: &str, b: &str) -> String {
@@ -476,8 +587,28 @@ impl<'a> CoreEmitter<'a> {
                     }
                     None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
                 };
-                let v = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-                self.from_storage(&v, buf.dtype)
+                let lanes = self.lanes;
+                let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
+                if along {
+                    let pad = self.storage_zero(buf.dtype);
+                    let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
+                    let v = self.op(format!("vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}", buf.name, idx.join(", "), buf.ty));
+                    self.from_storage(&v, buf.dtype)
+                } else {
+                    let s = self.scalar(|e| {
+                        let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                        e.from_storage(&v, buf.dtype)
+                    });
+                    match lanes {
+                        Some(_) => {
+                            let t = if buf.dtype.is_float() { "f32" } else { "i32" };
+                            let v = self.fresh();
+                            self.line(format!("{v} = vector.broadcast {s} : {t} to vector<{VECTOR_LANES}x{t}>"));
+                            v
+                        }
+                        None => s,
+                    }
+                }
             }
             Expr::Unary { op, arg, ty } => {
                 let a = self.expr(arg, ivs, span)?;
@@ -504,6 +635,9 @@ impl<'a> CoreEmitter<'a> {
                     }
                 }
             }
+            Expr::Reduce { op, dims, body, ty } if self.lanes.is_none() && dims.len() == 1 && self.vectorizable(body, dims[0]) => {
+                self.vector_reduce(*op, dims[0], body, *ty, ivs, span)?
+            }
             Expr::Reduce { op, dims, body, ty } => {
                 let init = self.identity(*op, *ty);
                 self.reduce(*op, dims, body, *ty, init, ivs, span)?
@@ -516,9 +650,50 @@ impl<'a> CoreEmitter<'a> {
         })
     }
 
+    /// A reduction along `d` on vector lanes: lane-wise partial results, then one horizontal
+    /// `vector.reduction` (float sums are therefore added in a different order than one by one).
+    fn vector_reduce(&mut self, op: ReduceOp, d: DimId, body: &Expr, ty: ScalarType, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+        let t = if ty == ScalarType::I32 { "i32" } else { "f32" };
+        let vty = format!("vector<{VECTOR_LANES}x{t}>");
+        self.lanes = Some(d);
+        let init = self.identity(op, ty);
+        let (lo, hi, step) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(VECTOR_LANES));
+        let (iv, carried, res) = (self.fresh(), self.fresh(), self.fresh());
+        self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {step} iter_args({carried} = {init}) -> ({vty}) {{"));
+        self.indent += 2;
+        let mut ivs2 = ivs.clone();
+        ivs2.insert(d, iv);
+        let v = match self.expr(body, &ivs2, span) {
+            Ok(v) => v,
+            Err(e) => {
+                self.lanes = None;
+                return Err(e);
+            }
+        };
+        let next = self.combine(op, ty, &carried, &v);
+        self.line(format!("scf.yield {next} : {vty}"));
+        self.indent -= 2;
+        self.line("}".into());
+        self.lanes = None;
+        let kind = match (op, ty) {
+            (ReduceOp::Sum, _) => "add",
+            (ReduceOp::Max, ScalarType::F32) => "maximumf",
+            (ReduceOp::Min, ScalarType::F32) => "minimumf",
+            (ReduceOp::Max, ScalarType::I32) => "maxsi",
+            (ReduceOp::Min, ScalarType::I32) => "minsi",
+        };
+        let out = self.fresh();
+        self.line(format!("{out} = vector.reduction <{kind}>, {res} : {vty} into {t}"));
+        Ok(out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn reduce(&mut self, op: ReduceOp, dims: &[DimId], body: &Expr, ty: ScalarType, init: String, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
-        let tstr = if ty == ScalarType::I32 { "i32" } else { "f32" };
+        let scalar_t = if ty == ScalarType::I32 { "i32" } else { "f32" };
+        let tstr = match self.lanes {
+            Some(_) => format!("vector<{VECTOR_LANES}x{scalar_t}>"),
+            None => scalar_t.to_string(),
+        };
         // Nested loops carrying the accumulator.
         let mut ivs2 = ivs.clone();
         let mut results = Vec::new();
@@ -920,5 +1095,31 @@ impl MathLowering {
         let ln2 = e.cf32(std::f32::consts::LN_2);
         let el = e.op(format!("arith.mulf {exf}, {ln2} : f32"));
         e.op(format!("arith.addf {lnm}, {el} : f32"))
+    }
+}
+
+/// Rewrites a scalar arith op into its vector form: `arith.addf %a, %b : f32` ->
+/// `... : vector<16xf32>`, `arith.select %c, %a, %b : f32` -> `... : vector<16xi1>, vector<16xf32>`.
+/// Index arithmetic and non-arith ops are left alone.
+fn vector_types(s: &str) -> String {
+    if !s.starts_with("arith.") {
+        return s.to_string();
+    }
+    let Some(pos) = s.rfind(" : ") else { return s.to_string() };
+    let (head, types) = s.split_at(pos + 3);
+    if types.split(' ').any(|w| w == "index") {
+        return s.to_string();
+    }
+    let conv: Vec<String> = types
+        .split(' ')
+        .map(|w| match w {
+            "f32" | "i32" | "bf16" | "i8" | "i16" | "i1" => format!("vector<{VECTOR_LANES}x{w}>"),
+            other => other.to_string(),
+        })
+        .collect();
+    if head.starts_with("arith.select") {
+        format!("{head}vector<{VECTOR_LANES}xi1>, {}", conv.join(" "))
+    } else {
+        format!("{head}{}", conv.join(" "))
     }
 }
