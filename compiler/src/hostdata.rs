@@ -58,6 +58,29 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
+/// Seeded random values for every input argument (in order) and one buffer per argument:
+/// inputs encoded, outputs zeroed. `shape_input` may adjust an input (name, values) first.
+pub fn random_arguments(
+    args: &[aiec_runtime::ArgSpec],
+    seed: u64,
+    mut shape_input: impl FnMut(&str, &mut ArrayD<f64>),
+) -> (Vec<ArrayD<f64>>, Vec<HostBuffer>) {
+    let mut rng = rng(seed);
+    let mut inputs = Vec::new();
+    let mut bufs = Vec::new();
+    for arg in args {
+        if arg.direction == aiec_runtime::ArgDirection::In {
+            let mut v = random(&arg.shape, arg.dtype, &mut rng);
+            shape_input(&arg.name, &mut v);
+            bufs.push(to_buffer(&v, arg.dtype));
+            inputs.push(v);
+        } else {
+            bufs.push(HostBuffer::for_arg(arg));
+        }
+    }
+    (inputs, bufs)
+}
+
 /// How an output compared with its reference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {

@@ -22,25 +22,15 @@ fn example(name: &str) -> (String, String) {
 fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
     let (path, text) = example(name);
     let compiled = compile_source(&path, &text, &device).unwrap_or_else(|e| panic!("{name}:\n{e}"));
-    let mut rng = hostdata::rng(seed);
-    let mut inputs = Vec::new();
-    let mut bufs = Vec::new();
-    for arg in &compiled.json.arguments {
-        if arg.direction == ArgDirection::In {
-            let mut v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
-            if name == "mel.tile" && arg.name == "basis" {
-                // Mel filterbank weights (columns 800..880) are non-negative, as Whisper's are.
-                // With signed random weights the sum over frequencies cancels catastrophically
-                // and amplifies the (legitimate) difference in f32 summation order between the
-                // vectorized cores and the one-by-one reference.
-                v.slice_mut(ndarray::s![.., 800..]).mapv_inplace(f64::abs);
-            }
-            bufs.push(hostdata::to_buffer(&v, arg.dtype));
-            inputs.push(v);
-        } else {
-            bufs.push(HostBuffer::for_arg(arg));
+    let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, seed, |arg, v| {
+        if name == "mel.tile" && arg == "basis" {
+            // Mel filterbank weights (columns 800..880) are non-negative, as Whisper's are.
+            // With signed random weights the sum over frequencies cancels catastrophically
+            // and amplifies the (legitimate) difference in f32 summation order between the
+            // vectorized cores and the one-by-one reference.
+            v.slice_mut(ndarray::s![.., 800..]).mapv_inplace(f64::abs);
         }
-    }
+    });
     let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).unwrap_or_else(|e| panic!("{name} reference: {e}"));
     let mut emu = Emulator::new();
     emu.run_mlir(&compiled.mlir, &path, &mut bufs).unwrap_or_else(|e| panic!("{name} emulation: {e}"));
@@ -198,18 +188,7 @@ mod properties {
         ) {
             let src = matmul(mt * tile.0, nt * tile.1, kt * tile.2, tile, dts.0, dts.1);
             let compiled = compile_source("mm.tile", &src, &DeviceModel::npu1()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let mut rng = hostdata::rng(seed);
-            let mut inputs = Vec::new();
-            let mut bufs = Vec::new();
-            for arg in &compiled.json.arguments {
-                if arg.direction == ArgDirection::In {
-                    let v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
-                    bufs.push(hostdata::to_buffer(&v, arg.dtype));
-                    inputs.push(v);
-                } else {
-                    bufs.push(HostBuffer::for_arg(arg));
-                }
-            }
+            let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, seed, |_, _| {});
             let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).map_err(|e| TestCaseError::fail(e.to_string()))?;
             Emulator::new().run_mlir(&compiled.mlir, "mm.tile", &mut bufs).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let got = hostdata::from_buffer(&bufs[2]);

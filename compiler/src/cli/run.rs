@@ -178,18 +178,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     };
 
     let kernel = &compiled.kernel;
-    let mut rng = hostdata::rng(a.seed);
-    let mut inputs = Vec::new();
-    let mut bufs = Vec::new();
-    for arg in &compiled.json.arguments {
-        if arg.direction == ArgDirection::In {
-            let v = hostdata::random(&arg.shape, arg.dtype, &mut rng);
-            bufs.push(hostdata::to_buffer(&v, arg.dtype));
-            inputs.push(v);
-        } else {
-            bufs.push(HostBuffer::for_arg(arg));
-        }
-    }
+    let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, a.seed, |_, _| {});
     let t1 = Instant::now();
     let expected = aiec::reference::run_reference(kernel, &inputs).map_err(failed)?;
     let reference_time = t1.elapsed();
