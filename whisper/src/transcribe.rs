@@ -145,6 +145,16 @@ impl Transcriber {
             let time_offset = seek as f64 / FRAMES_PER_SECOND as f64;
             let segment_duration = segment_frames as f64 / FRAMES_PER_SECOND as f64;
 
+            // A window without any signal (digital silence gives a flat log-mel) holds no speech;
+            // decoding it anyway lets beam search hallucinate a word such as "You".
+            let real = mel.slice(s![.., seek..seek + segment_frames]);
+            let (lo, hi) = real.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            if hi - lo < 1e-3 {
+                seek += segment_frames;
+                progress(seek.min(content) as f64 / FRAMES_PER_SECOND as f64);
+                continue;
+            }
+
             let cross = decoder.encode(mel_window.view())?;
             if tok.is_multilingual() && language.is_none() {
                 language = Some(decoder.detect_language(&cross)?.0);

@@ -164,9 +164,11 @@ fn silence_gives_an_empty_transcript() {
     let dir = tempfile::tempdir().unwrap();
     let silence = dir.path().join("silence.wav");
     write_wav(&silence, &vec![0i16; 16_000 * 5]);
-    let run = whisper_run(&["--beam", "1", path_str(&silence)]);
-    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
-    assert_eq!(run.stdout.trim(), "", "transcript of silence");
+    for args in [&["--beam", "1", path_str(&silence)][..], &[path_str(&silence)][..]] {
+        let run = whisper_run(args);
+        assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+        assert_eq!(run.stdout.trim(), "", "transcript of silence with {args:?}");
+    }
 }
 
 /// Asserts a failure with `code` whose message names `needle`.
