@@ -39,6 +39,7 @@ pub struct Compiled {
 pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
     let design = schedule::schedule(kernel, device)?;
     let budgets = check::check(kernel, &design)?;
+    check::check_balance(kernel, &design)?;
     let lowered = lower::lower(kernel, &design)?;
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();

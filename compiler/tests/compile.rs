@@ -266,3 +266,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unbalanced_fifo_traffic_is_reported_as_a_deadlock() {
+    let (path, text) = example("matmul.tile");
+    let kernel = aiec::dsl::compile_source(&aiec::Source::new(path, text)).unwrap();
+    let mut design = aiec::schedule::schedule(&kernel, &DeviceModel::npu1()).unwrap();
+    aiec::check::check_balance(&kernel, &design).expect("the scheduler's own design is balanced");
+    // Drop one input transfer: the cores fed by that FIFO would wait forever.
+    let i = design
+        .sequence
+        .iter()
+        .position(|op| matches!(op, aiec::schedule::SequenceOp::Dma(d) if !d.issue_token))
+        .unwrap();
+    design.sequence.remove(i);
+    let e = aiec::check::check_balance(&kernel, &design).unwrap_err().to_string();
+    assert!(e.contains("would deadlock"), "{e}");
+    assert!(e.contains("dsl-examples/matmul.tile:"), "{e}");
+}
