@@ -177,7 +177,7 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
         if let SequenceOp::Dma(d) = op {
             let n: u64 = d.sizes.iter().product();
             let elem = design.fifos[d.fifo].elements();
-            if n % elem != 0 {
+            if !n.is_multiple_of(elem) {
                 return Err(deadlock(kernel, d.fifo, design, format!("a transfer of {n} elements is not a whole number of {elem}-element FIFO elements")));
             }
             moved[d.fifo] += n / elem;

@@ -206,7 +206,7 @@ impl<'a> CoreEmitter<'a> {
     /// Whether `e` can be computed with dim `d` on vector lanes: every load either reads `d`
     /// contiguously on its innermost axis or does not depend on `d`; no index selects.
     fn vectorizable(&self, e: &Expr, d: DimId) -> bool {
-        if self.kernel.dims[d].tile % VECTOR_LANES != 0 {
+        if !self.kernel.dims[d].tile.is_multiple_of(VECTOR_LANES) {
             return false;
         }
         let mut ok = true;
@@ -412,14 +412,14 @@ impl<'a> CoreEmitter<'a> {
     fn fill(&mut self, t: TensorId, value: &str) {
         let buf = self.buffers[&t].clone();
         let ivs = self.open_loops(&buf.dims);
-        let v = self.to_storage(value, buf.dtype);
+        let v = self.encode_storage(value, buf.dtype);
         let idx: Vec<String> = buf.dims.iter().map(|d| ivs[d].clone()).collect();
         self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
         self.close_loops(buf.dims.len());
     }
 
     /// Converts a compute value (i32/f32) to the storage type.
-    fn to_storage(&mut self, v: &str, dtype: DType) -> String {
+    fn encode_storage(&mut self, v: &str, dtype: DType) -> String {
         match dtype {
             DType::I32 | DType::F32 => v.to_string(),
             DType::I8 | DType::I16 => self.op(format!("arith.trunci {v} : i32 to {}", dtype.mlir())),
@@ -427,7 +427,7 @@ impl<'a> CoreEmitter<'a> {
         }
     }
 
-    fn from_storage(&mut self, v: &str, dtype: DType) -> String {
+    fn decode_storage(&mut self, v: &str, dtype: DType) -> String {
         match dtype {
             DType::I32 | DType::F32 => v.to_string(),
             DType::I8 | DType::I16 => self.op(format!("arith.extsi {v} : {} to i32", dtype.mlir())),
@@ -451,9 +451,9 @@ impl<'a> CoreEmitter<'a> {
         if partial && !stmt.accumulate {
             if let Expr::Reduce { op, dims, body, ty } = &stmt.value {
                 let old = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-                let old = self.from_storage(&old, buf.dtype);
+                let old = self.decode_storage(&old, buf.dtype);
                 let v = self.reduce(*op, dims, body, *ty, old, &ivs, &stmt.span)?;
-                let v = self.to_storage(&v, buf.dtype);
+                let v = self.encode_storage(&v, buf.dtype);
                 self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
                 self.close_loops(stmt.target_dims.len());
                 return Ok(());
@@ -475,7 +475,7 @@ impl<'a> CoreEmitter<'a> {
                 }
                 None => self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
             };
-            let old = self.from_storage(&old, buf.dtype);
+            let old = self.decode_storage(&old, buf.dtype);
             let op = match (&stmt.value, stmt.accumulate) {
                 (Expr::Reduce { op, .. }, false) => *op,
                 _ => ReduceOp::Sum,
@@ -484,7 +484,7 @@ impl<'a> CoreEmitter<'a> {
         } else {
             value
         };
-        let v = self.to_storage(&combined, buf.dtype);
+        let v = self.encode_storage(&combined, buf.dtype);
         match self.lanes {
             Some(_) => self.line(format!("vector.transfer_write {v}, {}[{}] {{in_bounds = [true]}} : {}, {}", buf.name, idx.join(", "), vec_ty(buf.dtype), buf.ty)),
             None => self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
@@ -593,11 +593,11 @@ impl<'a> CoreEmitter<'a> {
                     let pad = self.storage_zero(buf.dtype);
                     let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
                     let v = self.op(format!("vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}", buf.name, idx.join(", "), buf.ty));
-                    self.from_storage(&v, buf.dtype)
+                    self.decode_storage(&v, buf.dtype)
                 } else {
                     let s = self.scalar(|e| {
                         let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-                        e.from_storage(&v, buf.dtype)
+                        e.decode_storage(&v, buf.dtype)
                     });
                     match lanes {
                         Some(_) => {
@@ -841,7 +841,7 @@ impl<'a> CoreEmitter<'a> {
             return None;
         }
         let d = &self.kernel.dims;
-        if d[*m].tile % r != 0 || d[*k].tile % s != 0 || d[*n].tile % t != 0 {
+        if !d[*m].tile.is_multiple_of(r) || !d[*k].tile.is_multiple_of(s) || !d[*n].tile.is_multiple_of(t) {
             return None;
         }
         Some(Contraction { a: *a, b: *b, m: *m, n: *n, k: *k, shape: (r, s, t), acc })

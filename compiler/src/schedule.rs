@@ -157,7 +157,7 @@ fn limit_error(msg: impl Into<String>, span: Option<&Span>) -> CompileError {
 
 /// The largest divisor of `n` that is at most `max`.
 fn largest_divisor_at_most(n: u64, max: u64) -> u64 {
-    (1..=max.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=max.min(n)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// The statement that reduces across tiles of a split dim (the K of a matmul), if any. It and the
@@ -401,7 +401,7 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         // The most cores whose count divides the tiles and fits rows x columns.
         let (r, c) = (1..=(max_rows * max_cols).min(t))
             .rev()
-            .filter(|n| t % n == 0)
+            .filter(|n| t.is_multiple_of(*n))
             .find_map(|n| {
                 let r = largest_divisor_at_most(n, max_rows);
                 (n / r <= max_cols).then_some((r, n / r))
@@ -845,14 +845,14 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
     if d0.stride != 1 {
         return Err(format!("the innermost dimension has stride {}, it must be contiguous (stride 1)", d0.stride));
     }
-    if (d0.count * elem_bytes) % 4 != 0 {
+    if !(d0.count * elem_bytes).is_multiple_of(4) {
         return Err(format!("the innermost run is {} bytes, not a multiple of 4", d0.count * elem_bytes));
     }
     for k in 1..3 {
         if v[3 - k].count > 1 && v[3 - k].stride == 0 {
             return Err(format!("dimension {} repeats data (stride 0); only the outermost dimension may", k));
         }
-        if v[3 - k].count > 1 && (v[3 - k].stride * elem_bytes) % 4 != 0 {
+        if v[3 - k].count > 1 && !(v[3 - k].stride * elem_bytes).is_multiple_of(4) {
             return Err(format!("stride {} of dimension {} is not a multiple of 4 bytes", v[3 - k].stride, k));
         }
     }

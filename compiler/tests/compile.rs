@@ -109,7 +109,7 @@ fn core_bodies_use_only_upstream_dialects_and_fifo_ops() {
                 Some((lhs, rhs)) if lhs.starts_with('%') && !lhs.contains(' ') => rhs,
                 _ => l,
             };
-            let op = op.split(|c: char| c == ' ' || c == '(').next().unwrap_or(op);
+            let op = op.split([' ', '(']).next().unwrap_or(op);
             assert!(allowed.iter().any(|a| op.starts_with(a)), "{name}: op {op} in a core body: {l}");
             assert!(!op.starts_with("math."), "{name}: no libm on the core: {l}");
         }
@@ -228,6 +228,7 @@ fn limits_without_a_dsl_path_are_still_checked() {
     assert!(e.contains("locks exceeded on compute tile") || e.contains("buffer descriptors exceeded on compute tile"), "{e}");
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_src(m: u64, n: u64, k: u64, tm: u64, tn: u64, tk: u64, dt: &str, out: &str) -> String {
     format!(
         "kernel mm {{\n  dim M = {m} tile {tm}\n  dim N = {n} tile {tn}\n  dim K = {k} tile {tk}\n  in A: {dt}[M, K]\n  in B: {dt}[K, N]\n  out C: {out}[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N])\n}}\n"
@@ -251,7 +252,7 @@ proptest! {
                 prop_assert!(m % tm == 0 && n % tn == 0 && k % tk == 0);
                 prop_assert!(c.mlir.contains("aie.runtime_sequence"));
                 let cores = c.design.cores.len() as u64;
-                prop_assert!(cores >= 1 && cores <= 16);
+                prop_assert!((1..=16).contains(&cores));
             }
             Err(e) => {
                 let msg = e.to_string();

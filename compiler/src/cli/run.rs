@@ -161,13 +161,13 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let mut backend: Box<dyn Backend> = match choice {
         BackendChoice::Emulator => Box::new(Emulator::new()),
         BackendChoice::Npu => {
-            build_into(&dir, &device.name.to_string(), &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+            build_into(&dir, device.name, &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
             Box::new(NpuBackend::new().map_err(failed)?)
         }
         BackendChoice::Auto => match NpuBackend::probe() {
             Ok(()) => {
                 eprintln!("backend: npu (an NPU and XRT are usable)");
-                build_into(&dir, &device.name.to_string(), &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+                build_into(&dir, device.name, &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
                 Box::new(NpuBackend::new().map_err(failed)?)
             }
             Err(why) => {
@@ -199,7 +199,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
             let (idx, g, w) = c.first_mismatch.unwrap_or((0, f64::NAN, f64::NAN));
             format!("MISMATCH: {} elements out of tolerance; first at flat index {idx}: got {g}, expected {w}", c.mismatches)
         };
-        println!("{} {}{:?} {}: {}", arg.name, arg.dtype, arg.shape, "vs reference", verdict);
+        println!("{} {}{:?} vs reference: {}", arg.name, arg.dtype, arg.shape, verdict);
     }
     println!(
         "{}: compile {:.1} ms, {} prepare {:.1} ms, run {:.1} ms, reference {:.1} ms",
