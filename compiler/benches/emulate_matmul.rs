@@ -25,7 +25,11 @@ fn main() {
     let mut rng = hostdata::rng(3);
     let a = hostdata::random(&[512, 512], DType::I8, &mut rng);
     let b = hostdata::random(&[512, 512], DType::I8, &mut rng);
-    let mut bufs = vec![hostdata::to_buffer(&a, DType::I8), hostdata::to_buffer(&b, DType::I8), HostBuffer::zeros(DType::I32, &[512, 512])];
+    let mut bufs = vec![
+        hostdata::to_buffer(&a, DType::I8),
+        hostdata::to_buffer(&b, DType::I8),
+        HostBuffer::zeros(DType::I32, &[512, 512]),
+    ];
 
     let mut emu = Emulator::new();
     let t = Instant::now();
@@ -73,10 +77,23 @@ fn main() {
     let cached_med = median(cached.clone());
     println!("matmul 512x512x512 i8->i32 on npu1 (16 cores), emulated on the host");
     println!("  compile (.tile -> design.mlir):      {:8.1} ms", compile * 1e3);
-    println!("  first run (JIT + run):               {:8.1} ms (JIT/prepare {:.1} ms, run {:.1} ms)", first_wall * 1e3, first.prepare.as_secs_f64() * 1e3, first.run.as_secs_f64() * 1e3);
+    println!(
+        "  first run (JIT + run):               {:8.1} ms (JIT/prepare {:.1} ms, run {:.1} ms)",
+        first_wall * 1e3,
+        first.prepare.as_secs_f64() * 1e3,
+        first.run.as_secs_f64() * 1e3
+    );
     println!("  cached run, median of {}:             {:8.1} ms", cached.len(), cached_med * 1e3);
-    println!("  CPU i-k-j loop (i32), median of 3:   {:8.1} ms  -> emulator / CPU loop = {:.2}", median(naive.clone()) * 1e3, cached_med / median(naive));
-    println!("  CPU ndarray f32 GEMM, median of 3:   {:8.1} ms  -> emulator / GEMM = {:.2}", median(gemm.clone()) * 1e3, cached_med / median(gemm));
+    println!(
+        "  CPU i-k-j loop (i32), median of 3:   {:8.1} ms  -> emulator / CPU loop = {:.2}",
+        median(naive.clone()) * 1e3,
+        cached_med / median(naive)
+    );
+    println!(
+        "  CPU ndarray f32 GEMM, median of 3:   {:8.1} ms  -> emulator / GEMM = {:.2}",
+        median(gemm.clone()) * 1e3,
+        cached_med / median(gemm)
+    );
     println!("  result equals the CPU loop: {ok}");
     assert!(ok, "emulated matmul differs from the CPU loop");
 }

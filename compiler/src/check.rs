@@ -25,7 +25,12 @@ pub struct TileMemoryBudget {
 
 /// Bytes of core-local temporaries (`local` tensors), placed on the core's stack.
 pub fn locals_bytes(kernel: &Kernel) -> usize {
-    kernel.tensors.iter().filter(|t| !t.is_host()).map(|t| t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes()).sum()
+    kernel
+        .tensors
+        .iter()
+        .filter(|t| !t.is_host())
+        .map(|t| t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes())
+        .sum()
 }
 
 /// Stack size of each core: the default stack plus the locals, rounded up to 16 bytes.
@@ -37,7 +42,16 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
     let mut out = Vec::new();
     for tile in design.tiles() {
         let kind = design.kind(tile);
-        let mut b = TileMemoryBudget { tile, kind, buffers: vec![], data_bytes: 0, locks: 0, bds: 0, dma_in: 0, dma_out: 0 };
+        let mut b = TileMemoryBudget {
+            tile,
+            kind,
+            buffers: vec![],
+            data_bytes: 0,
+            locks: 0,
+            bds: 0,
+            dma_in: 0,
+            dma_out: 0,
+        };
         let mut in_fifos = BTreeSet::new();
         let mut out_fifos = BTreeSet::new();
         for (i, f) in design.fifos.iter().enumerate() {
@@ -70,7 +84,14 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
         }
         if kind == TileKind::Compute {
             let stack = stack_bytes(kernel, design);
-            b.buffers.push((format!("stack ({} bytes default + {} bytes of locals)", design.device.default_stack_bytes, locals_bytes(kernel)), stack));
+            b.buffers.push((
+                format!(
+                    "stack ({} bytes default + {} bytes of locals)",
+                    design.device.default_stack_bytes,
+                    locals_bytes(kernel)
+                ),
+                stack,
+            ));
             b.data_bytes += stack;
         }
         b.dma_in = in_fifos.len();
@@ -110,22 +131,41 @@ pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, 
         if b.kind != TileKind::Shim && b.data_bytes > lim.data_bytes {
             let notes = b.buffers.iter().map(|(w, n)| format!("{n} bytes: {w}")).collect();
             return Err(limit(
-                format!("data memory exceeded on {what}: {} bytes needed, limit {} bytes; use smaller tiles or `depth 1`", b.data_bytes, lim.data_bytes),
+                format!(
+                    "data memory exceeded on {what}: {} bytes needed, limit {} bytes; use smaller tiles or `depth 1`",
+                    b.data_bytes, lim.data_bytes
+                ),
                 span,
                 notes,
             ));
         }
         if b.dma_in > lim.dma_in {
-            return Err(limit(format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in), span, vec![]));
+            return Err(limit(
+                format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in),
+                span,
+                vec![],
+            ));
         }
         if b.dma_out > lim.dma_out {
-            return Err(limit(format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out), span, vec![]));
+            return Err(limit(
+                format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out),
+                span,
+                vec![],
+            ));
         }
         if b.kind != TileKind::Shim && b.locks > lim.locks {
-            return Err(limit(format!("locks exceeded on {what}: {} needed, limit {}", b.locks, lim.locks), span, vec![]));
+            return Err(limit(
+                format!("locks exceeded on {what}: {} needed, limit {}", b.locks, lim.locks),
+                span,
+                vec![],
+            ));
         }
         if b.kind != TileKind::Shim && b.bds > lim.bds {
-            return Err(limit(format!("buffer descriptors exceeded on {what}: {} needed, limit {}", b.bds, lim.bds), span, vec![]));
+            return Err(limit(
+                format!("buffer descriptors exceeded on {what}: {} needed, limit {}", b.bds, lim.bds),
+                span,
+                vec![],
+            ));
         }
     }
     Ok(budgets)
@@ -178,7 +218,12 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
             let n: u64 = d.sizes.iter().product();
             let elem = design.fifos[d.fifo].elements();
             if !n.is_multiple_of(elem) {
-                return Err(deadlock(kernel, d.fifo, design, format!("a transfer of {n} elements is not a whole number of {elem}-element FIFO elements")));
+                return Err(deadlock(
+                    kernel,
+                    d.fifo,
+                    design,
+                    format!("a transfer of {n} elements is not a whole number of {elem}-element FIFO elements"),
+                ));
             }
             moved[d.fifo] += n / elem;
         }
@@ -214,7 +259,5 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
 
 fn deadlock(kernel: &Kernel, fifo: usize, design: &Design, why: String) -> CompileError {
     let span = &kernel.tensors[design.fifos[fifo].tensor].span;
-    CompileError::Schedule(
-        Diagnostic::new(format!("the schedule would deadlock: {why}"), Some(span)).note("this is a compiler bug: please report the kernel"),
-    )
+    CompileError::Schedule(Diagnostic::new(format!("the schedule would deadlock: {why}"), Some(span)).note("this is a compiler bug: please report the kernel"))
 }

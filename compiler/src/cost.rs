@@ -23,7 +23,10 @@ pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
         let mut is_mac = None;
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
-            if let Expr::Reduce { op: ReduceOp::Sum, dims, body, .. } = e {
+            if let Expr::Reduce {
+                op: ReduceOp::Sum, dims, body, ..
+            } = e
+            {
                 reduce_len *= dims.iter().map(|&d| kernel.dims[d].size).product::<u64>();
                 if let Expr::Binary { lhs, .. } = body.as_ref() {
                     if let Expr::Load { tensor, .. } = lhs.as_ref() {
@@ -65,6 +68,10 @@ pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
         compute_cycles,
         dma_bytes,
         estimated_seconds: cycles as f64 / design.device.clock_hz,
-        note: format!("cost-model estimate for {} at {:.1} GHz, not a measurement", design.device.name, design.device.clock_hz / 1e9),
+        note: format!(
+            "cost-model estimate for {} at {:.1} GHz, not a measurement",
+            design.device.name,
+            design.device.clock_hz / 1e9
+        ),
     }
 }

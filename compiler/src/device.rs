@@ -79,10 +79,24 @@ pub struct DeviceModel {
 
 impl DeviceModel {
     pub fn npu1() -> DeviceModel {
-        DeviceModel { name: "npu1", columns: 4, int8_macs_per_cycle: 256, bf16_macs_per_cycle: 128, clock_hz: 1.0e9, ..Self::common() }
+        DeviceModel {
+            name: "npu1",
+            columns: 4,
+            int8_macs_per_cycle: 256,
+            bf16_macs_per_cycle: 128,
+            clock_hz: 1.0e9,
+            ..Self::common()
+        }
     }
     pub fn npu2() -> DeviceModel {
-        DeviceModel { name: "npu2", columns: 8, int8_macs_per_cycle: 512, bf16_macs_per_cycle: 256, clock_hz: 1.5e9, ..Self::common() }
+        DeviceModel {
+            name: "npu2",
+            columns: 8,
+            int8_macs_per_cycle: 512,
+            bf16_macs_per_cycle: 256,
+            clock_hz: 1.5e9,
+            ..Self::common()
+        }
     }
     fn common() -> DeviceModel {
         DeviceModel {
@@ -92,9 +106,30 @@ impl DeviceModel {
             first_compute_row: 2,
             memory_row: 1,
             shim_row: 0,
-            compute: TileLimits { data_bytes: 64 * 1024, locks: 16, bds: 16, dma_in: 2, dma_out: 2, bd_dims: 3 },
-            memory: TileLimits { data_bytes: 512 * 1024, locks: 64, bds: 48, dma_in: 6, dma_out: 6, bd_dims: 4 },
-            shim: TileLimits { data_bytes: 0, locks: 16, bds: 16, dma_in: 2, dma_out: 2, bd_dims: 4 },
+            compute: TileLimits {
+                data_bytes: 64 * 1024,
+                locks: 16,
+                bds: 16,
+                dma_in: 2,
+                dma_out: 2,
+                bd_dims: 3,
+            },
+            memory: TileLimits {
+                data_bytes: 512 * 1024,
+                locks: 64,
+                bds: 48,
+                dma_in: 6,
+                dma_out: 6,
+                bd_dims: 4,
+            },
+            shim: TileLimits {
+                data_bytes: 0,
+                locks: 16,
+                bds: 16,
+                dma_in: 2,
+                dma_out: 2,
+                bd_dims: 4,
+            },
             program_bytes: 16 * 1024,
             default_stack_bytes: 1024,
             shim_wrap_max_words: 1023,

@@ -12,7 +12,10 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
-        Arc::new(Source { name: name.into(), text: text.into() })
+        Arc::new(Source {
+            name: name.into(),
+            text: text.into(),
+        })
     }
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
@@ -44,14 +47,22 @@ impl PartialEq for Span {
 
 impl Span {
     pub fn new(source: &Arc<Source>, start: usize, end: usize) -> Span {
-        Span { source: source.clone(), start, end }
+        Span {
+            source: source.clone(),
+            start,
+            end,
+        }
     }
     /// A span for code written with the Rust builder API: names the caller's file:line.
     #[track_caller]
     pub fn caller() -> Span {
         let loc = std::panic::Location::caller();
         let text = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
-        Span { source: Source::new(text, String::new()), start: 0, end: 0 }
+        Span {
+            source: Source::new(text, String::new()),
+            start: 0,
+            end: 0,
+        }
     }
     /// `file:line:col`
     pub fn location(&self) -> String {
@@ -65,7 +76,11 @@ impl Span {
         self.source.line_col(self.start).0
     }
     pub fn to(&self, other: &Span) -> Span {
-        Span { source: self.source.clone(), start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            source: self.source.clone(),
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -88,7 +103,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, span: Option<&Span>) -> Diagnostic {
-        Diagnostic { message: message.into(), span: span.cloned(), label: None, notes: Vec::new() }
+        Diagnostic {
+            message: message.into(),
+            span: span.cloned(),
+            label: None,
+            notes: Vec::new(),
+        }
     }
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
@@ -109,7 +129,11 @@ impl fmt::Display for Diagnostic {
                 let (line, col) = span.source.line_col(span.start);
                 let (end_line, end_col) = span.source.line_col(span.end.max(span.start));
                 let text = span.source.line_text(line);
-                let width = if end_line == line { (end_col.saturating_sub(col)).max(1) } else { text.chars().count().saturating_sub(col - 1).max(1) };
+                let width = if end_line == line {
+                    (end_col.saturating_sub(col)).max(1)
+                } else {
+                    text.chars().count().saturating_sub(col - 1).max(1)
+                };
                 let num = line.to_string();
                 let pad = " ".repeat(num.len());
                 writeln!(f, "{pad} |")?;
@@ -150,11 +174,7 @@ pub enum CompileError {
 impl CompileError {
     pub fn diagnostic(&self) -> &Diagnostic {
         match self {
-            CompileError::Parse(d)
-            | CompileError::Type(d)
-            | CompileError::Limit(d)
-            | CompileError::Schedule(d)
-            | CompileError::Lower(d) => d,
+            CompileError::Parse(d) | CompileError::Type(d) | CompileError::Limit(d) | CompileError::Schedule(d) | CompileError::Lower(d) => d,
         }
     }
 }

@@ -64,7 +64,10 @@ pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, C
     let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
     let generic = verify_generic(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
-    Ok(EmittedMlir { custom: readable_names(&custom, arg_names), generic })
+    Ok(EmittedMlir {
+        custom: readable_names(&custom, arg_names),
+        generic,
+    })
 }
 
 /// MLIR numbers the results of unregistered ops (`%0 = aie.tile(0, 2)`); mlir-aie designs name

@@ -18,7 +18,11 @@ pub fn to_buffer(a: &ArrayD<f64>, dtype: DType) -> HostBuffer {
             DType::F32 => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
         }
     }
-    HostBuffer { dtype, shape: a.shape().to_vec(), bytes }
+    HostBuffer {
+        dtype,
+        shape: a.shape().to_vec(),
+        bytes,
+    }
 }
 
 pub fn from_buffer(b: &HostBuffer) -> ArrayD<f64> {
@@ -60,11 +64,7 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 
 /// Seeded random values for every input argument (in order) and one buffer per argument:
 /// inputs encoded, outputs zeroed. `shape_input` may adjust an input (name, values) first.
-pub fn random_arguments(
-    args: &[aiec_runtime::ArgSpec],
-    seed: u64,
-    mut shape_input: impl FnMut(&str, &mut ArrayD<f64>),
-) -> (Vec<ArrayD<f64>>, Vec<HostBuffer>) {
+pub fn random_arguments(args: &[aiec_runtime::ArgSpec], seed: u64, mut shape_input: impl FnMut(&str, &mut ArrayD<f64>)) -> (Vec<ArrayD<f64>>, Vec<HostBuffer>) {
     let mut rng = rng(seed);
     let mut inputs = Vec::new();
     let mut bufs = Vec::new();
@@ -114,7 +114,15 @@ pub fn compare(got: &ArrayD<f64>, want: &ArrayD<f64>, dtype: DType) -> Compariso
     let (rtol, atol_frac) = tolerance(dtype);
     let scale = want.iter().fold(0f64, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
     let atol = atol_frac * scale;
-    let mut c = Comparison { exact: true, max_abs: 0.0, max_rel: 0.0, mismatches: 0, first_mismatch: None, rtol, atol };
+    let mut c = Comparison {
+        exact: true,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        mismatches: 0,
+        first_mismatch: None,
+        rtol,
+        atol,
+    };
     for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
         let same = g == w || (g.is_nan() && w.is_nan());
         if !same {

@@ -87,7 +87,10 @@ pub struct Affine {
 
 impl Affine {
     pub fn dim(d: DimId) -> Affine {
-        Affine { terms: vec![(1, d)], constant: 0 }
+        Affine {
+            terms: vec![(1, d)],
+            constant: 0,
+        }
     }
     /// The single dim of a plain `D` index, if that is what this is.
     pub fn as_dim(&self) -> Option<DimId> {
@@ -127,14 +130,47 @@ pub enum Convert {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Const { value: f64, ty: ScalarType },
-    Load { tensor: TensorId, indices: Vec<Affine>, ty: ScalarType },
-    Unary { op: UnaryOp, arg: Box<Expr>, ty: ScalarType },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr>, ty: ScalarType },
-    Reduce { op: ReduceOp, dims: Vec<DimId>, body: Box<Expr>, ty: ScalarType },
+    Const {
+        value: f64,
+        ty: ScalarType,
+    },
+    Load {
+        tensor: TensorId,
+        indices: Vec<Affine>,
+        ty: ScalarType,
+    },
+    Unary {
+        op: UnaryOp,
+        arg: Box<Expr>,
+        ty: ScalarType,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+        ty: ScalarType,
+    },
+    Reduce {
+        op: ReduceOp,
+        dims: Vec<DimId>,
+        body: Box<Expr>,
+        ty: ScalarType,
+    },
     /// Converts to `to` (the value keeps its compute type: I32 for ints, F32 for floats).
-    Convert { to: DType, kind: Convert, arg: Box<Expr>, ty: ScalarType },
-    Select { lhs: Affine, cmp: CmpOp, rhs: Affine, then: Box<Expr>, otherwise: Box<Expr>, ty: ScalarType },
+    Convert {
+        to: DType,
+        kind: Convert,
+        arg: Box<Expr>,
+        ty: ScalarType,
+    },
+    Select {
+        lhs: Affine,
+        cmp: CmpOp,
+        rhs: Affine,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+        ty: ScalarType,
+    },
 }
 
 impl Expr {

@@ -45,7 +45,14 @@ pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compi
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
     let emitted = emit::emit(&lowered.text, &arg_names)?;
     let json = design_json(kernel, &design, &budgets, program_bytes);
-    Ok(Compiled { kernel: kernel.clone(), design, budgets, mlir: emitted.custom, generic: emitted.generic, json })
+    Ok(Compiled {
+        kernel: kernel.clone(),
+        design,
+        budgets,
+        mlir: emitted.custom,
+        generic: emitted.generic,
+        json,
+    })
 }
 
 /// Parses, type-checks and compiles `.tile` source text.
@@ -80,7 +87,11 @@ pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[ch
                 name: tensor.name.clone(),
                 dtype: tensor.dtype,
                 shape: tensor.shape.iter().map(|&d| d as usize).collect(),
-                direction: if tensor.role == dsl::ast::Role::Out { ArgDirection::Out } else { ArgDirection::In },
+                direction: if tensor.role == dsl::ast::Role::Out {
+                    ArgDirection::Out
+                } else {
+                    ArgDirection::In
+                },
             }
         })
         .collect();

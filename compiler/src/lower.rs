@@ -56,12 +56,25 @@ pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> 
     for l in &design.links {
         let names = |v: &[usize]| v.iter().map(|&i| format!("@{}", design.fifos[i].name)).collect::<Vec<_>>().join(", ");
         let nums = |v: &[u64]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
-        writeln!(out, "    aie.objectfifo.link [{}] -> [{}] ([{}] [{}])", names(&l.inputs), names(&l.outputs), nums(&l.src_offsets), nums(&l.dst_offsets)).unwrap();
+        writeln!(
+            out,
+            "    aie.objectfifo.link [{}] -> [{}] ([{}] [{}])",
+            names(&l.inputs),
+            names(&l.outputs),
+            nums(&l.src_offsets),
+            nums(&l.dst_offsets)
+        )
+        .unwrap();
     }
     for core in &design.cores {
         let (body, ops) = CoreEmitter::new(kernel, design, core).emit()?;
         max_core_ops = max_core_ops.max(ops);
-        writeln!(out, "    %core_{}_{} = aie.core(%tile_{}_{}) {{", core.tile.col, core.tile.row, core.tile.col, core.tile.row).unwrap();
+        writeln!(
+            out,
+            "    %core_{}_{} = aie.core(%tile_{}_{}) {{",
+            core.tile.col, core.tile.row, core.tile.col, core.tile.row
+        )
+        .unwrap();
         out.push_str(&body);
         writeln!(out, "      aie.end").unwrap();
         writeln!(out, "    }} {{stack_size = {} : i32}}", stack_bytes(kernel, design)).unwrap();
@@ -150,7 +163,18 @@ pub const VECTOR_LANES: u64 = 16;
 
 impl<'a> CoreEmitter<'a> {
     fn new(kernel: &'a Kernel, design: &'a Design, core: &'a Core) -> Self {
-        CoreEmitter { kernel, design, core, body: vec![], consts: BTreeMap::new(), indent: 6, next: 0, buffers: BTreeMap::new(), tile_index: BTreeMap::new(), lanes: None }
+        CoreEmitter {
+            kernel,
+            design,
+            core,
+            body: vec![],
+            consts: BTreeMap::new(),
+            indent: 6,
+            next: 0,
+            buffers: BTreeMap::new(),
+            tile_index: BTreeMap::new(),
+            lanes: None,
+        }
     }
 
     fn fresh(&mut self) -> String {
@@ -248,7 +272,16 @@ impl<'a> CoreEmitter<'a> {
             if tensor.role == Role::Local {
                 let ty = memref_type(&tensor.shape, tensor.dtype);
                 let v = self.op(format!("memref.alloca() : {ty}"));
-                self.buffers.insert(t, Buffer { name: v, ty, dtype: tensor.dtype, dims: tensor.local_dims.clone(), axes: None });
+                self.buffers.insert(
+                    t,
+                    Buffer {
+                        name: v,
+                        ty,
+                        dtype: tensor.dtype,
+                        dims: tensor.local_dims.clone(),
+                        axes: None,
+                    },
+                );
             }
         }
         // Step loops.
@@ -268,9 +301,7 @@ impl<'a> CoreEmitter<'a> {
             self.tile_index.insert(lp.dim, ti);
         }
         let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
-        let uses_reduce = |t: TensorId| -> bool {
-            element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d))
-        };
+        let uses_reduce = |t: TensorId| -> bool { element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d)) };
         // Acquire outputs and the inputs that stay for the whole step.
         let mut step_fifos: Vec<(TensorId, &'static str)> = Vec::new();
         for (&t, _) in self.core.fifos.iter() {
@@ -305,7 +336,9 @@ impl<'a> CoreEmitter<'a> {
         let mut first = 0;
         if let Some(ri) = crate::schedule::reduction_stmt(kernel) {
             let stmt = &kernel.stmts[ri];
-            let Expr::Reduce { op, .. } = &stmt.value else { unreachable!("reduction_stmt returns a reducing statement") };
+            let Expr::Reduce { op, .. } = &stmt.value else {
+                unreachable!("reduction_stmt returns a reducing statement")
+            };
             if !stmt.accumulate {
                 let ty = crate::ir::scalar_type_of(kernel.tensors[stmt.target].dtype);
                 let init = self.identity(*op, ty);
@@ -320,7 +353,13 @@ impl<'a> CoreEmitter<'a> {
                 rclose += 1;
                 self.tile_index.insert(lp.dim, iv);
             }
-            let rfifos: Vec<TensorId> = self.core.fifos.keys().copied().filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t)).collect();
+            let rfifos: Vec<TensorId> = self
+                .core
+                .fifos
+                .keys()
+                .copied()
+                .filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t))
+                .collect();
             for &t in &rfifos {
                 self.acquire(t, "Consume");
             }
@@ -368,8 +407,21 @@ impl<'a> CoreEmitter<'a> {
         let sv = self.op(format!("aie.objectfifo.acquire @{name}({port}, 1) : !aie.objectfifosubview<{ty}>"));
         let e = self.op(format!("aie.objectfifo.subview.access {sv}[0] : !aie.objectfifosubview<{ty}> -> {ty}"));
         let view = element_view(self.kernel, t);
-        let axes = if view.by_tensor_axis { Some(view.axes.iter().map(|a| a.dim).collect()) } else { None };
-        self.buffers.insert(t, Buffer { name: e, ty, dtype: self.kernel.tensors[t].dtype, dims: view.dims(), axes });
+        let axes = if view.by_tensor_axis {
+            Some(view.axes.iter().map(|a| a.dim).collect())
+        } else {
+            None
+        };
+        self.buffers.insert(
+            t,
+            Buffer {
+                name: e,
+                ty,
+                dtype: self.kernel.tensors[t].dtype,
+                dims: view.dims(),
+                axes,
+            },
+        );
     }
 
     fn release(&mut self, t: TensorId, port: &str) {
@@ -439,7 +491,11 @@ impl<'a> CoreEmitter<'a> {
         if let Some(c) = self.contraction(stmt) {
             return self.contract(stmt, c, partial);
         }
-        let buf = self.buffers.get(&stmt.target).cloned().ok_or_else(|| lower_error("target buffer not available on this core", &stmt.span))?;
+        let buf = self
+            .buffers
+            .get(&stmt.target)
+            .cloned()
+            .ok_or_else(|| lower_error("target buffer not available on this core", &stmt.span))?;
         if !partial && self.vector_statement(stmt, &buf)? {
             return Ok(());
         }
@@ -471,7 +527,13 @@ impl<'a> CoreEmitter<'a> {
             let old = match self.lanes {
                 Some(_) => {
                     let pad = self.storage_zero(buf.dtype);
-                    self.op(format!("vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {}", buf.name, idx.join(", "), buf.ty, vec_ty(buf.dtype)))
+                    self.op(format!(
+                        "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {}",
+                        buf.name,
+                        idx.join(", "),
+                        buf.ty,
+                        vec_ty(buf.dtype)
+                    ))
                 }
                 None => self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
             };
@@ -486,7 +548,13 @@ impl<'a> CoreEmitter<'a> {
         };
         let v = self.encode_storage(&combined, buf.dtype);
         match self.lanes {
-            Some(_) => self.line(format!("vector.transfer_write {v}, {}[{}] {{in_bounds = [true]}} : {}, {}", buf.name, idx.join(", "), vec_ty(buf.dtype), buf.ty)),
+            Some(_) => self.line(format!(
+                "vector.transfer_write {v}, {}[{}] {{in_bounds = [true]}} : {}, {}",
+                buf.name,
+                idx.join(", "),
+                vec_ty(buf.dtype),
+                buf.ty
+            )),
             None => self.line(format!("memref.store {v}, {}[{}] : {}", buf.name, idx.join(", "), buf.ty)),
         }
     }
@@ -557,7 +625,11 @@ impl<'a> CoreEmitter<'a> {
             };
             let c = self.cidx(coef.unsigned_abs());
             let term = self.op(format!("arith.muli {global}, {c} : index"));
-            acc = if coef >= 0 { self.op(format!("arith.addi {acc}, {term} : index")) } else { self.op(format!("arith.subi {acc}, {term} : index")) };
+            acc = if coef >= 0 {
+                self.op(format!("arith.addi {acc}, {term} : index"))
+            } else {
+                self.op(format!("arith.subi {acc}, {term} : index"))
+            };
         }
         if a.constant < 0 {
             let c = self.cidx(a.constant.unsigned_abs());
@@ -573,7 +645,11 @@ impl<'a> CoreEmitter<'a> {
                 ScalarType::F32 => self.cf32(*value as f32),
             },
             Expr::Load { tensor, indices, .. } => {
-                let buf = self.buffers.get(tensor).cloned().ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
+                let buf = self
+                    .buffers
+                    .get(tensor)
+                    .cloned()
+                    .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
                 let idx: Vec<String> = match &buf.axes {
                     Some(axes) => {
                         let mut idx = Vec::new();
@@ -592,7 +668,12 @@ impl<'a> CoreEmitter<'a> {
                 if along {
                     let pad = self.storage_zero(buf.dtype);
                     let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
-                    let v = self.op(format!("vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}", buf.name, idx.join(", "), buf.ty));
+                    let v = self.op(format!(
+                        "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}",
+                        buf.name,
+                        idx.join(", "),
+                        buf.ty
+                    ));
                     self.decode_storage(&v, buf.dtype)
                 } else {
                     let s = self.scalar(|e| {
@@ -623,7 +704,12 @@ impl<'a> CoreEmitter<'a> {
                     (BinaryOp::Mul, ScalarType::I32) => self.op(format!("arith.muli {a}, {b} : i32")),
                     (BinaryOp::Max, ScalarType::I32) => self.op(format!("arith.maxsi {a}, {b} : i32")),
                     (BinaryOp::Min, ScalarType::I32) => self.op(format!("arith.minsi {a}, {b} : i32")),
-                    (BinaryOp::Div, ScalarType::I32) => return Err(lower_error("integer division is not supported on AIE-ML cores; use srs<..>(x, shift) for powers of two", span)),
+                    (BinaryOp::Div, ScalarType::I32) => {
+                        return Err(lower_error(
+                            "integer division is not supported on AIE-ML cores; use srs<..>(x, shift) for powers of two",
+                            span,
+                        ))
+                    }
                     (BinaryOp::Add, ScalarType::F32) => self.op(format!("arith.addf {a}, {b} : f32")),
                     (BinaryOp::Sub, ScalarType::F32) => self.op(format!("arith.subf {a}, {b} : f32")),
                     (BinaryOp::Mul, ScalarType::F32) => self.op(format!("arith.mulf {a}, {b} : f32")),
@@ -646,20 +732,37 @@ impl<'a> CoreEmitter<'a> {
                 let a = self.expr(arg, ivs, span)?;
                 self.convert(*to, kind, arg.ty(), &a)
             }
-            Expr::Select { lhs, cmp, rhs, then, otherwise, ty } => self.select(lhs, *cmp, rhs, then, otherwise, *ty, ivs, span)?,
+            Expr::Select {
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ty,
+            } => self.select(lhs, *cmp, rhs, then, otherwise, *ty, ivs, span)?,
         })
     }
 
     /// A reduction along `d` on vector lanes: lane-wise partial results, then one horizontal
     /// `vector.reduction` (float sums are therefore added in a different order than one by one).
-    fn vector_reduce(&mut self, op: ReduceOp, d: DimId, body: &Expr, ty: ScalarType, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+    fn vector_reduce(
+        &mut self,
+        op: ReduceOp,
+        d: DimId,
+        body: &Expr,
+        ty: ScalarType,
+        ivs: &BTreeMap<DimId, String>,
+        span: &Span,
+    ) -> Result<String, CompileError> {
         let t = if ty == ScalarType::I32 { "i32" } else { "f32" };
         let vty = format!("vector<{VECTOR_LANES}x{t}>");
         self.lanes = Some(d);
         let init = self.identity(op, ty);
         let (lo, hi, step) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(VECTOR_LANES));
         let (iv, carried, res) = (self.fresh(), self.fresh(), self.fresh());
-        self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {step} iter_args({carried} = {init}) -> ({vty}) {{"));
+        self.line(format!(
+            "{res} = scf.for {iv} = {lo} to {hi} step {step} iter_args({carried} = {init}) -> ({vty}) {{"
+        ));
         self.indent += 2;
         let mut ivs2 = ivs.clone();
         ivs2.insert(d, iv);
@@ -688,7 +791,16 @@ impl<'a> CoreEmitter<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn reduce(&mut self, op: ReduceOp, dims: &[DimId], body: &Expr, ty: ScalarType, init: String, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+    fn reduce(
+        &mut self,
+        op: ReduceOp,
+        dims: &[DimId],
+        body: &Expr,
+        ty: ScalarType,
+        init: String,
+        ivs: &BTreeMap<DimId, String>,
+        span: &Span,
+    ) -> Result<String, CompileError> {
         let scalar_t = if ty == ScalarType::I32 { "i32" } else { "f32" };
         let tstr = match self.lanes {
             Some(_) => format!("vector<{VECTOR_LANES}x{scalar_t}>"),
@@ -703,7 +815,9 @@ impl<'a> CoreEmitter<'a> {
             let iv = self.fresh();
             let carried = self.fresh();
             let res = self.fresh();
-            self.line(format!("{res} = scf.for {iv} = {lo} to {hi} step {one} iter_args({carried} = {acc}) -> ({tstr}) {{"));
+            self.line(format!(
+                "{res} = scf.for {iv} = {lo} to {hi} step {one} iter_args({carried} = {acc}) -> ({tstr}) {{"
+            ));
             self.indent += 2;
             ivs2.insert(d, iv);
             results.push(res);
@@ -721,7 +835,17 @@ impl<'a> CoreEmitter<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn select(&mut self, lhs: &Affine, cmp: CmpOp, rhs: &Affine, then: &Expr, otherwise: &Expr, ty: ScalarType, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+    fn select(
+        &mut self,
+        lhs: &Affine,
+        cmp: CmpOp,
+        rhs: &Affine,
+        then: &Expr,
+        otherwise: &Expr,
+        ty: ScalarType,
+        ivs: &BTreeMap<DimId, String>,
+        span: &Span,
+    ) -> Result<String, CompileError> {
         let l = self.affine_index(lhs, ivs);
         let r = self.affine_index(rhs, ivs);
         let pred = match cmp {
@@ -823,10 +947,22 @@ impl<'a> CoreEmitter<'a> {
     /// Recognizes `T[m, n] (+)= sum[k](A[m, k] * B[k, n])` on buffers whose axes are exactly those
     /// dims and whose extents are multiples of the MAC shape.
     fn contraction(&self, stmt: &Stmt) -> Option<Contraction> {
-        let Expr::Reduce { op: ReduceOp::Sum, dims, body, .. } = &stmt.value else { return None };
+        let Expr::Reduce {
+            op: ReduceOp::Sum, dims, body, ..
+        } = &stmt.value
+        else {
+            return None;
+        };
         let [k] = dims.as_slice() else { return None };
-        let Expr::Binary { op: BinaryOp::Mul, lhs, rhs, .. } = body.as_ref() else { return None };
-        let (Expr::Load { tensor: a, .. }, Expr::Load { tensor: b, .. }) = (lhs.as_ref(), rhs.as_ref()) else { return None };
+        let Expr::Binary {
+            op: BinaryOp::Mul, lhs, rhs, ..
+        } = body.as_ref()
+        else {
+            return None;
+        };
+        let (Expr::Load { tensor: a, .. }, Expr::Load { tensor: b, .. }) = (lhs.as_ref(), rhs.as_ref()) else {
+            return None;
+        };
         let [m, n] = stmt.target_dims.as_slice() else { return None };
         let (ba, bb, bc) = (self.buffers.get(a)?, self.buffers.get(b)?, self.buffers.get(&stmt.target)?);
         if ba.axes.is_some() || bb.axes.is_some() || ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
@@ -844,23 +980,43 @@ impl<'a> CoreEmitter<'a> {
         if !d[*m].tile.is_multiple_of(r) || !d[*k].tile.is_multiple_of(s) || !d[*n].tile.is_multiple_of(t) {
             return None;
         }
-        Some(Contraction { a: *a, b: *b, m: *m, n: *n, k: *k, shape: (r, s, t), acc })
+        Some(Contraction {
+            a: *a,
+            b: *b,
+            m: *m,
+            n: *n,
+            k: *k,
+            shape: (r, s, t),
+            acc,
+        })
     }
 
     fn contract(&mut self, stmt: &Stmt, c: Contraction, partial: bool) -> Result<(), CompileError> {
         let (ba, bb, bc) = (self.buffers[&c.a].clone(), self.buffers[&c.b].clone(), self.buffers[&stmt.target].clone());
         let (r, s, t) = c.shape;
         let (ine, acce) = (ba.dtype.mlir(), c.acc.mlir());
-        let (va_ty, vb_ty, vc_ty) = (format!("vector<{r}x{s}x{ine}>"), format!("vector<{s}x{t}x{ine}>"), format!("vector<{r}x{t}x{acce}>"));
+        let (va_ty, vb_ty, vc_ty) = (
+            format!("vector<{r}x{s}x{ine}>"),
+            format!("vector<{s}x{t}x{ine}>"),
+            format!("vector<{r}x{t}x{acce}>"),
+        );
         let (wa_ty, wb_ty) = (format!("vector<{r}x{s}x{acce}>"), format!("vector<{s}x{t}x{acce}>"));
         let dims = &self.kernel.dims;
         let (tm, tn, tk) = (dims[c.m].tile, dims[c.n].tile, dims[c.k].tile);
         let zero_idx = self.cidx(0);
         let (cm, cn, ck) = (self.cidx(tm), self.cidx(tn), self.cidx(tk));
         let (sr, ss, st) = (self.cidx(r), self.cidx(s), self.cidx(t));
-        let pad_in = if ba.dtype.is_float() { self.constant("0.0".into(), ine) } else { self.constant("0".into(), ine) };
+        let pad_in = if ba.dtype.is_float() {
+            self.constant("0.0".into(), ine)
+        } else {
+            self.constant("0".into(), ine)
+        };
         let store_ty = bc.dtype.mlir();
-        let pad_c = if bc.dtype.is_float() { self.constant("0.0".into(), store_ty) } else { self.constant("0".into(), store_ty) };
+        let pad_c = if bc.dtype.is_float() {
+            self.constant("0.0".into(), store_ty)
+        } else {
+            self.constant("0".into(), store_ty)
+        };
         let zero_acc = self.constant(if c.acc == DType::F32 { "dense<0.0>".into() } else { "dense<0>".into() }, &vc_ty);
         let i = self.fresh();
         self.line(format!("scf.for {i} = {zero_idx} to {cm} step {sr} {{"));
@@ -870,7 +1026,10 @@ impl<'a> CoreEmitter<'a> {
         self.indent += 2;
         let init = if stmt.accumulate || partial {
             let stored_ty = format!("vector<{r}x{t}x{store_ty}>");
-            let v = self.op(format!("vector.transfer_read {}[{i}, {j}], {pad_c} {{in_bounds = [true, true]}} : {}, {stored_ty}", bc.name, bc.ty));
+            let v = self.op(format!(
+                "vector.transfer_read {}[{i}, {j}], {pad_c} {{in_bounds = [true, true]}} : {}, {stored_ty}",
+                bc.name, bc.ty
+            ));
             if bc.dtype == DType::Bf16 {
                 self.op(format!("arith.extf {v} : {stored_ty} to {vc_ty}"))
             } else {
@@ -882,10 +1041,18 @@ impl<'a> CoreEmitter<'a> {
         let kk = self.fresh();
         let carried = self.fresh();
         let res = self.fresh();
-        self.line(format!("{res} = scf.for {kk} = {zero_idx} to {ck} step {ss} iter_args({carried} = {init}) -> ({vc_ty}) {{"));
+        self.line(format!(
+            "{res} = scf.for {kk} = {zero_idx} to {ck} step {ss} iter_args({carried} = {init}) -> ({vc_ty}) {{"
+        ));
         self.indent += 2;
-        let va = self.op(format!("vector.transfer_read {}[{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}", ba.name, ba.ty));
-        let vb = self.op(format!("vector.transfer_read {}[{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}", bb.name, bb.ty));
+        let va = self.op(format!(
+            "vector.transfer_read {}[{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}",
+            ba.name, ba.ty
+        ));
+        let vb = self.op(format!(
+            "vector.transfer_read {}[{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}",
+            bb.name, bb.ty
+        ));
         let ext = if c.acc == DType::F32 { "arith.extf" } else { "arith.extsi" };
         let wa = self.op(format!("{ext} {va} : {va_ty} to {wa_ty}"));
         let wb = self.op(format!("{ext} {vb} : {vb_ty} to {wb_ty}"));
@@ -901,7 +1068,10 @@ impl<'a> CoreEmitter<'a> {
             res
         };
         let out_ty = format!("vector<{r}x{t}x{store_ty}>");
-        self.line(format!("vector.transfer_write {out}, {}[{i}, {j}] {{in_bounds = [true, true]}} : {out_ty}, {}", bc.name, bc.ty));
+        self.line(format!(
+            "vector.transfer_write {out}, {}[{i}, {j}] {{in_bounds = [true, true]}} : {out_ty}, {}",
+            bc.name, bc.ty
+        ));
         self.indent -= 2;
         self.line("}".into());
         self.indent -= 2;

@@ -32,9 +32,20 @@ pub enum ReferenceError {
     #[error("input {tensor}: shape {got:?} given, the kernel declares {expected:?}")]
     InputShape { tensor: String, expected: Vec<usize>, got: Vec<usize> },
     #[error("input {tensor}: element {index:?} = {value} is not a {dtype} value")]
-    InputValue { tensor: String, index: Vec<usize>, value: f64, dtype: DType },
+    InputValue {
+        tensor: String,
+        index: Vec<usize>,
+        value: f64,
+        dtype: DType,
+    },
     #[error("{tensor}: axis {axis} reaches index {index}, outside its extent {extent} (statement at {location})")]
-    OutOfBounds { tensor: String, axis: usize, index: i64, extent: u64, location: String },
+    OutOfBounds {
+        tensor: String,
+        axis: usize,
+        index: i64,
+        extent: u64,
+        location: String,
+    },
     #[error("not supported by the reference interpreter: {what} (statement at {location})")]
     Unsupported { what: String, location: String },
 }
@@ -44,7 +55,11 @@ pub enum ReferenceError {
 pub fn run_reference(kernel: &Kernel, inputs: &[ArrayD<f64>]) -> Result<Vec<ArrayD<f64>>, ReferenceError> {
     let in_ids: Vec<TensorId> = ids_with_role(kernel, Role::In);
     if in_ids.len() != inputs.len() {
-        return Err(ReferenceError::InputCount { kernel: kernel.name.clone(), expected: in_ids.len(), got: inputs.len() });
+        return Err(ReferenceError::InputCount {
+            kernel: kernel.name.clone(),
+            expected: in_ids.len(),
+            got: inputs.len(),
+        });
     }
     let mut state = State::new(kernel);
     for (&t, array) in in_ids.iter().zip(inputs) {
@@ -231,7 +246,11 @@ impl State {
         let mut bufs = Vec::new();
         let mut shapes = Vec::new();
         for t in &kernel.tensors {
-            let shape: Vec<u64> = if t.role == Role::Local { t.local_dims.iter().map(|&d| kernel.dims[d].size).collect() } else { t.shape.clone() };
+            let shape: Vec<u64> = if t.role == Role::Local {
+                t.local_dims.iter().map(|&d| kernel.dims[d].size).collect()
+            } else {
+                t.shape.clone()
+            };
             let n = shape.iter().product::<u64>() as usize;
             bufs.push(if t.dtype.is_float() { Buf::Float(vec![0.0; n]) } else { Buf::Int(vec![0; n]) });
             shapes.push(shape);
@@ -243,9 +262,18 @@ impl State {
         let tensor = &kernel.tensors[t];
         let expected: Vec<usize> = tensor.shape.iter().map(|&s| s as usize).collect();
         if array.shape() != expected.as_slice() {
-            return Err(ReferenceError::InputShape { tensor: tensor.name.clone(), expected, got: array.shape().to_vec() });
+            return Err(ReferenceError::InputShape {
+                tensor: tensor.name.clone(),
+                expected,
+                got: array.shape().to_vec(),
+            });
         }
-        let bad = |index: Vec<usize>, value: f64| ReferenceError::InputValue { tensor: tensor.name.clone(), index, value, dtype: tensor.dtype };
+        let bad = |index: Vec<usize>, value: f64| ReferenceError::InputValue {
+            tensor: tensor.name.clone(),
+            index,
+            value,
+            dtype: tensor.dtype,
+        };
         match &mut self.bufs[t] {
             Buf::Int(v) => {
                 let (lo, hi) = int_range(tensor.dtype);
@@ -281,14 +309,23 @@ impl State {
         if tensor.role == Role::Local {
             let plain: Vec<Option<DimId>> = indices.iter().map(Affine::as_dim).collect();
             if plain != tensor.local_dims.iter().map(|&d| Some(d)).collect::<Vec<_>>() {
-                return Err(ReferenceError::Unsupported { what: format!("local {} indexed other than by its own dims", tensor.name), location: location.into() });
+                return Err(ReferenceError::Unsupported {
+                    what: format!("local {} indexed other than by its own dims", tensor.name),
+                    location: location.into(),
+                });
             }
         }
         if indices.len() != shape.len() {
-            return Err(ReferenceError::Unsupported { what: format!("{} accessed with {} indices, it has {}", tensor.name, indices.len(), shape.len()), location: location.into() });
+            return Err(ReferenceError::Unsupported {
+                what: format!("{} accessed with {} indices, it has {}", tensor.name, indices.len(), shape.len()),
+                location: location.into(),
+            });
         }
         let mut stride = 1i64;
-        let mut addr = Address { constant: 0, terms: Vec::new() };
+        let mut addr = Address {
+            constant: 0,
+            terms: Vec::new(),
+        };
         for axis in (0..shape.len()).rev() {
             let a = &indices[axis];
             let (mut lo, mut hi) = (a.constant, a.constant);
@@ -303,7 +340,13 @@ impl State {
             }
             for index in [lo, hi] {
                 if index < 0 || index >= shape[axis] as i64 {
-                    return Err(ReferenceError::OutOfBounds { tensor: tensor.name.clone(), axis, index, extent: shape[axis], location: location.into() });
+                    return Err(ReferenceError::OutOfBounds {
+                        tensor: tensor.name.clone(),
+                        axis,
+                        index,
+                        extent: shape[axis],
+                        location: location.into(),
+                    });
                 }
             }
             addr.constant += a.constant * stride;
@@ -356,7 +399,9 @@ impl State {
                 acc
             }
             Node::Dot { a, b, dim, size } => {
-                let (Buf::Int(va), Buf::Int(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else { return 0 };
+                let (Buf::Int(va), Buf::Int(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else {
+                    return 0;
+                };
                 let saved = env[*dim];
                 env[*dim] = 0;
                 let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
@@ -441,7 +486,9 @@ impl State {
                 acc
             }
             Node::Dot { a, b, dim, size } => {
-                let (Buf::Float(va), Buf::Float(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else { return 0.0 };
+                let (Buf::Float(va), Buf::Float(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else {
+                    return 0.0;
+                };
                 let saved = env[*dim];
                 env[*dim] = 0;
                 let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
@@ -475,7 +522,6 @@ impl State {
             _ => 0.0, // int nodes never reach here: compile() checks the types
         }
     }
-
 }
 
 /// Sets the reduced dims to 0 and returns their previous values.
@@ -533,7 +579,12 @@ enum Node {
     Reduce(ReduceOp, Vec<(DimId, i64)>, Box<Node>),
     /// `sum[d](a[..] * b[..])`: the dot products of matmuls and DFTs, evaluated in one tight loop
     /// (same order, same arithmetic as the general path).
-    Dot { a: (TensorId, Address), b: (TensorId, Address), dim: DimId, size: i64 },
+    Dot {
+        a: (TensorId, Address),
+        b: (TensorId, Address),
+        dim: DimId,
+        size: i64,
+    },
     IntToInt(Convert, DType, Box<Node>),
     IntToFloat(DType, Box<Node>),
     FloatToInt(DType, Box<Node>),
@@ -542,8 +593,17 @@ enum Node {
 }
 
 fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<Node, ReferenceError> {
-    let unsupported = |what: String| ReferenceError::Unsupported { what, location: location.into() };
-    let expect = |sub: &Expr, ty: ScalarType| if sub.ty() == ty { Ok(()) } else { Err(unsupported(format!("an operand of type {:?} where {ty:?} is required", sub.ty()))) };
+    let unsupported = |what: String| ReferenceError::Unsupported {
+        what,
+        location: location.into(),
+    };
+    let expect = |sub: &Expr, ty: ScalarType| {
+        if sub.ty() == ty {
+            Ok(())
+        } else {
+            Err(unsupported(format!("an operand of type {:?} where {ty:?} is required", sub.ty())))
+        }
+    };
     let sub = |x: &Expr| compile(kernel, state, x, location).map(Box::new);
     Ok(match e {
         Expr::Const { value, ty: ScalarType::I32 } => Node::ConstI(*value as i32),
@@ -571,12 +631,36 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
         }
         Expr::Reduce { op, dims, body, ty } => {
             expect(body, *ty)?;
-            if let (ReduceOp::Sum, [d], Expr::Binary { op: BinaryOp::Mul, lhs, rhs, .. }) = (op, dims.as_slice(), body.as_ref()) {
-                if let (Expr::Load { tensor: ta, indices: ia, ty: tya }, Expr::Load { tensor: tb, indices: ib, ty: tyb }) = (lhs.as_ref(), rhs.as_ref()) {
+            if let (
+                ReduceOp::Sum,
+                [d],
+                Expr::Binary {
+                    op: BinaryOp::Mul, lhs, rhs, ..
+                },
+            ) = (op, dims.as_slice(), body.as_ref())
+            {
+                if let (
+                    Expr::Load {
+                        tensor: ta,
+                        indices: ia,
+                        ty: tya,
+                    },
+                    Expr::Load {
+                        tensor: tb,
+                        indices: ib,
+                        ty: tyb,
+                    },
+                ) = (lhs.as_ref(), rhs.as_ref())
+                {
                     if tya == ty && tyb == ty {
                         let a = (*ta, state.address(kernel, *ta, ia, location)?);
                         let b = (*tb, state.address(kernel, *tb, ib, location)?);
-                        return Ok(Node::Dot { a, b, dim: *d, size: kernel.dims[*d].size as i64 });
+                        return Ok(Node::Dot {
+                            a,
+                            b,
+                            dim: *d,
+                            size: kernel.dims[*d].size as i64,
+                        });
                     }
                 }
             }
@@ -594,10 +678,25 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
                 (_, _, Convert::Srs(_)) => return Err(unsupported(format!("srs of a {:?} value to {to}", arg.ty()))),
             }
         }
-        Expr::Select { lhs, cmp, rhs, then, otherwise, ty } => {
+        Expr::Select {
+            lhs,
+            cmp,
+            rhs,
+            then,
+            otherwise,
+            ty,
+        } => {
             expect(then, *ty)?;
             expect(otherwise, *ty)?;
-            Node::Select(Cond { lhs: lhs.clone(), cmp: *cmp, rhs: rhs.clone() }, sub(then)?, sub(otherwise)?)
+            Node::Select(
+                Cond {
+                    lhs: lhs.clone(),
+                    cmp: *cmp,
+                    rhs: rhs.clone(),
+                },
+                sub(then)?,
+                sub(otherwise)?,
+            )
         }
     })
 }

@@ -277,22 +277,42 @@ pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
                 if let Some(v) = axes.iter_mut().find(|v| v.dim == Some(d)) {
                     v.stride += stride;
                 } else {
-                    axes.push(ViewAxis { dim: Some(d), extent: kernel.dims[d].tile, stride });
+                    axes.push(ViewAxis {
+                        dim: Some(d),
+                        extent: kernel.dims[d].tile,
+                        stride,
+                    });
                 }
             }
         }
-        return ElementView { axes, constant: constant.max(0) as u64, by_tensor_axis: false };
+        return ElementView {
+            axes,
+            constant: constant.max(0) as u64,
+            by_tensor_axis: false,
+        };
     }
     let mut axes = Vec::new();
     for (axis, &extent) in tensor.shape.iter().enumerate() {
         let first = patterns[0][axis].as_dim();
         let same = first.is_some() && patterns.iter().all(|p| p[axis].as_dim() == first);
         match (same, first) {
-            (true, Some(d)) => axes.push(ViewAxis { dim: Some(d), extent: kernel.dims[d].tile, stride: axis_strides[axis] }),
-            _ => axes.push(ViewAxis { dim: None, extent, stride: axis_strides[axis] }),
+            (true, Some(d)) => axes.push(ViewAxis {
+                dim: Some(d),
+                extent: kernel.dims[d].tile,
+                stride: axis_strides[axis],
+            }),
+            _ => axes.push(ViewAxis {
+                dim: None,
+                extent,
+                stride: axis_strides[axis],
+            }),
         }
     }
-    ElementView { axes, constant: 0, by_tensor_axis: true }
+    ElementView {
+        axes,
+        constant: 0,
+        by_tensor_axis: true,
+    }
 }
 
 pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, CompileError> {
@@ -322,7 +342,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     for &o in &outputs[1..] {
         if host_dims(kernel, o) != out_dims {
             return Err(schedule_error(
-                format!("outputs {} and {} must use the same dims in the same order", kernel.tensors[outputs[0]].name, kernel.tensors[o].name),
+                format!(
+                    "outputs {} and {} must use the same dims in the same order",
+                    kernel.tensors[outputs[0]].name, kernel.tensors[o].name
+                ),
                 Some(&kernel.tensors[o].span),
             ));
         }
@@ -378,7 +401,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     if let Some(r) = red_stmt {
         if let Expr::Reduce { op, .. } = &kernel.stmts[r].value {
             if *op != ReduceOp::Sum && kernel.stmts[r].accumulate {
-                return Err(schedule_error("`+=` with a max/min reduction across tiles is ambiguous; use `=`", Some(&kernel.stmts[r].span)));
+                return Err(schedule_error(
+                    "`+=` with a max/min reduction across tiles is ambiguous; use `=`",
+                    Some(&kernel.stmts[r].span),
+                ));
             }
         }
     }
@@ -388,7 +414,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     let (rows_dim, cols_dim) = (kernel.spread.rows, kernel.spread.cols);
     for d in [rows_dim, cols_dim].into_iter().flatten() {
         if !out_dims.contains(&d) {
-            return Err(schedule_error(format!("spread names dim {} which is not a dim of the output", kernel.dims[d].name), spread_span));
+            return Err(schedule_error(
+                format!("spread names dim {} which is not a dim of the output", kernel.dims[d].name),
+                spread_span,
+            ));
         }
     }
     let max_rows = device.compute_rows as u64;
@@ -424,19 +453,49 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         let t = dim.tiles();
         let lp = if cores_mode && Some(d) == rows_dim {
             let total = rows_used * cols_used;
-            TileLoop { dim: d, count: t / total, step_coef: total, row_coef: 1, col_coef: rows_used }
+            TileLoop {
+                dim: d,
+                count: t / total,
+                step_coef: total,
+                row_coef: 1,
+                col_coef: rows_used,
+            }
         } else if Some(d) == rows_dim {
-            TileLoop { dim: d, count: t / rows_used, step_coef: rows_used, row_coef: 1, col_coef: 0 }
+            TileLoop {
+                dim: d,
+                count: t / rows_used,
+                step_coef: rows_used,
+                row_coef: 1,
+                col_coef: 0,
+            }
         } else if Some(d) == cols_dim {
-            TileLoop { dim: d, count: t / cols_used, step_coef: cols_used, row_coef: 0, col_coef: 1 }
+            TileLoop {
+                dim: d,
+                count: t / cols_used,
+                step_coef: cols_used,
+                row_coef: 0,
+                col_coef: 1,
+            }
         } else {
-            TileLoop { dim: d, count: t, step_coef: 1, row_coef: 0, col_coef: 0 }
+            TileLoop {
+                dim: d,
+                count: t,
+                step_coef: 1,
+                row_coef: 0,
+                col_coef: 0,
+            }
         };
         step_loops.push(lp);
     }
     let reduce_loops: Vec<TileLoop> = reduce
         .iter()
-        .map(|&d| TileLoop { dim: d, count: kernel.dims[d].tiles(), step_coef: 1, row_coef: 0, col_coef: 0 })
+        .map(|&d| TileLoop {
+            dim: d,
+            count: kernel.dims[d].tiles(),
+            step_coef: 1,
+            row_coef: 0,
+            col_coef: 0,
+        })
         .collect();
 
     let depth = kernel.depth;
@@ -445,7 +504,12 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
     let mut cores: Vec<Core> = Vec::new();
     for c in 0..cols_used as u32 {
         for r in 0..rows_used as u32 {
-            cores.push(Core { tile: device.compute_tile(c, r), row_index: r, col_index: c, fifos: BTreeMap::new() });
+            cores.push(Core {
+                tile: device.compute_tile(c, r),
+                row_index: r,
+                col_index: c,
+                fifos: BTreeMap::new(),
+            });
         }
     }
     let core_at = |c: u32, r: u32| -> usize { (c as u64 * rows_used + r as u64) as usize };
@@ -477,7 +541,11 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         let by_row = depends(t, rows_dim) && rows_used > 1;
         let by_col = depends(t, cols_dim) && cols_used > 1;
         let route = if cores_mode {
-            if depends(t, rows_dim) && rows_used * cols_used > 1 { Routing::PerCore } else { Routing::AllCores }
+            if depends(t, rows_dim) && rows_used * cols_used > 1 {
+                Routing::PerCore
+            } else {
+                Routing::AllCores
+            }
         } else {
             match (by_row, by_col) {
                 (true, true) => Routing::PerCore,
@@ -504,58 +572,120 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             Routing::PerCore => {
                 for c in 0..cols_used as u32 {
                     let l2 = fifos.len();
-                    fifos.push(mk(format!("{}_L2_c{}", tensor.name, c), shim(c), vec![mem(c)], vec![elems * rows_used], FifoLevel::HostToMem));
+                    fifos.push(mk(
+                        format!("{}_L2_c{}", tensor.name, c),
+                        shim(c),
+                        vec![mem(c)],
+                        vec![elems * rows_used],
+                        FifoLevel::HostToMem,
+                    ));
                     let mut outs = Vec::new();
                     let mut offs = Vec::new();
                     for r in 0..rows_used as u32 {
                         let f = fifos.len();
                         let core = core_at(c, r);
-                        fifos.push(mk(format!("{}_c{}r{}", tensor.name, c, r), mem(c), vec![cores[core].tile], elem_shape.clone(), FifoLevel::MemToCore));
+                        fifos.push(mk(
+                            format!("{}_c{}r{}", tensor.name, c, r),
+                            mem(c),
+                            vec![cores[core].tile],
+                            elem_shape.clone(),
+                            FifoLevel::MemToCore,
+                        ));
                         cores[core].fifos.insert(t, f);
                         outs.push(f);
                         offs.push(r as u64 * elems);
                     }
                     let dst = if outs.len() > 1 { offs } else { vec![] };
-                    links.push(Link { inputs: vec![l2], outputs: outs, src_offsets: vec![], dst_offsets: dst });
+                    links.push(Link {
+                        inputs: vec![l2],
+                        outputs: outs,
+                        src_offsets: vec![],
+                        dst_offsets: dst,
+                    });
                 }
             }
             Routing::PerRow => {
                 for r in 0..rows_used as u32 {
                     let c = r % cols_used as u32;
                     let l2 = fifos.len();
-                    fifos.push(mk(format!("{}_L2_r{}", tensor.name, r), shim(c), vec![mem(c)], elem_shape.clone(), FifoLevel::HostToMem));
+                    fifos.push(mk(
+                        format!("{}_L2_r{}", tensor.name, r),
+                        shim(c),
+                        vec![mem(c)],
+                        elem_shape.clone(),
+                        FifoLevel::HostToMem,
+                    ));
                     let f = fifos.len();
                     let consumers: Vec<TileCoord> = (0..cols_used as u32).map(|cc| cores[core_at(cc, r)].tile).collect();
-                    fifos.push(mk(format!("{}_r{}", tensor.name, r), mem(c), consumers, elem_shape.clone(), FifoLevel::MemToCore));
+                    fifos.push(mk(
+                        format!("{}_r{}", tensor.name, r),
+                        mem(c),
+                        consumers,
+                        elem_shape.clone(),
+                        FifoLevel::MemToCore,
+                    ));
                     for cc in 0..cols_used as u32 {
                         cores[core_at(cc, r)].fifos.insert(t, f);
                     }
-                    links.push(Link { inputs: vec![l2], outputs: vec![f], src_offsets: vec![], dst_offsets: vec![] });
+                    links.push(Link {
+                        inputs: vec![l2],
+                        outputs: vec![f],
+                        src_offsets: vec![],
+                        dst_offsets: vec![],
+                    });
                 }
             }
             Routing::PerColumn => {
                 for c in 0..cols_used as u32 {
                     let l2 = fifos.len();
-                    fifos.push(mk(format!("{}_L2_c{}", tensor.name, c), shim(c), vec![mem(c)], elem_shape.clone(), FifoLevel::HostToMem));
+                    fifos.push(mk(
+                        format!("{}_L2_c{}", tensor.name, c),
+                        shim(c),
+                        vec![mem(c)],
+                        elem_shape.clone(),
+                        FifoLevel::HostToMem,
+                    ));
                     let f = fifos.len();
                     let consumers: Vec<TileCoord> = (0..rows_used as u32).map(|r| cores[core_at(c, r)].tile).collect();
-                    fifos.push(mk(format!("{}_c{}", tensor.name, c), mem(c), consumers, elem_shape.clone(), FifoLevel::MemToCore));
+                    fifos.push(mk(
+                        format!("{}_c{}", tensor.name, c),
+                        mem(c),
+                        consumers,
+                        elem_shape.clone(),
+                        FifoLevel::MemToCore,
+                    ));
                     for r in 0..rows_used as u32 {
                         cores[core_at(c, r)].fifos.insert(t, f);
                     }
-                    links.push(Link { inputs: vec![l2], outputs: vec![f], src_offsets: vec![], dst_offsets: vec![] });
+                    links.push(Link {
+                        inputs: vec![l2],
+                        outputs: vec![f],
+                        src_offsets: vec![],
+                        dst_offsets: vec![],
+                    });
                 }
             }
             Routing::AllCores => {
                 let l2 = fifos.len();
-                fifos.push(mk(format!("{}_L2", tensor.name), shim(0), vec![mem(0)], elem_shape.clone(), FifoLevel::HostToMem));
+                fifos.push(mk(
+                    format!("{}_L2", tensor.name),
+                    shim(0),
+                    vec![mem(0)],
+                    elem_shape.clone(),
+                    FifoLevel::HostToMem,
+                ));
                 let f = fifos.len();
                 let consumers: Vec<TileCoord> = cores.iter().map(|c| c.tile).collect();
                 fifos.push(mk(tensor.name.clone(), mem(0), consumers, elem_shape.clone(), FifoLevel::MemToCore));
                 for core in cores.iter_mut() {
                     core.fifos.insert(t, f);
                 }
-                links.push(Link { inputs: vec![l2], outputs: vec![f], src_offsets: vec![], dst_offsets: vec![] });
+                links.push(Link {
+                    inputs: vec![l2],
+                    outputs: vec![f],
+                    src_offsets: vec![],
+                    dst_offsets: vec![],
+                });
             }
         }
     }
@@ -563,7 +693,10 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         let tensor = &kernel.tensors[t];
         let all_spread_used = (rows_used == 1 || depends(t, rows_dim)) && (cols_used == 1 || depends(t, cols_dim));
         if !all_spread_used {
-            return Err(schedule_error(format!("output {} must depend on every spread dim", tensor.name), Some(&tensor.span)));
+            return Err(schedule_error(
+                format!("output {} must depend on every spread dim", tensor.name),
+                Some(&tensor.span),
+            ));
         }
         routing.insert(t, Routing::PerCore);
         let view = element_view(kernel, t);
@@ -601,7 +734,12 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
                 level: FifoLevel::MemToHost,
             });
             let src = if ins.len() > 1 { offs } else { vec![] };
-            links.push(Link { inputs: ins, outputs: vec![l2], src_offsets: src, dst_offsets: vec![] });
+            links.push(Link {
+                inputs: ins,
+                outputs: vec![l2],
+                src_offsets: src,
+                dst_offsets: vec![],
+            });
         }
     }
 
@@ -687,10 +825,26 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                     Routing::PerRow | Routing::AllCores => 0,
                     _ => f.producer.col,
                 };
-                streams.push(Stream { arg, fifo: i, tensor: f.tensor, row, col, per_core_rows, is_output: false });
+                streams.push(Stream {
+                    arg,
+                    fifo: i,
+                    tensor: f.tensor,
+                    row,
+                    col,
+                    per_core_rows,
+                    is_output: false,
+                });
             }
             FifoLevel::MemToHost => {
-                streams.push(Stream { arg, fifo: i, tensor: f.tensor, row: None, col: f.producer.col, per_core_rows: true, is_output: true });
+                streams.push(Stream {
+                    arg,
+                    fifo: i,
+                    tensor: f.tensor,
+                    row: None,
+                    col: f.producer.col,
+                    per_core_rows: true,
+                    is_output: true,
+                });
             }
             _ => {}
         }
@@ -733,20 +887,32 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                 }
                 let mut dims: Vec<PatDim> = Vec::new();
                 for lp in &design.step_loops[chunk_depth..] {
-                    dims.push(PatDim { count: lp.count, stride: lp.step_coef * tile_of(lp.dim) * stride_of(lp.dim) });
+                    dims.push(PatDim {
+                        count: lp.count,
+                        stride: lp.step_coef * tile_of(lp.dim) * stride_of(lp.dim),
+                    });
                 }
                 let uses_reduce = view.dims().iter().any(|d| reduce_dims.contains(d));
                 if uses_reduce {
                     for lp in &design.reduce_loops {
-                        dims.push(PatDim { count: lp.count, stride: tile_of(lp.dim) * stride_of(lp.dim) });
+                        dims.push(PatDim {
+                            count: lp.count,
+                            stride: tile_of(lp.dim) * stride_of(lp.dim),
+                        });
                     }
                 }
                 if s.per_core_rows {
                     let stride: u64 = design.step_loops.iter().map(|lp| lp.row_coef * tile_of(lp.dim) * stride_of(lp.dim)).sum();
-                    dims.push(PatDim { count: design.rows_used as u64, stride });
+                    dims.push(PatDim {
+                        count: design.rows_used as u64,
+                        stride,
+                    });
                 }
                 for v in &view.axes {
-                    dims.push(PatDim { count: v.extent, stride: v.stride });
+                    dims.push(PatDim {
+                        count: v.extent,
+                        stride: v.stride,
+                    });
                 }
                 let elem_bytes = kernel.tensors[s.tensor].dtype.size_bytes() as u64;
                 match fit_shim_bd(&dims, elem_bytes, &design.device) {
@@ -796,12 +962,18 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
         if chunk_depth == design.step_loops.len() {
             let (t, why) = first_failure.unwrap();
             return Err(limit_error(
-                format!("the shim DMA cannot address tensor {} in one transfer per tile: {}", kernel.tensors[t].name, why),
+                format!(
+                    "the shim DMA cannot address tensor {} in one transfer per tile: {}",
+                    kernel.tensors[t].name, why
+                ),
                 Some(&kernel.tensors[t].span),
             ));
         }
     }
-    Err(limit_error("too many DMA chunks (over 1024) in the runtime sequence; use larger tiles", Some(&kernel.span)))
+    Err(limit_error(
+        "too many DMA chunks (over 1024) in the runtime sequence; use larger tiles",
+        Some(&kernel.span),
+    ))
 }
 
 /// Simplifies an access pattern and maps it onto a shim BD: d0..d2 with positive strides and
@@ -813,7 +985,10 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
     while i >= 2 {
         let (outer, inner) = (v[i - 2], v[i - 1]);
         if outer.stride == inner.count * inner.stride && inner.stride != 0 {
-            v[i - 2] = PatDim { count: outer.count * inner.count, stride: inner.stride };
+            v[i - 2] = PatDim {
+                count: outer.count * inner.count,
+                stride: inner.stride,
+            };
             v.remove(i - 1);
         }
         i -= 1;
@@ -831,7 +1006,10 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
                 inner -= 1;
             }
             let n = v.len();
-            v[n - 1] = PatDim { count: last.count / inner, stride: inner };
+            v[n - 1] = PatDim {
+                count: last.count / inner,
+                stride: inner,
+            };
             v.push(PatDim { count: inner, stride: 1 });
         }
     }
@@ -870,5 +1048,8 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
             return Err(format!("stride {} exceeds the {}-word step limit", d.stride, dev.shim_step_max_words));
         }
     }
-    Ok(([v[0].count, v[1].count, v[2].count, v[3].count], [v[0].stride, v[1].stride, v[2].stride, v[3].stride]))
+    Ok((
+        [v[0].count, v[1].count, v[2].count, v[3].count],
+        [v[0].stride, v[1].stride, v[2].stride, v[3].stride],
+    ))
 }

@@ -13,7 +13,11 @@ fn example(name: &str) -> PathBuf {
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().expect("aiec runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -58,7 +62,11 @@ fn emit_prints_one_artifact_for_each_device() {
 fn compile_errors_exit_1_with_located_message_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("bad.tile");
-    std::fs::write(&src, "kernel bad {\n  dim M = 64 tile 16\n  in x: f32[M]\n  out y: f32[M]\n  y[M] = exp(z[M])\n}\n").unwrap();
+    std::fs::write(
+        &src,
+        "kernel bad {\n  dim M = 64 tile 16\n  in x: f32[M]\n  out y: f32[M]\n  y[M] = exp(z[M])\n}\n",
+    )
+    .unwrap();
     let out_dir = dir.path().join("out");
     let (code, _, err) = run(aiec().arg("compile").arg(&src).arg("-o").arg(&out_dir));
     assert_eq!(code, 1);
@@ -150,7 +158,11 @@ fn emulate_reads_and_writes_npy() {
     }
     // A wrong dtype is an error naming the argument, exit 1.
     write_npy_i16(&dir.path().join("small.npy"), &[1, 2, 3, 4], 2);
-    let (code, _, err) = run(aiec().arg("emulate").arg(dir.path().join("design.mlir")).arg("--arg").arg(format!("A={}", dir.path().join("small.npy").display())));
+    let (code, _, err) = run(aiec()
+        .arg("emulate")
+        .arg(dir.path().join("design.mlir"))
+        .arg("--arg")
+        .arg(format!("A={}", dir.path().join("small.npy").display())));
     assert_eq!(code, 1);
     assert!(err.contains("small.npy"), "{err}");
 }

@@ -88,7 +88,16 @@ fn generic_form_parses_and_verifies_with_upstream_mlir() {
 
 #[test]
 fn core_bodies_use_only_upstream_dialects_and_fifo_ops() {
-    let allowed = ["arith.", "memref.", "scf.", "vector.", "aie.objectfifo.acquire", "aie.objectfifo.subview.access", "aie.objectfifo.release", "aie.end"];
+    let allowed = [
+        "arith.",
+        "memref.",
+        "scf.",
+        "vector.",
+        "aie.objectfifo.acquire",
+        "aie.objectfifo.subview.access",
+        "aie.objectfifo.release",
+        "aie.end",
+    ];
     for name in EXAMPLES {
         let c = compile_example(name, &DeviceModel::npu1());
         let mut in_core = false;
@@ -153,7 +162,11 @@ fn data_memory_limit_names_tile_amount_and_line() {
         "kernel big {\n  dim M = 512 tile 128\n  dim N = 512 tile 128\n  dim K = 512 tile 128\n  in A: i8[M, K]\n  in B: i8[K, N]\n  out C: i32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N])\n}\n",
     );
     // 2x16 KiB (A) + 2x16 KiB (B) + 2x64 KiB (C) + 1 KiB stack
-    assert_limit(&e, "data memory exceeded on compute tile (0, 2): 197632 bytes needed, limit 65536", "test.tile:7:");
+    assert_limit(
+        &e,
+        "data memory exceeded on compute tile (0, 2): 197632 bytes needed, limit 65536",
+        "test.tile:7:",
+    );
 }
 
 #[test]
@@ -161,7 +174,11 @@ fn dma_channel_limit_on_compute_tile() {
     let e = compile_err(
         "kernel add3 {\n  dim M = 64 tile 16\n  dim N = 64\n  in a: f32[M, N]\n  in b: f32[M, N]\n  in c: f32[M, N]\n  out y: f32[M, N]\n  spread M over rows\n  y[M, N] = a[M, N] + b[M, N] + c[M, N]\n}\n",
     );
-    assert_limit(&e, "DMA input channels exceeded on compute tile (0, 2): 3 streams arrive, limit 2", "test.tile:");
+    assert_limit(
+        &e,
+        "DMA input channels exceeded on compute tile (0, 2): 3 streams arrive, limit 2",
+        "test.tile:",
+    );
 }
 
 #[test]
@@ -174,9 +191,7 @@ fn runtime_sequence_argument_limit() {
 
 #[test]
 fn non_contiguous_dma_pattern_is_rejected() {
-    let e = compile_err(
-        "kernel strided {\n  dim M = 64 tile 16\n  in x: f32[128]\n  out y: f32[M]\n  spread M over rows\n  y[M] = x[2*M]\n}\n",
-    );
+    let e = compile_err("kernel strided {\n  dim M = 64 tile 16\n  in x: f32[128]\n  out y: f32[M]\n  spread M over rows\n  y[M] = x[2*M]\n}\n");
     assert_limit(&e, "the shim DMA cannot address tensor x", "test.tile:3:");
     assert!(e.to_string().contains("stride 2"), "{e}");
 }
@@ -187,7 +202,9 @@ fn program_memory_estimate_is_checked() {
     for _ in 0..40 {
         expr = format!("tanh({expr})");
     }
-    let e = compile_err(&format!("kernel deep {{\n  dim M = 64 tile 16\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = {expr}\n}}\n"));
+    let e = compile_err(&format!(
+        "kernel deep {{\n  dim M = 64 tile 16\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = {expr}\n}}\n"
+    ));
     assert_limit(&e, "program memory exceeded on compute tiles", "test.tile:6:");
 }
 
@@ -225,7 +242,10 @@ fn limits_without_a_dsl_path_are_still_checked() {
         f.depth = 9;
     }
     let e = aiec::check::check(&kernel, &design).unwrap_err().to_string();
-    assert!(e.contains("locks exceeded on compute tile") || e.contains("buffer descriptors exceeded on compute tile"), "{e}");
+    assert!(
+        e.contains("locks exceeded on compute tile") || e.contains("buffer descriptors exceeded on compute tile"),
+        "{e}"
+    );
 }
 
 #[allow(clippy::too_many_arguments)]

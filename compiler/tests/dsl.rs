@@ -83,7 +83,10 @@ fn matmul_items() -> Vec<&'static str> {
 fn matmul_resolves_dims_tensors_and_spread() {
     let k = ok(&matmul_items());
     assert_eq!(k.name, "k");
-    assert_eq!(k.dims.iter().map(|d| (d.name.as_str(), d.size, d.tile)).collect::<Vec<_>>(), [("M", 512, 64), ("N", 512, 64), ("K", 512, 64)]);
+    assert_eq!(
+        k.dims.iter().map(|d| (d.name.as_str(), d.size, d.tile)).collect::<Vec<_>>(),
+        [("M", 512, 64), ("N", 512, 64), ("K", 512, 64)]
+    );
     assert_eq!(k.tensors[0].shape, [512, 512]);
     assert_eq!(k.tensors[0].access, Some(vec![Affine::dim(0), Affine::dim(2)]));
     assert_eq!(k.tensors[2].access, Some(vec![Affine::dim(0), Affine::dim(1)]));
@@ -93,9 +96,21 @@ fn matmul_resolves_dims_tensors_and_spread() {
     let s = &k.stmts[0];
     assert_eq!((s.target, s.target_dims.clone(), s.accumulate), (2, vec![0, 1], false));
     match &s.value {
-        Expr::Reduce { op: ReduceOp::Sum, dims, body, ty: ScalarType::I32 } => {
+        Expr::Reduce {
+            op: ReduceOp::Sum,
+            dims,
+            body,
+            ty: ScalarType::I32,
+        } => {
             assert_eq!(dims, &[2]);
-            assert!(matches!(body.as_ref(), Expr::Binary { op: BinaryOp::Mul, ty: ScalarType::I32, .. }));
+            assert!(matches!(
+                body.as_ref(),
+                Expr::Binary {
+                    op: BinaryOp::Mul,
+                    ty: ScalarType::I32,
+                    ..
+                }
+            ));
         }
         other => panic!("{other:?}"),
     }
@@ -119,11 +134,32 @@ fn locals_max_exp_recip_division_and_comments() {
         "z[M, N] = exp(x[M, N] - mx[M]) / s[M]",
     ]);
     let mx = &k.tensors[3];
-    assert_eq!((mx.role, mx.local_dims.clone(), mx.shape.clone(), mx.access.clone()), (Role::Local, vec![0], vec![4], None));
-    assert_eq!((k.spread.rows, k.spread.cols), (Some(0), Some(0)), "over cores spreads one dim over rows and columns");
-    assert!(matches!(&k.stmts[0].value, Expr::Reduce { op: ReduceOp::Max, ty: ScalarType::F32, .. }));
+    assert_eq!(
+        (mx.role, mx.local_dims.clone(), mx.shape.clone(), mx.access.clone()),
+        (Role::Local, vec![0], vec![4], None)
+    );
+    assert_eq!(
+        (k.spread.rows, k.spread.cols),
+        (Some(0), Some(0)),
+        "over cores spreads one dim over rows and columns"
+    );
+    assert!(matches!(
+        &k.stmts[0].value,
+        Expr::Reduce {
+            op: ReduceOp::Max,
+            ty: ScalarType::F32,
+            ..
+        }
+    ));
     assert!(matches!(&k.stmts[2].value, Expr::Binary { op: BinaryOp::Mul, rhs, .. } if matches!(rhs.as_ref(), Expr::Unary { op: UnaryOp::Recip, .. })));
-    assert!(matches!(&k.stmts[3].value, Expr::Binary { op: BinaryOp::Div, ty: ScalarType::F32, .. }));
+    assert!(matches!(
+        &k.stmts[3].value,
+        Expr::Binary {
+            op: BinaryOp::Div,
+            ty: ScalarType::F32,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -145,22 +181,55 @@ fn accumulate_srs_cast_and_binary_max() {
     ]);
     assert!(k.stmts[0].accumulate);
     match &k.stmts[0].value {
-        Expr::Reduce { op: ReduceOp::Sum, dims, body, ty: ScalarType::I32 } => {
+        Expr::Reduce {
+            op: ReduceOp::Sum,
+            dims,
+            body,
+            ty: ScalarType::I32,
+        } => {
             assert_eq!(dims, &[2], "`+=` sums the dims that are neither in the target nor reduced");
-            assert!(matches!(body.as_ref(), Expr::Binary { op: BinaryOp::Mul, ty: ScalarType::I32, .. }));
+            assert!(matches!(
+                body.as_ref(),
+                Expr::Binary {
+                    op: BinaryOp::Mul,
+                    ty: ScalarType::I32,
+                    ..
+                }
+            ));
         }
         other => panic!("{other:?}"),
     }
     match &k.stmts[1].value {
-        Expr::Convert { to: DType::I8, kind: Convert::Srs(8), ty: ScalarType::I32, .. } => {}
+        Expr::Convert {
+            to: DType::I8,
+            kind: Convert::Srs(8),
+            ty: ScalarType::I32,
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     match &k.stmts[2].value {
-        Expr::Convert { to: DType::Bf16, kind: Convert::Cast, ty: ScalarType::F32, arg } => assert_eq!(arg.ty(), ScalarType::I32),
+        Expr::Convert {
+            to: DType::Bf16,
+            kind: Convert::Cast,
+            ty: ScalarType::F32,
+            arg,
+        } => assert_eq!(arg.ty(), ScalarType::I32),
         other => panic!("{other:?}"),
     }
     match &k.stmts[3].value {
-        Expr::Binary { op: BinaryOp::Max, rhs, ty: ScalarType::I32, .. } => assert_eq!(rhs.as_ref(), &Expr::Const { value: 0.0, ty: ScalarType::I32 }),
+        Expr::Binary {
+            op: BinaryOp::Max,
+            rhs,
+            ty: ScalarType::I32,
+            ..
+        } => assert_eq!(
+            rhs.as_ref(),
+            &Expr::Const {
+                value: 0.0,
+                ty: ScalarType::I32
+            }
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -176,9 +245,22 @@ fn select_with_causal_mask_and_negative_infinity() {
         "s[Q, J] = select(J <= Q, x[Q, J], -inf)",
     ]);
     match &k.stmts[0].value {
-        Expr::Select { lhs, cmp: CmpOp::Le, rhs, otherwise, ty: ScalarType::F32, .. } => {
+        Expr::Select {
+            lhs,
+            cmp: CmpOp::Le,
+            rhs,
+            otherwise,
+            ty: ScalarType::F32,
+            ..
+        } => {
             assert_eq!((lhs, rhs), (&Affine::dim(1), &Affine::dim(0)));
-            assert_eq!(otherwise.as_ref(), &Expr::Const { value: f64::NEG_INFINITY, ty: ScalarType::F32 });
+            assert_eq!(
+                otherwise.as_ref(),
+                &Expr::Const {
+                    value: f64::NEG_INFINITY,
+                    ty: ScalarType::F32
+                }
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -188,7 +270,13 @@ fn select_with_causal_mask_and_negative_infinity() {
         match &k.stmts[0].value {
             Expr::Select { cmp, rhs, .. } => {
                 assert_eq!(*cmp, want);
-                assert_eq!(rhs, &Affine { terms: vec![(1, 0)], constant: 1 });
+                assert_eq!(
+                    rhs,
+                    &Affine {
+                        terms: vec![(1, 0)],
+                        constant: 1
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -207,9 +295,19 @@ fn affine_host_indices_and_several_patterns() {
         "frames[T, S] = audio[160*T + S] * w[0, S] + w[1, 400 + S] - audio[S*2 - S + 160*T]",
     ]);
     let audio = &k.tensors[0];
-    assert_eq!(audio.access, Some(vec![Affine { terms: vec![(160, 0), (1, 1)], constant: 0 }]));
+    assert_eq!(
+        audio.access,
+        Some(vec![Affine {
+            terms: vec![(160, 0), (1, 1)],
+            constant: 0
+        }])
+    );
     let w = &k.tensors[1];
-    assert_eq!(w.access, Some(vec![Affine { terms: vec![], constant: 0 }, Affine::dim(1)]), "the first pattern is recorded");
+    assert_eq!(
+        w.access,
+        Some(vec![Affine { terms: vec![], constant: 0 }, Affine::dim(1)]),
+        "the first pattern is recorded"
+    );
     let mut loads = Vec::new();
     k.stmts[0].value.walk(&mut |e| {
         if let Expr::Load { tensor, indices, .. } = e {
@@ -218,7 +316,16 @@ fn affine_host_indices_and_several_patterns() {
     });
     // `S*2 - S + 160*T` folds to the same pattern as `160*T + S` (terms merged, ordered by dim).
     assert_eq!(loads[3].1, loads[0].1);
-    assert_eq!(loads[2].1, vec![Affine { terms: vec![], constant: 1 }, Affine { terms: vec![(1, 1)], constant: 400 }]);
+    assert_eq!(
+        loads[2].1,
+        vec![
+            Affine { terms: vec![], constant: 1 },
+            Affine {
+                terms: vec![(1, 1)],
+                constant: 400
+            }
+        ]
+    );
 }
 
 #[test]
@@ -246,10 +353,23 @@ fn gelu_literals_and_unary_minus() {
 #[test]
 fn depth_items_in_any_order_and_default_spread() {
     // Statements and declarations interleave; dims may be declared after their use.
-    let k = ok(&["in A: i8[M, K]", "in B: i8[K, N]", "out C: i32[M, N]", "C[M, N] = sum[K](A[M, K] * B[K, N])", "depth 3", "dim M = 64 tile 16", "dim N = 64 tile 16", "dim K = 64"]);
+    let k = ok(&[
+        "in A: i8[M, K]",
+        "in B: i8[K, N]",
+        "out C: i32[M, N]",
+        "C[M, N] = sum[K](A[M, K] * B[K, N])",
+        "depth 3",
+        "dim M = 64 tile 16",
+        "dim N = 64 tile 16",
+        "dim K = 64",
+    ]);
     assert_eq!(k.depth, 3);
     assert_eq!(k.depth_span.as_ref().unwrap().location(), "t.tile:6:3");
-    assert_eq!((k.spread.rows, k.spread.cols, k.spread.span.clone()), (Some(0), Some(1), None), "default: first target dim over rows, second over cols");
+    assert_eq!(
+        (k.spread.rows, k.spread.cols, k.spread.span.clone()),
+        (Some(0), Some(1), None),
+        "default: first target dim over rows, second over cols"
+    );
     let k = ok(&["dim M = 64 tile 16", "in x: f32[M]", "out y: f32[M]", "y[M] = abs(x[M])"]);
     assert_eq!((k.spread.rows, k.spread.cols), (Some(0), None));
 }
@@ -291,7 +411,13 @@ fn tile_must_divide_and_fit_the_dim() {
     let items = ["dim M = 512 tile 96", "in x: f32[M]", "out y: f32[M]", "y[M] = x[M]"];
     check(&items, Kind::Limit, &["tile 96 does not divide dim M = 512"], 0, "dim M");
     let items = ["dim N = 8 tile 16", "in x: f32[N]", "out y: f32[N]", "y[N] = x[N]"];
-    check(&items, Kind::Limit, &["tile 16 does not divide dim N = 8: it is larger than the dim"], 0, "dim N");
+    check(
+        &items,
+        Kind::Limit,
+        &["tile 16 does not divide dim N = 8: it is larger than the dim"],
+        0,
+        "dim N",
+    );
 }
 
 #[test]
@@ -308,15 +434,43 @@ fn target_indices_are_plain_distinct_dims_with_one_pattern() {
     check(&items, Kind::Type, &["target indices must be plain dims"], 3, "M + 1");
     let items = ["dim M = 8", "in x: f32[M, M]", "out y: f32[M, M]", "y[M, M] = x[M, M]"];
     check(&items, Kind::Type, &["dim M appears twice in the target"], 3, "M] =");
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M, N]", "y[M, N] = x[M, N]", "y[N, M] = x[M, N]"];
-    check(&items, Kind::Type, &["output y is written with two different index patterns (first at t.tile:6:3)"], 5, "y[N, M]");
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M, N]",
+        "y[M, N] = x[M, N]",
+        "y[N, M] = x[M, N]",
+    ];
+    check(
+        &items,
+        Kind::Type,
+        &["output y is written with two different index patterns (first at t.tile:6:3)"],
+        5,
+        "y[N, M]",
+    );
 }
 
 #[test]
 fn local_indices_must_be_its_dims() {
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M, N]", "local t: f32[M, N]", "t[N, M] = x[M, N]", "y[M, N] = t[M, N]"];
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M, N]",
+        "local t: f32[M, N]",
+        "t[N, M] = x[M, N]",
+        "y[M, N] = t[M, N]",
+    ];
     check(&items, Kind::Type, &["local t is declared over [M, N]; index it as t[M, N]"], 5, "N, M]");
-    let items = ["dim M = 8", "in x: f32[M]", "out y: f32[M]", "local t: f32[M]", "y[M] = t[M] + x[M]", "t[M] = x[M]"];
+    let items = [
+        "dim M = 8",
+        "in x: f32[M]",
+        "out y: f32[M]",
+        "local t: f32[M]",
+        "y[M] = t[M] + x[M]",
+        "t[M] = x[M]",
+    ];
     check(&items, Kind::Type, &["local t is read before any statement assigns it"], 4, "t[M]");
     let items = ["dim M = 8", "local t: f32[M, 4]"];
     check(&items, Kind::Type, &["local t is indexed by dims only; extent 4 must be a dim"], 1, "4");
@@ -327,19 +481,49 @@ fn dtype_mismatches_name_the_fix() {
     let base = ["dim M = 8", "in a: i8[M]", "in f: f32[M]", "in w: i32[M]"];
     let with = |extra: &[&'static str]| -> Vec<&'static str> { base.iter().copied().chain(extra.iter().copied()).collect() };
     let items = with(&["out y: f32[M]", "y[M] = a[M] * 2"]);
-    check(&items, Kind::Type, &["dtype mismatch: i32 value stored into f32 tensor y", "cast<f32>(...)"], 5, "a[M] * 2");
+    check(
+        &items,
+        Kind::Type,
+        &["dtype mismatch: i32 value stored into f32 tensor y", "cast<f32>(...)"],
+        5,
+        "a[M] * 2",
+    );
     let items = with(&["out y: i32[M]", "y[M] = f[M]"]);
-    check(&items, Kind::Type, &["dtype mismatch: f32 value stored into i32 tensor y", "cast<i32>(...)"], 5, "f[M]");
+    check(
+        &items,
+        Kind::Type,
+        &["dtype mismatch: f32 value stored into i32 tensor y", "cast<i32>(...)"],
+        5,
+        "f[M]",
+    );
     let items = with(&["out y: i8[M]", "y[M] = w[M] + a[M]"]);
-    check(&items, Kind::Type, &["dtype mismatch: i32 value stored into i8 tensor y", "srs<i8>(..., shift)", "cast<i8>(...)"], 5, "w[M]");
+    check(
+        &items,
+        Kind::Type,
+        &["dtype mismatch: i32 value stored into i8 tensor y", "srs<i8>(..., shift)", "cast<i8>(...)"],
+        5,
+        "w[M]",
+    );
     let items = with(&["out y: i8[M]", "y[M] = srs<i16>(w[M], 4)"]);
     check(&items, Kind::Type, &["dtype mismatch", "srs<i8>(..., shift)"], 5, "srs<i16>");
     let items = with(&["out y: f32[M]", "y[M] = f[M] + a[M]"]);
-    check(&items, Kind::Type, &["dtype mismatch: i32 value where f32 is expected", "cast<f32>(...)"], 5, "a[M]");
+    check(
+        &items,
+        Kind::Type,
+        &["dtype mismatch: i32 value where f32 is expected", "cast<f32>(...)"],
+        5,
+        "a[M]",
+    );
     let items = with(&["out y: i32[M]", "y[M] = w[M] * 0.5"]);
     check(&items, Kind::Type, &["dtype mismatch: literal 0.5 in an i32 expression"], 5, "0.5");
     let items = with(&["out y: f32[M]", "y[M] = exp(w[M])"]);
-    check(&items, Kind::Type, &["dtype mismatch: exp needs a floating-point argument", "cast<f32>(...)"], 5, "exp(");
+    check(
+        &items,
+        Kind::Type,
+        &["dtype mismatch: exp needs a floating-point argument", "cast<f32>(...)"],
+        5,
+        "exp(",
+    );
     let items = with(&["out y: i32[M]", "y[M] = w[M] / w[M]"]);
     check(&items, Kind::Type, &["integer division is not supported"], 5, "w[M] /");
     // Already in range: narrow loads, srs/cast to the type or narrower, max/min of those.
@@ -362,18 +546,51 @@ fn reductions_and_free_dims() {
     let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M]", "y[M] = max[N, N](x[M, N])"];
     check(&items, Kind::Type, &["dim N is already reduced here"], 4, "N](");
     let items = matmul_items().into_iter().take(7).chain(["C[M, N] = A[M, K] * B[K, N]"]).collect::<Vec<_>>();
-    check(&items, Kind::Type, &["dim K is neither in the target nor reduced; wrap in sum[K](...)"], 7, "K]");
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M]", "y[M] = select(N < M, x[M, M], 0.0)"];
+    check(
+        &items,
+        Kind::Type,
+        &["dim K is neither in the target nor reduced; wrap in sum[K](...)"],
+        7,
+        "K]",
+    );
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M]",
+        "y[M] = select(N < M, x[M, M], 0.0)",
+    ];
     check(&items, Kind::Type, &["dim N is neither in the target nor reduced"], 4, "N <");
 }
 
 #[test]
 fn spread_and_depth_are_checked() {
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M]", "y[M] = sum[N](x[M, N])", "spread N over rows"];
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M]",
+        "y[M] = sum[N](x[M, N])",
+        "spread N over rows",
+    ];
     check(&items, Kind::Type, &["spread names dim N which is not a dim of the output"], 5, "N over");
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M, N]", "y[M, N] = x[M, N]", "spread M over rows, N over rows"];
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M, N]",
+        "y[M, N] = x[M, N]",
+        "spread M over rows, N over rows",
+    ];
     check(&items, Kind::Type, &["two dims are spread over rows"], 5, "N over");
-    let items = ["dim M = 8", "dim N = 8", "in x: f32[M, N]", "out y: f32[M, N]", "y[M, N] = x[M, N]", "spread M over cores, N over cols"];
+    let items = [
+        "dim M = 8",
+        "dim N = 8",
+        "in x: f32[M, N]",
+        "out y: f32[M, N]",
+        "y[M, N] = x[M, N]",
+        "spread M over cores, N over cols",
+    ];
     check(&items, Kind::Type, &["cannot be combined"], 5, "N over");
     let items = ["dim M = 8", "in x: f32[M]", "out y: f32[M]", "y[M] = x[M]", "depth 5"];
     check(&items, Kind::Type, &["depth 5 is out of range", "1..=4"], 4, "depth");
@@ -390,7 +607,14 @@ fn host_extents_and_bounds() {
     let items = ["dim M = 8", "in x: f32[100]", "out y: f32[M]", "y[M] = x[M - 1]"];
     check(&items, Kind::Type, &["x axis 0 reaches index -1, below 0"], 3, "M - 1");
     // Extents named by dims resolve to the dim's size; several patterns only need to fit.
-    let k = ok(&["dim M = 8", "dim D = 4", "in gb: f32[2, D]", "in x: f32[M, D]", "out y: f32[M, D]", "y[M, D] = x[M, D] * gb[0, D] + gb[1, D]"]);
+    let k = ok(&[
+        "dim M = 8",
+        "dim D = 4",
+        "in gb: f32[2, D]",
+        "in x: f32[M, D]",
+        "out y: f32[M, D]",
+        "y[M, D] = x[M, D] * gb[0, D] + gb[1, D]",
+    ]);
     assert_eq!(k.tensors[0].shape, [2, 4]);
 }
 
@@ -403,7 +627,12 @@ fn parse_err(text: &str) -> CompileError {
 #[test]
 fn syntax_errors_say_what_was_expected_in_words() {
     let e = parse_err("kernel k {\n  dim M = 8\n  123 = 4\n}\n");
-    assert_error(&e, Kind::Parse, &["expected a statement, `dim`, `in`, `out`, `local`, `spread`, `depth` or `}`, found `123`"], "t.tile:3:3");
+    assert_error(
+        &e,
+        Kind::Parse,
+        &["expected a statement, `dim`, `in`, `out`, `local`, `spread`, `depth` or `}`, found `123`"],
+        "t.tile:3:3",
+    );
     let rendered = e.to_string();
     assert!(rendered.contains("3 |   123 = 4\n  |   ^^^"), "caret under the token:\n{rendered}");
     let e = parse_err("kernel k {\n  dim M = 8\n  in x: f32[M]\n  out y: f32[M]\n  y[M] = x[M\n}\n");
@@ -420,7 +649,10 @@ fn syntax_errors_say_what_was_expected_in_words() {
     assert_error(&e, Kind::Parse, &["found `dim`"], "t.tile:2:13");
     for text in ["kernel k {\n  dim M = 8\n", "kernel k {\n  y[M] = (x[M]\n}\n"] {
         let msg = parse_err(text).to_string();
-        assert!(!msg.contains("t_") && !msg.contains("kw_") && !msg.contains("EOI") && !msg.contains("affine"), "no grammar rule names: {msg}");
+        assert!(
+            !msg.contains("t_") && !msg.contains("kw_") && !msg.contains("EOI") && !msg.contains("affine"),
+            "no grammar rule names: {msg}"
+        );
     }
 }
 
@@ -528,7 +760,11 @@ fn builder_affine_indices_select_casts_and_literals_equal_text() {
     let acc = k.local("acc", DType::I32, [t, s]);
     k.assign(
         o.at([t, s]),
-        b::select(s.le(t), audio.at([t * 4 + s]) * basis.at([b::Idx::from(1), 4 + s]), -b::Expr::from(f64::INFINITY)) + b::max2(-audio.at([s]), 0.5) / 2.0,
+        b::select(
+            s.le(t),
+            audio.at([t * 4 + s]) * basis.at([b::Idx::from(1), 4 + s]),
+            -b::Expr::from(f64::INFINITY),
+        ) + b::max2(-audio.at([s]), 0.5) / 2.0,
     );
     k.accumulate(acc.at([t, s]), b::cast(DType::I32, audio.at([s + t * 2])));
     k.assign(c.at([t, s]), b::srs(DType::I8, acc.at([t, s]), 3));
@@ -663,13 +899,18 @@ fn reference_softmax_matches_a_hand_written_softmax() {
 fn run_1d(items: &[&str], input: Vec<f64>) -> Vec<f64> {
     let kernel = ok(items);
     let n = input.len();
-    run_reference(&kernel, &[array(&[n], input)]).unwrap_or_else(|e| panic!("{e}"))[0].iter().copied().collect()
+    run_reference(&kernel, &[array(&[n], input)]).unwrap_or_else(|e| panic!("{e}"))[0]
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[test]
 fn reference_srs_rounds_half_up_and_saturates() {
     let items = ["dim N = 14", "in a: i32[N]", "out y: i8[N]", "y[N] = srs<i8>(a[N], 4)"];
-    let input = vec![24.0, -24.0, 8.0, -8.0, 7.0, -9.0, 2039.0, 2040.0, -2056.0, -2057.0, 100000.0, -100000.0, 0.0, 23.0];
+    let input = vec![
+        24.0, -24.0, 8.0, -8.0, 7.0, -9.0, 2039.0, 2040.0, -2056.0, -2057.0, 100000.0, -100000.0, 0.0, 23.0,
+    ];
     // x/16 rounded half up: 1.5 -> 2, -1.5 -> -1, 0.5 -> 1, -0.5 -> 0, 0.4375 -> 0, -0.5625 -> -1,
     // 127.4375 -> 127, 127.5 -> 128 -> 127 (saturated), -128.5 -> -128, -128.5625 -> -129 -> -128,
     // then far out of range both ways, 0, 1.4375 -> 1.
@@ -685,7 +926,10 @@ fn reference_srs_rounds_half_up_and_saturates() {
 #[test]
 fn reference_casts_truncate_saturate_and_round_to_even() {
     let items = ["dim N = 6", "in f: f32[N]", "out y: i8[N]", "y[N] = cast<i8>(f[N])"];
-    assert_eq!(run_1d(&items, vec![3.7, -3.7, 300.0, -1e9, 127.9, -0.5]), [3.0, -3.0, 127.0, -128.0, 127.0, 0.0]);
+    assert_eq!(
+        run_1d(&items, vec![3.7, -3.7, 300.0, -1e9, 127.9, -0.5]),
+        [3.0, -3.0, 127.0, -128.0, 127.0, 0.0]
+    );
     let items = ["dim N = 3", "in w: i32[N]", "out y: i8[N]", "y[N] = cast<i8>(w[N])"];
     assert_eq!(run_1d(&items, vec![1000.0, -1000.0, -7.0]), [127.0, -128.0, -7.0]);
     // bf16 keeps 8 significant bits: 1 + 2^-8 is a tie between 1 and 1 + 2^-7 (even: 1);
@@ -693,7 +937,10 @@ fn reference_casts_truncate_saturate_and_round_to_even() {
     let items = ["dim N = 3", "in f: f32[N]", "out y: bf16[N]", "y[N] = f[N]"];
     let t1 = 1.0 + 2f64.powi(-8);
     let t2 = 1.0 + 3.0 * 2f64.powi(-8);
-    assert_eq!(run_1d(&items, vec![t1, t2, 1.0 + 2f64.powi(-7)]), [1.0, 1.0 + 2f64.powi(-6), 1.0 + 2f64.powi(-7)]);
+    assert_eq!(
+        run_1d(&items, vec![t1, t2, 1.0 + 2f64.powi(-7)]),
+        [1.0, 1.0 + 2f64.powi(-6), 1.0 + 2f64.powi(-7)]
+    );
 }
 
 #[test]
@@ -753,7 +1000,10 @@ fn reference_rejects_bad_inputs() {
         Err(e @ ReferenceError::InputValue { .. }) => assert!(e.to_string().contains("input a: element [1] = 1.5 is not a i8 value"), "{e}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(run_reference(&kernel, &[array(&[2], vec![1.0, 200.0]), good()]), Err(ReferenceError::InputValue { .. })));
+    assert!(matches!(
+        run_reference(&kernel, &[array(&[2], vec![1.0, 200.0]), good()]),
+        Err(ReferenceError::InputValue { .. })
+    ));
     let out = run_reference(&kernel, &[array(&[2], vec![-3.0, 4.0]), array(&[2], vec![0.5, 0.25])]).unwrap();
     assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), [-2.5, 4.25]);
 }
@@ -761,7 +1011,11 @@ fn reference_rejects_bad_inputs() {
 #[test]
 fn every_example_parses_typechecks_and_runs_on_the_reference() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dsl-examples");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "tile")).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tile"))
+        .collect();
     names.sort();
     assert!(names.len() >= 6, "{names:?}");
     for path in names {
@@ -779,7 +1033,10 @@ fn every_example_parses_typechecks_and_runs_on_the_reference() {
             .map(|t| {
                 let n: u64 = t.shape.iter().product();
                 let shape: Vec<usize> = t.shape.iter().map(|&s| s as usize).collect();
-                let v = ints(n as usize, -100, 100, 9).into_iter().map(|x| if t.dtype.is_float() { x / 64.0 } else { x }).collect();
+                let v = ints(n as usize, -100, 100, 9)
+                    .into_iter()
+                    .map(|x| if t.dtype.is_float() { x / 64.0 } else { x })
+                    .collect();
                 array(&shape, v)
             })
             .collect();
@@ -797,7 +1054,12 @@ fn ast_nodes_carry_precise_spans() {
     let slice = |s: &Span| &text[s.start..s.end];
     assert_eq!(slice(&ast.name.span), "k");
     match &ast.items[0] {
-        Item::Dim { name, size: 8, tile: Some(4), span } => assert_eq!((slice(&name.span), slice(span)), ("M", "dim M = 8 tile 4")),
+        Item::Dim {
+            name,
+            size: 8,
+            tile: Some(4),
+            span,
+        } => assert_eq!((slice(&name.span), slice(span)), ("M", "dim M = 8 tile 4")),
         other => panic!("{other:?}"),
     }
     match &ast.items[1] {
@@ -808,11 +1070,15 @@ fn ast_nodes_carry_precise_spans() {
     assert_eq!(slice(&stmt.span), "y[M] = exp(x[M] - 1.5) * -x[M]");
     assert_eq!(slice(&stmt.target.span), "y[M]");
     assert_eq!(slice(&stmt.target.indices[0].span), "M");
-    let A::Binary(BinaryOp::Mul, lhs, rhs, span) = &stmt.value else { panic!("{:?}", stmt.value) };
+    let A::Binary(BinaryOp::Mul, lhs, rhs, span) = &stmt.value else {
+        panic!("{:?}", stmt.value)
+    };
     assert_eq!(slice(span), "exp(x[M] - 1.5) * -x[M]");
     assert_eq!(slice(lhs.span()), "exp(x[M] - 1.5)");
     assert_eq!(slice(rhs.span()), "-x[M]");
     let A::Unary(UnaryOp::Exp, inner, _) = lhs.as_ref() else { panic!("{lhs:?}") };
-    let A::Binary(BinaryOp::Sub, _, one_half, _) = inner.as_ref() else { panic!("{inner:?}") };
+    let A::Binary(BinaryOp::Sub, _, one_half, _) = inner.as_ref() else {
+        panic!("{inner:?}")
+    };
     assert!(matches!(one_half.as_ref(), A::Number(v, s) if *v == 1.5 && slice(s) == "1.5"));
 }

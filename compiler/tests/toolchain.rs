@@ -49,7 +49,10 @@ impl FakeTools {
         let log = r.join("argv.log");
         let record = |name: &str| format!("echo \"{name} $(pwd) $*\" >> '{}'\n", log.display());
         let aie_opt = if aie_opt_fails {
-            format!("{}echo \"design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive\" >&2\nexit 1\n", record("aie-opt"))
+            format!(
+                "{}echo \"design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive\" >&2\nexit 1\n",
+                record("aie-opt")
+            )
         } else {
             // aie-opt IN -o OUT: copy IN to OUT (a real aie-opt re-prints the verified module).
             format!("{}in=\"$1\"; out=\"$3\"\n[ \"$2\" = \"-o\" ] || {{ echo 'usage: aie-opt IN -o OUT' >&2; exit 2; }}\necho '// verified' > \"$out\"; cat \"$in\" >> \"$out\"\n", record("aie-opt"))
@@ -74,8 +77,17 @@ impl FakeTools {
         };
         write_script(&r.join("mlir-aie/bin/aiecc"), &aiecc_body);
         write_script(&r.join("mlir-aie/bin/bootgen"), &record("bootgen"));
-        write_script(&r.join("peano/bin/clang"), &format!("{}echo 'clang version 19.0.0git (llvm-aie fake)'\necho 'Target: aie2-none-unknown-elf'\n", record("clang")));
-        write_script(&r.join("xrt/bin/xclbinutil"), &format!("{}echo '****'\necho '       XRT Build Version: 2.17.0 (fake)'\n", record("xclbinutil")));
+        write_script(
+            &r.join("peano/bin/clang"),
+            &format!(
+                "{}echo 'clang version 19.0.0git (llvm-aie fake)'\necho 'Target: aie2-none-unknown-elf'\n",
+                record("clang")
+            ),
+        );
+        write_script(
+            &r.join("xrt/bin/xclbinutil"),
+            &format!("{}echo '****'\necho '       XRT Build Version: 2.17.0 (fake)'\n", record("xclbinutil")),
+        );
         write_script(&r.join("xrt/bin/xrt-smi"), &format!("{}echo 'xrt-smi fake'\n", record("xrt-smi")));
         FakeTools { root, log }
     }
@@ -85,7 +97,12 @@ impl FakeTools {
     }
 
     fn toolchain(&self) -> Toolchain {
-        let overrides = Overrides { mlir_aie: Some(self.dir("mlir-aie")), peano: Some(self.dir("peano")), xrt: Some(self.dir("xrt")), device: None };
+        let overrides = Overrides {
+            mlir_aie: Some(self.dir("mlir-aie")),
+            peano: Some(self.dir("peano")),
+            xrt: Some(self.dir("xrt")),
+            device: None,
+        };
         // PATH holds only the shell utilities the fake scripts use.
         let env = |k: &str| (k == "PATH").then(|| "/usr/bin:/bin".to_string());
         Toolchain::resolve(Some(&workspace().join("toolchain.toml")), &env, &overrides).unwrap()
@@ -119,7 +136,10 @@ fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
     let calls = fake.calls();
     let verified = out_dir.join("build/design.verified.mlir");
     assert_eq!(calls.len(), 3, "aie-opt, aiecc, and aiecc's environment line: {calls:#?}");
-    assert_eq!(calls[0], format!("aie-opt {} {} -o {}", out_dir.display(), design.display(), verified.display()));
+    assert_eq!(
+        calls[0],
+        format!("aie-opt {} {} -o {}", out_dir.display(), design.display(), verified.display())
+    );
     let expected_aiecc = format!(
         "aiecc {} --no-xchesscc --no-xbridge --peano {} --no-compile-host --tmpdir {} --aie-generate-xclbin --xclbin-name=final.xclbin --aie-generate-npu-insts --npu-insts-name=insts.bin {}",
         out_dir.display(),
@@ -129,7 +149,14 @@ fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
     );
     assert_eq!(calls[1], expected_aiecc);
     // aiecc finds bootgen and xclbinutil on PATH: the driver put their install dirs there.
-    assert_eq!(calls[2], format!("env bootgen={} xclbinutil={}", fake.dir("mlir-aie/bin/bootgen").display(), fake.dir("xrt/bin/xclbinutil").display()));
+    assert_eq!(
+        calls[2],
+        format!(
+            "env bootgen={} xclbinutil={}",
+            fake.dir("mlir-aie/bin/bootgen").display(),
+            fake.dir("xrt/bin/xclbinutil").display()
+        )
+    );
 
     // aie-opt's output is what aiecc compiled, and aiecc's outputs are what the build returns.
     assert_eq!(fs::read_to_string(&verified).unwrap(), format!("// verified\n{DESIGN}"));
@@ -158,7 +185,12 @@ fn a_failing_step_reports_its_command_status_and_stderr() {
     let mut log = Vec::new();
     let err = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut log).unwrap_err();
     match &err {
-        BuildError::StepFailed { step, command_line, status, stderr_tail } => {
+        BuildError::StepFailed {
+            step,
+            command_line,
+            status,
+            stderr_tail,
+        } => {
             assert_eq!(step, "aiecc");
             assert!(command_line.contains("/mlir-aie/bin/aiecc --no-xchesscc"), "{command_line}");
             assert_eq!(status, "exit status 1");
@@ -247,7 +279,10 @@ fn the_design_must_target_the_requested_device() {
         other => panic!("expected DeviceMismatch, got {other:?}"),
     }
     let not_aie = design_in(&out.path().join("b"), "module {}\n");
-    assert!(matches!(driver::build(&not_aie, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()), Err(BuildError::NotADesign { .. })));
+    assert!(matches!(
+        driver::build(&not_aie, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()),
+        Err(BuildError::NotADesign { .. })
+    ));
     assert!(fake.calls().is_empty());
 }
 
@@ -292,7 +327,10 @@ bootgen = "/opt/bootgen/bin/bootgen"
 fn parses_every_key_with_its_line() {
     let path = Path::new("/proj/toolchain.toml");
     let tc = Toolchain::from_toml(FULL, path, &no_env, &Overrides::default()).unwrap();
-    let at = |line| Origin::File { path: path.to_path_buf(), line };
+    let at = |line| Origin::File {
+        path: path.to_path_buf(),
+        line,
+    };
     assert_eq!(tc.file.as_deref(), Some(path));
     assert_eq!((tc.device.value.as_str(), tc.device.origin.clone()), ("npu2", at(3)));
     let mlir_aie = tc.mlir_aie.clone().unwrap();
@@ -302,15 +340,23 @@ fn parses_every_key_with_its_line() {
     assert_eq!((peano.value, peano.origin), (PathBuf::from("/proj/peano-here"), at(9)));
     assert_eq!((tc.xrt.value.clone(), tc.xrt.origin.clone()), (PathBuf::from("/opt/xrt-file"), at(12)));
     let bootgen = &tc.tools[&Tool::Bootgen];
-    assert_eq!((bootgen.value.clone(), bootgen.origin.clone()), (PathBuf::from("/opt/bootgen/bin/bootgen"), at(15)));
+    assert_eq!(
+        (bootgen.value.clone(), bootgen.origin.clone()),
+        (PathBuf::from("/opt/bootgen/bin/bootgen"), at(15))
+    );
     assert_eq!(tc.device.origin.to_string(), "/proj/toolchain.toml:3");
 }
 
 #[test]
 fn precedence_is_file_then_environment_then_flags() {
     let path = Path::new("/proj/toolchain.toml");
-    let vars: HashMap<&str, &str> =
-        [("MLIR_AIE_INSTALL_DIR", "/env/mlir-aie"), ("PEANO_INSTALL_DIR", "/env/peano"), ("XILINX_XRT", "/env/xrt"), ("AIEC_DEVICE", "npu1")].into();
+    let vars: HashMap<&str, &str> = [
+        ("MLIR_AIE_INSTALL_DIR", "/env/mlir-aie"),
+        ("PEANO_INSTALL_DIR", "/env/peano"),
+        ("XILINX_XRT", "/env/xrt"),
+        ("AIEC_DEVICE", "npu1"),
+    ]
+    .into();
     let env = |k: &str| vars.get(k).map(|v| v.to_string());
 
     let from_env = Toolchain::from_toml(FULL, path, &env, &Overrides::default()).unwrap();
@@ -320,13 +366,24 @@ fn precedence_is_file_then_environment_then_flags() {
     assert_eq!(from_env.peano.as_ref().unwrap().origin, Origin::Env("PEANO_INSTALL_DIR"));
     assert_eq!(from_env.xrt.value, Path::new("/env/xrt"));
 
-    let flags = Overrides { device: Some("npu2".into()), mlir_aie: Some("/flag/mlir-aie".into()), peano: Some("/flag/peano".into()), xrt: Some("/flag/xrt".into()) };
+    let flags = Overrides {
+        device: Some("npu2".into()),
+        mlir_aie: Some("/flag/mlir-aie".into()),
+        peano: Some("/flag/peano".into()),
+        xrt: Some("/flag/xrt".into()),
+    };
     let from_flags = Toolchain::from_toml(FULL, path, &env, &flags).unwrap();
-    assert_eq!((from_flags.device.value.as_str(), from_flags.device.origin.clone()), ("npu2", Origin::Flag("--device")));
+    assert_eq!(
+        (from_flags.device.value.as_str(), from_flags.device.origin.clone()),
+        ("npu2", Origin::Flag("--device"))
+    );
     assert_eq!(from_flags.mlir_aie.as_ref().unwrap().value, Path::new("/flag/mlir-aie"));
     assert_eq!(from_flags.mlir_aie.as_ref().unwrap().origin, Origin::Flag("--mlir-aie"));
     assert_eq!(from_flags.peano.as_ref().unwrap().value, Path::new("/flag/peano"));
-    assert_eq!((from_flags.xrt.value.clone(), from_flags.xrt.origin.clone()), (PathBuf::from("/flag/xrt"), Origin::Flag("--xrt")));
+    assert_eq!(
+        (from_flags.xrt.value.clone(), from_flags.xrt.origin.clone()),
+        (PathBuf::from("/flag/xrt"), Origin::Flag("--xrt"))
+    );
 
     // One flag leaves the other layers in charge of the rest; an empty variable counts as unset.
     let partial_env = |k: &str| match k {
@@ -334,10 +391,25 @@ fn precedence_is_file_then_environment_then_flags() {
         "XILINX_XRT" => Some("".to_string()),
         _ => None,
     };
-    let mixed = Toolchain::from_toml(FULL, path, &partial_env, &Overrides { mlir_aie: Some("/flag/m".into()), ..Default::default() }).unwrap();
+    let mixed = Toolchain::from_toml(
+        FULL,
+        path,
+        &partial_env,
+        &Overrides {
+            mlir_aie: Some("/flag/m".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(mixed.mlir_aie.unwrap().origin, Origin::Flag("--mlir-aie"));
     assert_eq!(mixed.peano.unwrap().origin, Origin::Env("PEANO_INSTALL_DIR"));
-    assert_eq!(mixed.xrt.origin, Origin::File { path: path.to_path_buf(), line: 12 });
+    assert_eq!(
+        mixed.xrt.origin,
+        Origin::File {
+            path: path.to_path_buf(),
+            line: 12
+        }
+    );
     assert_eq!(mixed.device.value, "npu2");
 
     // No file at all: defaults.
@@ -363,7 +435,12 @@ fn errors_name_the_key_and_the_line() {
     }
     let e = parse_err("[device]\ndefault = 3\n");
     match &e {
-        ToolchainError::Parse { line: 2, key: Some(k), message, .. } => {
+        ToolchainError::Parse {
+            line: 2,
+            key: Some(k),
+            message,
+            ..
+        } => {
             assert_eq!(k, "default");
             assert!(message.contains("string"), "{message}");
         }
@@ -398,7 +475,10 @@ fn errors_name_the_key_and_the_line() {
     // A bad device from the environment names its origin.
     let env = |k: &str| (k == "AIEC_DEVICE").then(|| "xdna9".to_string());
     let e = Toolchain::from_toml("", Path::new("t.toml"), &env, &Overrides::default()).unwrap_err();
-    assert_eq!(e.to_string(), "unknown device 'xdna9' (from environment AIEC_DEVICE): expected one of npu1, npu2");
+    assert_eq!(
+        e.to_string(),
+        "unknown device 'xdna9' (from environment AIEC_DEVICE): expected one of npu1, npu2"
+    );
 }
 
 #[test]
@@ -442,15 +522,26 @@ fn explicit_tool_paths_win_and_peano_clang_never_comes_from_path() {
     assert!(tc.find(Tool::PeanoClang).is_none(), "a clang on PATH is not Peano");
 
     // An explicit path that is not there is missing, and the hint says to fix that path.
-    let tc = Toolchain::from_toml("[tools]\nxclbinutil = \"/nope/xclbinutil\"\n", Path::new("/t/toolchain.toml"), &no_env, &Overrides::default()).unwrap();
+    let tc = Toolchain::from_toml(
+        "[tools]\nxclbinutil = \"/nope/xclbinutil\"\n",
+        Path::new("/t/toolchain.toml"),
+        &no_env,
+        &Overrides::default(),
+    )
+    .unwrap();
     assert!(tc.find(Tool::Xclbinutil).is_none());
-    assert!(tc.hint(Tool::Xclbinutil).contains("/nope/xclbinutil (set by [tools] xclbinutil at /t/toolchain.toml:2)"));
+    assert!(tc
+        .hint(Tool::Xclbinutil)
+        .contains("/nope/xclbinutil (set by [tools] xclbinutil at /t/toolchain.toml:2)"));
 }
 
 // ---------------------------------------------------------------- doctor
 
 fn no_npu(dir: &Path) -> NpuPaths {
-    NpuPaths { accel_node: dir.join("accel0"), driver_dirs: vec![dir.join("amdxdna")] }
+    NpuPaths {
+        accel_node: dir.join("accel0"),
+        driver_dirs: vec![dir.join("amdxdna")],
+    }
 }
 
 #[test]
@@ -488,7 +579,16 @@ fn doctor_reports_found_tools_with_versions_and_the_missing_npu() {
 #[test]
 fn doctor_gives_a_next_step_for_everything_missing() {
     let empty = tempfile::tempdir().unwrap();
-    let tc = Toolchain::from_toml("", &empty.path().join("toolchain.toml"), &no_env, &Overrides { xrt: Some(empty.path().join("xrt")), ..Default::default() }).unwrap();
+    let tc = Toolchain::from_toml(
+        "",
+        &empty.path().join("toolchain.toml"),
+        &no_env,
+        &Overrides {
+            xrt: Some(empty.path().join("xrt")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut out = Vec::new();
     let report = doctor::run_with(&tc, &no_npu(empty.path()), &mut out);
     let text = String::from_utf8(out).unwrap();
@@ -510,7 +610,10 @@ fn doctor_finds_the_npu_when_the_driver_and_node_are_there() {
     fs::create_dir_all(sys.join("amdxdna")).unwrap();
     fs::write(sys.join("accel0"), "").unwrap();
     // xrt-smi examine reporting an NPU.
-    write_script(&fake.dir("xrt/bin/xrt-smi"), "echo 'Devices present'\necho '  [0000:c5:00.1]  :  NPU Phoenix'\n");
+    write_script(
+        &fake.dir("xrt/bin/xrt-smi"),
+        "echo 'Devices present'\necho '  [0000:c5:00.1]  :  NPU Phoenix'\n",
+    );
     let report = doctor::run_with(&fake.toolchain(), &no_npu(&sys), &mut Vec::new());
     assert!(report.check("NPU device").unwrap().ok());
     assert!(report.check("amdxdna driver").unwrap().ok());
@@ -564,7 +667,18 @@ fn aiec_build_drives_the_toolchain_given_by_flags() {
     let ws = workspace();
     let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
     let o = aiec(
-        &["build", "dsl-examples/matmul.tile", "-o", out.path().to_str().unwrap(), "--mlir-aie", m.to_str().unwrap(), "--peano", p.to_str().unwrap(), "--xrt", x.to_str().unwrap()],
+        &[
+            "build",
+            "dsl-examples/matmul.tile",
+            "-o",
+            out.path().to_str().unwrap(),
+            "--mlir-aie",
+            m.to_str().unwrap(),
+            "--peano",
+            p.to_str().unwrap(),
+            "--xrt",
+            x.to_str().unwrap(),
+        ],
         &ws,
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -576,11 +690,26 @@ fn aiec_build_drives_the_toolchain_given_by_flags() {
     // Without a toolchain: exit 1 and the missing tool named.
     let empty = tempfile::tempdir().unwrap();
     let o = aiec(
-        &["build", "dsl-examples/matmul.tile", "-o", out.path().to_str().unwrap(), "--mlir-aie", empty.path().to_str().unwrap(), "--peano", empty.path().to_str().unwrap(), "--xrt", empty.path().to_str().unwrap()],
+        &[
+            "build",
+            "dsl-examples/matmul.tile",
+            "-o",
+            out.path().to_str().unwrap(),
+            "--mlir-aie",
+            empty.path().to_str().unwrap(),
+            "--peano",
+            empty.path().to_str().unwrap(),
+            "--xrt",
+            empty.path().to_str().unwrap(),
+        ],
         &ws,
     );
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("aie-opt not found"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("aie-opt not found"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -588,7 +717,18 @@ fn aiec_doctor_exit_code_follows_can_build() {
     let fake = FakeTools::new(Aiecc::Works, false);
     let ws = workspace();
     let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
-    let o = aiec(&["doctor", "--mlir-aie", m.to_str().unwrap(), "--peano", p.to_str().unwrap(), "--xrt", x.to_str().unwrap()], &ws);
+    let o = aiec(
+        &[
+            "doctor",
+            "--mlir-aie",
+            m.to_str().unwrap(),
+            "--peano",
+            p.to_str().unwrap(),
+            "--xrt",
+            x.to_str().unwrap(),
+        ],
+        &ws,
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("clang version 19.0.0git (llvm-aie fake)"), "{stdout}");
@@ -617,7 +757,11 @@ fn aiec_run_npu_never_falls_back_silently() {
     )
     .unwrap();
     let tile = work.path().join("add_one.tile");
-    fs::write(&tile, "kernel add_one {\n  dim N = 1024 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n").unwrap();
+    fs::write(
+        &tile,
+        "kernel add_one {\n  dim N = 1024 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n",
+    )
+    .unwrap();
     let out_dir = work.path().join("out");
     let o = aiec(&["run", tile.to_str().unwrap(), "--npu", "-o", out_dir.to_str().unwrap()], work.path());
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -643,7 +787,11 @@ fn npu_end_to_end() {
     let ws = workspace();
     let work = tempfile::tempdir().unwrap();
     let add_one = work.path().join("add_one.tile");
-    fs::write(&add_one, "kernel add_one {\n  dim N = 4096 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n").unwrap();
+    fs::write(
+        &add_one,
+        "kernel add_one {\n  dim N = 4096 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n",
+    )
+    .unwrap();
     for (name, file) in [("add_one", add_one), ("matmul", ws.join("dsl-examples/matmul.tile"))] {
         let dir = work.path().join(name);
         let run = |args: &[&str]| {

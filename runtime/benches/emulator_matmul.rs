@@ -19,8 +19,16 @@ fn main() {
     let mut emu = Emulator::new();
     for round in 0..4 {
         let mut args = [
-            HostBuffer { dtype: DType::I8, shape: vec![n, n], bytes: a.iter().map(|&v| v as u8).collect() },
-            HostBuffer { dtype: DType::I8, shape: vec![n, n], bytes: b.iter().map(|&v| v as u8).collect() },
+            HostBuffer {
+                dtype: DType::I8,
+                shape: vec![n, n],
+                bytes: a.iter().map(|&v| v as u8).collect(),
+            },
+            HostBuffer {
+                dtype: DType::I8,
+                shape: vec![n, n],
+                bytes: b.iter().map(|&v| v as u8).collect(),
+            },
             HostBuffer::zeros(DType::I32, &[n, n]),
         ];
         let t0 = Instant::now();

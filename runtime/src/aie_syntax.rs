@@ -67,9 +67,7 @@ pub enum SyntaxError {
 impl SyntaxError {
     pub fn line(&self) -> usize {
         match self {
-            SyntaxError::Unsupported { line, .. }
-            | SyntaxError::Malformed { line, .. }
-            | SyntaxError::Structure { line, .. } => *line,
+            SyntaxError::Unsupported { line, .. } | SyntaxError::Malformed { line, .. } | SyntaxError::Structure { line, .. } => *line,
         }
     }
 }
@@ -110,16 +108,51 @@ pub const DYNAMIC_INDEX: i64 = i64::MIN;
 /// A supported aie/aiex op, as written on one line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AieOp {
-    Device { device: String, sym_name: Option<String> },
-    Tile { col: i64, row: i64 },
-    ObjectFifo { name: String, producer: String, consumers: Vec<String>, depth: i64, elem_type: String },
-    Link { fifo_ins: Vec<String>, fifo_outs: Vec<String>, src_offsets: Vec<i64>, dst_offsets: Vec<i64> },
-    Core { tile: String },
+    Device {
+        device: String,
+        sym_name: Option<String>,
+    },
+    Tile {
+        col: i64,
+        row: i64,
+    },
+    ObjectFifo {
+        name: String,
+        producer: String,
+        consumers: Vec<String>,
+        depth: i64,
+        elem_type: String,
+    },
+    Link {
+        fifo_ins: Vec<String>,
+        fifo_outs: Vec<String>,
+        src_offsets: Vec<i64>,
+        dst_offsets: Vec<i64>,
+    },
+    Core {
+        tile: String,
+    },
     End,
-    Acquire { fifo: String, port: Port, size: i64, elem_type: String },
-    Access { subview: String, index: i64, elem_type: String },
-    Release { fifo: String, port: Port, size: i64 },
-    RuntimeSequence { sym_name: Option<String>, args: Vec<(String, String)> },
+    Acquire {
+        fifo: String,
+        port: Port,
+        size: i64,
+        elem_type: String,
+    },
+    Access {
+        subview: String,
+        index: i64,
+        elem_type: String,
+    },
+    Release {
+        fifo: String,
+        port: Port,
+        size: i64,
+    },
+    RuntimeSequence {
+        sym_name: Option<String>,
+        args: Vec<(String, String)>,
+    },
     DmaMemcpyNd {
         memref: String,
         offsets: Vec<DmaIndex>,
@@ -130,7 +163,9 @@ pub enum AieOp {
         issue_token: Option<bool>,
         memref_type: String,
     },
-    DmaWait { symbol: String },
+    DmaWait {
+        symbol: String,
+    },
 }
 
 impl AieOp {
@@ -262,8 +297,7 @@ fn unsupported(line: usize, op: &str) -> SyntaxError {
     let why = if LOWER_LEVEL.contains(&op) {
         "lower-level designs (aie.mem/aie.dma_bd/aie.flow)".to_string()
     } else {
-        "only tiles, object FIFOs, links, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string()
-            + " emulated"
+        "only tiles, object FIFOs, links, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string() + " emulated"
     };
     SyntaxError::Unsupported { line, op: op.to_string(), why }
 }
@@ -290,7 +324,11 @@ impl<'a> Cursor<'a> {
         self.pos += r.len() - r.trim_start().len();
     }
     fn err(&self, message: impl Into<String>) -> SyntaxError {
-        SyntaxError::Malformed { line: self.line, op: self.op.to_string(), message: message.into() }
+        SyntaxError::Malformed {
+            line: self.line,
+            op: self.op.to_string(),
+            message: message.into(),
+        }
     }
     fn eat(&mut self, lit: &str) -> bool {
         self.ws();
@@ -399,12 +437,7 @@ impl<'a> Cursor<'a> {
         Ok(r[..end].to_string())
     }
     /// `[a, b, ...]` of items parsed by `f`.
-    fn list<T>(
-        &mut self,
-        open: &str,
-        close: &str,
-        mut f: impl FnMut(&mut Self) -> Result<T, SyntaxError>,
-    ) -> Result<Vec<T>, SyntaxError> {
+    fn list<T>(&mut self, open: &str, close: &str, mut f: impl FnMut(&mut Self) -> Result<T, SyntaxError>) -> Result<Vec<T>, SyntaxError> {
         self.expect(open)?;
         let mut out = Vec::new();
         if self.eat(close) {
@@ -642,7 +675,11 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             c.expect(")")?;
             c.ws();
             if c.rest().starts_with('{') {
-                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "tile attributes".into() });
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "tile attributes".into(),
+                });
             }
             AieOp::Tile { col, row }
         }
@@ -651,7 +688,11 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             c.expect("(")?;
             let producer = c.ssa()?;
             if c.eat("dimensionsToStream") {
-                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "dimensionsToStream".into() });
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "dimensionsToStream".into(),
+                });
             }
             c.expect(",")?;
             let consumers = c.list("{", "}", |c| {
@@ -688,9 +729,19 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             let ty = c.ty()?;
             let elem_type = inner_of(&ty, "!aie.objectfifo", &c)?;
             if !c.at_end() {
-                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "initial values".into() });
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "initial values".into(),
+                });
             }
-            AieOp::ObjectFifo { name: fifo, producer, consumers, depth, elem_type }
+            AieOp::ObjectFifo {
+                name: fifo,
+                producer,
+                consumers,
+                depth,
+                elem_type,
+            }
         }
         "aie.objectfifo.link" => {
             let fifo_ins = c.list("[", "]", |c| c.symbol())?;
@@ -700,7 +751,12 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             let src_offsets = c.list("[", "]", |c| c.int())?;
             let dst_offsets = c.list("[", "]", |c| c.int())?;
             c.expect(")")?;
-            AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets }
+            AieOp::Link {
+                fifo_ins,
+                fifo_outs,
+                src_offsets,
+                dst_offsets,
+            }
         }
         "aie.core" => {
             c.expect("(")?;
@@ -775,7 +831,11 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
                 }
             }
             if c.eat(",") {
-                return Err(SyntaxError::Unsupported { line, op: name.into(), why: "packet".into() });
+                return Err(SyntaxError::Unsupported {
+                    line,
+                    op: name.into(),
+                    why: "packet".into(),
+                });
             }
             c.expect(")")?;
             let d = c.dict("{", "}")?;
@@ -785,7 +845,16 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             let issue_token = d.get("issue_token").map(|v| bool_value(v, &c, "issue_token")).transpose()?;
             c.expect(":")?;
             let memref_type = c.ty()?;
-            AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type }
+            AieOp::DmaMemcpyNd {
+                memref,
+                offsets,
+                sizes,
+                strides,
+                metadata,
+                id,
+                issue_token,
+                memref_type,
+            }
         }
         "aiex.npu.dma_wait" => {
             let d = c.dict("{", "}")?;
@@ -818,7 +887,10 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             if let Some(kind) = op.opens_region() {
                 stack.push(kind);
             }
-            LineItem::Op { result: result.map(|r| r.to_string()), op }
+            LineItem::Op {
+                result: result.map(|r| r.to_string()),
+                op,
+            }
         } else {
             let mut item = LineItem::Plain;
             region_attrs.clear();
@@ -852,7 +924,14 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             }
             item
         };
-        out.push(Line { number, indent, item, comment: comment.to_string(), text: raw.to_string(), region_attrs: std::mem::take(&mut region_attrs) });
+        out.push(Line {
+            number,
+            indent,
+            item,
+            comment: comment.to_string(),
+            text: raw.to_string(),
+            region_attrs: std::mem::take(&mut region_attrs),
+        });
     }
     if let Some(_kind) = stack.last() {
         return Err(SyntaxError::Structure {
@@ -885,11 +964,22 @@ pub fn print_custom(op: &AieOp) -> String {
             None => format!("aie.device({device}) {{"),
         },
         AieOp::Tile { col, row } => format!("aie.tile({col}, {row})"),
-        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => format!(
+        AieOp::ObjectFifo {
+            name,
+            producer,
+            consumers,
+            depth,
+            elem_type,
+        } => format!(
             "aie.objectfifo @{name}({producer}, {{{}}}, {depth} : i32) : !aie.objectfifo<{elem_type}>",
             consumers.join(", ")
         ),
-        AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } => format!(
+        AieOp::Link {
+            fifo_ins,
+            fifo_outs,
+            src_offsets,
+            dst_offsets,
+        } => format!(
             "aie.objectfifo.link [{}] -> [{}] ([{}] [{}])",
             join(fifo_ins, "@"),
             join(fifo_outs, "@"),
@@ -898,13 +988,12 @@ pub fn print_custom(op: &AieOp) -> String {
         ),
         AieOp::Core { tile } => format!("aie.core({tile}) {{"),
         AieOp::End => "aie.end".to_string(),
-        AieOp::Acquire { fifo, port, size, elem_type } => format!(
-            "aie.objectfifo.acquire @{fifo}({}, {size}) : !aie.objectfifosubview<{elem_type}>",
-            port.name()
-        ),
-        AieOp::Access { subview, index, elem_type } => format!(
-            "aie.objectfifo.subview.access {subview}[{index}] : !aie.objectfifosubview<{elem_type}> -> {elem_type}"
-        ),
+        AieOp::Acquire { fifo, port, size, elem_type } => {
+            format!("aie.objectfifo.acquire @{fifo}({}, {size}) : !aie.objectfifosubview<{elem_type}>", port.name())
+        }
+        AieOp::Access { subview, index, elem_type } => {
+            format!("aie.objectfifo.subview.access {subview}[{index}] : !aie.objectfifosubview<{elem_type}> -> {elem_type}")
+        }
         AieOp::Release { fifo, port, size } => format!("aie.objectfifo.release @{fifo}({}, {size})", port.name()),
         AieOp::RuntimeSequence { sym_name, args } => {
             let a = args.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ");
@@ -913,7 +1002,16 @@ pub fn print_custom(op: &AieOp) -> String {
                 None => format!("aie.runtime_sequence({a}) {{"),
             }
         }
-        AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } => {
+        AieOp::DmaMemcpyNd {
+            memref,
+            offsets,
+            sizes,
+            strides,
+            metadata,
+            id,
+            issue_token,
+            memref_type,
+        } => {
             let tok = match issue_token {
                 Some(b) => format!(", issue_token = {b}"),
                 None => String::new(),
@@ -954,7 +1052,13 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             "{result} = \"aie.tile\"() {} : () -> index",
             props(vec![("col", format!("{col} : i32")), ("row", format!("{row} : i32"))])
         ),
-        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => {
+        AieOp::ObjectFifo {
+            name,
+            producer,
+            consumers,
+            depth,
+            elem_type,
+        } => {
             let mut operands = vec![producer.clone()];
             operands.extend(consumers.iter().cloned());
             let per_consumer = vec!["[]"; consumers.len()].join(", ");
@@ -971,7 +1075,12 @@ fn print_generic(op: &AieOp, result: &str) -> String {
                 vec!["index"; operands.len()].join(", ")
             )
         }
-        AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } => format!(
+        AieOp::Link {
+            fifo_ins,
+            fifo_outs,
+            src_offsets,
+            dst_offsets,
+        } => format!(
             "\"aie.objectfifo.link\"() {} : () -> ()",
             props(vec![
                 ("dst_offsets", format!("[{}]", join(dst_offsets, ""))),
@@ -1011,7 +1120,16 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             };
             format!("\"aie.runtime_sequence\"(){p} ({{ ^bb0({a}):")
         }
-        AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } => {
+        AieOp::DmaMemcpyNd {
+            memref,
+            offsets,
+            sizes,
+            strides,
+            metadata,
+            id,
+            issue_token,
+            memref_type,
+        } => {
             let mut operands = vec![memref.clone()];
             let mut types = vec![memref_type.clone()];
             let mut statics = |l: &[DmaIndex]| -> (usize, String) {
@@ -1194,8 +1312,7 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
             row: int_value(get("row")?, &c, "row", "i32")?,
         },
         "aie.objectfifo" => {
-            let (producer, consumers) =
-                operands.split_first().ok_or_else(|| c.err("expected a producer tile operand"))?;
+            let (producer, consumers) = operands.split_first().ok_or_else(|| c.err("expected a producer tile operand"))?;
             let ty = get("elemType")?;
             AieOp::ObjectFifo {
                 name: string(&c, "sym_name")?,
@@ -1227,7 +1344,12 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
                 c.expect(")")?;
                 c.expect("->")?;
                 let ty = c.ty()?;
-                AieOp::Acquire { fifo, port, size, elem_type: inner_of(&ty, "!aie.objectfifosubview", &c)? }
+                AieOp::Acquire {
+                    fifo,
+                    port,
+                    size,
+                    elem_type: inner_of(&ty, "!aie.objectfifosubview", &c)?,
+                }
             }
         }
         "aie.objectfifo.subview.access" => {
@@ -1305,7 +1427,9 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
                 memref_type,
             }
         }
-        "aiex.npu.dma_wait" => AieOp::DmaWait { symbol: symbol_value(get("symbol")?, &c, "symbol")? },
+        "aiex.npu.dma_wait" => AieOp::DmaWait {
+            symbol: symbol_value(get("symbol")?, &c, "symbol")?,
+        },
         _ => return Err(unsupported(line, name)),
     };
     Ok(op)

@@ -15,7 +15,11 @@ pub struct HostBuffer {
 impl HostBuffer {
     pub fn zeros(dtype: DType, shape: &[usize]) -> HostBuffer {
         let n: usize = shape.iter().product();
-        HostBuffer { dtype, shape: shape.to_vec(), bytes: vec![0; n * dtype.size_bytes()] }
+        HostBuffer {
+            dtype,
+            shape: shape.to_vec(),
+            bytes: vec![0; n * dtype.size_bytes()],
+        }
     }
     pub fn for_arg(arg: &ArgSpec) -> HostBuffer {
         HostBuffer::zeros(arg.dtype, &arg.shape)
@@ -40,7 +44,11 @@ pub struct RunReport {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid artifact: {message}")]
     BadArtifact { path: PathBuf, message: String },
     #[error("argument {index} ({name}): {message}")]

@@ -43,16 +43,20 @@ impl From<InstsError> for RuntimeError {
     fn from(e: InstsError) -> Self {
         match e {
             InstsError::Io { path, source } => RuntimeError::Io { path, source },
-            InstsError::Empty { ref path } | InstsError::BadLength { ref path, .. } => {
-                RuntimeError::BadArtifact { path: path.clone(), message: e.to_string() }
-            }
+            InstsError::Empty { ref path } | InstsError::BadLength { ref path, .. } => RuntimeError::BadArtifact {
+                path: path.clone(),
+                message: e.to_string(),
+            },
         }
     }
 }
 
 /// Reads `insts.bin` into instruction words.
 pub fn read_insts(path: &Path) -> Result<Vec<u32>, InstsError> {
-    let bytes = std::fs::read(path).map_err(|source| InstsError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| InstsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_insts(&bytes, path)
 }
 
@@ -62,7 +66,10 @@ pub fn parse_insts(bytes: &[u8], path: &Path) -> Result<Vec<u32>, InstsError> {
         return Err(InstsError::Empty { path: path.to_path_buf() });
     }
     if !bytes.len().is_multiple_of(4) {
-        return Err(InstsError::BadLength { path: path.to_path_buf(), len: bytes.len() });
+        return Err(InstsError::BadLength {
+            path: path.to_path_buf(),
+            len: bytes.len(),
+        });
     }
     Ok(bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect())
 }
@@ -98,7 +105,10 @@ pub struct KernelCall {
 /// Maps `design.json`'s runtime-sequence arguments to kernel arguments.
 pub fn kernel_call(design: &DesignJson, instruction_words: usize) -> Result<KernelCall, RuntimeError> {
     if design.arguments.is_empty() {
-        return Err(RuntimeError::Design(format!("kernel '{}' has no runtime-sequence arguments: nothing to run on the NPU", design.kernel)));
+        return Err(RuntimeError::Design(format!(
+            "kernel '{}' has no runtime-sequence arguments: nothing to run on the NPU",
+            design.kernel
+        )));
     }
     if design.arguments.len() > MAX_BUFFER_ARGS {
         return Err(RuntimeError::Design(format!(
@@ -107,22 +117,37 @@ pub fn kernel_call(design: &DesignJson, instruction_words: usize) -> Result<Kern
             design.arguments.len()
         )));
     }
-    let instruction_words = u32::try_from(instruction_words)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| RuntimeError::Design(format!("instruction word count {instruction_words} does not fit the kernel's 32-bit argument or is zero")))?;
+    let instruction_words = u32::try_from(instruction_words).ok().filter(|&n| n > 0).ok_or_else(|| {
+        RuntimeError::Design(format!(
+            "instruction word count {instruction_words} does not fit the kernel's 32-bit argument or is zero"
+        ))
+    })?;
     let buffers = design
         .arguments
         .iter()
         .enumerate()
         .map(|(i, a)| {
             if a.bytes() == 0 {
-                return Err(RuntimeError::BadArgument { index: i, name: a.name.clone(), message: format!("shape {:?} has no elements", a.shape) });
+                return Err(RuntimeError::BadArgument {
+                    index: i,
+                    name: a.name.clone(),
+                    message: format!("shape {:?} has no elements", a.shape),
+                });
             }
-            Ok(BufferArg { sequence_index: i, name: a.name.clone(), kernel_arg: ARG_FIRST_BUFFER + i as u32, bytes: a.bytes(), direction: a.direction })
+            Ok(BufferArg {
+                sequence_index: i,
+                name: a.name.clone(),
+                kernel_arg: ARG_FIRST_BUFFER + i as u32,
+                bytes: a.bytes(),
+                direction: a.direction,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(KernelCall { opcode: OPCODE_RUN_INSTRUCTIONS, instruction_words, buffers })
+    Ok(KernelCall {
+        opcode: OPCODE_RUN_INSTRUCTIONS,
+        instruction_words,
+        buffers,
+    })
 }
 
 /// Checks host buffers against the design's arguments (count, element type, shape).
@@ -136,7 +161,11 @@ pub fn check_host_buffers(design: &DesignJson, args: &[HostBuffer]) -> Result<()
         )));
     }
     for (i, (spec, buf)) in design.arguments.iter().zip(args).enumerate() {
-        let bad = |message: String| RuntimeError::BadArgument { index: i, name: spec.name.clone(), message };
+        let bad = |message: String| RuntimeError::BadArgument {
+            index: i,
+            name: spec.name.clone(),
+            message,
+        };
         if buf.dtype != spec.dtype {
             return Err(bad(format!("element type {} given, the design takes {}", buf.dtype, spec.dtype)));
         }
@@ -144,7 +173,13 @@ pub fn check_host_buffers(design: &DesignJson, args: &[HostBuffer]) -> Result<()
             return Err(bad(format!("shape {:?} given, the design takes {:?}", buf.shape, spec.shape)));
         }
         if buf.bytes.len() != spec.bytes() {
-            return Err(bad(format!("{} bytes given, shape {:?} of {} needs {}", buf.bytes.len(), spec.shape, spec.dtype, spec.bytes())));
+            return Err(bad(format!(
+                "{} bytes given, shape {:?} of {} needs {}",
+                buf.bytes.len(),
+                spec.shape,
+                spec.dtype,
+                spec.bytes()
+            )));
         }
     }
     Ok(())

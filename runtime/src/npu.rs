@@ -57,7 +57,13 @@ impl NpuArtifact {
         }
         let insts = insts::read_insts(&art.insts())?;
         let call = insts::kernel_call(&design, insts.len())?;
-        Ok(NpuArtifact { dir: dir.to_path_buf(), design, xclbin: art.xclbin(), insts, call })
+        Ok(NpuArtifact {
+            dir: dir.to_path_buf(),
+            design,
+            xclbin: art.xclbin(),
+            insts,
+            call,
+        })
     }
 }
 
@@ -93,7 +99,9 @@ impl NpuBackend {
     /// [`NpuBackend::probe`] with the NPU's device node at `accel_node`.
     pub fn probe_at(accel_node: &Path) -> Result<(), RuntimeError> {
         if let Some(reason) = xrt::unavailable_reason() {
-            return Err(RuntimeError::XrtUnavailable(reason.strip_prefix("XRT not available: ").unwrap_or(&reason).to_string()));
+            return Err(RuntimeError::XrtUnavailable(
+                reason.strip_prefix("XRT not available: ").unwrap_or(&reason).to_string(),
+            ));
         }
         if !accel_node.exists() {
             return Err(RuntimeError::Npu(format!(
@@ -118,7 +126,13 @@ impl NpuBackend {
         self.device.register_xclbin(&xclbin).map_err(|e| xrt_error(&what("registering"), e))?;
         let ctx = xrt::HwContext::new(&self.device, &xclbin).map_err(|e| xrt_error(&what("creating a hardware context for"), e))?;
         let kernel = xrt::Kernel::find(&ctx, &xclbin, KERNEL_PREFIX).map_err(|e| xrt_error(&what("finding the kernel in"), e))?;
-        self.loaded = Some(Loaded { xclbin_path: xclbin_path.to_path_buf(), modified, kernel, _ctx: ctx, _xclbin: xclbin });
+        self.loaded = Some(Loaded {
+            xclbin_path: xclbin_path.to_path_buf(),
+            modified,
+            kernel,
+            _ctx: ctx,
+            _xclbin: xclbin,
+        });
         Ok(start.elapsed())
     }
 }
@@ -146,10 +160,14 @@ impl Backend for NpuBackend {
 
         let mut bos = Vec::with_capacity(artifact.call.buffers.len());
         for b in &artifact.call.buffers {
-            let group = kernel.group_id(b.kernel_arg).map_err(e(&format!("argument {} ({}) group", b.sequence_index, b.name)))?;
-            let mut bo = xrt::Bo::new(device, b.bytes, xrt::BoFlags::HostOnly, group).map_err(e(&format!("argument {} ({}) buffer", b.sequence_index, b.name)))?;
+            let group = kernel
+                .group_id(b.kernel_arg)
+                .map_err(e(&format!("argument {} ({}) group", b.sequence_index, b.name)))?;
+            let mut bo =
+                xrt::Bo::new(device, b.bytes, xrt::BoFlags::HostOnly, group).map_err(e(&format!("argument {} ({}) buffer", b.sequence_index, b.name)))?;
             // Outputs are written too, so their initial contents are the caller's, not stale memory.
-            bo.write(&args[b.sequence_index].bytes, 0).map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
+            bo.write(&args[b.sequence_index].bytes, 0)
+                .map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
             bos.push(bo);
         }
 
@@ -161,16 +179,20 @@ impl Backend for NpuBackend {
         let mut run = xrt::Run::new(kernel).map_err(e("run"))?;
         run.set_arg_u64(ARG_OPCODE, artifact.call.opcode).map_err(e("opcode argument"))?;
         run.set_arg_bo(ARG_INSTRUCTIONS, &instr_bo).map_err(e("instruction argument"))?;
-        run.set_arg_u32(ARG_INSTRUCTION_COUNT, artifact.call.instruction_words).map_err(e("instruction count argument"))?;
+        run.set_arg_u32(ARG_INSTRUCTION_COUNT, artifact.call.instruction_words)
+            .map_err(e("instruction count argument"))?;
         for (b, bo) in artifact.call.buffers.iter().zip(&bos) {
-            run.set_arg_bo(b.kernel_arg, bo).map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
+            run.set_arg_bo(b.kernel_arg, bo)
+                .map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
         }
         run.start().map_err(e("starting the kernel"))?;
-        run.wait(Some(RUN_TIMEOUT)).map_err(e(&format!("kernel '{}' on the NPU", artifact.design.kernel)))?;
+        run.wait(Some(RUN_TIMEOUT))
+            .map_err(e(&format!("kernel '{}' on the NPU", artifact.design.kernel)))?;
         for (b, bo) in artifact.call.buffers.iter().zip(&mut bos) {
             if b.direction == ArgDirection::Out {
                 bo.sync(xrt::SyncDirection::FromDevice).map_err(e("output sync"))?;
-                bo.read(&mut args[b.sequence_index].bytes, 0).map_err(e(&format!("reading argument {} ({})", b.sequence_index, b.name)))?;
+                bo.read(&mut args[b.sequence_index].bytes, 0)
+                    .map_err(e(&format!("reading argument {} ({})", b.sequence_index, b.name)))?;
             }
         }
         let run_time = start.elapsed();

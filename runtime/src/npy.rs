@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid .npy file: {message}")]
     Format { path: PathBuf, message: String },
     #[error("{path}: dtype `{descr}` is not supported (use <i1, <i2, <i4, <f4, or <u2 for raw bf16 bits)")]
@@ -61,7 +65,10 @@ fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn parse_header(dict: &str, path: &Path) -> Result<Header, NpyError> {
-    let bad = |m: &str| NpyError::Format { path: path.to_path_buf(), message: m.to_string() };
+    let bad = |m: &str| NpyError::Format {
+        path: path.to_path_buf(),
+        message: m.to_string(),
+    };
     let descr_v = dict_value(dict, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
     let q = descr_v.chars().next().ok_or_else(|| bad("empty 'descr'"))?;
     let descr = descr_v[1..].split(q).next().ok_or_else(|| bad("unterminated 'descr'"))?.to_string();
@@ -82,7 +89,10 @@ fn parse_header(dict: &str, path: &Path) -> Result<Header, NpyError> {
 /// Parses the bytes of a .npy file. `path` only names the file in errors. With `expected`, the dtype and
 /// shape must match (a bf16 argument accepts `<f4` and `<u2`).
 pub fn parse_npy(bytes: &[u8], path: &Path, expected: Option<(DType, &[usize])>) -> Result<HostBuffer, NpyError> {
-    let bad = |m: String| NpyError::Format { path: path.to_path_buf(), message: m };
+    let bad = |m: String| NpyError::Format {
+        path: path.to_path_buf(),
+        message: m,
+    };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("missing the \\x93NUMPY magic".into()));
     }
@@ -112,7 +122,12 @@ pub fn parse_npy(bytes: &[u8], path: &Path, expected: Option<(DType, &[usize])>)
         "<i4" => DType::I32,
         "<f4" => DType::F32,
         "<u2" => DType::Bf16,
-        other => return Err(NpyError::UnsupportedDtype { path: path.to_path_buf(), descr: other.to_string() }),
+        other => {
+            return Err(NpyError::UnsupportedDtype {
+                path: path.to_path_buf(),
+                descr: other.to_string(),
+            })
+        }
     };
     let n: usize = header.shape.iter().product();
     let file_size = if header.descr == "<u2" { 2 } else { file_dtype.size_bytes() };
@@ -131,7 +146,11 @@ pub fn parse_npy(bytes: &[u8], path: &Path, expected: Option<(DType, &[usize])>)
             }
             let ok = want == file_dtype || (want == DType::Bf16 && file_dtype == DType::F32);
             if !ok {
-                return Err(NpyError::DtypeMismatch { path: path.to_path_buf(), found: header.descr, expected: want });
+                return Err(NpyError::DtypeMismatch {
+                    path: path.to_path_buf(),
+                    found: header.descr,
+                    expected: want,
+                });
             }
             want
         }
@@ -144,18 +163,28 @@ pub fn parse_npy(bytes: &[u8], path: &Path, expected: Option<(DType, &[usize])>)
     } else {
         data.to_vec()
     };
-    Ok(HostBuffer { dtype: target, shape: header.shape, bytes })
+    Ok(HostBuffer {
+        dtype: target,
+        shape: header.shape,
+        bytes,
+    })
 }
 
 /// Reads a .npy file for an argument of element type `dtype` and shape `shape` (see [`parse_npy`]).
 pub fn read_npy(path: &Path, dtype: DType, shape: &[usize]) -> Result<HostBuffer, NpyError> {
-    let bytes = std::fs::read(path).map_err(|e| NpyError::Io { path: path.to_path_buf(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| NpyError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     parse_npy(&bytes, path, Some((dtype, shape)))
 }
 
 /// Reads a .npy file with whatever supported dtype and shape it holds (`<u2` is read as bf16 bits).
 pub fn read_npy_any(path: &Path) -> Result<HostBuffer, NpyError> {
-    let bytes = std::fs::read(path).map_err(|e| NpyError::Io { path: path.to_path_buf(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| NpyError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     parse_npy(&bytes, path, None)
 }
 
@@ -194,7 +223,10 @@ pub fn to_npy_bytes(buf: &HostBuffer) -> Vec<u8> {
 
 /// Writes `buf` as a .npy file.
 pub fn write_npy(path: &Path, buf: &HostBuffer) -> Result<(), NpyError> {
-    std::fs::write(path, to_npy_bytes(buf)).map_err(|e| NpyError::Io { path: path.to_path_buf(), source: e })
+    std::fs::write(path, to_npy_bytes(buf)).map_err(|e| NpyError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 #[cfg(test)]
@@ -212,7 +244,11 @@ mod tests {
         let bytes = to_npy_bytes(&b);
         assert_eq!((bytes.len() - b.bytes.len()) % 64, 0);
         assert_eq!(parse_npy(&bytes, p, Some((DType::I32, &[2, 3]))).unwrap(), b);
-        let bf = HostBuffer { dtype: DType::Bf16, shape: vec![2], bytes: vec![0x80, 0x3f, 0x00, 0xc0] };
+        let bf = HostBuffer {
+            dtype: DType::Bf16,
+            shape: vec![2],
+            bytes: vec![0x80, 0x3f, 0x00, 0xc0],
+        };
         let back = parse_npy(&to_npy_bytes(&bf), p, Some((DType::Bf16, &[2]))).unwrap();
         assert_eq!(back, bf);
     }
@@ -231,7 +267,11 @@ mod tests {
     fn files_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
-        let b = HostBuffer { dtype: DType::I16, shape: vec![3], bytes: vec![1, 0, 0xff, 0xff, 0x34, 0x12] };
+        let b = HostBuffer {
+            dtype: DType::I16,
+            shape: vec![3],
+            bytes: vec![1, 0, 0xff, 0xff, 0x34, 0x12],
+        };
         write_npy(&p, &b).unwrap();
         assert_eq!(read_npy(&p, DType::I16, &[3]).unwrap(), b);
         assert_eq!(read_npy_any(&p).unwrap(), b);

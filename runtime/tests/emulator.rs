@@ -10,7 +10,11 @@ fn design(name: &str) -> String {
 }
 
 fn i32_buf(v: &[i32]) -> HostBuffer {
-    HostBuffer { dtype: DType::I32, shape: vec![v.len()], bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+    HostBuffer {
+        dtype: DType::I32,
+        shape: vec![v.len()],
+        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
 }
 
 fn i32s(b: &HostBuffer) -> Vec<i32> {
@@ -37,8 +41,7 @@ fn split_to_two_cores_and_join() {
     let input: Vec<i32> = (0..256).map(|i| (i * 37) % 101 - 50).collect();
     let mut args = [i32_buf(&input), HostBuffer::zeros(DType::I32, &[256])];
     let report = run("split_join.mlir", &mut args).unwrap();
-    let expected: Vec<i32> =
-        input.iter().enumerate().map(|(i, v)| if i % 64 < 32 { v * 2 } else { v * 3 }).collect();
+    let expected: Vec<i32> = input.iter().enumerate().map(|(i, v)| if i % 64 < 32 { v * 2 } else { v * 3 }).collect();
     assert_eq!(i32s(&args[1]), expected);
     assert_eq!(report.cores, 2);
 }
@@ -78,8 +81,16 @@ fn vector_contract_int8_blocks() {
     let a: Vec<i8> = (0..256).map(|i| ((i * 29) % 255 - 127) as i8).collect();
     let b: Vec<i8> = (0..256).map(|i| ((i * 53 + 7) % 255 - 127) as i8).collect();
     let mut args = [
-        HostBuffer { dtype: DType::I8, shape: vec![2, 8, 16], bytes: a.iter().map(|&v| v as u8).collect() },
-        HostBuffer { dtype: DType::I8, shape: vec![2, 16, 8], bytes: b.iter().map(|&v| v as u8).collect() },
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![2, 8, 16],
+            bytes: a.iter().map(|&v| v as u8).collect(),
+        },
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![2, 16, 8],
+            bytes: b.iter().map(|&v| v as u8).collect(),
+        },
         HostBuffer::zeros(DType::I32, &[2, 8, 8]),
     ];
     run("matmul_vector.mlir", &mut args).unwrap();
@@ -87,8 +98,7 @@ fn vector_contract_int8_blocks() {
     for p in 0..2 {
         for m in 0..8 {
             for n in 0..8 {
-                expected[p * 64 + m * 8 + n] =
-                    (0..16).map(|k| a[p * 128 + m * 16 + k] as i32 * b[p * 128 + k * 8 + n] as i32).sum();
+                expected[p * 64 + m * 8 + n] = (0..16).map(|k| a[p * 128 + m * 16 + k] as i32 * b[p * 128 + k * 8 + n] as i32).sum();
             }
         }
     }
@@ -99,7 +109,9 @@ fn vector_contract_int8_blocks() {
 fn deadlock_is_reported() {
     let mut args = [i32_buf(&[1; 16]), HostBuffer::zeros(DType::I32, &[16])];
     let e = run("deadlock.mlir", &mut args).unwrap_err();
-    let RuntimeError::Deadlock(msg) = &e else { panic!("expected a deadlock, got {e}") };
+    let RuntimeError::Deadlock(msg) = &e else {
+        panic!("expected a deadlock, got {e}")
+    };
     assert!(msg.contains("core (0, 2)") && msg.contains("@y(Consume, 1)"), "{msg}");
     assert!(msg.contains("core (0, 3)") && msg.contains("@x(Consume, 1)"), "{msg}");
     assert!(msg.contains("dma_wait {symbol = @out}"), "{msg}");
@@ -186,7 +198,10 @@ fn unknown_symbol_is_an_error() {
     let text = design("add_one_link.mlir").replace("metadata = @in0}", "metadata = @nowhere}");
     let m = design_error(&text, &mut add_one_args());
     let line = line_of(&text, "@nowhere");
-    assert!(m.starts_with(&format!("broken.mlir:{line}:")) && m.contains("unknown object FIFO @nowhere"), "{m}");
+    assert!(
+        m.starts_with(&format!("broken.mlir:{line}:")) && m.contains("unknown object FIFO @nowhere"),
+        "{m}"
+    );
     let text = design("add_one_link.mlir").replace("acquire @in1(Consume", "acquire @missing(Consume");
     let m = design_error(&text, &mut add_one_args());
     let line = line_of(&text, "@missing");
@@ -195,8 +210,10 @@ fn unknown_symbol_is_an_error() {
 
 #[test]
 fn unsupported_op_is_named() {
-    let text = design("add_one_link.mlir")
-        .replace("    %t02 = aie.tile(0, 2)\n", "    %t02 = aie.tile(0, 2)\n    %buf = aie.buffer(%t02) : memref<16xi32>\n");
+    let text = design("add_one_link.mlir").replace(
+        "    %t02 = aie.tile(0, 2)\n",
+        "    %t02 = aie.tile(0, 2)\n    %buf = aie.buffer(%t02) : memref<16xi32>\n",
+    );
     let m = design_error(&text, &mut add_one_args());
     let line = line_of(&text, "aie.buffer");
     assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
@@ -237,8 +254,16 @@ fn whole_array_int8_matmul_on_16_cores() {
     let a: Vec<i8> = (0..n * n).map(|i| ((i * 7919) % 251) as i8).collect();
     let b: Vec<i8> = (0..n * n).map(|i| ((i * 104729 + 13) % 241) as i8).collect();
     let mut args = [
-        HostBuffer { dtype: DType::I8, shape: vec![n, n], bytes: a.iter().map(|&v| v as u8).collect() },
-        HostBuffer { dtype: DType::I8, shape: vec![n, n], bytes: b.iter().map(|&v| v as u8).collect() },
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![n, n],
+            bytes: a.iter().map(|&v| v as u8).collect(),
+        },
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![n, n],
+            bytes: b.iter().map(|&v| v as u8).collect(),
+        },
         HostBuffer::zeros(DType::I32, &[n, n]),
     ];
     let report = Emulator::new().run_mlir(&text, "matmul_128.mlir", &mut args).unwrap();
@@ -251,7 +276,11 @@ fn bf16_and_math_in_a_core() {
     use half::bf16;
     let x: Vec<bf16> = (0..64).map(|i| bf16::from_f32((i as f32 - 31.5) * 0.173)).collect();
     let mut args = [
-        HostBuffer { dtype: DType::Bf16, shape: vec![64], bytes: x.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect() },
+        HostBuffer {
+            dtype: DType::Bf16,
+            shape: vec![64],
+            bytes: x.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect(),
+        },
         HostBuffer::zeros(DType::Bf16, &[64]),
         HostBuffer::zeros(DType::F32, &[64]),
     ];
@@ -272,7 +301,12 @@ fn backend_runs_an_artifact_directory() {
     use aiec_runtime::Backend;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("design.mlir"), design("add_one_link.mlir")).unwrap();
-    let arg = |name: &str, direction| ArgSpec { name: name.into(), dtype: DType::I32, shape: vec![256], direction };
+    let arg = |name: &str, direction| ArgSpec {
+        name: name.into(),
+        dtype: DType::I32,
+        shape: vec![256],
+        direction,
+    };
     let json = DesignJson {
         format: DESIGN_JSON_FORMAT,
         kernel: "add_one".into(),

@@ -9,7 +9,12 @@ use aiec_runtime::{DType, HostBuffer, RuntimeError};
 use std::path::Path;
 
 fn arg(name: &str, dtype: DType, shape: &[usize], direction: ArgDirection) -> ArgSpec {
-    ArgSpec { name: name.into(), dtype, shape: shape.to_vec(), direction }
+    ArgSpec {
+        name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+        direction,
+    }
 }
 
 fn design(args: Vec<ArgSpec>) -> DesignJson {
@@ -20,8 +25,26 @@ fn design(args: Vec<ArgSpec>) -> DesignJson {
         source: None,
         arguments: args,
         tiles: vec![
-            TileUse { col: 0, row: 2, kind: "compute".into(), data_bytes: 1024, data_limit: 65536, program_bytes_estimate: Some(2048), locks: 4, bds: 4 },
-            TileUse { col: 0, row: 0, kind: "shim".into(), data_bytes: 0, data_limit: 0, program_bytes_estimate: None, locks: 0, bds: 3 },
+            TileUse {
+                col: 0,
+                row: 2,
+                kind: "compute".into(),
+                data_bytes: 1024,
+                data_limit: 65536,
+                program_bytes_estimate: Some(2048),
+                locks: 4,
+                bds: 4,
+            },
+            TileUse {
+                col: 0,
+                row: 0,
+                kind: "shim".into(),
+                data_bytes: 0,
+                data_limit: 0,
+                program_bytes_estimate: None,
+                locks: 0,
+                bds: 3,
+            },
         ],
         estimate: None,
     }
@@ -68,7 +91,11 @@ fn maps_runtime_sequence_arguments_to_kernel_arguments() {
     let call = insts::kernel_call(&matmul_design(), 42).unwrap();
     assert_eq!(call.opcode, 3);
     assert_eq!(call.instruction_words, 42);
-    let mapped: Vec<(usize, &str, u32, usize, ArgDirection)> = call.buffers.iter().map(|b| (b.sequence_index, b.name.as_str(), b.kernel_arg, b.bytes, b.direction)).collect();
+    let mapped: Vec<(usize, &str, u32, usize, ArgDirection)> = call
+        .buffers
+        .iter()
+        .map(|b| (b.sequence_index, b.name.as_str(), b.kernel_arg, b.bytes, b.direction))
+        .collect();
     assert_eq!(
         mapped,
         vec![
@@ -84,7 +111,10 @@ fn maps_runtime_sequence_arguments_to_kernel_arguments() {
 fn kernel_call_limits() {
     let six: Vec<ArgSpec> = (0..6).map(|i| arg(&format!("x{i}"), DType::F32, &[16], ArgDirection::In)).collect();
     let e = insts::kernel_call(&design(six), 8).unwrap_err();
-    assert!(e.to_string().contains("6 runtime-sequence arguments") && e.to_string().contains("at most 5"), "{e}");
+    assert!(
+        e.to_string().contains("6 runtime-sequence arguments") && e.to_string().contains("at most 5"),
+        "{e}"
+    );
     let five: Vec<ArgSpec> = (0..5).map(|i| arg(&format!("x{i}"), DType::F32, &[16], ArgDirection::In)).collect();
     assert_eq!(insts::kernel_call(&design(five), 8).unwrap().buffers.last().unwrap().kernel_arg, 7);
     assert!(insts::kernel_call(&design(vec![]), 8).is_err());
@@ -102,7 +132,10 @@ fn host_buffers_must_match_the_design() {
     let mut bufs: Vec<HostBuffer> = d.arguments.iter().map(HostBuffer::for_arg).collect();
     insts::check_host_buffers(&d, &bufs).unwrap();
 
-    assert!(insts::check_host_buffers(&d, &bufs[..2]).unwrap_err().to_string().contains("takes 3 runtime-sequence arguments, 2 buffers"));
+    assert!(insts::check_host_buffers(&d, &bufs[..2])
+        .unwrap_err()
+        .to_string()
+        .contains("takes 3 runtime-sequence arguments, 2 buffers"));
 
     bufs[1] = HostBuffer::zeros(DType::I16, &[32, 64]);
     match insts::check_host_buffers(&d, &bufs).unwrap_err() {
@@ -167,7 +200,10 @@ fn probe_says_why_the_npu_cannot_be_used() {
     let e = NpuBackend::probe_at(no_node).unwrap_err();
     if aiec_runtime::npu::xrt::available() {
         // XRT is compiled in, so the missing device node is what is reported.
-        assert!(matches!(&e, RuntimeError::Npu(m) if m.contains("/nonexistent/accel/accel0") && m.contains("amdxdna")), "{e}");
+        assert!(
+            matches!(&e, RuntimeError::Npu(m) if m.contains("/nonexistent/accel/accel0") && m.contains("amdxdna")),
+            "{e}"
+        );
     } else {
         match &e {
             RuntimeError::XrtUnavailable(m) => {

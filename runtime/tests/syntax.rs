@@ -73,11 +73,17 @@ fn mlir_printed_generic_maps_back_and_runs() {
         assert_eq!(generic_to_custom(&custom_to_generic(&custom).unwrap()).unwrap(), custom);
         let input: Vec<i32> = (0..256).map(|i| i * 11 - 999).collect();
         let mut args = [
-            HostBuffer { dtype: DType::I32, shape: vec![256], bytes: input.iter().flat_map(|v| v.to_le_bytes()).collect() },
+            HostBuffer {
+                dtype: DType::I32,
+                shape: vec![256],
+                bytes: input.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            },
             HostBuffer::zeros(DType::I32, &[256]),
         ];
         let mut expected_args = args.clone();
-        Emulator::new().run_mlir(&custom, name, &mut args).unwrap_or_else(|e| panic!("{name}: {e}\n{custom}"));
+        Emulator::new()
+            .run_mlir(&custom, name, &mut args)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{custom}"));
         Emulator::new().run_mlir(&text, name, &mut expected_args).unwrap();
         assert_eq!(i32s(&args[1]), i32s(&expected_args[1]), "{name}");
         assert_ne!(i32s(&args[1]), input, "{name}: output not computed");

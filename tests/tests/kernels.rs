@@ -33,7 +33,8 @@ fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostd
     });
     let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).unwrap_or_else(|e| panic!("{name} reference: {e}"));
     let mut emu = Emulator::new();
-    emu.run_mlir(&compiled.mlir, &path, &mut bufs).unwrap_or_else(|e| panic!("{name} emulation: {e}"));
+    emu.run_mlir(&compiled.mlir, &path, &mut bufs)
+        .unwrap_or_else(|e| panic!("{name} emulation: {e}"));
     let mut out = Vec::new();
     let mut k = 0;
     for (i, arg) in compiled.json.arguments.iter().enumerate() {
@@ -118,7 +119,10 @@ fn mel() {
 /// Runs a one-input f32 kernel `y[M] = f(x[M])` on the emulator over `xs`.
 fn emulate_unary(func: &str, xs: &[f32]) -> Vec<f32> {
     let n = xs.len();
-    let src = format!("kernel f {{\n  dim M = {n} tile {}\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = {func}(x[M])\n}}\n", n / 4);
+    let src = format!(
+        "kernel f {{\n  dim M = {n} tile {}\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = {func}(x[M])\n}}\n",
+        n / 4
+    );
     let compiled = compile_source("f.tile", &src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{e}"));
     let input = ndarray::ArrayD::from_shape_vec(vec![n], xs.iter().map(|&v| v as f64).collect()).unwrap();
     let mut bufs = vec![hostdata::to_buffer(&input, DType::F32), HostBuffer::zeros(DType::F32, &[n])];
@@ -159,7 +163,12 @@ fn transcendental_accuracy() {
     assert_accuracy("exp", &sweep(-80.0, 80.0, 4096, false), f64::exp, 1e-6);
     assert_accuracy("tanh", &sweep(-12.0, 12.0, 4096, false), f64::tanh, 1e-6);
     assert_accuracy("recip", &sweep(1e-30, 1e30, 4096, true), |x| 1.0 / x, 1e-6);
-    assert_accuracy("recip", &sweep(-1e30, -1e-30, 4096, false).iter().map(|v| -v.abs().max(1e-30)).collect::<Vec<_>>(), |x| 1.0 / x, 1e-6);
+    assert_accuracy(
+        "recip",
+        &sweep(-1e30, -1e-30, 4096, false).iter().map(|v| -v.abs().max(1e-30)).collect::<Vec<_>>(),
+        |x| 1.0 / x,
+        1e-6,
+    );
     assert_accuracy("rsqrt", &sweep(1e-30, 1e30, 4096, true), |x| 1.0 / x.sqrt(), 1e-6);
     assert_accuracy("sqrt", &sweep(1e-30, 1e30, 4096, true), f64::sqrt, 1e-6);
     assert_accuracy("ln", &sweep(1e-30, 1e30, 4096, true), f64::ln, 1e-6);

@@ -3,10 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rubato::{
-    calculate_cutoff, Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType,
-    WindowFunction,
-};
+use rubato::{calculate_cutoff, Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
@@ -57,9 +54,18 @@ pub fn load_audio(path: &Path) -> Result<Vec<f32>, AudioError> {
 pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
     let file = File::open(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => AudioError::NotFound { path: path.to_path_buf() },
-        _ => AudioError::Io { path: path.to_path_buf(), source },
+        _ => AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
-    let len = file.metadata().map_err(|source| AudioError::Io { path: path.to_path_buf(), source })?.len();
+    let len = file
+        .metadata()
+        .map_err(|source| AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
     if len == 0 {
         return Err(AudioError::Empty { path: path.to_path_buf() });
     }
@@ -70,10 +76,16 @@ pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
     }
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     // Gapless mode trims the encoder delay and padding of mp3/vorbis so durations are exact.
-    let format_opts = FormatOptions { enable_gapless: true, ..Default::default() };
+    let format_opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
     let probed = symphonia::default::get_probe()
         .format(&hint, stream, &format_opts, &MetadataOptions::default())
-        .map_err(|e| AudioError::UnsupportedFormat { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| AudioError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let mut format = probed.format;
 
     let track = format
@@ -84,9 +96,15 @@ pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
     let track_id = track.id;
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| AudioError::UnsupportedFormat { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| AudioError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
 
-    let corrupt = |reason: String| AudioError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| AudioError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut mono: Vec<f32> = Vec::new();
     let mut rate: Option<u32> = None;
     let mut buffer: Option<(SampleBuffer<f32>, u64, symphonia::core::audio::SignalSpec)> = None;
@@ -122,7 +140,11 @@ pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
         match rate {
             None => rate = Some(spec.rate),
             Some(first) if first != spec.rate => {
-                return Err(AudioError::SampleRateChange { path: path.to_path_buf(), first, later: spec.rate })
+                return Err(AudioError::SampleRateChange {
+                    path: path.to_path_buf(),
+                    first,
+                    later: spec.rate,
+                })
             }
             Some(_) => {}
         }
@@ -171,8 +193,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
         window,
     };
     let chunk = 4096;
-    let mut resampler = SincFixedIn::<f32>::new(to as f64 / from as f64, 1.0, params, chunk, 1)
-        .map_err(|e| e.to_string())?;
+    let mut resampler = SincFixedIn::<f32>::new(to as f64 / from as f64, 1.0, params, chunk, 1).map_err(|e| e.to_string())?;
     // Measured property of this resampler: output sample i is taken at input position
     // (i + 1) * from / to - 1, a fractional offset. Prepending `lead` zeros and dropping `skip`
     // outputs with lead = from/g - 1 and skip = to/g - 1 (g = gcd) makes output j fall exactly on

@@ -88,7 +88,13 @@ impl<'a> Decoder<'a> {
             .collect();
         let mut blank = tokenizer.encode(" ")?;
         blank.push(tokenizer.eot);
-        Ok(Self { model, ops, tokenizer, suppress, blank })
+        Ok(Self {
+            model,
+            ops,
+            tokenizer,
+            suppress,
+            blank,
+        })
     }
 
     /// Cross-attention K/V of one window of log-mel `[n_mels, n_frames]`.
@@ -101,7 +107,9 @@ impl<'a> Decoder<'a> {
     /// `<|startoftranscript|>`. Returns the token and its probability among languages.
     pub fn detect_language(&self, cross: &CrossKv) -> Result<(u32, f64), ModelError> {
         if !self.tokenizer.is_multilingual() {
-            return Err(ModelError::EnglishOnly { what: "language detection".into() });
+            return Err(ModelError::EnglishOnly {
+                what: "language detection".into(),
+            });
         }
         let mut cache = KvCache::new(&self.model.dims, 1);
         let tokens = Array2::from_elem((1, 1), self.tokenizer.sot);
@@ -121,7 +129,9 @@ impl<'a> Decoder<'a> {
             .iter()
             .copied()
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .ok_or_else(|| ModelError::EnglishOnly { what: "language detection (no language tokens)".into() })?;
+            .ok_or_else(|| ModelError::EnglishOnly {
+                what: "language detection (no language tokens)".into(),
+            })?;
         Ok((best, ((best_logit - max) as f64).exp() / total))
     }
 
@@ -385,10 +395,13 @@ impl TimestampRules {
 
 fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = x.iter_mut().map(|v| {
-        *v = (*v - max).exp();
-        *v
-    }).sum();
+    let sum: f32 = x
+        .iter_mut()
+        .map(|v| {
+            *v = (*v - max).exp();
+            *v
+        })
+        .sum();
     x.iter_mut().for_each(|v| *v /= sum);
 }
 
@@ -486,7 +499,12 @@ mod tests {
     use super::*;
 
     // A toy vocabulary: text 0..10, end-of-text 10, no-timestamps 12, timestamps 13..40.
-    const RULES: TimestampRules = TimestampRules { eot: 10, no_timestamps: 12, timestamp_begin: 13, max_initial: 5 };
+    const RULES: TimestampRules = TimestampRules {
+        eot: 10,
+        no_timestamps: 12,
+        timestamp_begin: 13,
+        max_initial: 5,
+    };
 
     fn allowed(seq: &[u32], logits: &[f32]) -> Vec<u32> {
         let mut l = logits.to_vec();

@@ -129,8 +129,10 @@ fn run(args: &Args) -> Result<bool, RunError> {
 
     let model_dir = args.model.clone().unwrap_or_else(whisper::assets::default_model_dir);
     let started = Instant::now();
-    let transcriber =
-        Transcriber::load(&model_dir).map_err(|source| RunError::Model { dir: model_dir.clone(), source })?;
+    let transcriber = Transcriber::load(&model_dir).map_err(|source| RunError::Model {
+        dir: model_dir.clone(),
+        source,
+    })?;
     if !args.quiet {
         eprintln!("whisper-run: loaded {} in {:.2} s", model_dir.display(), started.elapsed().as_secs_f64());
     }
@@ -156,7 +158,9 @@ fn run(args: &Args) -> Result<bool, RunError> {
             tokenizer.language_token(lang).map_err(|source| RunError::Language { source })?;
         } else if !matches!(lang.to_lowercase().as_str(), "en" | "english") {
             let what = format!("language {lang:?}");
-            return Err(RunError::Language { source: ModelError::EnglishOnly { what } });
+            return Err(RunError::Language {
+                source: ModelError::EnglishOnly { what },
+            });
         }
     }
 
@@ -175,17 +179,14 @@ fn run(args: &Args) -> Result<bool, RunError> {
     Ok(all_ok)
 }
 
-fn transcribe_file(
-    transcriber: &Transcriber,
-    path: &Path,
-    opts: &TranscribeOptions,
-    args: &Args,
-) -> Result<(), RunError> {
+fn transcribe_file(transcriber: &Transcriber, path: &Path, opts: &TranscribeOptions, args: &Args) -> Result<(), RunError> {
     let started = Instant::now();
     let samples = load_audio(path)?;
     let seconds = samples.len() as f64 / SAMPLE_RATE as f64;
-    let mel = log_mel_spectrogram(&samples, transcriber.model.dims.n_mels)
-        .map_err(|source| RunError::Mel { path: path.to_path_buf(), source })?;
+    let mel = log_mel_spectrogram(&samples, transcriber.model.dims.n_mels).map_err(|source| RunError::Mel {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let n_audio_frames = samples.len() / HOP_LENGTH;
     drop(samples);
 
@@ -193,13 +194,15 @@ fn transcribe_file(
     let mut on_progress = |done: f64| bar.set_position((done.min(seconds) * 1000.0) as u64);
     let result = transcriber.transcribe(&mel, n_audio_frames, opts, &mut on_progress);
     bar.finish_and_clear();
-    let transcript = result.map_err(|source| RunError::Transcribe { path: path.to_path_buf(), source })?;
+    let transcript = result.map_err(|source| RunError::Transcribe {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
 
     let text = render(&transcript, args.format);
     match &args.output_file {
-        Some(file) => write_atomically(file, text.as_bytes())
-            .map_err(|source| RunError::Write { path: file.clone(), source })?,
+        Some(file) => write_atomically(file, text.as_bytes()).map_err(|source| RunError::Write { path: file.clone(), source })?,
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()).map_err(RunError::Stdout)?;
@@ -236,8 +239,7 @@ fn progress_bar(seconds: f64, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some((seconds * 1000.0) as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} (eta {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} (eta {eta})").unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(format!("{:.0} s of audio", seconds));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -24,8 +24,7 @@ pub trait Ops: Send + Sync {
 
     /// 1-D convolution over time. `x` is time-major `[t, c_in]`, `w` is `[c_out, c_in, k]`;
     /// zero padding `pad` on both sides. Returns time-major `[t_out, c_out]`.
-    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize)
-        -> Array2<f32>;
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Array2<f32>;
 
     /// Softmax of every row, in place.
     fn softmax_rows(&self, x: ArrayViewMut2<f32>);
@@ -39,8 +38,7 @@ pub trait Ops: Send + Sync {
     /// Scaled dot-product multi-head attention. `q` is `[n_q, d]`, `k` and `v` are `[n_k, d]`,
     /// `d = heads * head_dim`. With `causal`, query `i` sees keys `0 ..= i + (n_k - n_q)` (the
     /// queries are the last `n_q` positions of the sequence). Returns `[n_q, d]`.
-    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool)
-        -> Array2<f32>;
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Array2<f32>;
 }
 
 /// CPU reference implementation: f32 sgemm from matrixmultiply, parallel over rows/heads with rayon.
@@ -118,9 +116,7 @@ fn sgemm_scaled_into(a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut
     // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
     // above; matrixmultiply reads a/b and writes c only within those bounds.
     unsafe {
-        matrixmultiply::sgemm(
-            m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, 0.0, c.as_mut_ptr(), rsc, csc,
-        );
+        matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, 0.0, c.as_mut_ptr(), rsc, csc);
     }
 }
 
@@ -272,7 +268,11 @@ fn erf(x: f32) -> f32 {
     let t = 1.0 / a.mul_add(0.327_591_1, 1.0);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
     let y = 1.0 - poly * exp_f32(-a * a);
-    if x < 0.0 { -y } else { y }
+    if x < 0.0 {
+        -y
+    } else {
+        y
+    }
 }
 
 /// Exact GELU: x · Φ(x) = x/2 · (1 + erf(x/√2)).
@@ -443,8 +443,7 @@ impl Ops for CpuOps {
         c
     }
 
-    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize)
-        -> Array2<f32> {
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Array2<f32> {
         let (t, c_in) = x.dim();
         let (c_out, w_in, k) = w.dim();
         assert_eq!(c_in, w_in, "conv1d: input channels {c_in} vs weight {w_in}");
@@ -509,15 +508,16 @@ impl Ops for CpuOps {
     fn gelu(&self, mut x: ArrayViewMut2<f32>) {
         let block = self.block(x.nrows(), 16);
         self.pool.install(|| {
-            x.axis_chunks_iter_mut(Axis(0), block).into_par_iter().for_each(|mut rows| match rows.as_slice_mut() {
-                Some(s) => gelu_slice(s),
-                None => rows.map_inplace(|v| *v = gelu_scalar(*v)),
-            });
+            x.axis_chunks_iter_mut(Axis(0), block)
+                .into_par_iter()
+                .for_each(|mut rows| match rows.as_slice_mut() {
+                    Some(s) => gelu_slice(s),
+                    None => rows.map_inplace(|v| *v = gelu_scalar(*v)),
+                });
         });
     }
 
-    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool)
-        -> Array2<f32> {
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Array2<f32> {
         let (n_q, d) = q.dim();
         let n_k = k.nrows();
         assert_eq!(k.dim(), (n_k, d), "attention: key shape");
@@ -599,7 +599,13 @@ mod tests {
     #[test]
     fn erf_matches_known_values() {
         // erf(0.5), erf(1), erf(2) to 7 digits.
-        for (x, want) in [(0.0f32, 0.0f32), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (2.0, 0.995_322_3), (-1.0, -0.842_700_8)] {
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (2.0, 0.995_322_3),
+            (-1.0, -0.842_700_8),
+        ] {
             assert!((erf(x) - want).abs() < 5e-7, "erf({x}) = {} want {want}", erf(x));
         }
     }

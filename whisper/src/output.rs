@@ -48,14 +48,7 @@ pub fn to_txt(transcript: &Transcript) -> String {
 pub fn to_srt(transcript: &Transcript) -> String {
     let mut out = String::new();
     for (index, (start, end, text)) in spoken(transcript).enumerate() {
-        let _ = write!(
-            out,
-            "{}\n{} --> {}\n{}\n\n",
-            index + 1,
-            timestamp(start, ','),
-            timestamp(end, ','),
-            text
-        );
+        let _ = write!(out, "{}\n{} --> {}\n{}\n\n", index + 1, timestamp(start, ','), timestamp(end, ','), text);
     }
     out
 }
@@ -90,7 +83,11 @@ pub fn to_json(transcript: &Transcript) -> String {
         duration: round_ms(transcript.duration),
         text: transcript.text(),
         segments: spoken(transcript)
-            .map(|(start, end, text)| JsonSegment { start: round_ms(start), end: round_ms(end), text })
+            .map(|(start, end, text)| JsonSegment {
+                start: round_ms(start),
+                end: round_ms(end),
+                text,
+            })
             .collect(),
     };
     // Serialising plain structs of strings and finite numbers cannot fail; NaN becomes null.
@@ -105,7 +102,11 @@ fn round_ms(seconds: f64) -> f64 {
 
 /// `HH:MM:SS<sep>mmm`, rounded to the millisecond; negative or non-finite times print as zero.
 pub fn timestamp(seconds: f64, millis_sep: char) -> String {
-    let total_ms = if seconds.is_finite() && seconds > 0.0 { (seconds * 1000.0).round() as u64 } else { 0 };
+    let total_ms = if seconds.is_finite() && seconds > 0.0 {
+        (seconds * 1000.0).round() as u64
+    } else {
+        0
+    };
     let (hours, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
     let (secs, ms) = (rest / 1000, rest % 1000);
@@ -118,11 +119,20 @@ mod tests {
     use crate::Segment;
 
     fn sample() -> Transcript {
-        let seg = |start: f64, end: f64, text: &str| Segment { start, end, text: text.into(), tokens: vec![] };
+        let seg = |start: f64, end: f64, text: &str| Segment {
+            start,
+            end,
+            text: text.into(),
+            tokens: vec![],
+        };
         Transcript {
             language: "en".into(),
             duration: 3725.5,
-            segments: vec![seg(0.0, 2.5, " Hello there."), seg(2.5, 3.0, "  "), seg(3661.0416, 3725.5, " General \"Kenobi\".")],
+            segments: vec![
+                seg(0.0, 2.5, " Hello there."),
+                seg(2.5, 3.0, "  "),
+                seg(3661.0416, 3725.5, " General \"Kenobi\"."),
+            ],
         }
     }
 
@@ -170,7 +180,11 @@ mod tests {
 
     #[test]
     fn empty_transcript_renders_without_cues() {
-        let t = Transcript { language: "en".into(), duration: 1.0, segments: vec![] };
+        let t = Transcript {
+            language: "en".into(),
+            duration: 1.0,
+            segments: vec![],
+        };
         assert_eq!(to_txt(&t), "");
         assert_eq!(to_srt(&t), "");
         assert_eq!(to_vtt(&t), "WEBVTT\n\n");

@@ -14,26 +14,106 @@ pub const TIME_PRECISION: f64 = 0.02;
 
 /// Language codes and names, in the order of the language tokens of the multilingual vocabulary.
 pub const LANGUAGES: &[(&str, &str)] = &[
-    ("en", "english"), ("zh", "chinese"), ("de", "german"), ("es", "spanish"), ("ru", "russian"),
-    ("ko", "korean"), ("fr", "french"), ("ja", "japanese"), ("pt", "portuguese"), ("tr", "turkish"),
-    ("pl", "polish"), ("ca", "catalan"), ("nl", "dutch"), ("ar", "arabic"), ("sv", "swedish"),
-    ("it", "italian"), ("id", "indonesian"), ("hi", "hindi"), ("fi", "finnish"), ("vi", "vietnamese"),
-    ("he", "hebrew"), ("uk", "ukrainian"), ("el", "greek"), ("ms", "malay"), ("cs", "czech"),
-    ("ro", "romanian"), ("da", "danish"), ("hu", "hungarian"), ("ta", "tamil"), ("no", "norwegian"),
-    ("th", "thai"), ("ur", "urdu"), ("hr", "croatian"), ("bg", "bulgarian"), ("lt", "lithuanian"),
-    ("la", "latin"), ("mi", "maori"), ("ml", "malayalam"), ("cy", "welsh"), ("sk", "slovak"),
-    ("te", "telugu"), ("fa", "persian"), ("lv", "latvian"), ("bn", "bengali"), ("sr", "serbian"),
-    ("az", "azerbaijani"), ("sl", "slovenian"), ("kn", "kannada"), ("et", "estonian"), ("mk", "macedonian"),
-    ("br", "breton"), ("eu", "basque"), ("is", "icelandic"), ("hy", "armenian"), ("ne", "nepali"),
-    ("mn", "mongolian"), ("bs", "bosnian"), ("kk", "kazakh"), ("sq", "albanian"), ("sw", "swahili"),
-    ("gl", "galician"), ("mr", "marathi"), ("pa", "punjabi"), ("si", "sinhala"), ("km", "khmer"),
-    ("sn", "shona"), ("yo", "yoruba"), ("so", "somali"), ("af", "afrikaans"), ("oc", "occitan"),
-    ("ka", "georgian"), ("be", "belarusian"), ("tg", "tajik"), ("sd", "sindhi"), ("gu", "gujarati"),
-    ("am", "amharic"), ("yi", "yiddish"), ("lo", "lao"), ("uz", "uzbek"), ("fo", "faroese"),
-    ("ht", "haitian creole"), ("ps", "pashto"), ("tk", "turkmen"), ("nn", "nynorsk"), ("mt", "maltese"),
-    ("sa", "sanskrit"), ("lb", "luxembourgish"), ("my", "myanmar"), ("bo", "tibetan"), ("tl", "tagalog"),
-    ("mg", "malagasy"), ("as", "assamese"), ("tt", "tatar"), ("haw", "hawaiian"), ("ln", "lingala"),
-    ("ha", "hausa"), ("ba", "bashkir"), ("jw", "javanese"), ("su", "sundanese"), ("yue", "cantonese"),
+    ("en", "english"),
+    ("zh", "chinese"),
+    ("de", "german"),
+    ("es", "spanish"),
+    ("ru", "russian"),
+    ("ko", "korean"),
+    ("fr", "french"),
+    ("ja", "japanese"),
+    ("pt", "portuguese"),
+    ("tr", "turkish"),
+    ("pl", "polish"),
+    ("ca", "catalan"),
+    ("nl", "dutch"),
+    ("ar", "arabic"),
+    ("sv", "swedish"),
+    ("it", "italian"),
+    ("id", "indonesian"),
+    ("hi", "hindi"),
+    ("fi", "finnish"),
+    ("vi", "vietnamese"),
+    ("he", "hebrew"),
+    ("uk", "ukrainian"),
+    ("el", "greek"),
+    ("ms", "malay"),
+    ("cs", "czech"),
+    ("ro", "romanian"),
+    ("da", "danish"),
+    ("hu", "hungarian"),
+    ("ta", "tamil"),
+    ("no", "norwegian"),
+    ("th", "thai"),
+    ("ur", "urdu"),
+    ("hr", "croatian"),
+    ("bg", "bulgarian"),
+    ("lt", "lithuanian"),
+    ("la", "latin"),
+    ("mi", "maori"),
+    ("ml", "malayalam"),
+    ("cy", "welsh"),
+    ("sk", "slovak"),
+    ("te", "telugu"),
+    ("fa", "persian"),
+    ("lv", "latvian"),
+    ("bn", "bengali"),
+    ("sr", "serbian"),
+    ("az", "azerbaijani"),
+    ("sl", "slovenian"),
+    ("kn", "kannada"),
+    ("et", "estonian"),
+    ("mk", "macedonian"),
+    ("br", "breton"),
+    ("eu", "basque"),
+    ("is", "icelandic"),
+    ("hy", "armenian"),
+    ("ne", "nepali"),
+    ("mn", "mongolian"),
+    ("bs", "bosnian"),
+    ("kk", "kazakh"),
+    ("sq", "albanian"),
+    ("sw", "swahili"),
+    ("gl", "galician"),
+    ("mr", "marathi"),
+    ("pa", "punjabi"),
+    ("si", "sinhala"),
+    ("km", "khmer"),
+    ("sn", "shona"),
+    ("yo", "yoruba"),
+    ("so", "somali"),
+    ("af", "afrikaans"),
+    ("oc", "occitan"),
+    ("ka", "georgian"),
+    ("be", "belarusian"),
+    ("tg", "tajik"),
+    ("sd", "sindhi"),
+    ("gu", "gujarati"),
+    ("am", "amharic"),
+    ("yi", "yiddish"),
+    ("lo", "lao"),
+    ("uz", "uzbek"),
+    ("fo", "faroese"),
+    ("ht", "haitian creole"),
+    ("ps", "pashto"),
+    ("tk", "turkmen"),
+    ("nn", "nynorsk"),
+    ("mt", "maltese"),
+    ("sa", "sanskrit"),
+    ("lb", "luxembourgish"),
+    ("my", "myanmar"),
+    ("bo", "tibetan"),
+    ("tl", "tagalog"),
+    ("mg", "malagasy"),
+    ("as", "assamese"),
+    ("tt", "tatar"),
+    ("haw", "hawaiian"),
+    ("ln", "lingala"),
+    ("ha", "hausa"),
+    ("ba", "bashkir"),
+    ("jw", "javanese"),
+    ("su", "sundanese"),
+    ("yue", "cantonese"),
 ];
 
 /// Task token chosen for a window.
@@ -67,18 +147,24 @@ pub struct WhisperTokenizer {
 
 impl std::fmt::Debug for WhisperTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhisperTokenizer").field("path", &self.path).field("multilingual", &self.multilingual).finish()
+        f.debug_struct("WhisperTokenizer")
+            .field("path", &self.path)
+            .field("multilingual", &self.multilingual)
+            .finish()
     }
 }
 
 impl WhisperTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), problem: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
         let id = |token: &str| -> Result<u32, ModelError> {
-            inner
-                .token_to_id(token)
-                .ok_or_else(|| ModelError::MissingToken { path: path.to_path_buf(), token: token.to_string() })
+            inner.token_to_id(token).ok_or_else(|| ModelError::MissingToken {
+                path: path.to_path_buf(),
+                token: token.to_string(),
+            })
         };
         let eot = id("<|endoftext|>")?;
         let sot = id("<|startoftranscript|>")?;
@@ -112,19 +198,20 @@ impl WhisperTokenizer {
 
     /// Text tokens only, no special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), problem: e.to_string() })?;
+        let enc = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer {
+            path: self.path.clone(),
+            problem: e.to_string(),
+        })?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of the text tokens in `tokens` (special and timestamp tokens are dropped).
     pub fn decode(&self, tokens: &[u32]) -> Result<String, ModelError> {
         let text: Vec<u32> = tokens.iter().copied().filter(|&t| t < self.eot).collect();
-        self.inner
-            .decode(&text, false)
-            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), problem: e.to_string() })
+        self.inner.decode(&text, false).map_err(|e| ModelError::Tokenizer {
+            path: self.path.clone(),
+            problem: e.to_string(),
+        })
     }
 
     pub fn is_timestamp(&self, token: u32) -> bool {
@@ -140,10 +227,14 @@ impl WhisperTokenizer {
         let code = code.to_lowercase();
         // Accept full names too ("english").
         let code = LANGUAGES.iter().find(|(_, name)| *name == code).map(|(c, _)| c.to_string()).unwrap_or(code);
-        self.languages.iter().find(|(c, _)| *c == code).map(|(_, id)| *id).ok_or_else(|| ModelError::UnknownLanguage {
-            code: code.clone(),
-            known: self.languages.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.languages
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| ModelError::UnknownLanguage {
+                code: code.clone(),
+                known: self.languages.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
+            })
     }
 
     pub fn language_code(&self, token: u32) -> Option<&str> {

@@ -122,10 +122,14 @@ impl Transcriber {
 
         if !tok.is_multilingual() {
             if let Some(lang) = opts.language.as_deref().filter(|l| !matches!(l.to_lowercase().as_str(), "en" | "english")) {
-                return Err(ModelError::EnglishOnly { what: format!("language {lang:?}") });
+                return Err(ModelError::EnglishOnly {
+                    what: format!("language {lang:?}"),
+                });
             }
             if opts.task == Task::Translate {
-                return Err(ModelError::EnglishOnly { what: "the translate task".into() });
+                return Err(ModelError::EnglishOnly {
+                    what: "the translate task".into(),
+                });
             }
         }
         let mut language = match (&opts.language, tok.is_multilingual()) {
@@ -141,7 +145,9 @@ impl Transcriber {
             let segment_frames = window.min(content - seek);
             // The window is the real frames followed by zeros, as the model was trained.
             let mut mel_window = Array2::<f32>::zeros((dims.n_mels, window));
-            mel_window.slice_mut(s![.., ..segment_frames]).assign(&mel.slice(s![.., seek..seek + segment_frames]));
+            mel_window
+                .slice_mut(s![.., ..segment_frames])
+                .assign(&mel.slice(s![.., seek..seek + segment_frames]));
             let time_offset = seek as f64 / FRAMES_PER_SECOND as f64;
             let segment_duration = segment_frames as f64 / FRAMES_PER_SECOND as f64;
 
@@ -159,7 +165,11 @@ impl Transcriber {
             if tok.is_multilingual() && language.is_none() {
                 language = Some(decoder.detect_language(&cross)?.0);
             }
-            let prompt = if opts.condition_on_previous_text { all_tokens[prompt_reset_since..].to_vec() } else { Vec::new() };
+            let prompt = if opts.condition_on_previous_text {
+                all_tokens[prompt_reset_since..].to_vec()
+            } else {
+                Vec::new()
+            };
             let base = DecodeOptions {
                 task: opts.task,
                 language,
@@ -248,7 +258,12 @@ impl Transcriber {
 
     fn segment(&self, start: f64, end: f64, tokens: &[u32]) -> Result<Segment, ModelError> {
         let text_tokens: Vec<u32> = tokens.iter().copied().filter(|&t| t < self.tokenizer.eot).collect();
-        Ok(Segment { start, end, text: self.tokenizer.decode(&text_tokens)?, tokens: text_tokens })
+        Ok(Segment {
+            start,
+            end,
+            text: self.tokenizer.decode(&text_tokens)?,
+            tokens: text_tokens,
+        })
     }
 
     /// Decodes at increasing temperatures until the text is neither a repetition loop nor

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const JFK_WORDS: &str =
-    "and so my fellow americans ask not what your country can do for you ask what you can do for your country";
+const JFK_WORDS: &str = "and so my fellow americans ask not what your country can do for you ask what you can do for your country";
 
 fn asset(name: &str) -> PathBuf {
     let path = whisper::assets::assets_dir().join(name);
@@ -96,7 +95,11 @@ fn jfk_with_default_model_and_settings() {
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     assert_eq!(words(&run.stdout).join(" "), JFK_WORDS, "transcript: {}", run.stdout);
     // The timing line reports the audio duration and the realtime factor.
-    assert!(run.stderr.contains("11.00 s of audio") && run.stderr.contains("realtime factor"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("11.00 s of audio") && run.stderr.contains("realtime factor"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -126,7 +129,12 @@ fn long_form_keeps_every_word_once_with_ordered_timestamps() {
 
     let reference = words(&text);
     let wer = word_error_rate(&reference, &hypothesis);
-    assert!(wer < 0.10, "word error rate {wer:.3}\nreference: {}\nhypothesis: {}", reference.join(" "), hypothesis.join(" "));
+    assert!(
+        wer < 0.10,
+        "word error rate {wer:.3}\nreference: {}\nhypothesis: {}",
+        reference.join(" "),
+        hypothesis.join(" ")
+    );
     // Window boundaries neither drop nor repeat speech: no 5-gram that occurs once in the text
     // occurs twice in the transcript, and the length matches closely.
     let reference_grams = ngram_counts(&reference, 5);
@@ -146,13 +154,26 @@ fn subtitle_file_is_written_whole() {
     let model = asset("whisper-tiny.en");
     let jfk = asset("jfk.wav");
     let run = whisper_run(&[
-        "-m", path_str(&model), "--beam", "1", "-t", "2", "--output", "srt", "-o", path_str(&out), path_str(&jfk),
+        "-m",
+        path_str(&model),
+        "--beam",
+        "1",
+        "-t",
+        "2",
+        "--output",
+        "srt",
+        "-o",
+        path_str(&out),
+        path_str(&jfk),
     ]);
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     assert!(run.stdout.is_empty(), "with -o nothing goes to stdout: {}", run.stdout);
     let srt = std::fs::read_to_string(&out).unwrap();
     assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:"), "{srt}");
-    let text: Vec<&str> = srt.lines().filter(|l| !l.is_empty() && !l.contains("-->") && l.parse::<u32>().is_err()).collect();
+    let text: Vec<&str> = srt
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains("-->") && l.parse::<u32>().is_err())
+        .collect();
     assert_eq!(words(&text.join(" ")).join(" "), JFK_WORDS, "{srt}");
     // Only the finished file is left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

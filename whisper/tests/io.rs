@@ -33,7 +33,11 @@ fn read_npz_f32(path: &Path, member: &str) -> Array2<f32> {
     assert!(header.contains("'descr': '<f4'"), "{header}");
     assert!(header.contains("'fortran_order': False"), "{header}");
     let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> = shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
     assert_eq!(shape.len(), 2);
     let data: Vec<f32> = bytes[header_start + header_len..]
         .chunks_exact(4)
@@ -62,10 +66,7 @@ fn test_signal(n: usize) -> Vec<f32> {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let noise = (state >> 8) as f64 / (1u32 << 24) as f64 - 0.5;
             let t = i as f64 / 16_000.0;
-            (0.3 * (2.0 * PI * 440.0 * t).sin()
-                + 0.1 * (2.0 * PI * 3100.0 * t).sin()
-                + 0.2 * (2.0 * PI * (200.0 + 1500.0 * t) * t).sin()
-                + 0.02 * noise) as f32
+            (0.3 * (2.0 * PI * 440.0 * t).sin() + 0.1 * (2.0 * PI * 3100.0 * t).sin() + 0.2 * (2.0 * PI * (200.0 + 1500.0 * t) * t).sin() + 0.02 * noise) as f32
         })
         .collect()
 }
@@ -146,7 +147,11 @@ fn silence_is_flat_at_the_floor() {
     let mel = log_mel_spectrogram(&test_signal(16_000), 80).unwrap();
     let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let tail = mel.column(mel.ncols() - 1);
-    assert!(tail.iter().all(|&x| (x - (max - 2.0)).abs() < 1e-5), "tail {:?}, max {max}", tail.slice(ndarray::s![..4]));
+    assert!(
+        tail.iter().all(|&x| (x - (max - 2.0)).abs() < 1e-5),
+        "tail {:?}, max {max}",
+        tail.slice(ndarray::s![..4])
+    );
 }
 
 #[test]
@@ -301,7 +306,9 @@ fn audio_errors_name_the_file() {
     let flac = std::fs::read(asset("jfk.flac")).unwrap();
     let cut = dir.path().join("cut.flac");
     std::fs::write(&cut, &flac[..30]).unwrap();
-    check(&cut, |e| matches!(e, AudioError::UnsupportedFormat { .. } | AudioError::Corrupt { .. } | AudioError::Empty { .. }));
+    check(&cut, |e| {
+        matches!(e, AudioError::UnsupportedFormat { .. } | AudioError::Corrupt { .. } | AudioError::Empty { .. })
+    });
 
     // Valid header, garbage frames.
     let garbage = dir.path().join("garbage.flac");
@@ -324,8 +331,18 @@ fn writers_render_a_transcript() {
         language: "en".into(),
         duration: 11.0,
         segments: vec![
-            Segment { start: 0.0, end: 4.24, text: " And so my fellow Americans,".into(), tokens: vec![] },
-            Segment { start: 4.24, end: 10.96, text: " ask not what your country can do for you.".into(), tokens: vec![] },
+            Segment {
+                start: 0.0,
+                end: 4.24,
+                text: " And so my fellow Americans,".into(),
+                tokens: vec![],
+            },
+            Segment {
+                start: 4.24,
+                end: 10.96,
+                text: " ask not what your country can do for you.".into(),
+                tokens: vec![],
+            },
         ],
     };
     assert_eq!(
@@ -333,7 +350,10 @@ fn writers_render_a_transcript() {
         "And so my fellow Americans,\nask not what your country can do for you.\n"
     );
     let srt = render(&transcript, OutputFormat::Srt);
-    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:04,240\nAnd so my fellow Americans,\n\n2\n00:00:04,240 --> 00:00:10,960\n"), "{srt}");
+    assert!(
+        srt.starts_with("1\n00:00:00,000 --> 00:00:04,240\nAnd so my fellow Americans,\n\n2\n00:00:04,240 --> 00:00:10,960\n"),
+        "{srt}"
+    );
     let vtt = render(&transcript, OutputFormat::Vtt);
     assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:04.240\n"), "{vtt}");
     let json: serde_json::Value = serde_json::from_str(&render(&transcript, OutputFormat::Json)).unwrap();

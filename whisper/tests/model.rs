@@ -51,7 +51,11 @@ fn words(text: &str) -> Vec<String> {
 }
 
 fn opts(beam: usize) -> TranscribeOptions {
-    TranscribeOptions { beam_size: beam, threads: 2, ..TranscribeOptions::default() }
+    TranscribeOptions {
+        beam_size: beam,
+        threads: 2,
+        ..TranscribeOptions::default()
+    }
 }
 
 // ---------------------------------------------------------------- ops vs naive loops
@@ -120,7 +124,12 @@ fn matmul_matches_naive_including_strided_inputs() {
     let b = rand_array((70, 90), 4);
     assert_close(&ops.matmul(a.view(), b.view()), &naive_matmul(&a, &b), 1e-4, "matmul");
     let at = rand_array((70, 130), 5);
-    assert_close(&ops.matmul(at.t(), b.view()), &naive_matmul(&at.t().to_owned(), &b), 1e-4, "matmul of a transpose");
+    assert_close(
+        &ops.matmul(at.t(), b.view()),
+        &naive_matmul(&at.t().to_owned(), &b),
+        1e-4,
+        "matmul of a transpose",
+    );
 }
 
 #[test]
@@ -128,8 +137,7 @@ fn conv1d_matches_naive_with_stride_and_padding() {
     let ops = ops();
     let (t, c_in, c_out, k) = (37, 6, 5, 3);
     let x = rand_array((t, c_in), 6);
-    let w = Array3::from_shape_vec((c_out, c_in, k), rand_array((1, c_out * c_in * k), 7).into_raw_vec_and_offset().0)
-        .expect("shape");
+    let w = Array3::from_shape_vec((c_out, c_in, k), rand_array((1, c_out * c_in * k), 7).into_raw_vec_and_offset().0).expect("shape");
     let bias = Array1::from_iter((0..c_out).map(|i| 0.1 * i as f32));
     for stride in [1, 2] {
         let pad = 1;
@@ -202,7 +210,11 @@ fn gelu_is_the_exact_erf_gelu() {
     assert_close(&x, &want, 2e-6, "gelu");
     // The tanh approximation differs from the exact GELU by up to ~1e-3 around |x| = 2.
     let tanh_gelu = |v: f32| 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044_715 * v * v * v)).tanh());
-    let diff = x.iter().zip(want.iter()).map(|(_, w)| w).zip(Array2::from_shape_fn((40, 50), |(i, j)| (i * 50 + j) as f32 / 250.0 - 4.0).iter())
+    let diff = x
+        .iter()
+        .zip(want.iter())
+        .map(|(_, w)| w)
+        .zip(Array2::from_shape_fn((40, 50), |(i, j)| (i * 50 + j) as f32 / 250.0 - 4.0).iter())
         .map(|(w, v)| (w - tanh_gelu(*v)).abs())
         .fold(0.0f32, f32::max);
     assert!(diff > 1e-4, "test inputs must distinguish exact from tanh GELU");
@@ -222,8 +234,7 @@ fn naive_attention(q: &Array2<f32>, k: &Array2<f32>, v: &Array2<f32>, heads: usi
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
             for c in 0..dh {
-                out[[i, h * dh + c]] =
-                    (0..visible).map(|j| (scores[j] - max).exp() / sum * v[[j, h * dh + c]] as f64).sum::<f64>() as f32;
+                out[[i, h * dh + c]] = (0..visible).map(|j| (scores[j] - max).exp() / sum * v[[j, h * dh + c]] as f64).sum::<f64>() as f32;
             }
         }
     }
@@ -233,7 +244,16 @@ fn naive_attention(q: &Array2<f32>, k: &Array2<f32>, v: &Array2<f32>, heads: usi
 #[test]
 fn attention_matches_naive_causal_and_full() {
     let ops = ops();
-    for (n_q, n_k, causal) in [(1, 17, true), (3, 9, true), (1, 40, false), (12, 12, true), (20, 33, false), (6, 10, true), (300, 310, true), (150, 70, false)] {
+    for (n_q, n_k, causal) in [
+        (1, 17, true),
+        (3, 9, true),
+        (1, 40, false),
+        (12, 12, true),
+        (20, 33, false),
+        (6, 10, true),
+        (300, 310, true),
+        (150, 70, false),
+    ] {
         let q = rand_array((n_q, 32), 10 + n_q as u64) * 2.0;
         let k = rand_array((n_k, 32), 20 + n_k as u64) * 2.0;
         let v = rand_array((n_k, 32), 30);
@@ -293,10 +313,8 @@ fn special_tokens_come_from_the_vocabulary() {
 fn non_speech_tokens_match_the_shipped_suppress_list() {
     for model in ["whisper-base", "whisper-tiny.en"] {
         let tok = WhisperTokenizer::from_file(&asset(&format!("{model}/tokenizer.json"))).unwrap();
-        let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(asset(&format!("{model}/config.json"))).unwrap()).unwrap();
-        let shipped: BTreeSet<u32> =
-            config["suppress_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(asset(&format!("{model}/config.json"))).unwrap()).unwrap();
+        let shipped: BTreeSet<u32> = config["suppress_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let ours = tok.non_speech_tokens().unwrap();
         let missing: Vec<_> = shipped.difference(&ours).collect();
         let extra: Vec<_> = ours.difference(&shipped).collect();
@@ -312,7 +330,10 @@ fn dims_are_read_from_the_files() {
     assert_eq!((b.d_model, b.encoder_layers, b.decoder_layers, b.encoder_heads, b.n_mels), (512, 6, 6, 8, 80));
     assert_eq!((b.n_vocab, b.n_audio_ctx, b.n_text_ctx), (51865, 1500, 448));
     let t = tiny_en().model.dims;
-    assert_eq!((t.d_model, t.encoder_layers, t.decoder_layers, t.decoder_heads, t.n_vocab), (384, 4, 4, 6, 51864));
+    assert_eq!(
+        (t.d_model, t.encoder_layers, t.decoder_layers, t.decoder_heads, t.n_vocab),
+        (384, 4, 4, 6, 51864)
+    );
 }
 
 #[test]
@@ -444,7 +465,12 @@ fn safetensors_checkpoint_gives_the_same_logits() {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(n, shape, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap()))
+        .map(|(n, shape, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
@@ -478,11 +504,19 @@ fn safetensors_checkpoint_gives_the_same_logits() {
     // A wrong shape in the checkpoint names the tensor.
     let mut views: HashMap<String, safetensors::tensor::TensorView> = bytes
         .iter()
-        .map(|(n, shape, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap()))
+        .map(|(n, shape, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let fc = views.remove("model.decoder.layers.1.fc2.bias").unwrap();
     let short = &fc.data()[..fc.data().len() - 2];
-    views.insert("model.decoder.layers.1.fc2.bias".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![d - 1], short).unwrap());
+    views.insert(
+        "model.decoder.layers.1.fc2.bias".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![d - 1], short).unwrap(),
+    );
     std::fs::write(dir.path().join("model.safetensors"), safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
     match Model::load(dir.path()) {
         Err(ModelError::ShapeMismatch { name, .. }) => assert_eq!(name, "decoder/layer_1/ffn/linear_1/bias"),
@@ -506,9 +540,15 @@ fn kv_cache_matches_full_sequence() {
     let mut seq = vec![tok.sot, tok.timestamp_begin];
     seq.extend(tok.encode(" And so my fellow").unwrap());
     let mut cache = KvCache::new(&m.dims, 1);
-    let full = m.decoder.forward(&ops, Array2::from_shape_vec((1, seq.len()), seq.clone()).unwrap().view(), &mut cache, &cross).unwrap();
+    let full = m
+        .decoder
+        .forward(&ops, Array2::from_shape_vec((1, seq.len()), seq.clone()).unwrap().view(), &mut cache, &cross)
+        .unwrap();
     let mut step_cache = KvCache::new(&m.dims, 1);
-    let first = m.decoder.forward(&ops, Array2::from_shape_vec((1, 2), seq[..2].to_vec()).unwrap().view(), &mut step_cache, &cross).unwrap();
+    let first = m
+        .decoder
+        .forward(&ops, Array2::from_shape_vec((1, 2), seq[..2].to_vec()).unwrap().view(), &mut step_cache, &cross)
+        .unwrap();
     assert_close(&first, &full.slice(s![..2, ..]).to_owned(), 1e-4, "prompt rows");
     for (i, &t) in seq.iter().enumerate().skip(2) {
         let h = m.decoder.forward(&ops, Array2::from_elem((1, 1), t).view(), &mut step_cache, &cross).unwrap();
@@ -524,7 +564,10 @@ fn assert_jfk(t: &whisper::Transcript, what: &str) {
     // Segments are ordered, inside the audio, and carry their text tokens.
     let mut last = 0.0;
     for seg in &t.segments {
-        assert!(seg.start >= last - 1e-9 && seg.end > seg.start && seg.end <= t.duration + 0.5, "{what}: {seg:?}");
+        assert!(
+            seg.start >= last - 1e-9 && seg.end > seg.start && seg.end <= t.duration + 0.5,
+            "{what}: {seg:?}"
+        );
         assert!(!seg.tokens.is_empty());
         last = seg.end;
     }
@@ -547,7 +590,10 @@ fn jfk_with_base_greedy_detects_english() {
 fn jfk_with_base_beam_search() {
     let t = base();
     let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
-    let o = TranscribeOptions { language: Some("en".into()), ..opts(5) };
+    let o = TranscribeOptions {
+        language: Some("en".into()),
+        ..opts(5)
+    };
     assert_jfk(&t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap(), "base beam 5");
 }
 
@@ -558,7 +604,10 @@ fn jfk_with_tiny_en() {
     for beam in [1, 5] {
         assert_jfk(&t.transcribe(&mel, frames, &opts(beam), &mut |_| {}).unwrap(), &format!("tiny.en beam {beam}"));
     }
-    let de = TranscribeOptions { language: Some("de".into()), ..opts(1) };
+    let de = TranscribeOptions {
+        language: Some("de".into()),
+        ..opts(1)
+    };
     assert!(matches!(t.transcribe(&mel, frames, &de, &mut |_| {}), Err(ModelError::EnglishOnly { .. })));
 }
 
@@ -566,7 +615,10 @@ fn jfk_with_tiny_en() {
 fn translate_task_keeps_english_speech_english() {
     let t = base();
     let (mel, frames) = mel_of(&asset("jfk.wav"), t.model.dims.n_mels);
-    let o = TranscribeOptions { task: Task::Translate, ..opts(1) };
+    let o = TranscribeOptions {
+        task: Task::Translate,
+        ..opts(1)
+    };
     let out = t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap();
     let w = words(&out.text());
     assert!(w.contains(&"country".to_string()), "{w:?}");
@@ -601,11 +653,21 @@ fn long_form_covers_the_whole_text_once() {
     let mut lcs = vec![vec![0usize; got.len() + 1]; reference.len() + 1];
     for i in 1..=reference.len() {
         for j in 1..=got.len() {
-            lcs[i][j] = if reference[i - 1] == got[j - 1] { lcs[i - 1][j - 1] + 1 } else { lcs[i - 1][j].max(lcs[i][j - 1]) };
+            lcs[i][j] = if reference[i - 1] == got[j - 1] {
+                lcs[i - 1][j - 1] + 1
+            } else {
+                lcs[i - 1][j].max(lcs[i][j - 1])
+            };
         }
     }
     let common = lcs[reference.len()][got.len()] as f64;
-    assert!(common / reference.len() as f64 > 0.9, "recall {} of {}: {:?}", common, reference.len(), out.text());
+    assert!(
+        common / reference.len() as f64 > 0.9,
+        "recall {} of {}: {:?}",
+        common,
+        reference.len(),
+        out.text()
+    );
     assert!(common / got.len() as f64 > 0.9, "precision {} of {}: {:?}", common, got.len(), out.text());
     assert!(out.segments.len() >= 5, "long audio is split into timed segments");
     assert!(out.segments.windows(2).all(|w| w[1].start >= w[0].end - 1e-6));

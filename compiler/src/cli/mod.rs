@@ -211,7 +211,13 @@ fn check(file: &Path, device: Option<String>) -> Result<i32, CliError> {
     require_tile_file(file)?;
     let kernel = aiec::parse_file(file)?;
     let compiled = compile_kernel(&kernel, &device)?;
-    let compute = compiled.budgets.iter().filter(|b| b.kind == aiec::device::TileKind::Compute).map(|b| b.data_bytes).max().unwrap_or(0);
+    let compute = compiled
+        .budgets
+        .iter()
+        .filter(|b| b.kind == aiec::device::TileKind::Compute)
+        .map(|b| b.data_bytes)
+        .max()
+        .unwrap_or(0);
     println!(
         "{}: ok for {} ({} compute tiles, {} bytes of data memory per compute tile of {})",
         file.display(),

@@ -93,7 +93,9 @@ fn failed(msg: impl std::fmt::Display) -> CliError {
 
 /// `I=path` -> (argument index, path), checking I against design.json or the sequence signature.
 fn parse_binding(spec: &str, json: &DesignJson, flag: &str) -> Result<(usize, PathBuf), CliError> {
-    let (key, path) = spec.split_once('=').ok_or_else(|| CliError::Usage(format!("{flag} {spec}: expected I=FILE.npy")))?;
+    let (key, path) = spec
+        .split_once('=')
+        .ok_or_else(|| CliError::Usage(format!("{flag} {spec}: expected I=FILE.npy")))?;
     let index = json.arg_index(key).ok_or_else(|| {
         let names: Vec<String> = json.arguments.iter().enumerate().map(|(i, a)| format!("{i}={}", a.name)).collect();
         CliError::Usage(format!("{flag} {spec}: no runtime-sequence argument '{key}' (arguments: {})", names.join(", ")))
@@ -144,7 +146,8 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     } else if a.npu {
         BackendChoice::Npu
     } else {
-        a.backend.ok_or_else(|| CliError::Usage("choose a backend: --emulate, --npu or --backend auto|emulator|npu".into()))?
+        a.backend
+            .ok_or_else(|| CliError::Usage("choose a backend: --emulate, --npu or --backend auto|emulator|npu".into()))?
     };
     let tmp;
     let out = match a.out.clone() {
@@ -161,13 +164,31 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let mut backend: Box<dyn Backend> = match choice {
         BackendChoice::Emulator => Box::new(Emulator::new()),
         BackendChoice::Npu => {
-            build_into(&dir, device.name, &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+            build_into(
+                &dir,
+                device.name,
+                &ToolFlags {
+                    toolchain: None,
+                    mlir_aie: None,
+                    peano: None,
+                    xrt: None,
+                },
+            )?;
             Box::new(NpuBackend::new().map_err(failed)?)
         }
         BackendChoice::Auto => match NpuBackend::probe() {
             Ok(()) => {
                 eprintln!("backend: npu (an NPU and XRT are usable)");
-                build_into(&dir, device.name, &ToolFlags { toolchain: None, mlir_aie: None, peano: None, xrt: None })?;
+                build_into(
+                    &dir,
+                    device.name,
+                    &ToolFlags {
+                        toolchain: None,
+                        mlir_aie: None,
+                        peano: None,
+                        xrt: None,
+                    },
+                )?;
                 Box::new(NpuBackend::new().map_err(failed)?)
             }
             Err(why) => {
@@ -185,7 +206,14 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let report = backend.run(&dir, &mut bufs).map_err(failed)?;
 
     let mut all_ok = true;
-    let outs: Vec<usize> = compiled.json.arguments.iter().enumerate().filter(|(_, a)| a.direction == ArgDirection::Out).map(|(i, _)| i).collect();
+    let outs: Vec<usize> = compiled
+        .json
+        .arguments
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.direction == ArgDirection::Out)
+        .map(|(i, _)| i)
+        .collect();
     for (k, &i) in outs.iter().enumerate() {
         let arg = &compiled.json.arguments[i];
         let got = hostdata::from_buffer(&bufs[i]);
@@ -194,10 +222,16 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
         let verdict = if c.exact {
             "bit-exact match".to_string()
         } else if c.passed() {
-            format!("match within tolerance (max abs error {:.3e}, max rel error {:.3e}; rtol {:.1e}, atol {:.3e})", c.max_abs, c.max_rel, c.rtol, c.atol)
+            format!(
+                "match within tolerance (max abs error {:.3e}, max rel error {:.3e}; rtol {:.1e}, atol {:.3e})",
+                c.max_abs, c.max_rel, c.rtol, c.atol
+            )
         } else {
             let (idx, g, w) = c.first_mismatch.unwrap_or((0, f64::NAN, f64::NAN));
-            format!("MISMATCH: {} elements out of tolerance; first at flat index {idx}: got {g}, expected {w}", c.mismatches)
+            format!(
+                "MISMATCH: {} elements out of tolerance; first at flat index {idx}: got {g}, expected {w}",
+                c.mismatches
+            )
         };
         println!("{} {}{:?} vs reference: {}", arg.name, arg.dtype, arg.shape, verdict);
     }

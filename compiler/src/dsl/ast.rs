@@ -22,7 +22,14 @@ pub enum Item {
     /// `dim M = 512 tile 64` (tile omitted: the dimension is not split, tile = size)
     Dim { name: Ident, size: u64, tile: Option<u64>, span: Span },
     /// `in A: i8[M, K]`, `out C: i32[M, N]`, `local acc: i32[M, N]`; extents are dims or numbers.
-    Tensor { role: Role, name: Ident, dtype: DType, dtype_span: Span, shape: Vec<Extent>, span: Span },
+    Tensor {
+        role: Role,
+        name: Ident,
+        dtype: DType,
+        dtype_span: Span,
+        shape: Vec<Extent>,
+        span: Span,
+    },
     /// `spread M over rows, N over cols` | `spread M over cores`
     Spread { parts: Vec<(Ident, SpreadAxis)>, span: Span },
     /// `depth 2`: object FIFO depth (2 = double buffering, the default).
@@ -140,13 +147,34 @@ pub enum Expr {
     Unary(UnaryOp, Box<Expr>, Span),
     Binary(BinaryOp, Box<Expr>, Box<Expr>, Span),
     /// `sum[K](expr)`, `max[N](expr)`
-    Reduce { op: ReduceOp, dims: Vec<Ident>, body: Box<Expr>, span: Span },
+    Reduce {
+        op: ReduceOp,
+        dims: Vec<Ident>,
+        body: Box<Expr>,
+        span: Span,
+    },
     /// `cast<bf16>(expr)`: value conversion (floats round to nearest even; float->int truncates and saturates).
-    Cast { to: DType, expr: Box<Expr>, span: Span },
+    Cast {
+        to: DType,
+        expr: Box<Expr>,
+        span: Span,
+    },
     /// `srs<i8>(expr, 8)`: arithmetic shift right by `shift` with round-half-up, then saturate to `to`.
-    Srs { to: DType, shift: u32, expr: Box<Expr>, span: Span },
+    Srs {
+        to: DType,
+        shift: u32,
+        expr: Box<Expr>,
+        span: Span,
+    },
     /// `select(K <= Q, a, b)`: compares global (untiled) index values.
-    Select { lhs: AffineAst, cmp: CmpOp, rhs: AffineAst, then: Box<Expr>, otherwise: Box<Expr>, span: Span },
+    Select {
+        lhs: AffineAst,
+        cmp: CmpOp,
+        rhs: AffineAst,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+        span: Span,
+    },
 }
 
 impl Expr {

@@ -111,7 +111,10 @@ pub struct Idx {
 
 impl From<DimRef> for Idx {
     fn from(d: DimRef) -> Idx {
-        Idx { terms: vec![(1, d)], constant: 0 }
+        Idx {
+            terms: vec![(1, d)],
+            constant: 0,
+        }
     }
 }
 impl From<i64> for Idx {
@@ -121,7 +124,10 @@ impl From<i64> for Idx {
 }
 impl From<i32> for Idx {
     fn from(c: i32) -> Idx {
-        Idx { terms: vec![], constant: c as i64 }
+        Idx {
+            terms: vec![],
+            constant: c as i64,
+        }
     }
 }
 
@@ -142,22 +148,46 @@ impl Idx {
     }
     /// `self < rhs`, for [`select`].
     pub fn lt(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Lt, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Lt,
+            rhs: rhs.into(),
+        }
     }
     pub fn le(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Le, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Le,
+            rhs: rhs.into(),
+        }
     }
     pub fn gt(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Gt, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Gt,
+            rhs: rhs.into(),
+        }
     }
     pub fn ge(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Ge, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Ge,
+            rhs: rhs.into(),
+        }
     }
     pub fn equals(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Eq, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Eq,
+            rhs: rhs.into(),
+        }
     }
     pub fn not_equals(self, rhs: impl Into<Idx>) -> Cond {
-        Cond { lhs: self, cmp: CmpOp::Ne, rhs: rhs.into() }
+        Cond {
+            lhs: self,
+            cmp: CmpOp::Ne,
+            rhs: rhs.into(),
+        }
     }
 }
 
@@ -250,19 +280,25 @@ impl Expr {
 impl From<f64> for Expr {
     #[track_caller]
     fn from(v: f64) -> Expr {
-        Expr { ast: ast::Expr::Number(v, Span::caller()) }
+        Expr {
+            ast: ast::Expr::Number(v, Span::caller()),
+        }
     }
 }
 impl From<i32> for Expr {
     #[track_caller]
     fn from(v: i32) -> Expr {
-        Expr { ast: ast::Expr::Number(v as f64, Span::caller()) }
+        Expr {
+            ast: ast::Expr::Number(v as f64, Span::caller()),
+        }
     }
 }
 
 #[track_caller]
 fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
-    Expr { ast: ast::Expr::Binary(op, Box::new(a.ast), Box::new(b.ast), Span::caller()) }
+    Expr {
+        ast: ast::Expr::Binary(op, Box::new(a.ast), Box::new(b.ast), Span::caller()),
+    }
 }
 
 macro_rules! expr_op {
@@ -293,14 +329,18 @@ impl Neg for Expr {
     #[track_caller]
     fn neg(self) -> Expr {
         // Same folding as the parser: `-literal` is a literal.
-        Expr { ast: super::parse::negate(self.ast, Span::caller()) }
+        Expr {
+            ast: super::parse::negate(self.ast, Span::caller()),
+        }
     }
 }
 
 #[track_caller]
 fn unary(op: UnaryOp, e: impl Into<Expr>) -> Expr {
     let e = e.into();
-    Expr { ast: ast::Expr::Unary(op, Box::new(e.ast), Span::caller()) }
+    Expr {
+        ast: ast::Expr::Unary(op, Box::new(e.ast), Span::caller()),
+    }
 }
 
 #[track_caller]
@@ -352,7 +392,14 @@ fn reduce<const N: usize>(op: ReduceOp, dims: [DimRef; N], body: impl Into<Expr>
     let span = Span::caller();
     // Dim names are filled in by the kernel when the expression is used (see `Kernel::resolve`).
     let dims = dims.iter().map(|d| dim_placeholder(*d, &span)).collect();
-    Expr { ast: ast::Expr::Reduce { op, dims, body: Box::new(body.ast), span } }
+    Expr {
+        ast: ast::Expr::Reduce {
+            op,
+            dims,
+            body: Box::new(body.ast),
+            span,
+        },
+    }
 }
 /// `sum[D1, ...](body)`
 #[track_caller]
@@ -373,13 +420,26 @@ pub fn minr<const N: usize>(dims: [DimRef; N], body: impl Into<Expr>) -> Expr {
 #[track_caller]
 pub fn cast(to: DType, e: impl Into<Expr>) -> Expr {
     let e = e.into();
-    Expr { ast: ast::Expr::Cast { to, expr: Box::new(e.ast), span: Span::caller() } }
+    Expr {
+        ast: ast::Expr::Cast {
+            to,
+            expr: Box::new(e.ast),
+            span: Span::caller(),
+        },
+    }
 }
 /// `srs<to>(e, shift)`
 #[track_caller]
 pub fn srs(to: DType, e: impl Into<Expr>, shift: u32) -> Expr {
     let e = e.into();
-    Expr { ast: ast::Expr::Srs { to, shift, expr: Box::new(e.ast), span: Span::caller() } }
+    Expr {
+        ast: ast::Expr::Srs {
+            to,
+            shift,
+            expr: Box::new(e.ast),
+            span: Span::caller(),
+        },
+    }
 }
 /// `select(cond, then, otherwise)`, e.g. `select(s.le(t), x, f64::NEG_INFINITY)`.
 #[track_caller]
@@ -401,13 +461,23 @@ pub fn select(cond: Cond, then: impl Into<Expr>, otherwise: impl Into<Expr>) -> 
 // Dims and tensors are referred to by id inside expressions until the kernel resolves them to
 // names: an expression does not borrow its kernel. The placeholder name is `\u{0}dim:ID`.
 fn dim_placeholder(d: DimRef, span: &Span) -> Ident {
-    Ident { name: format!("\u{0}dim:{}:{}", d.kernel, d.id), span: span.clone() }
+    Ident {
+        name: format!("\u{0}dim:{}:{}", d.kernel, d.id),
+        span: span.clone(),
+    }
 }
 fn tensor_placeholder(t: TensorRef, span: &Span) -> Ident {
-    Ident { name: format!("\u{0}tensor:{}:{}", t.kernel, t.id), span: span.clone() }
+    Ident {
+        name: format!("\u{0}tensor:{}:{}", t.kernel, t.id),
+        span: span.clone(),
+    }
 }
 fn affine_placeholder(i: &Idx, span: &Span) -> AffineAst {
-    AffineAst { terms: i.terms.iter().map(|(c, d)| (*c, dim_placeholder(*d, span))).collect(), constant: i.constant, span: span.clone() }
+    AffineAst {
+        terms: i.terms.iter().map(|(c, d)| (*c, dim_placeholder(*d, span))).collect(),
+        constant: i.constant,
+        span: span.clone(),
+    }
 }
 
 impl TensorRef {
@@ -416,7 +486,13 @@ impl TensorRef {
     pub fn at<I: Into<Idx>, const N: usize>(self, indices: [I; N]) -> Expr {
         let span = Span::caller();
         let indices = indices.into_iter().map(|i| affine_placeholder(&i.into(), &span)).collect();
-        Expr { ast: ast::Expr::Access(ast::Access { tensor: tensor_placeholder(self, &span), indices, span }) }
+        Expr {
+            ast: ast::Expr::Access(ast::Access {
+                tensor: tensor_placeholder(self, &span),
+                indices,
+                span,
+            }),
+        }
     }
 }
 
@@ -428,7 +504,10 @@ impl Kernel {
         let span = Span::caller();
         let id = NEXT_KERNEL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Kernel {
-            name: Ident { name: name.to_string(), span: span.clone() },
+            name: Ident {
+                name: name.to_string(),
+                span: span.clone(),
+            },
             items: Vec::new(),
             dim_names: Vec::new(),
             tensor_names: Vec::new(),
@@ -446,9 +525,20 @@ impl Kernel {
     #[track_caller]
     pub fn dim(&mut self, name: &str, size: u64) -> DimDecl<'_> {
         let span = Span::caller();
-        let dim = DimRef { id: self.dim_names.len(), kernel: self.id() };
+        let dim = DimRef {
+            id: self.dim_names.len(),
+            kernel: self.id(),
+        };
         self.dim_names.push(name.to_string());
-        self.items.push(Item::Dim { name: Ident { name: name.to_string(), span: span.clone() }, size, tile: None, span });
+        self.items.push(Item::Dim {
+            name: Ident {
+                name: name.to_string(),
+                span: span.clone(),
+            },
+            size,
+            tile: None,
+            span,
+        });
         let item = self.items.len() - 1;
         DimDecl { kernel: self, item, dim }
     }
@@ -456,7 +546,10 @@ impl Kernel {
     #[track_caller]
     fn tensor<E: Into<Ext>, const N: usize>(&mut self, role: Role, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
         let span = Span::caller();
-        let t = TensorRef { id: self.tensor_names.len(), kernel: self.id() };
+        let t = TensorRef {
+            id: self.tensor_names.len(),
+            kernel: self.id(),
+        };
         self.tensor_names.push(name.to_string());
         let shape = shape
             .into_iter()
@@ -465,7 +558,17 @@ impl Kernel {
                 Ext::Number(n) => Extent::Number(n, span.clone()),
             })
             .collect();
-        self.items.push(Item::Tensor { role, name: Ident { name: name.to_string(), span: span.clone() }, dtype, dtype_span: span.clone(), shape, span });
+        self.items.push(Item::Tensor {
+            role,
+            name: Ident {
+                name: name.to_string(),
+                span: span.clone(),
+            },
+            dtype,
+            dtype_span: span.clone(),
+            shape,
+            span,
+        });
         t
     }
 
@@ -532,10 +635,18 @@ impl Kernel {
 
     fn statement(&mut self, target: Expr, value: Expr, accumulate: bool, span: Span) -> &mut Self {
         let ast::Expr::Access(target_access) = target.ast else {
-            self.fail(CompileError::Type(Diagnostic::new("the target of an assignment must be a tensor access such as c.at([m, n])", Some(&span))));
+            self.fail(CompileError::Type(Diagnostic::new(
+                "the target of an assignment must be a tensor access such as c.at([m, n])",
+                Some(&span),
+            )));
             return self;
         };
-        let mut stmt = ast::Stmt { target: target_access, accumulate, value: value.ast, span };
+        let mut stmt = ast::Stmt {
+            target: target_access,
+            accumulate,
+            value: value.ast,
+            span,
+        };
         if let Err(e) = self.resolve_access(&mut stmt.target).and_then(|_| self.resolve_expr(&mut stmt.value)) {
             self.fail(e);
         }
@@ -549,10 +660,16 @@ impl Kernel {
 
     fn dim_ident(&mut self, d: DimRef, span: &Span) -> Ident {
         match self.dim_names.get(d.id).filter(|_| d.kernel == self.id()) {
-            Some(name) => Ident { name: name.clone(), span: span.clone() },
+            Some(name) => Ident {
+                name: name.clone(),
+                span: span.clone(),
+            },
             None => {
                 self.fail(CompileError::Type(Diagnostic::new("a dim of another kernel is used here", Some(span))));
-                Ident { name: "?".into(), span: span.clone() }
+                Ident {
+                    name: "?".into(),
+                    span: span.clone(),
+                }
             }
         }
     }
@@ -561,14 +678,21 @@ impl Kernel {
     fn resolve_ident(&self, ident: &mut Ident) -> Result<(), CompileError> {
         let Some(rest) = ident.name.strip_prefix('\u{0}') else { return Ok(()) };
         let mut parts = rest.split(':');
-        let (kind, kernel, id) = (parts.next(), parts.next().and_then(|s| s.parse::<usize>().ok()), parts.next().and_then(|s| s.parse::<usize>().ok()));
+        let (kind, kernel, id) = (
+            parts.next(),
+            parts.next().and_then(|s| s.parse::<usize>().ok()),
+            parts.next().and_then(|s| s.parse::<usize>().ok()),
+        );
         let names = if kind == Some("dim") { &self.dim_names } else { &self.tensor_names };
         match (kernel, id) {
             (Some(k), Some(i)) if k == self.id() && i < names.len() => {
                 ident.name = names[i].clone();
                 Ok(())
             }
-            _ => Err(CompileError::Type(Diagnostic::new(format!("a {} of another kernel is used here", kind.unwrap_or("name")), Some(&ident.span)))),
+            _ => Err(CompileError::Type(Diagnostic::new(
+                format!("a {} of another kernel is used here", kind.unwrap_or("name")),
+                Some(&ident.span),
+            ))),
         }
     }
 
@@ -616,7 +740,11 @@ impl Kernel {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        Ok(KernelAst { name: self.name.clone(), items: self.items.clone(), span: self.span.clone() })
+        Ok(KernelAst {
+            name: self.name.clone(),
+            items: self.items.clone(),
+            span: self.span.clone(),
+        })
     }
 
     /// Type-checks the kernel into IR (the same checker as for `.tile` text).

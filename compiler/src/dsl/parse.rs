@@ -121,12 +121,16 @@ fn describe_rule(rule: Rule) -> &'static str {
 /// The token at `pos`, for "found `...`" (a word, a number, one symbol, or a line/file end).
 fn token_at(text: &str, pos: usize) -> (String, usize) {
     let rest = &text[pos.min(text.len())..];
-    let Some(c) = rest.chars().next() else { return ("the end of the file".into(), 0) };
+    let Some(c) = rest.chars().next() else {
+        return ("the end of the file".into(), 0);
+    };
     if c == '\n' || c == '\r' {
         return ("the end of the line".into(), 0);
     }
     if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-        let len = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')).unwrap_or(rest.len());
+        let len = rest
+            .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '.'))
+            .unwrap_or(rest.len());
         return (format!("`{}`", &rest[..len]), len);
     }
     for op in ["+=", "<=", ">=", "==", "!="] {
@@ -158,7 +162,11 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> CompileErr
         });
         let at_item_start = rules.iter().any(|r| matches!(r, Rule::kw_dim | Rule::dim_item));
         for r in rules {
-            let word = if at_item_start && matches!(r, Rule::ident | Rule::stmt | Rule::access) { "a statement" } else { describe_rule(r) };
+            let word = if at_item_start && matches!(r, Rule::ident | Rule::stmt | Rule::access) {
+                "a statement"
+            } else {
+                describe_rule(r)
+            };
             if !expected.contains(&word) {
                 expected.push(word);
             }
@@ -196,15 +204,22 @@ impl AstBuilder<'_> {
     }
 
     fn ident(&self, p: Pair<Rule>) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(&p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
     }
 
     fn uint(&self, p: &Pair<Rule>) -> PResult<u64> {
-        p.as_str().parse::<u64>().map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+        p.as_str()
+            .parse::<u64>()
+            .map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
     }
 
     fn int_i64(&self, p: &Pair<Rule>) -> PResult<i64> {
-        p.as_str().parse::<i64>().map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+        p.as_str()
+            .parse::<i64>()
+            .map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
     }
 
     fn dtype(&self, p: &Pair<Rule>) -> DType {
@@ -256,7 +271,14 @@ impl AstBuilder<'_> {
                         _ => Extent::Dim(self.ident(x)),
                     });
                 }
-                Ok(Item::Tensor { role, name, dtype, dtype_span, shape, span })
+                Ok(Item::Tensor {
+                    role,
+                    name,
+                    dtype,
+                    dtype_span,
+                    shape,
+                    span,
+                })
             }
             Rule::spread_item => {
                 let mut parts = Vec::new();
@@ -274,14 +296,22 @@ impl AstBuilder<'_> {
             }
             Rule::depth_item => {
                 let kids = self.inner(p);
-                Ok(Item::Depth { depth: self.uint(&kids[0])?, span })
+                Ok(Item::Depth {
+                    depth: self.uint(&kids[0])?,
+                    span,
+                })
             }
             Rule::stmt => {
                 let kids = self.inner(p);
                 let target = self.access(kids[0].clone())?;
                 let accumulate = kids[1].as_str() == "+=";
                 let value = self.expr(kids[2].clone())?;
-                Ok(Item::Stmt(Stmt { target, accumulate, value, span }))
+                Ok(Item::Stmt(Stmt {
+                    target,
+                    accumulate,
+                    value,
+                    span,
+                }))
             }
             other => unreachable!("kernel items are dims, tensors, spreads, depths and statements, not {other:?}"),
         }
@@ -362,7 +392,11 @@ impl AstBuilder<'_> {
             }
             Rule::number => {
                 let text = p.as_str();
-                let v = if text == "inf" { f64::INFINITY } else { text.parse::<f64>().map_err(|_| self.error(format!("bad number {text}"), &span))? };
+                let v = if text == "inf" {
+                    f64::INFINITY
+                } else {
+                    text.parse::<f64>().map_err(|_| self.error(format!("bad number {text}"), &span))?
+                };
                 Ok(Expr::Number(v, span))
             }
             Rule::access => Ok(Expr::Access(self.access(p)?)),
@@ -382,21 +416,40 @@ impl AstBuilder<'_> {
                         body = Some(self.expr(k)?);
                     }
                 }
-                Ok(Expr::Reduce { op, dims, body: Box::new(body.expect("reduction body")), span })
+                Ok(Expr::Reduce {
+                    op,
+                    dims,
+                    body: Box::new(body.expect("reduction body")),
+                    span,
+                })
             }
             Rule::cast => {
                 let kids = self.inner(p);
                 let to = self.dtype(&kids[0]);
                 let expr = self.expr(kids[1].clone())?;
-                Ok(Expr::Cast { to, expr: Box::new(expr), span })
+                Ok(Expr::Cast {
+                    to,
+                    expr: Box::new(expr),
+                    span,
+                })
             }
             Rule::srs => {
                 let kids = self.inner(p);
                 let to = self.dtype(&kids[0]);
                 let expr = self.expr(kids[1].clone())?;
                 let shift_span = self.span(&kids[2]);
-                let shift = kids[2].as_str().parse::<u32>().ok().filter(|s| *s <= 31).ok_or_else(|| self.error(format!("srs shift {} is out of range 0..=31", kids[2].as_str()), &shift_span))?;
-                Ok(Expr::Srs { to, shift, expr: Box::new(expr), span })
+                let shift = kids[2]
+                    .as_str()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s <= 31)
+                    .ok_or_else(|| self.error(format!("srs shift {} is out of range 0..=31", kids[2].as_str()), &shift_span))?;
+                Ok(Expr::Srs {
+                    to,
+                    shift,
+                    expr: Box::new(expr),
+                    span,
+                })
             }
             Rule::select => {
                 let kids = self.inner(p);
@@ -412,7 +465,14 @@ impl AstBuilder<'_> {
                 let rhs = self.affine(kids[2].clone())?;
                 let then = self.expr(kids[3].clone())?;
                 let otherwise = self.expr(kids[4].clone())?;
-                Ok(Expr::Select { lhs, cmp, rhs, then: Box::new(then), otherwise: Box::new(otherwise), span })
+                Ok(Expr::Select {
+                    lhs,
+                    cmp,
+                    rhs,
+                    then: Box::new(then),
+                    otherwise: Box::new(otherwise),
+                    span,
+                })
             }
             Rule::call => {
                 let mut kids = self.inner(p).into_iter();
@@ -438,7 +498,13 @@ impl AstBuilder<'_> {
                     }
                 };
                 if args.len() != 2 {
-                    return Err(self.error(format!("{name}(a, b) takes 2 arguments, found {}; to reduce over dims write {name}[DIM](...)", args.len()), &span));
+                    return Err(self.error(
+                        format!(
+                            "{name}(a, b) takes 2 arguments, found {}; to reduce over dims write {name}[DIM](...)",
+                            args.len()
+                        ),
+                        &span,
+                    ));
                 }
                 let mut it = args.into_iter();
                 let (a, b) = (it.next().expect("first argument"), it.next().expect("second argument"));

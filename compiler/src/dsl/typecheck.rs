@@ -84,7 +84,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
-    candidates.map(|c| (edit_distance(name, c), c)).filter(|(d, _)| *d <= limit).min_by_key(|(d, _)| *d).map(|(_, c)| c)
+    candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 /// Whether a stored i32 value is known to fit a narrow integer type without `srs`/`cast`.
@@ -129,20 +133,39 @@ impl Checker {
                     return Err(type_error(format!("dim {} has size 0", name.name), span));
                 }
                 if tile_value == 0 {
-                    return Err(limit_error(format!("tile 0 of dim {} = {}: a tile needs at least one element", name.name, size), span));
+                    return Err(limit_error(
+                        format!("tile 0 of dim {} = {}: a tile needs at least one element", name.name, size),
+                        span,
+                    ));
                 }
                 if tile_value > *size {
-                    return Err(limit_error(format!("tile {tile_value} does not divide dim {} = {size}: it is larger than the dim", name.name), span));
+                    return Err(limit_error(
+                        format!("tile {tile_value} does not divide dim {} = {size}: it is larger than the dim", name.name),
+                        span,
+                    ));
                 }
                 if size % tile_value != 0 {
                     return Err(limit_error(format!("tile {tile_value} does not divide dim {} = {size}", name.name), span));
                 }
                 self.dim_ids.insert(name.name.clone(), self.dims.len());
-                self.dims.push(ir::Dim { name: name.name.clone(), size: *size, tile: tile_value, span: span.clone() });
+                self.dims.push(ir::Dim {
+                    name: name.name.clone(),
+                    size: *size,
+                    tile: tile_value,
+                    span: span.clone(),
+                });
             }
         }
         for item in &ast.items {
-            if let Item::Tensor { role, name, dtype, shape, span, .. } = item {
+            if let Item::Tensor {
+                role,
+                name,
+                dtype,
+                shape,
+                span,
+                ..
+            } = item
+            {
                 self.tensor(*role, name, *dtype, shape, span)?;
             }
         }
@@ -153,7 +176,10 @@ impl Checker {
                     return Err(type_error(format!("depth is given twice (first at {})", first.location()), span));
                 }
                 if !(1..=4).contains(d) {
-                    return Err(type_error(format!("depth {d} is out of range: object FIFO depth must be 1..=4 (2 = double buffering)"), span));
+                    return Err(type_error(
+                        format!("depth {d} is out of range: object FIFO depth must be 1..=4 (2 = double buffering)"),
+                        span,
+                    ));
                 }
                 depth = Some((*d as usize, span.clone()));
             }
@@ -175,12 +201,24 @@ impl Checker {
             Some((d, s)) => (d, Some(s)),
             None => (2, None),
         };
-        Ok(ir::Kernel { name: ast.name.name.clone(), dims: self.dims, tensors: self.tensors, spread, depth, depth_span, stmts, span: ast.span.clone() })
+        Ok(ir::Kernel {
+            name: ast.name.name.clone(),
+            dims: self.dims,
+            tensors: self.tensors,
+            spread,
+            depth,
+            depth_span,
+            stmts,
+            span: ast.span.clone(),
+        })
     }
 
     fn declare(&mut self, name: &ast::Ident) -> Result<(), CompileError> {
         if let Some(first) = self.declared.get(&name.name) {
-            return Err(type_error(format!("duplicate name {}: already declared at {}", name.name, first.location()), &name.span));
+            return Err(type_error(
+                format!("duplicate name {}: already declared at {}", name.name, first.location()),
+                &name.span,
+            ));
         }
         self.declared.insert(name.name.clone(), name.span.clone());
         Ok(())
@@ -195,7 +233,11 @@ impl Checker {
         if others.contains(&name.name.as_str()) {
             return type_error(format!("{} is {other_kind}, not a {what}", name.name), &name.span);
         }
-        let pool: Vec<&str> = if what == "dim" { self.dim_ids.keys().map(String::as_str).collect() } else { self.tensor_ids.keys().map(String::as_str).collect() };
+        let pool: Vec<&str> = if what == "dim" {
+            self.dim_ids.keys().map(String::as_str).collect()
+        } else {
+            self.tensor_ids.keys().map(String::as_str).collect()
+        };
         let mut pool = pool;
         pool.sort();
         let mut msg = format!("unknown {what} `{}`", name.name);
@@ -239,7 +281,15 @@ impl Checker {
             }
         }
         self.tensor_ids.insert(name.name.clone(), self.tensors.len());
-        self.tensors.push(ir::Tensor { name: name.name.clone(), role, dtype, shape: sizes, local_dims, access: None, span: span.clone() });
+        self.tensors.push(ir::Tensor {
+            name: name.name.clone(),
+            role,
+            dtype,
+            shape: sizes,
+            local_dims,
+            access: None,
+            span: span.clone(),
+        });
         Ok(())
     }
 
@@ -276,7 +326,12 @@ impl Checker {
         let rank = self.tensors[t].shape.len();
         if a.indices.len() != rank {
             return Err(type_error(
-                format!("tensor {} has {rank} ind{}, found {}", a.tensor.name, if rank == 1 { "ex" } else { "ices" }, a.indices.len()),
+                format!(
+                    "tensor {} has {rank} ind{}, found {}",
+                    a.tensor.name,
+                    if rank == 1 { "ex" } else { "ices" },
+                    a.indices.len()
+                ),
                 &a.span,
             ));
         }
@@ -290,7 +345,13 @@ impl Checker {
                 if idx.as_dim() != Some(tensor.local_dims[k]) {
                     let names: Vec<&str> = tensor.local_dims.iter().map(|&d| self.dims[d].name.as_str()).collect();
                     return Err(type_error(
-                        format!("local {} is declared over [{}]; index it as {}[{}]", tensor.name, names.join(", "), tensor.name, names.join(", ")),
+                        format!(
+                            "local {} is declared over [{}]; index it as {}[{}]",
+                            tensor.name,
+                            names.join(", "),
+                            tensor.name,
+                            names.join(", ")
+                        ),
                         &ast_idx.span,
                     ));
                 }
@@ -321,12 +382,18 @@ impl Checker {
             let extent = tensor.shape[axis];
             if hi >= extent as i64 {
                 return Err(type_error(
-                    format!("index out of bounds: {} axis {axis} reaches index {hi}, but its extent is {extent}", tensor.name),
+                    format!(
+                        "index out of bounds: {} axis {axis} reaches index {hi}, but its extent is {extent}",
+                        tensor.name
+                    ),
                     &ast_idx.span,
                 ));
             }
             if lo < 0 {
-                return Err(type_error(format!("index out of bounds: {} axis {axis} reaches index {lo}, below 0", tensor.name), &ast_idx.span));
+                return Err(type_error(
+                    format!("index out of bounds: {} axis {axis} reaches index {lo}, below 0", tensor.name),
+                    &ast_idx.span,
+                ));
             }
         }
         Ok(())
@@ -335,12 +402,21 @@ impl Checker {
     fn stmt(&mut self, s: &ast::Stmt) -> Result<ir::Stmt, CompileError> {
         let t = self.tensor_id(&s.target.tensor)?;
         if self.tensors[t].role == Role::In {
-            return Err(type_error(format!("cannot assign to input tensor {}; declare it `out` or `local`", self.tensors[t].name), &s.target.tensor.span));
+            return Err(type_error(
+                format!("cannot assign to input tensor {}; declare it `out` or `local`", self.tensors[t].name),
+                &s.target.tensor.span,
+            ));
         }
         for i in &s.target.indices {
             let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0;
             if !plain {
-                return Err(type_error(format!("target indices must be plain dims (e.g. {}[M, N]); found an index expression", s.target.tensor.name), &i.span));
+                return Err(type_error(
+                    format!(
+                        "target indices must be plain dims (e.g. {}[M, N]); found an index expression",
+                        s.target.tensor.name
+                    ),
+                    &i.span,
+                ));
             }
         }
         self.free.clear();
@@ -349,7 +425,10 @@ impl Checker {
         let target_dims: Vec<DimId> = target_idx.iter().map(|a| a.as_dim().expect("checked plain above")).collect();
         for (k, d) in target_dims.iter().enumerate() {
             if target_dims[..k].contains(d) {
-                return Err(type_error(format!("dim {} appears twice in the target", self.dims[*d].name), &s.target.indices[k].span));
+                return Err(type_error(
+                    format!("dim {} appears twice in the target", self.dims[*d].name),
+                    &s.target.indices[k].span,
+                ));
             }
         }
         let tensor = self.tensors[t].clone();
@@ -357,7 +436,11 @@ impl Checker {
             match self.written.get(&t) {
                 Some((first, first_span)) if *first != target_dims => {
                     return Err(type_error(
-                        format!("output {} is written with two different index patterns (first at {})", tensor.name, first_span.location()),
+                        format!(
+                            "output {} is written with two different index patterns (first at {})",
+                            tensor.name,
+                            first_span.location()
+                        ),
                         &s.target.span,
                     ))
                 }
@@ -378,19 +461,33 @@ impl Checker {
                     continue;
                 }
                 let n = &self.dims[d].name;
-                return Err(type_error(format!("dim {n} is neither in the target nor reduced; wrap in sum[{n}](...)"), &span));
+                return Err(type_error(
+                    format!("dim {n} is neither in the target nor reduced; wrap in sum[{n}](...)"),
+                    &span,
+                ));
             }
         }
         // `acc[M, N] += A[M, K] * B[K, N]` adds every term into the target: a sum over K.
         if !implicit.is_empty() {
             let ty = value.ty();
-            value = ir::Expr::Reduce { op: ast::ReduceOp::Sum, dims: implicit, body: Box::new(value), ty };
+            value = ir::Expr::Reduce {
+                op: ast::ReduceOp::Sum,
+                dims: implicit,
+                body: Box::new(value),
+                ty,
+            };
         }
         self.check_store(&tensor, s, &value)?;
         if tensor.role == Role::Local && !self.assigned_locals.contains(&t) {
             self.assigned_locals.push(t);
         }
-        Ok(ir::Stmt { target: t, target_dims, accumulate: s.accumulate, value, span: s.span.clone() })
+        Ok(ir::Stmt {
+            target: t,
+            target_dims,
+            accumulate: s.accumulate,
+            value,
+            span: s.span.clone(),
+        })
     }
 
     fn check_store(&self, tensor: &ir::Tensor, s: &ast::Stmt, value: &ir::Expr) -> Result<(), CompileError> {
@@ -399,7 +496,12 @@ impl Checker {
         if tensor.dtype.is_float() {
             if vty == ScalarType::I32 {
                 return Err(type_error(
-                    format!("dtype mismatch: i32 value stored into {} tensor {}; convert it with cast<{}>(...)", tensor.dtype.mlir(), tensor.name, tensor.dtype.mlir()),
+                    format!(
+                        "dtype mismatch: i32 value stored into {} tensor {}; convert it with cast<{}>(...)",
+                        tensor.dtype.mlir(),
+                        tensor.name,
+                        tensor.dtype.mlir()
+                    ),
                     span,
                 ));
             }
@@ -407,7 +509,12 @@ impl Checker {
         }
         if vty == ScalarType::F32 {
             return Err(type_error(
-                format!("dtype mismatch: f32 value stored into {} tensor {}; convert it with cast<{}>(...)", tensor.dtype.mlir(), tensor.name, tensor.dtype.mlir()),
+                format!(
+                    "dtype mismatch: f32 value stored into {} tensor {}; convert it with cast<{}>(...)",
+                    tensor.dtype.mlir(),
+                    tensor.name,
+                    tensor.dtype.mlir()
+                ),
                 span,
             ));
         }
@@ -415,14 +522,22 @@ impl Checker {
         if width < 32 {
             if s.accumulate {
                 return Err(type_error(
-                    format!("dtype mismatch: `+=` into {} tensor {} would overflow silently; accumulate into an i32 local and store with srs<{}>(..., shift)", tensor.dtype.mlir(), tensor.name, tensor.dtype.mlir()),
+                    format!(
+                        "dtype mismatch: `+=` into {} tensor {} would overflow silently; accumulate into an i32 local and store with srs<{}>(..., shift)",
+                        tensor.dtype.mlir(),
+                        tensor.name,
+                        tensor.dtype.mlir()
+                    ),
                     &s.target.span,
                 ));
             }
             if !self.fits(value, width) {
                 let d = tensor.dtype.mlir();
                 return Err(type_error(
-                    format!("dtype mismatch: i32 value stored into {d} tensor {}; narrow it with srs<{d}>(..., shift) or cast<{d}>(...)", tensor.name),
+                    format!(
+                        "dtype mismatch: i32 value stored into {d} tensor {}; narrow it with srs<{d}>(..., shift) or cast<{d}>(...)",
+                        tensor.name
+                    ),
                     span,
                 ));
             }
@@ -439,9 +554,18 @@ impl Checker {
                 let half = 1i64 << (width - 1);
                 (*value as i64) >= -half && (*value as i64) < half
             }
-            ir::Expr::Binary { op: ast::BinaryOp::Max | ast::BinaryOp::Min, lhs, rhs, .. } => self.fits(lhs, width) && self.fits(rhs, width),
+            ir::Expr::Binary {
+                op: ast::BinaryOp::Max | ast::BinaryOp::Min,
+                lhs,
+                rhs,
+                ..
+            } => self.fits(lhs, width) && self.fits(rhs, width),
             ir::Expr::Select { then, otherwise, .. } => self.fits(then, width) && self.fits(otherwise, width),
-            ir::Expr::Reduce { op: ast::ReduceOp::Max | ast::ReduceOp::Min, body, .. } => self.fits(body, width),
+            ir::Expr::Reduce {
+                op: ast::ReduceOp::Max | ast::ReduceOp::Min,
+                body,
+                ..
+            } => self.fits(body, width),
             _ => false,
         }
     }
@@ -488,7 +612,10 @@ impl Checker {
             ScalarType::I32 => "convert the integer operand with cast<f32>(...)",
             ScalarType::F32 => "convert with cast<i32>(...) or make the other operand a float",
         };
-        type_error(format!("dtype mismatch: {} value where {} is expected; {hint}", type_name(got), type_name(want)), span)
+        type_error(
+            format!("dtype mismatch: {} value where {} is expected; {hint}", type_name(got), type_name(want)),
+            span,
+        )
     }
 
     /// Checks `e` expecting type `want` (the context's type); literals take it.
@@ -497,25 +624,49 @@ impl Checker {
             ast::Expr::Number(v, span) => {
                 let ty = want.unwrap_or_else(|| Self::literal_default(e));
                 if ty == ScalarType::I32 && (v.fract() != 0.0 || !v.is_finite() || *v < i32::MIN as f64 || *v > i32::MAX as f64) {
-                    return Err(type_error(format!("dtype mismatch: literal {v} in an i32 expression; convert the integer operand with cast<f32>(...)"), span));
+                    return Err(type_error(
+                        format!("dtype mismatch: literal {v} in an i32 expression; convert the integer operand with cast<f32>(...)"),
+                        span,
+                    ));
                 }
                 ir::Expr::Const { value: *v, ty }
             }
             ast::Expr::Access(a) => {
                 let (tensor, indices) = self.access(a)?;
                 if self.tensors[tensor].role == Role::Local && !self.assigned_locals.contains(&tensor) {
-                    return Err(type_error(format!("local {} is read before any statement assigns it", self.tensors[tensor].name), &a.span));
+                    return Err(type_error(
+                        format!("local {} is read before any statement assigns it", self.tensors[tensor].name),
+                        &a.span,
+                    ));
                 }
-                ir::Expr::Load { tensor, indices, ty: scalar_type_of(self.tensors[tensor].dtype) }
+                ir::Expr::Load {
+                    tensor,
+                    indices,
+                    ty: scalar_type_of(self.tensors[tensor].dtype),
+                }
             }
             ast::Expr::Unary(op, a, span) => {
                 let float_only = !matches!(op, ast::UnaryOp::Neg | ast::UnaryOp::Abs);
-                let hint = if float_only { Some(ScalarType::F32) } else { self.natural(a).or(want).or(Some(Self::literal_default(a))) };
+                let hint = if float_only {
+                    Some(ScalarType::F32)
+                } else {
+                    self.natural(a).or(want).or(Some(Self::literal_default(a)))
+                };
                 let arg = self.expr(a, hint)?;
                 if float_only && arg.ty() == ScalarType::I32 {
-                    return Err(type_error(format!("dtype mismatch: {} needs a floating-point argument, found i32; convert it with cast<f32>(...)", unary_name(*op)), span));
+                    return Err(type_error(
+                        format!(
+                            "dtype mismatch: {} needs a floating-point argument, found i32; convert it with cast<f32>(...)",
+                            unary_name(*op)
+                        ),
+                        span,
+                    ));
                 }
-                ir::Expr::Unary { op: *op, ty: arg.ty(), arg: Box::new(arg) }
+                ir::Expr::Unary {
+                    op: *op,
+                    ty: arg.ty(),
+                    arg: Box::new(arg),
+                }
             }
             ast::Expr::Binary(op, l, r, span) => {
                 let ty = self.natural(l).or_else(|| self.natural(r)).or(want).unwrap_or_else(|| Self::literal_default(e));
@@ -528,9 +679,17 @@ impl Checker {
                     return Err(self.mismatch(r.span(), rhs.ty(), ty));
                 }
                 if *op == ast::BinaryOp::Div && ty == ScalarType::I32 {
-                    return Err(type_error("integer division is not supported; use srs<..>(x, shift) to divide by a power of two, or cast<f32>(...)", span));
+                    return Err(type_error(
+                        "integer division is not supported; use srs<..>(x, shift) to divide by a power of two, or cast<f32>(...)",
+                        span,
+                    ));
                 }
-                ir::Expr::Binary { op: *op, lhs: Box::new(lhs), rhs: Box::new(rhs), ty }
+                ir::Expr::Binary {
+                    op: *op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                    ty,
+                }
             }
             ast::Expr::Reduce { op, dims, body, span } => {
                 let mut ids = Vec::new();
@@ -559,27 +718,59 @@ impl Checker {
                     }
                 }
                 let _ = span;
-                ir::Expr::Reduce { op: *op, dims: ids, ty: body_ir.ty(), body: Box::new(body_ir) }
+                ir::Expr::Reduce {
+                    op: *op,
+                    dims: ids,
+                    ty: body_ir.ty(),
+                    body: Box::new(body_ir),
+                }
             }
             ast::Expr::Cast { to, expr, .. } => {
                 let hint = self.natural(expr).unwrap_or_else(|| Self::literal_default(expr));
                 let arg = self.expr(expr, Some(hint))?;
-                ir::Expr::Convert { to: *to, kind: Convert::Cast, arg: Box::new(arg), ty: scalar_type_of(*to) }
+                ir::Expr::Convert {
+                    to: *to,
+                    kind: Convert::Cast,
+                    arg: Box::new(arg),
+                    ty: scalar_type_of(*to),
+                }
             }
             ast::Expr::Srs { to, shift, expr, span } => {
                 if to.is_float() {
-                    return Err(type_error(format!("srs converts to an integer type, not {}; use cast<{}>(...)", to.mlir(), to.mlir()), span));
+                    return Err(type_error(
+                        format!("srs converts to an integer type, not {}; use cast<{}>(...)", to.mlir(), to.mlir()),
+                        span,
+                    ));
                 }
                 let arg = self.expr(expr, Some(ScalarType::I32))?;
                 if arg.ty() != ScalarType::I32 {
-                    return Err(type_error("dtype mismatch: srs needs an i32 value, found f32; use cast<..>(...) to convert floats", expr.span()));
+                    return Err(type_error(
+                        "dtype mismatch: srs needs an i32 value, found f32; use cast<..>(...) to convert floats",
+                        expr.span(),
+                    ));
                 }
-                ir::Expr::Convert { to: *to, kind: Convert::Srs(*shift), arg: Box::new(arg), ty: ScalarType::I32 }
+                ir::Expr::Convert {
+                    to: *to,
+                    kind: Convert::Srs(*shift),
+                    arg: Box::new(arg),
+                    ty: ScalarType::I32,
+                }
             }
-            ast::Expr::Select { lhs, cmp, rhs, then, otherwise, .. } => {
+            ast::Expr::Select {
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ..
+            } => {
                 let l = self.affine(lhs)?;
                 let r = self.affine(rhs)?;
-                let ty = self.natural(then).or_else(|| self.natural(otherwise)).or(want).unwrap_or_else(|| Self::literal_default(then));
+                let ty = self
+                    .natural(then)
+                    .or_else(|| self.natural(otherwise))
+                    .or(want)
+                    .unwrap_or_else(|| Self::literal_default(then));
                 let a = self.expr(then, Some(ty))?;
                 let b = self.expr(otherwise, Some(ty))?;
                 if a.ty() != ty {
@@ -588,7 +779,14 @@ impl Checker {
                 if b.ty() != ty {
                     return Err(self.mismatch(otherwise.span(), b.ty(), ty));
                 }
-                ir::Expr::Select { lhs: l, cmp: *cmp, rhs: r, then: Box::new(a), otherwise: Box::new(b), ty }
+                ir::Expr::Select {
+                    lhs: l,
+                    cmp: *cmp,
+                    rhs: r,
+                    then: Box::new(a),
+                    otherwise: Box::new(b),
+                    ty,
+                }
             }
         })
     }
@@ -602,12 +800,19 @@ impl Checker {
                 }
             }
         }
-        let spreads: Vec<(&Vec<(ast::Ident, SpreadAxis)>, &Span)> =
-            ast.items.iter().filter_map(|i| if let Item::Spread { parts, span } = i { Some((parts, span)) } else { None }).collect();
+        let spreads: Vec<(&Vec<(ast::Ident, SpreadAxis)>, &Span)> = ast
+            .items
+            .iter()
+            .filter_map(|i| if let Item::Spread { parts, span } = i { Some((parts, span)) } else { None })
+            .collect();
         if spreads.is_empty() {
             let first = stmts.iter().find(|s| self.tensors[s.target].role == Role::Out);
             let dims = first.map(|s| s.target_dims.clone()).unwrap_or_default();
-            return Ok(ir::Spread { rows: dims.first().copied(), cols: dims.get(1).copied(), span: None });
+            return Ok(ir::Spread {
+                rows: dims.first().copied(),
+                cols: dims.get(1).copied(),
+                span: None,
+            });
         }
         let mut rows: Option<(DimId, Span)> = None;
         let mut cols: Option<(DimId, Span)> = None;
@@ -618,14 +823,20 @@ impl Checker {
             for (name, axis) in parts.iter() {
                 let d = self.dim(name)?;
                 if !out_dims.contains(&d) {
-                    return Err(type_error(format!("spread names dim {} which is not a dim of the output", name.name), &name.span));
+                    return Err(type_error(
+                        format!("spread names dim {} which is not a dim of the output", name.name),
+                        &name.span,
+                    ));
                 }
                 let used = |slot: &Option<(DimId, Span)>| slot.as_ref().map(|(x, _)| *x == d).unwrap_or(false);
                 if used(&rows) || used(&cols) {
                     return Err(type_error(format!("dim {} is spread twice", name.name), &name.span));
                 }
                 if cores || (*axis == SpreadAxis::Cores && (rows.is_some() || cols.is_some())) {
-                    return Err(type_error("`over cores` uses the whole array; it cannot be combined with another spread", &name.span));
+                    return Err(type_error(
+                        "`over cores` uses the whole array; it cannot be combined with another spread",
+                        &name.span,
+                    ));
                 }
                 match axis {
                     SpreadAxis::Rows if rows.is_some() => return Err(type_error("two dims are spread over rows", &name.span)),
@@ -640,7 +851,11 @@ impl Checker {
                 }
             }
         }
-        Ok(ir::Spread { rows: rows.map(|(d, _)| d), cols: cols.map(|(d, _)| d), span: Some(span) })
+        Ok(ir::Spread {
+            rows: rows.map(|(d, _)| d),
+            cols: cols.map(|(d, _)| d),
+            span: Some(span),
+        })
     }
 
     /// Records each host tensor's first access pattern and checks extents against plain dims.

@@ -150,7 +150,13 @@ pub enum ToolchainError {
     },
     /// Bad TOML or a bad value; `key` is the key on that line when there is one.
     #[error("{}:{line}:{column}: {}{message}", path.display(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
-    Parse { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
     #[error("unknown device '{value}' (from {origin}): expected one of {}", DEVICES.join(", "))]
     UnknownDevice { value: String, origin: Origin },
     #[error("{what} is empty (from {origin})")]
@@ -249,9 +255,14 @@ impl Toolchain {
             .or(layer.device)
             .unwrap_or_else(|| Sourced::new("npu1".to_string(), Origin::Default));
         if !DEVICES.contains(&device.value.as_str()) {
-            return Err(ToolchainError::UnknownDevice { value: device.value, origin: device.origin });
+            return Err(ToolchainError::UnknownDevice {
+                value: device.value,
+                origin: device.origin,
+            });
         }
-        let mlir_aie = flag_path(&overrides.mlir_aie, "--mlir-aie").or_else(|| env_path("MLIR_AIE_INSTALL_DIR")).or(layer.mlir_aie);
+        let mlir_aie = flag_path(&overrides.mlir_aie, "--mlir-aie")
+            .or_else(|| env_path("MLIR_AIE_INSTALL_DIR"))
+            .or(layer.mlir_aie);
         let peano = flag_path(&overrides.peano, "--peano").or_else(|| env_path("PEANO_INSTALL_DIR")).or(layer.peano);
         let xrt = flag_path(&overrides.xrt, "--xrt")
             .or_else(|| env_path("XILINX_XRT"))
@@ -260,12 +271,23 @@ impl Toolchain {
         for (what, value) in [("mlir-aie install_dir", &mlir_aie), ("peano install_dir", &peano)] {
             if let Some(v) = value {
                 if v.value.as_os_str().is_empty() {
-                    return Err(ToolchainError::EmptyValue { what, origin: v.origin.clone() });
+                    return Err(ToolchainError::EmptyValue {
+                        what,
+                        origin: v.origin.clone(),
+                    });
                 }
             }
         }
         let search_path = env("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-        Ok(Toolchain { file, device, mlir_aie, peano, xrt, tools: layer.tools, search_path })
+        Ok(Toolchain {
+            file,
+            device,
+            mlir_aie,
+            peano,
+            xrt,
+            tools: layer.tools,
+            search_path,
+        })
     }
 
     /// Finds `tool`: an explicit `[tools]` path, then its install directory's `bin/`, then PATH.
@@ -273,7 +295,11 @@ impl Toolchain {
     pub fn find(&self, tool: Tool) -> Option<ToolPath> {
         if let Some(explicit) = self.tools.get(&tool) {
             // An explicit path is used as given; the caller reports it missing if it is not there.
-            return is_executable(&explicit.value).then(|| ToolPath { tool, path: explicit.value.clone(), via: format!("[tools] {} ({})", tool.key(), explicit.origin) });
+            return is_executable(&explicit.value).then(|| ToolPath {
+                tool,
+                path: explicit.value.clone(),
+                via: format!("[tools] {} ({})", tool.key(), explicit.origin),
+            });
         }
         let install: Option<(&Sourced<PathBuf>, &str)> = match tool {
             Tool::Aiecc | Tool::AieOpt | Tool::Bootgen => self.mlir_aie.as_ref().map(|d| (d, "mlir-aie")),
@@ -284,7 +310,11 @@ impl Toolchain {
             for name in tool.file_names() {
                 let p = dir.value.join("bin").join(name);
                 if is_executable(&p) {
-                    return Some(ToolPath { tool, path: p, via: format!("{what} install dir ({})", dir.origin) });
+                    return Some(ToolPath {
+                        tool,
+                        path: p,
+                        via: format!("{what} install dir ({})", dir.origin),
+                    });
                 }
             }
         }
@@ -295,7 +325,11 @@ impl Toolchain {
             for name in tool.file_names() {
                 let p = dir.join(name);
                 if is_executable(&p) {
-                    return Some(ToolPath { tool, path: p, via: "PATH".to_string() });
+                    return Some(ToolPath {
+                        tool,
+                        path: p,
+                        via: "PATH".to_string(),
+                    });
                 }
             }
         }
@@ -305,7 +339,12 @@ impl Toolchain {
     /// What to do to make `tool` available.
     pub fn hint(&self, tool: Tool) -> String {
         if let Some(explicit) = self.tools.get(&tool) {
-            return format!("{} (set by [tools] {} at {}) is not an executable file: fix that path", explicit.value.display(), tool.key(), explicit.origin);
+            return format!(
+                "{} (set by [tools] {} at {}) is not an executable file: fix that path",
+                explicit.value.display(),
+                tool.key(),
+                explicit.origin
+            );
         }
         let mlir_aie_where = match &self.mlir_aie {
             Some(d) => format!("not in {}/bin (mlir-aie dir from {}) nor on PATH", d.value.display(), d.origin),
@@ -368,7 +407,9 @@ impl Toolchain {
 
 pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[derive(Default)]
@@ -383,19 +424,34 @@ struct FileLayer {
 fn parse_file(text: &str, path: &Path) -> Result<FileLayer, ToolchainError> {
     let parse_error = |offset: usize, message: String| {
         let (line, column) = line_col(text, offset);
-        ToolchainError::Parse { path: path.to_path_buf(), line, column, key: key_on_line(text, offset), message }
+        ToolchainError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            key: key_on_line(text, offset),
+            message,
+        }
     };
     let config: FileConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         parse_error(offset, e.message().trim_end().to_string())
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let origin_at = |offset: usize| Origin::File { path: path.to_path_buf(), line: line_col(text, offset).0 };
+    let origin_at = |offset: usize| Origin::File {
+        path: path.to_path_buf(),
+        line: line_col(text, offset).0,
+    };
     let dir = |v: &toml::Spanned<String>, key: &str| -> Result<Sourced<PathBuf>, ToolchainError> {
         let raw = v.get_ref().trim();
         if raw.is_empty() {
             let (line, column) = line_col(text, v.span().start);
-            return Err(ToolchainError::Parse { path: path.to_path_buf(), line, column, key: Some(key.to_string()), message: "empty path".into() });
+            return Err(ToolchainError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                key: Some(key.to_string()),
+                message: "empty path".into(),
+            });
         }
         let p = PathBuf::from(raw);
         let p = if p.is_relative() { base.join(p) } else { p };
@@ -405,7 +461,10 @@ fn parse_file(text: &str, path: &Path) -> Result<FileLayer, ToolchainError> {
     let mut layer = FileLayer::default();
     if let Some(d) = config.device.and_then(|d| d.default) {
         if !DEVICES.contains(&d.get_ref().as_str()) {
-            return Err(parse_error(d.span().start, format!("unknown device '{}': expected one of {}", d.get_ref(), DEVICES.join(", "))));
+            return Err(parse_error(
+                d.span().start,
+                format!("unknown device '{}': expected one of {}", d.get_ref(), DEVICES.join(", ")),
+            ));
         }
         layer.device = Some(Sourced::new(d.get_ref().clone(), origin_at(d.span().start)));
     }
@@ -421,7 +480,10 @@ fn parse_file(text: &str, path: &Path) -> Result<FileLayer, ToolchainError> {
     for (key, value) in config.tools.unwrap_or_default() {
         let tool = Tool::from_key(key.get_ref()).ok_or_else(|| {
             let known: Vec<&str> = Tool::ALL.iter().map(|t| t.key()).collect();
-            parse_error(key.span().start, format!("unknown tool '{}' in [tools]: expected one of {}", key.get_ref(), known.join(", ")))
+            parse_error(
+                key.span().start,
+                format!("unknown tool '{}' in [tools]: expected one of {}", key.get_ref(), known.join(", ")),
+            )
         })?;
         layer.tools.insert(tool, dir(&value, key.get_ref())?);
     }

@@ -104,9 +104,24 @@ fn tool_check(tc: &Toolchain, tool: Tool, need: Need) -> Check {
     match tc.find(tool) {
         Some(found) => {
             let version = tool_version(tool, &found.path);
-            Check { name: tool.key().to_string(), need, status: Status::Found { path: found.path.clone(), version }, detail: found.via, next_step: None }
+            Check {
+                name: tool.key().to_string(),
+                need,
+                status: Status::Found {
+                    path: found.path.clone(),
+                    version,
+                },
+                detail: found.via,
+                next_step: None,
+            }
         }
-        None => Check { name: tool.key().to_string(), need, status: Status::Missing, detail: "not found".into(), next_step: Some(tc.hint(tool)) },
+        None => Check {
+            name: tool.key().to_string(),
+            need,
+            status: Status::Missing,
+            detail: "not found".into(),
+            next_step: Some(tc.hint(tool)),
+        },
     }
 }
 
@@ -125,12 +140,22 @@ fn tool_version(tool: Tool, path: &Path) -> Option<String> {
 /// The first line mentioning a version, else the first non-empty line.
 pub fn pick_version_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines.iter().find(|l| l.to_ascii_lowercase().contains("version")).or(lines.first()).map(|l| l.to_string())
+    lines
+        .iter()
+        .find(|l| l.to_ascii_lowercase().contains("version"))
+        .or(lines.first())
+        .map(|l| l.to_string())
 }
 
 /// Runs `path args`, returning stdout + stderr; `None` if it cannot start or does not finish in time.
 fn run_captured(path: &Path, args: &[&str]) -> Option<String> {
-    let mut child = Command::new(path).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ok()?;
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -222,15 +247,32 @@ fn npu_checks(tc: &Toolchain, npu: &NpuPaths) -> Vec<Check> {
     // xrt-smi is asked only when it and a device are there: it is what users run to see the NPU.
     if let (Some(smi), true) = (tc.find(Tool::XrtSmi), npu.accel_node.exists()) {
         let text = run_captured(&smi.path, &["examine"]);
-        let npu_line = text.as_deref().and_then(|t| t.lines().map(str::trim).find(|l| l.contains("NPU") || l.contains("RyzenAI") || l.contains("[0000:")).map(str::to_string));
+        let npu_line = text.as_deref().and_then(|t| {
+            t.lines()
+                .map(str::trim)
+                .find(|l| l.contains("NPU") || l.contains("RyzenAI") || l.contains("[0000:"))
+                .map(str::to_string)
+        });
         checks.push(match npu_line {
-            Some(line) => Check { name: "xrt-smi examine".into(), need: Need::Run, status: Status::Found { path: smi.path.clone(), version: Some(line) }, detail: "XRT sees the NPU".into(), next_step: None },
+            Some(line) => Check {
+                name: "xrt-smi examine".into(),
+                need: Need::Run,
+                status: Status::Found {
+                    path: smi.path.clone(),
+                    version: Some(line),
+                },
+                detail: "XRT sees the NPU".into(),
+                next_step: None,
+            },
             None => Check {
                 name: "xrt-smi examine".into(),
                 need: Need::Run,
                 status: Status::Missing,
                 detail: "XRT lists no NPU".into(),
-                next_step: Some(format!("run `{} examine` and check the amdxdna plugin (xrt_plugin-amdxdna) matches the XRT version", smi.path.display())),
+                next_step: Some(format!(
+                    "run `{} examine` and check the amdxdna plugin (xrt_plugin-amdxdna) matches the XRT version",
+                    smi.path.display()
+                )),
             },
         });
     }
@@ -239,9 +281,20 @@ fn npu_checks(tc: &Toolchain, npu: &NpuPaths) -> Vec<Check> {
 
 fn print_report(tc: &Toolchain, report: &DoctorReport, out: &mut dyn Write) {
     let _ = writeln!(out, "aiec doctor");
-    let _ = writeln!(out, "  toolchain file: {}", tc.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "none (defaults + environment)".into()));
+    let _ = writeln!(
+        out,
+        "  toolchain file: {}",
+        tc.file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "none (defaults + environment)".into())
+    );
     let _ = writeln!(out, "  device: {} ({})", tc.device.value, tc.device.origin);
-    let show = |v: &Option<super::config::Sourced<PathBuf>>| v.as_ref().map(|s| format!("{} ({})", s.value.display(), s.origin)).unwrap_or_else(|| "not set".into());
+    let show = |v: &Option<super::config::Sourced<PathBuf>>| {
+        v.as_ref()
+            .map(|s| format!("{} ({})", s.value.display(), s.origin))
+            .unwrap_or_else(|| "not set".into())
+    };
     let _ = writeln!(out, "  mlir-aie: {}", show(&tc.mlir_aie));
     let _ = writeln!(out, "  peano:    {}", show(&tc.peano));
     let _ = writeln!(out, "  xrt:      {} ({})", tc.xrt.value.display(), tc.xrt.origin);
@@ -278,7 +331,10 @@ mod tests {
 
     #[test]
     fn version_lines() {
-        assert_eq!(pick_version_line("\nclang version 19.0.0 (llvm-aie)\nTarget: x\n").as_deref(), Some("clang version 19.0.0 (llvm-aie)"));
+        assert_eq!(
+            pick_version_line("\nclang version 19.0.0 (llvm-aie)\nTarget: x\n").as_deref(),
+            Some("clang version 19.0.0 (llvm-aie)")
+        );
         assert_eq!(pick_version_line("aiecc 1.0\n").as_deref(), Some("aiecc 1.0"));
         assert_eq!(pick_version_line("  \n"), None);
     }

@@ -53,7 +53,12 @@ pub enum BuildError {
     #[error("{tool} not found: {hint}")]
     MissingTool { tool: String, hint: String },
     #[error("step '{step}' failed ({status})\n  command: {command_line}\n{stderr_tail}")]
-    StepFailed { step: String, command_line: String, status: String, stderr_tail: String },
+    StepFailed {
+        step: String,
+        command_line: String,
+        status: String,
+        stderr_tail: String,
+    },
     #[error("step '{step}' finished but did not write {}", path.display())]
     MissingOutput { step: String, path: PathBuf },
     #[error("{}: {source}", path.display())]
@@ -85,15 +90,26 @@ pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, l
             let others: Vec<&str> = missing[1..].iter().map(|t| t.key()).collect();
             hint.push_str(&format!(" (also missing: {}; `aiec doctor` lists everything)", others.join(", ")));
         }
-        return Err(BuildError::MissingTool { tool: first.key().to_string(), hint });
+        return Err(BuildError::MissingTool {
+            tool: first.key().to_string(),
+            hint,
+        });
     }
     let tool = |t: Tool| tc.find(t).expect("checked above").path;
 
     let text = std::fs::read_to_string(design_mlir).map_err(io(design_mlir))?;
     match design_device(&text) {
-        None => return Err(BuildError::NotADesign { path: design_mlir.to_path_buf() }),
+        None => {
+            return Err(BuildError::NotADesign {
+                path: design_mlir.to_path_buf(),
+            })
+        }
         Some(found) if !device_matches(&found, device) => {
-            return Err(BuildError::DeviceMismatch { path: design_mlir.to_path_buf(), found, requested: device.to_string() })
+            return Err(BuildError::DeviceMismatch {
+                path: design_mlir.to_path_buf(),
+                found,
+                requested: device.to_string(),
+            })
         }
         Some(_) => {}
     }
@@ -119,7 +135,10 @@ pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, l
     verify.arg(&design_mlir).arg("-o").arg(&verified).current_dir(&out_dir);
     steps.push(run_step("verify (aie-opt)", &mut verify, &env, log)?);
     if !verified.is_file() {
-        return Err(BuildError::MissingOutput { step: "verify (aie-opt)".into(), path: verified });
+        return Err(BuildError::MissingOutput {
+            step: "verify (aie-opt)".into(),
+            path: verified,
+        });
     }
 
     let peano = tc.peano.as_ref().expect("Peano's clang was found under it").value.clone();
@@ -141,12 +160,24 @@ pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, l
     steps.push(run_step("aiecc", &mut aiecc, &env, log)?);
     for out in [&xclbin, &insts] {
         if !out.is_file() {
-            return Err(BuildError::MissingOutput { step: "aiecc".into(), path: out.clone() });
+            return Err(BuildError::MissingOutput {
+                step: "aiecc".into(),
+                path: out.clone(),
+            });
         }
     }
-    let words = aiec_runtime::insts::read_insts(&insts).map_err(|e| BuildError::BadInstructions { path: insts.clone(), message: e.to_string() })?;
+    let words = aiec_runtime::insts::read_insts(&insts).map_err(|e| BuildError::BadInstructions {
+        path: insts.clone(),
+        message: e.to_string(),
+    })?;
     let _ = writeln!(log, "build: {} and {} ({} instruction words)", xclbin.display(), insts.display(), words.len());
-    Ok(BuildOutputs { xclbin, insts, insts_words: words.len(), work_dir, steps })
+    Ok(BuildOutputs {
+        xclbin,
+        insts,
+        insts_words: words.len(),
+        work_dir,
+        steps,
+    })
 }
 
 /// The device named by the first `aie.device(...)` op, in custom or generic form.
@@ -182,7 +213,11 @@ fn quote(arg: &str) -> String {
 }
 
 fn command_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| quote(&a.to_string_lossy())).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 enum Chunk {
@@ -220,7 +255,10 @@ fn run_step(step: &str, cmd: &mut Command, env: &[(String, std::ffi::OsString)],
         .spawn()
         .map_err(|source| BuildError::Io { path: program, source })?;
     let (tx, rx) = mpsc::channel();
-    let threads = [pump(child.stdout.take().expect("piped"), tx.clone(), false), pump(child.stderr.take().expect("piped"), tx, true)];
+    let threads = [
+        pump(child.stdout.take().expect("piped"), tx.clone(), false),
+        pump(child.stderr.take().expect("piped"), tx, true),
+    ];
     let mut stderr_lines: Vec<String> = Vec::new();
     for chunk in rx {
         match chunk {
@@ -239,7 +277,10 @@ fn run_step(step: &str, cmd: &mut Command, env: &[(String, std::ffi::OsString)],
     for t in threads {
         let _ = t.join();
     }
-    let status: ExitStatus = child.wait().map_err(|source| BuildError::Io { path: PathBuf::from(cmd.get_program()), source })?;
+    let status: ExitStatus = child.wait().map_err(|source| BuildError::Io {
+        path: PathBuf::from(cmd.get_program()),
+        source,
+    })?;
     let _ = log.flush();
     if status.success() {
         Ok(line)
@@ -248,7 +289,12 @@ fn run_step(step: &str, cmd: &mut Command, env: &[(String, std::ffi::OsString)],
             Some(code) => format!("exit status {code}"),
             None => format!("terminated: {status}"),
         };
-        Err(BuildError::StepFailed { step: step.to_string(), command_line: line, status, stderr_tail: stderr_lines.join("\n") })
+        Err(BuildError::StepFailed {
+            step: step.to_string(),
+            command_line: line,
+            status,
+            stderr_tail: stderr_lines.join("\n"),
+        })
     }
 }
 

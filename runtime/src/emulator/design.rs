@@ -27,7 +27,9 @@ pub struct MemrefType {
 impl MemrefType {
     pub fn parse(text: &str, line: usize) -> Result<MemrefType, DesignError> {
         let bad = || err(line, format!("`{text}`: expected a memref of i8/i16/i32/bf16/f32 with a static shape"));
-        let Some(inner) = text.strip_prefix("memref<").and_then(|t| t.strip_suffix('>')) else { return bad() };
+        let Some(inner) = text.strip_prefix("memref<").and_then(|t| t.strip_suffix('>')) else {
+            return bad();
+        };
         if inner.contains(',') {
             return err(line, format!("`{text}`: memrefs with a layout or memory space are not supported"));
         }
@@ -41,7 +43,11 @@ impl MemrefType {
                 Err(_) => return bad(),
             }
         }
-        Ok(MemrefType { text: text.to_string(), shape, dtype })
+        Ok(MemrefType {
+            text: text.to_string(),
+            shape,
+            dtype,
+        })
     }
     pub fn elements(&self) -> usize {
         self.shape.iter().product()
@@ -116,7 +122,10 @@ pub enum SeqOp {
         /// Index of the shim among the FIFO's consumers (when draining).
         consumer: usize,
     },
-    Wait { line: usize, fifo: usize },
+    Wait {
+        line: usize,
+        fifo: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -277,15 +286,18 @@ impl Design {
                             let name = result.clone().unwrap_or_default();
                             tiles.insert(name, TileId { col: *col, row: *row });
                         }
-                        AieOp::ObjectFifo { name, producer, consumers, depth, elem_type } => {
+                        AieOp::ObjectFifo {
+                            name,
+                            producer,
+                            consumers,
+                            depth,
+                            elem_type,
+                        } => {
                             if fifo_index.contains_key(name) {
                                 return err(l.number, format!("object FIFO @{name} is defined twice"));
                             }
                             let producer = tile_of(&tiles, producer, l.number)?;
-                            let consumers = consumers
-                                .iter()
-                                .map(|c| tile_of(&tiles, c, l.number))
-                                .collect::<Result<Vec<_>, _>>()?;
+                            let consumers = consumers.iter().map(|c| tile_of(&tiles, c, l.number)).collect::<Result<Vec<_>, _>>()?;
                             if consumers.is_empty() {
                                 return err(l.number, format!("object FIFO @{name} has no consumer"));
                             }
@@ -317,7 +329,11 @@ impl Design {
                             if cores.iter().any(|c| c.tile == tile) {
                                 return err(l.number, format!("two aie.core ops on tile {tile}"));
                             }
-                            cores.push(Core { tile, open_line: l.number, close_line: 0 });
+                            cores.push(Core {
+                                tile,
+                                open_line: l.number,
+                                close_line: 0,
+                            });
                         }
                         AieOp::End => {}
                         AieOp::Acquire { .. } | AieOp::Access { .. } | AieOp::Release { .. } => {}
@@ -329,7 +345,11 @@ impl Design {
                                 .iter()
                                 .map(|(n, t)| Ok((n.clone(), MemrefType::parse(t, l.number)?)))
                                 .collect::<Result<Vec<_>, DesignError>>()?;
-                            sequence = Some(Sequence { line: l.number, args, ops: Vec::new() });
+                            sequence = Some(Sequence {
+                                line: l.number,
+                                args,
+                                ops: Vec::new(),
+                            });
                         }
                         AieOp::DmaMemcpyNd { .. } | AieOp::DmaWait { .. } => {
                             raw_seq.push((l.number, op.clone()));
@@ -363,7 +383,15 @@ impl Design {
         // Links.
         let mut links = Vec::new();
         for (line, op) in raw_links {
-            let AieOp::Link { fifo_ins, fifo_outs, src_offsets, dst_offsets } = op else { unreachable!() };
+            let AieOp::Link {
+                fifo_ins,
+                fifo_outs,
+                src_offsets,
+                dst_offsets,
+            } = op
+            else {
+                unreachable!()
+            };
             let ins = fifo_ins.iter().map(|f| fifo_ref(f, line)).collect::<Result<Vec<_>, _>>()?;
             let outs = fifo_outs.iter().map(|f| fifo_ref(f, line)).collect::<Result<Vec<_>, _>>()?;
             if ins.is_empty() || outs.is_empty() || (ins.len() > 1 && outs.len() > 1) {
@@ -422,9 +450,7 @@ impl Design {
                     if a % b != 0 && b % a != 0 {
                         return err(
                             line,
-                            format!(
-                                "link forwards elements of {a} bytes into elements of {b} bytes; one must divide the other"
-                            ),
+                            format!("link forwards elements of {a} bytes into elements of {b} bytes; one must divide the other"),
                         );
                     }
                 }
@@ -435,12 +461,13 @@ impl Design {
             }
             links.push(Link { line, ins, outs, pieces });
         }
-        let linked = |f: usize, as_input: bool| {
-            links.iter().any(|l| if as_input { l.ins.contains(&f) } else { l.outs.contains(&f) })
-        };
+        let linked = |f: usize, as_input: bool| links.iter().any(|l| if as_input { l.ins.contains(&f) } else { l.outs.contains(&f) });
         for (fi, f) in fifos.iter().enumerate() {
             if f.producer.is_mem() && !linked(fi, false) {
-                return err(f.line, format!("@{} is produced by memory tile {} but no aie.objectfifo.link feeds it", f.name, f.producer));
+                return err(
+                    f.line,
+                    format!("@{} is produced by memory tile {} but no aie.objectfifo.link feeds it", f.name, f.producer),
+                );
             }
             if f.consumers.iter().any(|c| c.is_mem()) && !linked(fi, true) {
                 return err(f.line, format!("@{} is consumed by a memory tile but no aie.objectfifo.link drains it", f.name));
@@ -450,13 +477,20 @@ impl Design {
         // Runtime sequence.
         for (line, op) in raw_seq {
             match op {
-                AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, memref_type, .. } => {
+                AieOp::DmaMemcpyNd {
+                    memref,
+                    offsets,
+                    sizes,
+                    strides,
+                    metadata,
+                    memref_type,
+                    ..
+                } => {
                     let fifo = fifo_ref(&metadata, line)?;
-                    let arg = sequence
-                        .args
-                        .iter()
-                        .position(|(n, _)| *n == memref)
-                        .ok_or_else(|| DesignError { line, message: format!("`{memref}` is not a runtime-sequence argument") })?;
+                    let arg = sequence.args.iter().position(|(n, _)| *n == memref).ok_or_else(|| DesignError {
+                        line,
+                        message: format!("`{memref}` is not a runtime-sequence argument"),
+                    })?;
                     let ty = &sequence.args[arg].1;
                     if ty.text != memref_type {
                         return err(line, format!("`{memref}` has type {} but the op says {memref_type}", ty.text));
@@ -514,7 +548,16 @@ impl Design {
                     } else {
                         return err(line, format!("@{} is neither produced nor consumed by a shim tile", f.name));
                     };
-                    sequence.ops.push(SeqOp::Dma { line, arg, fifo, base, sizes: s, strides: t, to_array, consumer });
+                    sequence.ops.push(SeqOp::Dma {
+                        line,
+                        arg,
+                        fifo,
+                        base,
+                        sizes: s,
+                        strides: t,
+                        to_array,
+                        consumer,
+                    });
                 }
                 AieOp::DmaWait { symbol } => {
                     let fifo = fifo_ref(&symbol, line)?;
@@ -530,7 +573,14 @@ impl Design {
                 _ => unreachable!(),
             }
         }
-        Ok(Design { device, fifos, fifo_index, links, cores, sequence })
+        Ok(Design {
+            device,
+            fifos,
+            fifo_index,
+            links,
+            cores,
+            sequence,
+        })
     }
 
     /// The runtime-sequence arguments as [`ArgSpec`]s; an argument some DMA drains into is an output.
@@ -540,7 +590,11 @@ impl Design {
             .iter()
             .enumerate()
             .map(|(i, (name, ty))| {
-                let out = self.sequence.ops.iter().any(|o| matches!(o, SeqOp::Dma { arg, to_array: false, .. } if *arg == i));
+                let out = self
+                    .sequence
+                    .ops
+                    .iter()
+                    .any(|o| matches!(o, SeqOp::Dma { arg, to_array: false, .. } if *arg == i));
                 ArgSpec {
                     name: name.trim_start_matches('%').to_string(),
                     dtype: ty.dtype,
@@ -553,7 +607,17 @@ impl Design {
 }
 
 fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) -> Result<AieOp, DesignError> {
-    let AieOp::DmaMemcpyNd { memref, offsets, sizes, strides, metadata, id, issue_token, memref_type } = op else {
+    let AieOp::DmaMemcpyNd {
+        memref,
+        offsets,
+        sizes,
+        strides,
+        metadata,
+        id,
+        issue_token,
+        memref_type,
+    } = op
+    else {
         return Ok(op.clone());
     };
     let r = |v: &Vec<DmaIndex>| -> Result<Vec<DmaIndex>, DesignError> {

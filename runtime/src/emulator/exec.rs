@@ -20,7 +20,9 @@ struct SlotBuf {
 
 impl SlotBuf {
     fn new(bytes: usize) -> Self {
-        SlotBuf { chunks: vec![Chunk([0; 64]); bytes.div_ceil(64).max(1)] }
+        SlotBuf {
+            chunks: vec![Chunk([0; 64]); bytes.div_ceil(64).max(1)],
+        }
     }
     fn ptr(&self) -> *mut u8 {
         self.chunks.as_ptr() as *mut u8
@@ -218,13 +220,7 @@ fn pattern(base: i64, sizes: [i64; 4], strides: [i64; 4]) -> Vec<usize> {
 }
 
 /// Runs one design with compiled cores. `args` are in runtime-sequence order.
-pub(crate) fn run(
-    design: &Design,
-    compiled: &Arc<Compiled>,
-    file: &str,
-    args: &mut [HostBuffer],
-    stall_timeout: Duration,
-) -> Result<usize, RuntimeError> {
+pub(crate) fn run(design: &Design, compiled: &Arc<Compiled>, file: &str, args: &mut [HostBuffer], stall_timeout: Duration) -> Result<usize, RuntimeError> {
     let fifos = design
         .fifos
         .iter()
@@ -323,7 +319,14 @@ pub(crate) fn run(
                 (false, l.outs[0], l.ins.clone(), l.pieces.clone())
             };
             let cursors = many.iter().map(|_| LinkCursor { k: 0, s: 0 }).collect();
-            LinkRt { line: l.line, split, single, many, pieces, cursors }
+            LinkRt {
+                line: l.line,
+                split,
+                single,
+                many,
+                pieces,
+                cursors,
+            }
         })
         .collect();
 
@@ -344,7 +347,16 @@ pub(crate) fn run(
         // The runtime sequence, in order; only dma_wait blocks it.
         while pc < ops.len() {
             match &ops[pc] {
-                SeqOp::Dma { line, arg, fifo, base, sizes, strides, to_array, consumer } => {
+                SeqOp::Dma {
+                    line,
+                    arg,
+                    fifo,
+                    base,
+                    sizes,
+                    strides,
+                    to_array,
+                    consumer,
+                } => {
                     queues[*fifo].push_back(Transfer {
                         line: *line,
                         arg: *arg,
@@ -379,9 +391,7 @@ pub(crate) fn run(
                         }
                         let dst = f.slot(f.produced);
                         for (i, &h) in t.indices[t.pos..t.pos + per_elem].iter().enumerate() {
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(host.bytes.as_ptr().add(h * esize), dst.add(i * esize), esize)
-                            };
+                            unsafe { std::ptr::copy_nonoverlapping(host.bytes.as_ptr().add(h * esize), dst.add(i * esize), esize) };
                         }
                         f.produced += 1;
                         f.prod_acquired = f.produced;
@@ -392,9 +402,7 @@ pub(crate) fn run(
                         }
                         let src = f.slot(f.cons_released[c]);
                         for (i, &h) in t.indices[t.pos..t.pos + per_elem].iter().enumerate() {
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(src.add(i * esize), host.bytes.as_mut_ptr().add(h * esize), esize)
-                            };
+                            unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), host.bytes.as_mut_ptr().add(h * esize), esize) };
                         }
                         f.cons_released[c] += 1;
                         f.cons_acquired[c] = f.cons_released[c];
@@ -586,8 +594,11 @@ fn deadlock_message(design: &Design, st: &State, queues: &[VecDeque<Transfer>], 
             }
         }) || (l.split && st.fifos[l.single].cons_released[0] < st.fifos[l.single].produced);
         if pending {
-            let (ins, outs): (Vec<usize>, Vec<usize>) =
-                if l.split { (vec![l.single], l.many.clone()) } else { (l.many.clone(), vec![l.single]) };
+            let (ins, outs): (Vec<usize>, Vec<usize>) = if l.split {
+                (vec![l.single], l.many.clone())
+            } else {
+                (l.many.clone(), vec![l.single])
+            };
             let names = |v: &[usize]| v.iter().map(|&f| format!("@{}", design.fifos[f].name)).collect::<Vec<_>>().join(", ");
             parts.push(format!(
                 "link at line {} ({} -> {}) waits for room in its outputs",
@@ -598,7 +609,10 @@ fn deadlock_message(design: &Design, st: &State, queues: &[VecDeque<Transfer>], 
         }
     }
     if let Some(SeqOp::Wait { line, fifo }) = design.sequence.ops.get(pc) {
-        parts.push(format!("runtime sequence waits at line {line} on aiex.npu.dma_wait {{symbol = @{}}}", design.fifos[*fifo].name));
+        parts.push(format!(
+            "runtime sequence waits at line {line} on aiex.npu.dma_wait {{symbol = @{}}}",
+            design.fifos[*fifo].name
+        ));
     }
     if parts.is_empty() {
         parts.push("no core, DMA or link can make progress".into());

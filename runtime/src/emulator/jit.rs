@@ -29,8 +29,7 @@ use melior::pass::PassManager;
 use melior::utility::{parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes};
 use melior::Context;
 use mlir_sys::{
-    mlirExecutionEngineCreate, mlirExecutionEngineDestroy, mlirExecutionEngineLookup, mlirExecutionEngineRegisterSymbol,
-    MlirExecutionEngine, MlirStringRef,
+    mlirExecutionEngineCreate, mlirExecutionEngineDestroy, mlirExecutionEngineLookup, mlirExecutionEngineRegisterSymbol, MlirExecutionEngine, MlirStringRef,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
@@ -109,10 +108,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             let p = format!("%_aiec_{site}_");
             let text = match op {
                 AieOp::Acquire { fifo, port, size, .. } | AieOp::Release { fifo, port, size } => {
-                    let fi = *design
-                        .fifo_index
-                        .get(fifo)
-                        .ok_or_else(|| line_err(n, format!("unknown object FIFO @{fifo}")))?;
+                    let fi = *design.fifo_index.get(fifo).ok_or_else(|| line_err(n, format!("unknown object FIFO @{fifo}")))?;
                     let f = &design.fifos[fi];
                     let idx = endpoint_of(f, core.tile, *port).ok_or_else(|| {
                         line_err(
@@ -127,9 +123,16 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                         )
                     })?;
                     if *size < 1 || *size as usize > f.depth {
-                        return Err(line_err(n, format!("{} of {size} elements of @{fifo}, which has depth {}", op.op_name(), f.depth)));
+                        return Err(line_err(
+                            n,
+                            format!("{} of {size} elements of @{fifo}, which has depth {}", op.op_name(), f.depth),
+                        ));
                     }
-                    let ep = Endpoint { fifo: fi, port: *port, index: idx };
+                    let ep = Endpoint {
+                        fifo: fi,
+                        port: *port,
+                        index: idx,
+                    };
                     let e = match endpoints.iter().position(|x| *x == ep) {
                         Some(e) => e,
                         None => {
@@ -140,9 +143,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                     if !slot_fifos.contains(&fi) {
                         slot_fifos.push(fi);
                     }
-                    let consts = format!(
-                        "{p}e = arith.constant {e} : i64 {p}n = arith.constant {size} : i64 {p}l = arith.constant {site} : i64"
-                    );
+                    let consts = format!("{p}e = arith.constant {e} : i64 {p}n = arith.constant {size} : i64 {p}l = arith.constant {site} : i64");
                     if let AieOp::Acquire { elem_type, .. } = op {
                         if *elem_type != f.elem.text {
                             return Err(line_err(
@@ -152,17 +153,15 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                         }
                         let r = result.clone().ok_or_else(|| line_err(n, "acquire without a result".into()))?;
                         subviews.insert(r.clone(), (fi, *size));
-                        format!(
-                            "{consts} {r} = func.call @aiec_acquire(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> index"
-                        )
+                        format!("{consts} {r} = func.call @aiec_acquire(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> index")
                     } else {
                         format!("{consts} func.call @aiec_release(%_aiec_ctx, {p}e, {p}n, {p}l) : (i64, i64, i64, i64) -> ()")
                     }
                 }
                 AieOp::Access { subview, index, elem_type } => {
-                    let (fi, size) = *subviews.get(subview).ok_or_else(|| {
-                        line_err(n, format!("`{subview}` is not the result of an aie.objectfifo.acquire in this core"))
-                    })?;
+                    let (fi, size) = *subviews
+                        .get(subview)
+                        .ok_or_else(|| line_err(n, format!("`{subview}` is not the result of an aie.objectfifo.acquire in this core")))?;
                     let f = &design.fifos[fi];
                     if *index >= size {
                         return Err(line_err(
@@ -256,9 +255,7 @@ fn canonical_names(text: &str) -> String {
     while let Some(p) = rest.find('%') {
         out.push_str(&rest[..p]);
         let after = &rest[p + 1..];
-        let n = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || "_$.-".contains(c)))
-            .unwrap_or(after.len());
+        let n = after.find(|c: char| !(c.is_ascii_alphanumeric() || "_$.-".contains(c))).unwrap_or(after.len());
         let name = &after[..n];
         let next = names.len();
         let id = *names.entry(name).or_insert(next);
@@ -283,7 +280,10 @@ struct Engine {
 }
 
 fn string_ref(s: &str) -> MlirStringRef {
-    MlirStringRef { data: s.as_ptr() as *const _, length: s.len() }
+    MlirStringRef {
+        data: s.as_ptr() as *const _,
+        length: s.len(),
+    }
 }
 
 impl Engine {
@@ -375,7 +375,11 @@ fn with_diagnostics<T>(context: &Context, f: impl FnOnce() -> Option<T>) -> Resu
 fn first_error(diags: Vec<(usize, usize, String)>, what: &str) -> JitError {
     match diags.into_iter().next() {
         Some((line, col, m)) => JitError { line, col, message: m },
-        None => JitError { line: 0, col: 0, message: format!("{what} failed without a diagnostic") },
+        None => JitError {
+            line: 0,
+            col: 0,
+            message: format!("{what} failed without a diagnostic"),
+        },
     }
 }
 
@@ -389,24 +393,29 @@ pub fn check_parses(generic: &str) -> Result<(), JitError> {
 /// Compiles the cores of a design.
 pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
     if module.function_of.is_empty() {
-        return Ok(Compiled { cores: Vec::new(), _engine: None, _context: None });
+        return Ok(Compiled {
+            cores: Vec::new(),
+            _engine: None,
+            _context: None,
+        });
     }
     let context = new_context();
     // Function each core function turns out to be the same as, after simplification.
     let same_as: Vec<usize>;
     let engine = {
-        let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text))
-            .map_err(|d| first_error(d, "parsing the cores"))?;
+        let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text)).map_err(|d| first_error(d, "parsing the cores"))?;
         same_as = merge_equal_functions(&context, &mut m, module.functions)?;
         let pm = PassManager::new(&context);
         // scf-to-cf leaves several blocks inside memref.alloca_scope until the memref lowering inlines them:
         // verify the input and the result instead of every step.
         pm.enable_verifier(false);
-        parse_pass_pipeline(pm.as_operation_pass_manager(), PIPELINE)
-            .map_err(|e| JitError { line: 0, col: 0, message: format!("pass pipeline: {e}") })?;
+        parse_pass_pipeline(pm.as_operation_pass_manager(), PIPELINE).map_err(|e| JitError {
+            line: 0,
+            col: 0,
+            message: format!("pass pipeline: {e}"),
+        })?;
         with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "lowering the cores to LLVM"))?;
-        with_diagnostics(&context, || m.as_operation().verify().then_some(()))
-            .map_err(|d| first_error(d, "verifying the lowered cores"))?;
+        with_diagnostics(&context, || m.as_operation().verify().then_some(())).map_err(|d| first_error(d, "verifying the lowered cores"))?;
         // Creating the engine translates to LLVM IR; MLIR reports failures as diagnostics and a null engine.
         let raw = with_diagnostics(&context, || {
             let raw = unsafe { mlirExecutionEngineCreate(m.to_raw(), 3, 0, std::ptr::null(), false, false) };
@@ -425,7 +434,11 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
     for (f, &kept) in same_as.iter().enumerate() {
         let entry = engine.lookup(&format!("_mlir_aiec_core_{kept}"));
         if entry == 0 {
-            return Err(JitError { line: 0, col: 0, message: format!("the JIT has no entry point for core function {f}") });
+            return Err(JitError {
+                line: 0,
+                col: 0,
+                message: format!("the JIT has no entry point for core function {f}"),
+            });
         }
         entries.push(entry);
     }
@@ -437,7 +450,11 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
             entry: entries[module.function_of[i]],
         })
         .collect();
-    Ok(Compiled { cores, _engine: Some(engine), _context: Some(context) })
+    Ok(Compiled {
+        cores,
+        _engine: Some(engine),
+        _context: Some(context),
+    })
 }
 
 /// Simplifies the core functions (canonicalize, cse) and removes those that became equal to an earlier one,
@@ -445,8 +462,11 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
 /// function that remains for it.
 fn merge_equal_functions(context: &Context, m: &mut Module, functions: usize) -> Result<Vec<usize>, JitError> {
     let pm = PassManager::new(context);
-    parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(canonicalize,cse))")
-        .map_err(|e| JitError { line: 0, col: 0, message: format!("pass pipeline: {e}") })?;
+    parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(canonicalize,cse))").map_err(|e| JitError {
+        line: 0,
+        col: 0,
+        message: format!("pass pipeline: {e}"),
+    })?;
     with_diagnostics(context, || pm.run(m).ok()).map_err(|d| first_error(d, "simplifying the cores"))?;
     let mut same_as: Vec<usize> = (0..functions).collect();
     let mut texts: Vec<(String, usize)> = Vec::new();

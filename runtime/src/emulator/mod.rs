@@ -108,7 +108,10 @@ pub struct Emulator {
 
 impl Default for Emulator {
     fn default() -> Self {
-        Emulator { compiled: 0, stall_timeout: Duration::from_secs(60) }
+        Emulator {
+            compiled: 0,
+            stall_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -133,7 +136,11 @@ impl Emulator {
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
         let compiled = jit::compile(&module).map_err(|e| jit_error(file, e))?;
         self.compiled += 1;
-        let p = Arc::new(Prepared { text: mlir_text.to_string(), design, compiled: Arc::new(compiled) });
+        let p = Arc::new(Prepared {
+            text: mlir_text.to_string(),
+            design,
+            compiled: Arc::new(compiled),
+        });
         cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, p.clone());
         Ok(p)
     }

@@ -26,16 +26,31 @@ pub fn matmul_design(n: usize, t: usize) -> String {
     for i in 0..4 {
         let row: Vec<String> = (0..4).map(|c| format!("%core{c}_{}", 2 + i)).collect();
         writeln!(w, "    aie.objectfifo @inA{i}(%shim{i}, {{%mem{i}}}, 2 : i32) : !aie.objectfifo<{a_ty}>").unwrap();
-        writeln!(w, "    aie.objectfifo @A{i}(%mem{i}, {{{}}}, 2 : i32) : !aie.objectfifo<{a_ty}>", row.join(", ")).unwrap();
+        writeln!(
+            w,
+            "    aie.objectfifo @A{i}(%mem{i}, {{{}}}, 2 : i32) : !aie.objectfifo<{a_ty}>",
+            row.join(", ")
+        )
+        .unwrap();
         writeln!(w, "    aie.objectfifo.link [@inA{i}] -> [@A{i}] ([] [])").unwrap();
     }
     for j in 0..4 {
         let col: Vec<String> = (2..6).map(|r| format!("%core{j}_{r}")).collect();
         writeln!(w, "    aie.objectfifo @inB{j}(%shim{j}, {{%mem{j}}}, 2 : i32) : !aie.objectfifo<{a_ty}>").unwrap();
-        writeln!(w, "    aie.objectfifo @B{j}(%mem{j}, {{{}}}, 2 : i32) : !aie.objectfifo<{a_ty}>", col.join(", ")).unwrap();
+        writeln!(
+            w,
+            "    aie.objectfifo @B{j}(%mem{j}, {{{}}}, 2 : i32) : !aie.objectfifo<{a_ty}>",
+            col.join(", ")
+        )
+        .unwrap();
         writeln!(w, "    aie.objectfifo.link [@inB{j}] -> [@B{j}] ([] [])").unwrap();
         for i in 0..4 {
-            writeln!(w, "    aie.objectfifo @C{j}_{i}(%core{j}_{}, {{%mem{j}}}, 2 : i32) : !aie.objectfifo<{c_ty}>", 2 + i).unwrap();
+            writeln!(
+                w,
+                "    aie.objectfifo @C{j}_{i}(%core{j}_{}, {{%mem{j}}}, 2 : i32) : !aie.objectfifo<{c_ty}>",
+                2 + i
+            )
+            .unwrap();
         }
         writeln!(w, "    aie.objectfifo @outC{j}(%mem{j}, {{%shim{j}}}, 2 : i32) : !aie.objectfifo<{out_ty}>").unwrap();
         let ins: Vec<String> = (0..4).map(|i| format!("@C{j}_{i}")).collect();
@@ -58,7 +73,11 @@ pub fn matmul_design(n: usize, t: usize) -> String {
             writeln!(w, "        %ec = aie.objectfifo.subview.access %sc[0] : {} -> {c_ty}", sub(&c_ty)).unwrap();
             writeln!(w, "        scf.for %m = %c0 to %ct step %c1 {{").unwrap();
             writeln!(w, "          scf.for %n = %c0 to %ct step %c8 {{").unwrap();
-            writeln!(w, "            vector.transfer_write %zeros, %ec[%m, %n] {{in_bounds = [true]}} : vector<8xi32>, {c_ty}").unwrap();
+            writeln!(
+                w,
+                "            vector.transfer_write %zeros, %ec[%m, %n] {{in_bounds = [true]}} : vector<8xi32>, {c_ty}"
+            )
+            .unwrap();
             writeln!(w, "          }}").unwrap();
             writeln!(w, "        }}").unwrap();
             writeln!(w, "        scf.for %k = %c0 to %c8 step %c1 {{").unwrap();
@@ -68,16 +87,36 @@ pub fn matmul_design(n: usize, t: usize) -> String {
             writeln!(w, "          %eb = aie.objectfifo.subview.access %sb[0] : {} -> {a_ty}", sub(&a_ty)).unwrap();
             writeln!(w, "          scf.for %m = %c0 to %ct step %c4 {{").unwrap();
             writeln!(w, "            scf.for %n = %c0 to %ct step %c8 {{").unwrap();
-            writeln!(w, "              %acc0 = vector.transfer_read %ec[%m, %n], %z32 {{in_bounds = [true, true]}} : {c_ty}, vector<4x8xi32>").unwrap();
-            writeln!(w, "              %acc = scf.for %kk = %c0 to %ct step %c8 iter_args(%sum = %acc0) -> (vector<4x8xi32>) {{").unwrap();
-            writeln!(w, "                %va = vector.transfer_read %ea[%m, %kk], %z8 {{in_bounds = [true, true]}} : {a_ty}, vector<4x8xi8>").unwrap();
-            writeln!(w, "                %vb = vector.transfer_read %eb[%kk, %n], %z8 {{in_bounds = [true, true]}} : {a_ty}, vector<8x8xi8>").unwrap();
+            writeln!(
+                w,
+                "              %acc0 = vector.transfer_read %ec[%m, %n], %z32 {{in_bounds = [true, true]}} : {c_ty}, vector<4x8xi32>"
+            )
+            .unwrap();
+            writeln!(
+                w,
+                "              %acc = scf.for %kk = %c0 to %ct step %c8 iter_args(%sum = %acc0) -> (vector<4x8xi32>) {{"
+            )
+            .unwrap();
+            writeln!(
+                w,
+                "                %va = vector.transfer_read %ea[%m, %kk], %z8 {{in_bounds = [true, true]}} : {a_ty}, vector<4x8xi8>"
+            )
+            .unwrap();
+            writeln!(
+                w,
+                "                %vb = vector.transfer_read %eb[%kk, %n], %z8 {{in_bounds = [true, true]}} : {a_ty}, vector<8x8xi8>"
+            )
+            .unwrap();
             writeln!(w, "                %wa = arith.extsi %va : vector<4x8xi8> to vector<4x8xi32>").unwrap();
             writeln!(w, "                %wb = arith.extsi %vb : vector<8x8xi8> to vector<8x8xi32>").unwrap();
             writeln!(w, "                %next = vector.contract {{indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (k, n)>, affine_map<(m, n, k) -> (m, n)>], iterator_types = [\"parallel\", \"parallel\", \"reduction\"], kind = #vector.kind<add>}} %wa, %wb, %sum : vector<4x8xi32>, vector<8x8xi32> into vector<4x8xi32>").unwrap();
             writeln!(w, "                scf.yield %next : vector<4x8xi32>").unwrap();
             writeln!(w, "              }}").unwrap();
-            writeln!(w, "              vector.transfer_write %acc, %ec[%m, %n] {{in_bounds = [true, true]}} : vector<4x8xi32>, {c_ty}").unwrap();
+            writeln!(
+                w,
+                "              vector.transfer_write %acc, %ec[%m, %n] {{in_bounds = [true, true]}} : vector<4x8xi32>, {c_ty}"
+            )
+            .unwrap();
             writeln!(w, "            }}").unwrap();
             writeln!(w, "          }}").unwrap();
             writeln!(w, "          aie.objectfifo.release @A{i}(Consume, 1)").unwrap();
@@ -112,12 +151,30 @@ pub fn matmul_design(n: usize, t: usize) -> String {
     let out_ty = format!("memref<{n}x{n}xi32>");
     for j in 0..4 {
         for a in 0..2 {
-            dma(w, "%C", &out_ty, [0, 0, 4 * a * t, j * t], [2, 4, t, t], [4 * t, t * n, n, 1], &format!("outC{j}"), true);
+            dma(
+                w,
+                "%C",
+                &out_ty,
+                [0, 0, 4 * a * t, j * t],
+                [2, 4, t, t],
+                [4 * t, t * n, n, 1],
+                &format!("outC{j}"),
+                true,
+            );
         }
     }
     for i in 0..4 {
         for a in 0..2 {
-            dma(w, "%A", &in_ty, [0, 0, (i + 4 * a) * t, 0], [2, 8, t, t], [0, t, n, 1], &format!("inA{i}"), false);
+            dma(
+                w,
+                "%A",
+                &in_ty,
+                [0, 0, (i + 4 * a) * t, 0],
+                [2, 8, t, t],
+                [0, t, n, 1],
+                &format!("inA{i}"),
+                false,
+            );
             dma(w, "%B", &in_ty, [0, 0, 0, i * t], [2, 8, t, t], [4 * t, t * n, n, 1], &format!("inB{i}"), false);
         }
     }

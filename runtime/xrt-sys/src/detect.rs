@@ -81,10 +81,19 @@ pub fn detect(prefix: &Path) -> Result<XrtInstall, String> {
     if !include_dir.join("xrt/xrt_device.h").is_file() {
         return Err(format!("no XRT headers at {} (looked for include/xrt/xrt_device.h)", prefix.display()));
     }
-    let (major, minor, version_string) = header_version(prefix)
-        .ok_or_else(|| format!("cannot tell the XRT version at {} (no include/xrt/detail/version.h or include/version.h)", prefix.display()))?;
+    let (major, minor, version_string) = header_version(prefix).ok_or_else(|| {
+        format!(
+            "cannot tell the XRT version at {} (no include/xrt/detail/version.h or include/version.h)",
+            prefix.display()
+        )
+    })?;
     if (major, minor) < MIN_VERSION {
-        return Err(format!("XRT {version_string} at {} is older than {}.{} (no NPU hardware contexts)", prefix.display(), MIN_VERSION.0, MIN_VERSION.1));
+        return Err(format!(
+            "XRT {version_string} at {} is older than {}.{} (no NPU hardware contexts)",
+            prefix.display(),
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        ));
     }
     let hw_context_header = ["xrt/xrt_hw_context.h", "xrt/experimental/xrt_hw_context.h"]
         .iter()
@@ -96,7 +105,14 @@ pub fn detect(prefix: &Path) -> Result<XrtInstall, String> {
         .map(|d| prefix.join(d))
         .find(|d| d.join("libxrt_coreutil.so").exists() || has_versioned_lib(d, "libxrt_coreutil.so."))
         .ok_or_else(|| format!("XRT {version_string} at {} has no lib/libxrt_coreutil.so", prefix.display()))?;
-    Ok(XrtInstall { prefix: prefix.to_path_buf(), include_dir, lib_dir, version: (major, minor), version_string, hw_context_header })
+    Ok(XrtInstall {
+        prefix: prefix.to_path_buf(),
+        include_dir,
+        lib_dir,
+        version: (major, minor),
+        version_string,
+        hw_context_header,
+    })
 }
 
 fn has_versioned_lib(dir: &Path, stem: &str) -> bool {

@@ -172,7 +172,10 @@ fn check(call: &'static str, status: c_int) -> Result<(), XrtError> {
 fn create(call: &'static str, f: impl FnOnce(*mut *mut c_void) -> c_int) -> Result<NonNull<c_void>, XrtError> {
     let mut out: *mut c_void = std::ptr::null_mut();
     check(call, f(&mut out))?;
-    NonNull::new(out).ok_or(XrtError::Call { call, message: "returned no object".into() })
+    NonNull::new(out).ok_or(XrtError::Call {
+        call,
+        message: "returned no object".into(),
+    })
 }
 
 macro_rules! handle {
@@ -236,14 +239,18 @@ impl Device {
 
     pub fn register_xclbin(&self, xclbin: &Xclbin) -> Result<(), XrtError> {
         // SAFETY: both handles are live objects owned by their wrappers.
-        check("xrt::device::register_xclbin", unsafe { ffi::xrts_device_register_xclbin(self.raw.as_ptr(), xclbin.raw.as_ptr()) })
+        check("xrt::device::register_xclbin", unsafe {
+            ffi::xrts_device_register_xclbin(self.raw.as_ptr(), xclbin.raw.as_ptr())
+        })
     }
 }
 
 impl Xclbin {
     pub fn load(path: &Path) -> Result<Xclbin, XrtError> {
-        let c = CString::new(path.to_string_lossy().as_bytes())
-            .map_err(|_| XrtError::BadArgument { what: "xclbin path", message: format!("{} contains a NUL byte", path.display()) })?;
+        let c = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| XrtError::BadArgument {
+            what: "xclbin path",
+            message: format!("{} contains a NUL byte", path.display()),
+        })?;
         // SAFETY: c outlives the call; out is valid.
         let raw = create("xrt::xclbin", |out| unsafe { ffi::xrts_xclbin_load(c.as_ptr(), out) })?;
         Ok(Xclbin { raw })
@@ -252,7 +259,9 @@ impl Xclbin {
     pub fn kernel_names(&self) -> Result<Vec<String>, XrtError> {
         let mut out: *const c_char = std::ptr::null();
         // SAFETY: live handle; out receives a thread-local string we copy before any other call.
-        check("xrt::xclbin::get_kernels", unsafe { ffi::xrts_xclbin_kernel_names(self.raw.as_ptr(), &mut out) })?;
+        check("xrt::xclbin::get_kernels", unsafe {
+            ffi::xrts_xclbin_kernel_names(self.raw.as_ptr(), &mut out)
+        })?;
         if out.is_null() {
             return Ok(Vec::new());
         }
@@ -266,14 +275,19 @@ impl HwContext {
     /// A hardware context for `xclbin`, which must have been registered on `device`.
     pub fn new(device: &Device, xclbin: &Xclbin) -> Result<HwContext, XrtError> {
         // SAFETY: live handles; out is valid.
-        let raw = create("xrt::hw_context", |out| unsafe { ffi::xrts_hw_context_new(device.raw.as_ptr(), xclbin.raw.as_ptr(), out) })?;
+        let raw = create("xrt::hw_context", |out| unsafe {
+            ffi::xrts_hw_context_new(device.raw.as_ptr(), xclbin.raw.as_ptr(), out)
+        })?;
         Ok(HwContext { raw })
     }
 }
 
 impl Kernel {
     pub fn new(ctx: &HwContext, name: &str) -> Result<Kernel, XrtError> {
-        let c = CString::new(name).map_err(|_| XrtError::BadArgument { what: "kernel name", message: format!("{name:?} contains a NUL byte") })?;
+        let c = CString::new(name).map_err(|_| XrtError::BadArgument {
+            what: "kernel name",
+            message: format!("{name:?} contains a NUL byte"),
+        })?;
         // SAFETY: live handle; c outlives the call; out is valid.
         let raw = create("xrt::kernel", |out| unsafe { ffi::xrts_kernel_new(ctx.raw.as_ptr(), c.as_ptr(), out) })?;
         Ok(Kernel { raw })
@@ -282,10 +296,10 @@ impl Kernel {
     /// The kernel in `xclbin` whose name starts with `prefix` (mlir-aie names it `MLIR_AIE`).
     pub fn find(ctx: &HwContext, xclbin: &Xclbin, prefix: &str) -> Result<Kernel, XrtError> {
         let names = xclbin.kernel_names()?;
-        let name = names
-            .iter()
-            .find(|n| n.starts_with(prefix))
-            .ok_or_else(|| XrtError::NoKernel { prefix: prefix.to_string(), found: if names.is_empty() { "none".into() } else { names.join(", ") } })?;
+        let name = names.iter().find(|n| n.starts_with(prefix)).ok_or_else(|| XrtError::NoKernel {
+            prefix: prefix.to_string(),
+            found: if names.is_empty() { "none".into() } else { names.join(", ") },
+        })?;
         Kernel::new(ctx, name)
     }
 
@@ -293,8 +307,13 @@ impl Kernel {
     pub fn group_id(&self, arg: u32) -> Result<u32, XrtError> {
         let mut out: c_int = 0;
         // SAFETY: live handle; out is valid.
-        check("xrt::kernel::group_id", unsafe { ffi::xrts_kernel_group_id(self.raw.as_ptr(), arg as c_int, &mut out) })?;
-        u32::try_from(out).map_err(|_| XrtError::Call { call: "xrt::kernel::group_id", message: format!("negative group id {out} for argument {arg}") })
+        check("xrt::kernel::group_id", unsafe {
+            ffi::xrts_kernel_group_id(self.raw.as_ptr(), arg as c_int, &mut out)
+        })?;
+        u32::try_from(out).map_err(|_| XrtError::Call {
+            call: "xrt::kernel::group_id",
+            message: format!("negative group id {out} for argument {arg}"),
+        })
     }
 }
 
@@ -324,7 +343,10 @@ pub struct Bo {
 impl Bo {
     pub fn new(device: &Device, size: usize, flags: BoFlags, group: u32) -> Result<Bo, XrtError> {
         if size == 0 {
-            return Err(XrtError::BadArgument { what: "buffer size", message: "a buffer object cannot be empty".into() });
+            return Err(XrtError::BadArgument {
+                what: "buffer size",
+                message: "a buffer object cannot be empty".into(),
+            });
         }
         let f: c_uint = match flags {
             BoFlags::Normal => 0,
@@ -333,7 +355,10 @@ impl Bo {
         };
         // SAFETY: live handle; out is valid.
         let raw = create("xrt::bo", |out| unsafe { ffi::xrts_bo_new(device.raw.as_ptr(), size, f, group, out) })?;
-        Ok(Bo { handle: BoHandle { raw }, size })
+        Ok(Bo {
+            handle: BoHandle { raw },
+            size,
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -343,7 +368,10 @@ impl Bo {
     fn bounds(&self, len: usize, offset: usize) -> Result<(), XrtError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
-            _ => Err(XrtError::BadArgument { what: "buffer range", message: format!("{len} bytes at offset {offset} exceed the buffer's {} bytes", self.size) }),
+            _ => Err(XrtError::BadArgument {
+                what: "buffer range",
+                message: format!("{len} bytes at offset {offset} exceed the buffer's {} bytes", self.size),
+            }),
         }
     }
 
@@ -351,14 +379,18 @@ impl Bo {
     pub fn write(&mut self, data: &[u8], offset: usize) -> Result<(), XrtError> {
         self.bounds(data.len(), offset)?;
         // SAFETY: live handle; data is valid for data.len() bytes, range checked above.
-        check("xrt::bo::write", unsafe { ffi::xrts_bo_write(self.handle.raw.as_ptr(), data.as_ptr().cast(), data.len(), offset) })
+        check("xrt::bo::write", unsafe {
+            ffi::xrts_bo_write(self.handle.raw.as_ptr(), data.as_ptr().cast(), data.len(), offset)
+        })
     }
 
     /// Copies the buffer's host memory at `offset` into `out`.
     pub fn read(&self, out: &mut [u8], offset: usize) -> Result<(), XrtError> {
         self.bounds(out.len(), offset)?;
         // SAFETY: live handle; out is valid for out.len() bytes, range checked above.
-        check("xrt::bo::read", unsafe { ffi::xrts_bo_read(self.handle.raw.as_ptr(), out.as_mut_ptr().cast(), out.len(), offset) })
+        check("xrt::bo::read", unsafe {
+            ffi::xrts_bo_read(self.handle.raw.as_ptr(), out.as_mut_ptr().cast(), out.len(), offset)
+        })
     }
 
     pub fn sync(&mut self, direction: SyncDirection) -> Result<(), XrtError> {
@@ -383,18 +415,24 @@ impl Run {
 
     pub fn set_arg_u32(&mut self, index: u32, value: u32) -> Result<(), XrtError> {
         // SAFETY: live handle.
-        check("xrt::run::set_arg", unsafe { ffi::xrts_run_set_arg_u32(self.handle.raw.as_ptr(), index as c_int, value) })
+        check("xrt::run::set_arg", unsafe {
+            ffi::xrts_run_set_arg_u32(self.handle.raw.as_ptr(), index as c_int, value)
+        })
     }
 
     pub fn set_arg_u64(&mut self, index: u32, value: u64) -> Result<(), XrtError> {
         // SAFETY: live handle.
-        check("xrt::run::set_arg", unsafe { ffi::xrts_run_set_arg_u64(self.handle.raw.as_ptr(), index as c_int, value) })
+        check("xrt::run::set_arg", unsafe {
+            ffi::xrts_run_set_arg_u64(self.handle.raw.as_ptr(), index as c_int, value)
+        })
     }
 
     /// The run keeps its own reference to the buffer (XRT handles are reference-counted).
     pub fn set_arg_bo(&mut self, index: u32, bo: &Bo) -> Result<(), XrtError> {
         // SAFETY: live handles.
-        check("xrt::run::set_arg", unsafe { ffi::xrts_run_set_arg_bo(self.handle.raw.as_ptr(), index as c_int, bo.handle.raw.as_ptr()) })
+        check("xrt::run::set_arg", unsafe {
+            ffi::xrts_run_set_arg_bo(self.handle.raw.as_ptr(), index as c_int, bo.handle.raw.as_ptr())
+        })
     }
 
     pub fn start(&mut self) -> Result<(), XrtError> {
@@ -407,11 +445,16 @@ impl Run {
         let ms = timeout.map(|t| t.as_millis().clamp(1, u32::MAX as u128) as c_uint).unwrap_or(0);
         let (mut state, mut completed): (c_int, c_int) = (0, 0);
         // SAFETY: live handle; state and completed are valid.
-        check("xrt::run::wait", unsafe { ffi::xrts_run_wait(self.handle.raw.as_ptr(), ms, &mut state, &mut completed) })?;
+        check("xrt::run::wait", unsafe {
+            ffi::xrts_run_wait(self.handle.raw.as_ptr(), ms, &mut state, &mut completed)
+        })?;
         if completed == 1 {
             Ok(())
         } else {
-            Err(XrtError::RunFailed { state, timed_out: timeout.is_some() })
+            Err(XrtError::RunFailed {
+                state,
+                timed_out: timeout.is_some(),
+            })
         }
     }
 }

@@ -65,7 +65,12 @@ fn every_call_fails_with_the_reason_when_xrt_is_missing() {
 #[test]
 fn detects_a_2_17_install() {
     let dir = tempfile::tempdir().unwrap();
-    fake_xrt(dir.path(), Some(("xrt/detail/version.h", "static const char xrt_build_version[] = \"2.17.319\";\n")), Some("xrt/xrt_hw_context.h"), true);
+    fake_xrt(
+        dir.path(),
+        Some(("xrt/detail/version.h", "static const char xrt_build_version[] = \"2.17.319\";\n")),
+        Some("xrt/xrt_hw_context.h"),
+        true,
+    );
     let found = detect::detect(dir.path()).expect("2.17 with headers and library is usable");
     assert_eq!(found.version, (2, 17));
     assert_eq!(found.version_string, "2.17.319");
@@ -78,7 +83,10 @@ fn accepts_the_experimental_hw_context_header_and_the_slim_version_header() {
     let dir = tempfile::tempdir().unwrap();
     fake_xrt(
         dir.path(),
-        Some(("xrt/detail/version-slim.h", "#define XRT_SLIM_VERSION(major, minor) ((major << 16) + (minor))\n#define XRT_SLIM_VERSION_CODE XRT_SLIM_VERSION(2, 18)\n")),
+        Some((
+            "xrt/detail/version-slim.h",
+            "#define XRT_SLIM_VERSION(major, minor) ((major << 16) + (minor))\n#define XRT_SLIM_VERSION_CODE XRT_SLIM_VERSION(2, 18)\n",
+        )),
         Some("xrt/experimental/xrt_hw_context.h"),
         true,
     );
@@ -90,7 +98,12 @@ fn accepts_the_experimental_hw_context_header_and_the_slim_version_header() {
 #[test]
 fn rejects_debians_2_13() {
     let dir = tempfile::tempdir().unwrap();
-    fake_xrt(dir.path(), Some(("version.h", "static const char xrt_build_version[] = \"2.13.0\";\n")), Some("xrt/experimental/xrt_hw_context.h"), true);
+    fake_xrt(
+        dir.path(),
+        Some(("version.h", "static const char xrt_build_version[] = \"2.13.0\";\n")),
+        Some("xrt/experimental/xrt_hw_context.h"),
+        true,
+    );
     let why = detect::detect(dir.path()).unwrap_err();
     assert!(why.contains("2.13.0") && why.contains("older than 2.17"), "{why}");
 }
@@ -106,11 +119,21 @@ fn says_what_is_missing() {
     assert!(detect::detect(no_version.path()).unwrap_err().contains("cannot tell the XRT version"));
 
     let no_lib = tempfile::tempdir().unwrap();
-    fake_xrt(no_lib.path(), Some(("version.h", "static const char xrt_build_version[] = \"2.19.0\";")), Some("xrt/xrt_hw_context.h"), false);
+    fake_xrt(
+        no_lib.path(),
+        Some(("version.h", "static const char xrt_build_version[] = \"2.19.0\";")),
+        Some("xrt/xrt_hw_context.h"),
+        false,
+    );
     assert!(detect::detect(no_lib.path()).unwrap_err().contains("libxrt_coreutil"));
 
     let no_ctx = tempfile::tempdir().unwrap();
-    fake_xrt(no_ctx.path(), Some(("version.h", "static const char xrt_build_version[] = \"2.19.0\";")), None, true);
+    fake_xrt(
+        no_ctx.path(),
+        Some(("version.h", "static const char xrt_build_version[] = \"2.19.0\";")),
+        None,
+        true,
+    );
     assert!(detect::detect(no_ctx.path()).unwrap_err().contains("xrt_hw_context.h"));
 }
 
@@ -125,5 +148,8 @@ fn prefix_comes_from_xilinx_xrt_or_the_default() {
 fn version_parsers_reject_garbage() {
     assert_eq!(detect::parse_build_version("xrt_build_version[] = \"two.x\""), None);
     assert_eq!(detect::parse_slim_version("#define OTHER 1"), None);
-    assert_eq!(detect::parse_build_version("static const char xrt_build_version[] = \"2.20.1\";").map(|v| (v.0, v.1)), Some((2, 20)));
+    assert_eq!(
+        detect::parse_build_version("static const char xrt_build_version[] = \"2.20.1\";").map(|v| (v.0, v.1)),
+        Some((2, 20))
+    );
 }

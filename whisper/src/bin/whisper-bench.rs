@@ -34,7 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let assets = whisper::assets::assets_dir();
     let audio = args.audio.unwrap_or_else(|| {
         let long = assets.join("long-speech.wav");
-        if long.is_file() { long } else { assets.join("jfk.wav") }
+        if long.is_file() {
+            long
+        } else {
+            assets.join("jfk.wav")
+        }
     });
     let model_dir = args.model.unwrap_or_else(whisper::assets::default_model_dir);
 

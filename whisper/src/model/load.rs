@@ -27,10 +27,10 @@ pub struct TensorMap {
 impl TensorMap {
     /// Removes a tensor after checking its shape.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
-        let t = self
-            .floats
-            .remove(name)
-            .ok_or_else(|| ModelError::MissingTensor { path: self.source.clone(), name: name.to_string() })?;
+        let t = self.floats.remove(name).ok_or_else(|| ModelError::MissingTensor {
+            path: self.source.clone(),
+            name: name.to_string(),
+        })?;
         if t.shape != shape {
             return Err(ModelError::ShapeMismatch {
                 path: self.source.clone(),
@@ -44,10 +44,10 @@ impl TensorMap {
 
     /// The shape of a tensor, for reading sizes off the checkpoint.
     pub fn shape(&self, name: &str) -> Result<&[usize], ModelError> {
-        self.floats
-            .get(name)
-            .map(|t| t.shape.as_slice())
-            .ok_or_else(|| ModelError::MissingTensor { path: self.source.clone(), name: name.to_string() })
+        self.floats.get(name).map(|t| t.shape.as_slice()).ok_or_else(|| ModelError::MissingTensor {
+            path: self.source.clone(),
+            name: name.to_string(),
+        })
     }
 }
 
@@ -62,9 +62,16 @@ impl<R: Read> Cursor<R> {
     fn bytes(&mut self, buf: &mut [u8], what: &str) -> Result<(), ModelError> {
         self.inner.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ModelError::Truncated { path: self.path.clone(), offset: self.offset, what: what.to_string() }
+                ModelError::Truncated {
+                    path: self.path.clone(),
+                    offset: self.offset,
+                    what: what.to_string(),
+                }
             } else {
-                ModelError::Io { path: self.path.clone(), source: e }
+                ModelError::Io {
+                    path: self.path.clone(),
+                    source: e,
+                }
             }
         })?;
         self.offset += buf.len() as u64;
@@ -109,8 +116,15 @@ const CT2_DTYPES: [(&str, usize); 6] = [("f32", 4), ("i8", 1), ("i16", 2), ("i32
 /// Reads a CTranslate2 `model.bin` (format version 6), streaming tensor by tensor so that
 /// only the f32 copy is held in memory.
 pub fn read_ctranslate2(path: &Path) -> Result<TensorMap, ModelError> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    let mut r = Cursor { inner: BufReader::with_capacity(1 << 20, file), offset: 0, path: path.to_path_buf() };
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut r = Cursor {
+        inner: BufReader::with_capacity(1 << 20, file),
+        offset: 0,
+        path: path.to_path_buf(),
+    };
     let version = r.u32("format version")?;
     if version != CT2_VERSION {
         return Err(ModelError::Format {
@@ -129,7 +143,10 @@ pub fn read_ctranslate2(path: &Path) -> Result<TensorMap, ModelError> {
     }
     let _revision = r.u32("spec revision")?;
     let count = r.u32("variable count")?;
-    let mut map = TensorMap { source: path.to_path_buf(), ..Default::default() };
+    let mut map = TensorMap {
+        source: path.to_path_buf(),
+        ..Default::default()
+    };
     let mut raw = Vec::new();
     for index in 0..count {
         let header_at = r.offset;
@@ -151,7 +168,10 @@ pub fn read_ctranslate2(path: &Path) -> Result<TensorMap, ModelError> {
             return Err(ModelError::Format {
                 path: path.to_path_buf(),
                 offset: header_at,
-                problem: format!("tensor {name} {shape:?} of {dtype_name} should hold {} bytes, header says {nbytes}", numel * elem),
+                problem: format!(
+                    "tensor {name} {shape:?} of {dtype_name} should hold {} bytes, header says {nbytes}",
+                    numel * elem
+                ),
             });
         }
         raw.resize(nbytes, 0);
@@ -186,7 +206,10 @@ pub fn read_ctranslate2(path: &Path) -> Result<TensorMap, ModelError> {
                 map.floats.insert(alias, t);
             }
         } else if !map.ints.contains_key(&target) {
-            return Err(ModelError::MissingTensor { path: path.to_path_buf(), name: format!("{target} (alias {alias})") });
+            return Err(ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: format!("{target} (alias {alias})"),
+            });
         }
     }
     Ok(map)
@@ -218,13 +241,21 @@ pub struct HfConfig {
 /// `*/num_heads` scalars the CTranslate2 files carry.
 pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, ModelError> {
     use safetensors::{Dtype, SafeTensors};
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     // Mapped rather than read so that the file's bytes are not held in memory next to their
     // f32 copy. SAFETY: the mapping is read-only and dropped before returning; a checkpoint
     // being rewritten while it loads is outside what a loader can defend against.
-    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::Safetensors { path: path.to_path_buf(), problem: e.to_string() })?;
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
     let mut hf: HashMap<String, Tensor> = HashMap::new();
     for (name, view) in st.tensors() {
         let dtype = match view.dtype() {
@@ -234,13 +265,26 @@ pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, Mod
             // Integer buffers are not weights.
             _ => continue,
         };
-        hf.insert(name, Tensor { shape: view.shape().to_vec(), data: convert_floats(view.data(), dtype) });
+        hf.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                data: convert_floats(view.data(), dtype),
+            },
+        );
     }
     drop(st);
     drop(bytes);
 
-    let mut map = TensorMap { source: path.to_path_buf(), ..Default::default() };
-    let mut src = HfTensors { tensors: hf, path: path.to_path_buf(), out: Vec::new() };
+    let mut map = TensorMap {
+        source: path.to_path_buf(),
+        ..Default::default()
+    };
+    let mut src = HfTensors {
+        tensors: hf,
+        path: path.to_path_buf(),
+        out: Vec::new(),
+    };
     let d = config.d_model;
     // Fused [q; k; v] (self-attention) or [k; v] (cross-attention).
     let fuse = |parts: Vec<Tensor>| -> Tensor {
@@ -251,7 +295,10 @@ pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, Mod
             w.extend_from_slice(&p.data);
         }
         let cols = parts.first().and_then(|p| p.shape.get(1)).copied().unwrap_or(0);
-        Tensor { shape: vec![rows, cols], data: w }
+        Tensor {
+            shape: vec![rows, cols],
+            data: w,
+        }
     };
     // HF's k_proj has no bias: its slice of the fused bias is zero.
     let fuse_bias = |biases: Vec<Option<Tensor>>| -> Tensor {
@@ -291,10 +338,14 @@ pub fn read_safetensors(path: &Path, config: &HfConfig) -> Result<TensorMap, Mod
             let kb = src.tensors.remove(&format!("{hf_l}.self_attn.k_proj.bias"));
             let vb = src.take(&format!("{hf_l}.self_attn.v_proj.bias"))?;
             src.out.push((format!("{ct_l}/self_attention/linear_0/weight"), fuse(vec![q, k, v])));
-            src.out.push((format!("{ct_l}/self_attention/linear_0/bias"), fuse_bias(vec![Some(qb), kb, Some(vb)])));
+            src.out
+                .push((format!("{ct_l}/self_attention/linear_0/bias"), fuse_bias(vec![Some(qb), kb, Some(vb)])));
             src.copy(&format!("{hf_l}.self_attn.out_proj.weight"), &format!("{ct_l}/self_attention/linear_1/weight"))?;
             src.copy(&format!("{hf_l}.self_attn.out_proj.bias"), &format!("{ct_l}/self_attention/linear_1/bias"))?;
-            src.copy(&format!("{hf_l}.self_attn_layer_norm.weight"), &format!("{ct_l}/self_attention/layer_norm/gamma"))?;
+            src.copy(
+                &format!("{hf_l}.self_attn_layer_norm.weight"),
+                &format!("{ct_l}/self_attention/layer_norm/gamma"),
+            )?;
             src.copy(&format!("{hf_l}.self_attn_layer_norm.bias"), &format!("{ct_l}/self_attention/layer_norm/beta"))?;
             if stack == "decoder" {
                 // Cross-attention: Q alone, K and V fused.
@@ -334,9 +385,10 @@ struct HfTensors {
 
 impl HfTensors {
     fn take(&mut self, name: &str) -> Result<Tensor, ModelError> {
-        self.tensors
-            .remove(name)
-            .ok_or_else(|| ModelError::MissingTensor { path: self.path.clone(), name: name.to_string() })
+        self.tensors.remove(name).ok_or_else(|| ModelError::MissingTensor {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })
     }
     fn copy(&mut self, from: &str, to: &str) -> Result<(), ModelError> {
         let t = self.take(from)?;

@@ -34,7 +34,11 @@ const LN_EPS: f32 = 1e-5;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: file ends at byte {offset} while reading {what} (truncated download?)")]
     Truncated { path: PathBuf, offset: u64, what: String },
     #[error("{path}: at byte {offset}: {problem}")]
@@ -42,11 +46,20 @@ pub enum ModelError {
     #[error("{path}: tensor {name} is missing")]
     MissingTensor { path: PathBuf, name: String },
     #[error("{path}: tensor {name} has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    ShapeMismatch {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{path}: not a valid safetensors file: {problem}")]
     Safetensors { path: PathBuf, problem: String },
     #[error("{path}: invalid config: {source}")]
-    Config { path: PathBuf, #[source] source: serde_json::Error },
+    Config {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{dir}: no Whisper model here (expected model.bin, or model.safetensors with config.json)")]
     NoModel { dir: PathBuf },
     #[error("{path}: {problem}")]
@@ -318,13 +331,7 @@ impl Decoder {
 
     /// Runs `tokens` (`[batch, t]`, the next `t` tokens of every sequence) through the
     /// decoder, appending to `cache`. Returns the final-norm hidden states `[batch * t, d]`.
-    pub fn forward(
-        &self,
-        ops: &dyn Ops,
-        tokens: ArrayView2<u32>,
-        cache: &mut KvCache,
-        cross: &CrossKv,
-    ) -> Result<Array2<f32>, ModelError> {
+    pub fn forward(&self, ops: &dyn Ops, tokens: ArrayView2<u32>, cache: &mut KvCache, cross: &CrossKv) -> Result<Array2<f32>, ModelError> {
         let (batch, t) = tokens.dim();
         let (n_vocab, d) = self.embedding.dim();
         let offset = cache.len;
@@ -336,7 +343,10 @@ impl Decoder {
             });
         }
         if offset + t > self.positions.nrows() {
-            return Err(ModelError::ContextOverflow { needed: offset + t, max: self.positions.nrows() });
+            return Err(ModelError::ContextOverflow {
+                needed: offset + t,
+                max: self.positions.nrows(),
+            });
         }
         let mut x = Array2::<f32>::zeros((batch * t, d));
         for ((b, i), &tok) in tokens.indexed_iter() {
@@ -410,10 +420,14 @@ impl Model {
             }
             Self::from_tensors(map)
         } else if hf.is_file() {
-            let text = std::fs::read_to_string(&config_path)
-                .map_err(|source| ModelError::Io { path: config_path.clone(), source })?;
-            let config: HfConfig = serde_json::from_str(&text)
-                .map_err(|source| ModelError::Config { path: config_path.clone(), source })?;
+            let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+            let config: HfConfig = serde_json::from_str(&text).map_err(|source| ModelError::Config {
+                path: config_path.clone(),
+                source,
+            })?;
             Self::from_tensors(read_safetensors(&hf, &config)?)
         } else {
             Err(ModelError::NoModel { dir: dir.to_path_buf() })
@@ -436,7 +450,9 @@ impl Model {
         let n_vocab = first_dim(&map, "decoder/embeddings/weight")?;
         let n_text_ctx = first_dim(&map, "decoder/position_encodings/encodings")?;
         let count = |stack: &str| {
-            (0..).take_while(|i| map.floats.contains_key(&format!("{stack}/layer_{i}/ffn/linear_0/weight"))).count()
+            (0..)
+                .take_while(|i| map.floats.contains_key(&format!("{stack}/layer_{i}/ffn/linear_0/weight")))
+                .count()
         };
         // Whisper's heads are 64 wide; used only when neither the file nor config.json says.
         let heads = |key: &str| map.ints.get(key).map(|&h| h as usize).unwrap_or(d / 64);
@@ -461,7 +477,10 @@ impl Model {
             }
         }
         if dims.encoder_layers == 0 || dims.decoder_layers == 0 {
-            return Err(ModelError::MissingTensor { path: map.source.clone(), name: "encoder/layer_0 or decoder/layer_0".into() });
+            return Err(ModelError::MissingTensor {
+                path: map.source.clone(),
+                name: "encoder/layer_0 or decoder/layer_0".into(),
+            });
         }
 
         let encoder = Encoder {
@@ -509,8 +528,10 @@ impl Model {
 
 fn read_config_value(path: &Path, keys: &[&str]) -> Result<Option<i64>, ModelError> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ModelError::Config { path: path.to_path_buf(), source })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| ModelError::Config {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_i64())))
 }
 
@@ -579,16 +600,13 @@ fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize, precision: 
 }
 
 fn layer_norm(map: &mut TensorMap, prefix: &str, d: usize) -> Result<LayerNorm, ModelError> {
-    Ok(LayerNorm { gamma: arr1(map, &format!("{prefix}/gamma"), d)?, beta: arr1(map, &format!("{prefix}/beta"), d)? })
+    Ok(LayerNorm {
+        gamma: arr1(map, &format!("{prefix}/gamma"), d)?,
+        beta: arr1(map, &format!("{prefix}/beta"), d)?,
+    })
 }
 
-fn self_attention(
-    map: &mut TensorMap,
-    prefix: &str,
-    d: usize,
-    heads: usize,
-    precision: Precision,
-) -> Result<SelfAttention, ModelError> {
+fn self_attention(map: &mut TensorMap, prefix: &str, d: usize, heads: usize, precision: Precision) -> Result<SelfAttention, ModelError> {
     Ok(SelfAttention {
         norm: layer_norm(map, &format!("{prefix}/layer_norm"), d)?,
         qkv: linear(map, &format!("{prefix}/linear_0"), 3 * d, d, precision)?,
