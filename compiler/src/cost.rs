@@ -2,7 +2,8 @@
 //! every figure it produces is labelled an estimate.
 //!
 //! Compute: contractions run at the tile's MAC rate (int8/int16 at the int8 rate halved for int16,
-//! bf16 at the bf16 rate); other statements at 16 lanes per cycle per operation. DMA: every byte
+//! bf16 at the bf16 rate); other statements at 16 lanes per cycle per operation, or 1 when they
+//! select on indices (those stay scalar loops in the lowering). DMA: every byte
 //! crossing the shim at 4 bytes per cycle per channel in use. The estimate is the larger of the
 //! two (they overlap with double buffering), at the device's nominal clock.
 
@@ -21,8 +22,10 @@ pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
         let mut ops_per_elem = 0u64;
         let mut reduce_len = 1u64;
         let mut is_mac = None;
+        let mut scalar = false;
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
+            scalar |= matches!(e, Expr::Select { .. });
             if let Expr::Reduce {
                 op: ReduceOp::Sum, dims, body, ..
             } = e
@@ -48,7 +51,7 @@ pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
                 };
                 cycles_total += work as f64 / rate as f64;
             }
-            None => cycles_total += (work * ops_per_elem) as f64 / 16.0,
+            None => cycles_total += (work * ops_per_elem) as f64 / if scalar { 1.0 } else { crate::lower::VECTOR_LANES as f64 },
         }
     }
     let compute_cycles = (cycles_total / cores as f64).ceil() as u64;
