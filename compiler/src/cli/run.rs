@@ -149,12 +149,13 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
         a.backend
             .ok_or_else(|| CliError::Usage("choose a backend: --emulate, --npu or --backend auto|emulator|npu".into()))?
     };
-    let tmp;
+    // Without -o the artifacts go to a temporary directory removed when the run ends.
+    let _scratch;
     let out = match a.out.clone() {
         Some(d) => d,
         None => {
-            tmp = tempdir()?;
-            tmp.clone()
+            _scratch = ScratchDir::new()?;
+            _scratch.0.clone()
         }
     };
     let t0 = Instant::now();
@@ -258,10 +259,20 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn tempdir() -> Result<PathBuf, CliError> {
-    let dir = std::env::temp_dir().join(format!("aiec-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
-    Ok(dir)
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir, CliError> {
+        let dir = std::env::temp_dir().join(format!("aiec-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn resolve_toolchain(flags: &ToolFlags) -> Result<toolchain::Toolchain, CliError> {
