@@ -7,6 +7,7 @@ use crate::device::{TileCoord, TileKind};
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::ir::Kernel;
 use crate::schedule::{Design, FifoLevel};
+use petgraph::Direction;
 use std::collections::BTreeSet;
 
 /// Memory, locks, buffer descriptors and DMA channels of one tile, as the design uses them.
@@ -52,19 +53,11 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
             dma_in: 0,
             dma_out: 0,
         };
-        let mut in_fifos = BTreeSet::new();
-        let mut out_fifos = BTreeSet::new();
-        for (i, f) in design.fifos.iter().enumerate() {
+        for f in &design.fifos {
             let produces = f.producer == tile;
             let consumes = f.consumers.contains(&tile);
             if !produces && !consumes {
                 continue;
-            }
-            if produces {
-                out_fifos.insert(i);
-            }
-            if consumes {
-                in_fifos.insert(i);
             }
             let bytes = f.bytes() as usize * f.depth;
             let holds_buffer = match kind {
@@ -94,8 +87,12 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
             ));
             b.data_bytes += stack;
         }
-        b.dma_in = in_fifos.len();
-        b.dma_out = out_fifos.len();
+        // A DMA channel per FIFO arriving or leaving; a broadcast leaves on one channel whatever
+        // its number of consumers (one graph edge each).
+        let node = design.tile_nodes[&tile];
+        let channels = |dir| design.graph.edges_directed(node, dir).map(|e| *e.weight()).collect::<BTreeSet<usize>>().len();
+        b.dma_in = channels(Direction::Incoming);
+        b.dma_out = channels(Direction::Outgoing);
         out.push(b);
     }
     out

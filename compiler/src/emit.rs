@@ -93,6 +93,7 @@ pub fn readable_names(text: &str, arg_names: &[String]) -> String {
         }
     }
     let mut out = String::with_capacity(text.len());
+    let args: Vec<(String, String)> = arg_names.iter().enumerate().map(|(i, n)| (format!("%arg{i}"), format!("%{n}"))).collect();
     let mut in_sequence: Option<usize> = None;
     for line in text.lines() {
         let indent = line.len() - line.trim_start().len();
@@ -101,7 +102,6 @@ pub fn readable_names(text: &str, arg_names: &[String]) -> String {
         }
         let mut l = replace_values(line, &map);
         if in_sequence.is_some() {
-            let args: Vec<(String, String)> = arg_names.iter().enumerate().map(|(i, n)| (format!("%arg{i}"), format!("%{n}"))).collect();
             l = replace_values(&l, &args);
         }
         if in_sequence == Some(indent) && line.trim() == "}" {

@@ -604,28 +604,37 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
                     });
                 }
             }
-            Routing::PerRow => {
-                for r in 0..rows_used as u32 {
-                    let c = r % cols_used as u32;
+            Routing::PerRow | Routing::PerColumn | Routing::AllCores => {
+                // Broadcasts: (name suffix, shim/memory column, member cores) per FIFO.
+                let groups: Vec<(String, u32, Vec<usize>)> = match route {
+                    Routing::PerRow => (0..rows_used as u32)
+                        .map(|r| (format!("_r{r}"), r % cols_used as u32, (0..cols_used as u32).map(|c| core_at(c, r)).collect()))
+                        .collect(),
+                    Routing::PerColumn => (0..cols_used as u32)
+                        .map(|c| (format!("_c{c}"), c, (0..rows_used as u32).map(|r| core_at(c, r)).collect()))
+                        .collect(),
+                    _ => vec![(String::new(), 0, (0..cores.len()).collect())],
+                };
+                for (suffix, c, members) in groups {
                     let l2 = fifos.len();
                     fifos.push(mk(
-                        format!("{}_L2_r{}", tensor.name, r),
+                        format!("{}_L2{suffix}", tensor.name),
                         shim(c),
                         vec![mem(c)],
                         elem_shape.clone(),
                         FifoLevel::HostToMem,
                     ));
                     let f = fifos.len();
-                    let consumers: Vec<TileCoord> = (0..cols_used as u32).map(|cc| cores[core_at(cc, r)].tile).collect();
+                    let consumers: Vec<TileCoord> = members.iter().map(|&m| cores[m].tile).collect();
                     fifos.push(mk(
-                        format!("{}_r{}", tensor.name, r),
+                        format!("{}{suffix}", tensor.name),
                         mem(c),
                         consumers,
                         elem_shape.clone(),
                         FifoLevel::MemToCore,
                     ));
-                    for cc in 0..cols_used as u32 {
-                        cores[core_at(cc, r)].fifos.insert(t, f);
+                    for m in members {
+                        cores[m].fifos.insert(t, f);
                     }
                     links.push(Link {
                         inputs: vec![l2],
@@ -634,58 +643,6 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
                         dst_offsets: vec![],
                     });
                 }
-            }
-            Routing::PerColumn => {
-                for c in 0..cols_used as u32 {
-                    let l2 = fifos.len();
-                    fifos.push(mk(
-                        format!("{}_L2_c{}", tensor.name, c),
-                        shim(c),
-                        vec![mem(c)],
-                        elem_shape.clone(),
-                        FifoLevel::HostToMem,
-                    ));
-                    let f = fifos.len();
-                    let consumers: Vec<TileCoord> = (0..rows_used as u32).map(|r| cores[core_at(c, r)].tile).collect();
-                    fifos.push(mk(
-                        format!("{}_c{}", tensor.name, c),
-                        mem(c),
-                        consumers,
-                        elem_shape.clone(),
-                        FifoLevel::MemToCore,
-                    ));
-                    for r in 0..rows_used as u32 {
-                        cores[core_at(c, r)].fifos.insert(t, f);
-                    }
-                    links.push(Link {
-                        inputs: vec![l2],
-                        outputs: vec![f],
-                        src_offsets: vec![],
-                        dst_offsets: vec![],
-                    });
-                }
-            }
-            Routing::AllCores => {
-                let l2 = fifos.len();
-                fifos.push(mk(
-                    format!("{}_L2", tensor.name),
-                    shim(0),
-                    vec![mem(0)],
-                    elem_shape.clone(),
-                    FifoLevel::HostToMem,
-                ));
-                let f = fifos.len();
-                let consumers: Vec<TileCoord> = cores.iter().map(|c| c.tile).collect();
-                fifos.push(mk(tensor.name.clone(), mem(0), consumers, elem_shape.clone(), FifoLevel::MemToCore));
-                for core in cores.iter_mut() {
-                    core.fifos.insert(t, f);
-                }
-                links.push(Link {
-                    inputs: vec![l2],
-                    outputs: vec![f],
-                    src_offsets: vec![],
-                    dst_offsets: vec![],
-                });
             }
         }
     }
@@ -800,6 +757,8 @@ struct Stream {
     arg: usize,
     fifo: usize,
     tensor: TensorId,
+    /// The tensor's tile element (computed once: it walks every statement).
+    view: ElementView,
     /// Fixed core coordinates of this stream (None: enumerated by the split/join dim).
     row: Option<u32>,
     col: u32,
@@ -813,12 +772,19 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
     for (i, f) in design.fifos.iter().enumerate() {
         let arg = design.args.iter().position(|&t| t == f.tensor).unwrap();
         let route = design.routing[&f.tensor];
-        let row_of = |name: &str| name.rsplit("_r").next().and_then(|s| s.parse::<u32>().ok());
+        // The core row a per-row broadcast feeds: that of the cores behind its link.
+        let row_of = |fifo: usize| {
+            design
+                .links
+                .iter()
+                .find(|l| l.inputs == [fifo])
+                .map(|l| design.fifos[l.outputs[0]].consumers[0].row - design.device.first_compute_row)
+        };
         match f.level {
             FifoLevel::HostToMem => {
                 let (row, per_core_rows) = match route {
                     Routing::PerCore => (None, true),
-                    Routing::PerRow => (row_of(&f.name), false),
+                    Routing::PerRow => (row_of(i), false),
                     Routing::PerColumn | Routing::AllCores => (Some(0), false),
                 };
                 let col = match route {
@@ -829,6 +795,7 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                     arg,
                     fifo: i,
                     tensor: f.tensor,
+                    view: element_view(kernel, f.tensor),
                     row,
                     col,
                     per_core_rows,
@@ -840,6 +807,7 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                     arg,
                     fifo: i,
                     tensor: f.tensor,
+                    view: element_view(kernel, f.tensor),
                     row: None,
                     col: f.producer.col,
                     per_core_rows: true,
@@ -851,6 +819,9 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
     }
 
     let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
+    // Outputs first so the S2MM side is ready, then inputs.
+    let mut ordered: Vec<&Stream> = streams.iter().filter(|s| s.is_output).collect();
+    ordered.extend(streams.iter().filter(|s| !s.is_output));
     // Try chunking along 0, 1, ... outer step loops until every stream fits a shim BD.
     for chunk_depth in 0..=design.step_loops.len() {
         let mut ops = Vec::new();
@@ -871,11 +842,8 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
             }
             let mut ids: BTreeMap<u32, u32> = BTreeMap::new();
             let mut waits = Vec::new();
-            // Outputs first so the S2MM side is ready, then inputs.
-            let mut ordered: Vec<&Stream> = streams.iter().filter(|s| s.is_output).collect();
-            ordered.extend(streams.iter().filter(|s| !s.is_output));
-            for s in ordered {
-                let view = element_view(kernel, s.tensor);
+            for s in &ordered {
+                let view = &s.view;
                 let constant = view.constant;
                 let stride_of = |d: DimId| view.stride_of(d);
                 let tile_of = |d: DimId| kernel.dims[d].tile;

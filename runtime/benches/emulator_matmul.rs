@@ -6,31 +6,17 @@
 mod matmul_design;
 
 use aiec_runtime::emulator::Emulator;
-use aiec_runtime::{DType, HostBuffer};
 use std::time::Instant;
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(512);
     let t = n / 8;
     let text = matmul_design::matmul_design(n, t);
-    let a: Vec<i8> = (0..n * n).map(|i| ((i * 7919) % 251) as i8).collect();
-    let b: Vec<i8> = (0..n * n).map(|i| ((i * 104729 + 13) % 241) as i8).collect();
+    let (a, b) = matmul_design::matmul_operands(n);
     let expected = matmul_design::matmul_reference(&a, &b, n);
     let mut emu = Emulator::new();
     for round in 0..4 {
-        let mut args = [
-            HostBuffer {
-                dtype: DType::I8,
-                shape: vec![n, n],
-                bytes: a.iter().map(|&v| v as u8).collect(),
-            },
-            HostBuffer {
-                dtype: DType::I8,
-                shape: vec![n, n],
-                bytes: b.iter().map(|&v| v as u8).collect(),
-            },
-            HostBuffer::zeros(DType::I32, &[n, n]),
-        ];
+        let mut args = matmul_design::matmul_buffers(&a, &b, n);
         let t0 = Instant::now();
         let report = emu.run_mlir(&text, "matmul.mlir", &mut args).expect("matmul runs");
         let total = t0.elapsed();

@@ -251,21 +251,8 @@ mod matmul_design;
 fn whole_array_int8_matmul_on_16_cores() {
     let (n, t) = (128, 16);
     let text = matmul_design::matmul_design(n, t);
-    let a: Vec<i8> = (0..n * n).map(|i| ((i * 7919) % 251) as i8).collect();
-    let b: Vec<i8> = (0..n * n).map(|i| ((i * 104729 + 13) % 241) as i8).collect();
-    let mut args = [
-        HostBuffer {
-            dtype: DType::I8,
-            shape: vec![n, n],
-            bytes: a.iter().map(|&v| v as u8).collect(),
-        },
-        HostBuffer {
-            dtype: DType::I8,
-            shape: vec![n, n],
-            bytes: b.iter().map(|&v| v as u8).collect(),
-        },
-        HostBuffer::zeros(DType::I32, &[n, n]),
-    ];
+    let (a, b) = matmul_design::matmul_operands(n);
+    let mut args = matmul_design::matmul_buffers(&a, &b, n);
     let report = Emulator::new().run_mlir(&text, "matmul_128.mlir", &mut args).unwrap();
     assert_eq!(report.cores, 16);
     assert_eq!(i32s(&args[2]), matmul_design::matmul_reference(&a, &b, n));

@@ -151,13 +151,19 @@ pub fn require_tile_file(file: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Compiles a .tile file into an artifact directory; returns the directory and the result.
-pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
+/// Parses and compiles a .tile file; design.json records the source path.
+fn compile_file(file: &Path, device: &DeviceModel) -> Result<aiec::Compiled, CliError> {
     require_tile_file(file)?;
     let kernel = aiec::parse_file(file)?;
     let mut compiled = compile_kernel(&kernel, device)?;
     compiled.json.source = Some(file.display().to_string());
-    let dir = out.unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(&kernel.name));
+    Ok(compiled)
+}
+
+/// Compiles a .tile file into an artifact directory; returns the directory and the result.
+pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
+    let compiled = compile_file(file, device)?;
+    let dir = out.unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(&compiled.kernel.name));
     write_artifacts(&dir, &compiled)?;
     Ok((dir, compiled))
 }
@@ -182,10 +188,7 @@ fn write_artifacts(dir: &Path, compiled: &aiec::Compiled) -> Result<(), CliError
 fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Option<Emit>) -> Result<i32, CliError> {
     let device = device_model(device.as_deref())?;
     if let Some(what) = emit {
-        require_tile_file(file)?;
-        let kernel = aiec::parse_file(file)?;
-        let mut compiled = compile_kernel(&kernel, &device)?;
-        compiled.json.source = Some(file.display().to_string());
+        let compiled = compile_file(file, &device)?;
         match what {
             Emit::Mlir => print!("{}", compiled.mlir),
             Emit::Generic => print!("{}", compiled.generic),
@@ -208,9 +211,7 @@ fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Opti
 
 fn check(file: &Path, device: Option<String>) -> Result<i32, CliError> {
     let device = device_model(device.as_deref())?;
-    require_tile_file(file)?;
-    let kernel = aiec::parse_file(file)?;
-    let compiled = compile_kernel(&kernel, &device)?;
+    let compiled = compile_file(file, &device)?;
     let compute = compiled
         .budgets
         .iter()

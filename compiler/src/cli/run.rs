@@ -71,7 +71,7 @@ pub struct DoctorArgs {
     tools: ToolFlags,
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct ToolFlags {
     /// toolchain.toml to use (default: found by walking up from the current directory)
     #[arg(long, value_name = "FILE")]
@@ -164,33 +164,11 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
 
     let mut backend: Box<dyn Backend> = match choice {
         BackendChoice::Emulator => Box::new(Emulator::new()),
-        BackendChoice::Npu => {
-            build_into(
-                &dir,
-                device.name,
-                &ToolFlags {
-                    toolchain: None,
-                    mlir_aie: None,
-                    peano: None,
-                    xrt: None,
-                },
-            )?;
-            Box::new(NpuBackend::new().map_err(failed)?)
-        }
+        BackendChoice::Npu => npu_backend(&dir, device.name)?,
         BackendChoice::Auto => match NpuBackend::probe() {
             Ok(()) => {
                 eprintln!("backend: npu (an NPU and XRT are usable)");
-                build_into(
-                    &dir,
-                    device.name,
-                    &ToolFlags {
-                        toolchain: None,
-                        mlir_aie: None,
-                        peano: None,
-                        xrt: None,
-                    },
-                )?;
-                Box::new(NpuBackend::new().map_err(failed)?)
+                npu_backend(&dir, device.name)?
             }
             Err(why) => {
                 eprintln!("backend: emulator (no usable NPU: {why})");
@@ -284,6 +262,13 @@ fn resolve_toolchain(flags: &ToolFlags) -> Result<toolchain::Toolchain, CliError
     };
     let env = |k: &str| std::env::var(k).ok();
     toolchain::Toolchain::resolve(flags.toolchain.as_deref(), &env, &overrides).map_err(failed)
+}
+
+/// Builds the artifact directory with the toolchain from toolchain.toml and the environment, then
+/// opens the NPU.
+fn npu_backend(dir: &Path, device: &str) -> Result<Box<dyn Backend>, CliError> {
+    build_into(dir, device, &ToolFlags::default())?;
+    Ok(Box::new(NpuBackend::new().map_err(failed)?))
 }
 
 fn build_into(dir: &Path, device: &str, flags: &ToolFlags) -> Result<(), CliError> {

@@ -200,3 +200,29 @@ pub fn matmul_reference(a: &[i8], b: &[i8], n: usize) -> Vec<i32> {
     }
     c
 }
+
+/// Deterministic int8 operands A and B (n x n) covering the whole int8 range.
+pub fn matmul_operands(n: usize) -> (Vec<i8>, Vec<i8>) {
+    let a = (0..n * n).map(|i| ((i * 7919) % 251) as i8).collect();
+    let b = (0..n * n).map(|i| ((i * 104729 + 13) % 241) as i8).collect();
+    (a, b)
+}
+
+/// The runtime-sequence buffers (A, B, zeroed C) for the design.
+pub fn matmul_buffers(a: &[i8], b: &[i8], n: usize) -> [aiec_runtime::HostBuffer; 3] {
+    use aiec_runtime::{DType, HostBuffer};
+    let bytes = |v: &[i8]| v.iter().map(|&x| x as u8).collect();
+    [
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![n, n],
+            bytes: bytes(a),
+        },
+        HostBuffer {
+            dtype: DType::I8,
+            shape: vec![n, n],
+            bytes: bytes(b),
+        },
+        HostBuffer::zeros(DType::I32, &[n, n]),
+    ]
+}
