@@ -182,3 +182,36 @@ fn write_npy_i16(path: &Path, data: &[i16], n: usize) {
     }
     std::fs::write(path, bytes).unwrap();
 }
+
+#[test]
+fn run_leaves_no_scratch_directory_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(aiec().env("TMPDIR", tmp.path()).args(["run", "--emulate"]).arg(example("rmsnorm.tile")));
+    assert_eq!(code, 0, "{out}{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("aiec-run-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn default_device_comes_from_toolchain_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("toolchain.toml"), "[device]\ndefault = \"npu2\"\n").unwrap();
+    let (code, out, err) = run(aiec()
+        .current_dir(dir.path())
+        .env_remove("AIEC_DEVICE")
+        .arg("check")
+        .arg(example("matmul.tile")));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok for npu2"), "{out}");
+    // A flag still wins over the file.
+    let (_, out, _) = run(aiec()
+        .current_dir(dir.path())
+        .env_remove("AIEC_DEVICE")
+        .args(["check", "--device", "npu1"])
+        .arg(example("matmul.tile")));
+    assert!(out.contains("ok for npu1"), "{out}");
+}

@@ -305,3 +305,21 @@ fn unbalanced_fifo_traffic_is_reported_as_a_deadlock() {
     assert!(e.contains("would deadlock"), "{e}");
     assert!(e.contains("dsl-examples/matmul.tile:"), "{e}");
 }
+
+#[test]
+fn cost_model_counts_index_selects_as_scalar_code() {
+    let src = |value: &str| {
+        format!("kernel k {{\n  dim M = 64 tile 16\n  dim N = 64\n  in x: f32[M, N]\n  out y: f32[M, N]\n  spread M over rows\n  y[M, N] = {value}\n}}\n")
+    };
+    let cycles = |value: &str| {
+        compile_source("k.tile", &src(value), &DeviceModel::npu1())
+            .unwrap()
+            .json
+            .estimate
+            .unwrap()
+            .compute_cycles
+    };
+    let vector = cycles("x[M, N] * 2.0");
+    let scalar = cycles("select(N <= M, x[M, N], 2.0)");
+    assert!(scalar > 8 * vector, "select costed as scalar: {scalar} vs {vector} cycles");
+}
