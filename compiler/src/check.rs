@@ -24,19 +24,18 @@ pub struct TileMemoryBudget {
     pub dma_out: usize,
 }
 
-/// Bytes of core-local temporaries (`local` tensors), placed on the core's stack.
-pub fn locals_bytes(kernel: &Kernel) -> usize {
+/// Core-local temporaries (`local` tensors): one `aie.buffer` each in every core's tile.
+fn local_buffers(kernel: &Kernel) -> impl Iterator<Item = (&str, usize)> {
     kernel
         .tensors
         .iter()
         .filter(|t| !t.is_host())
-        .map(|t| t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes())
-        .sum()
+        .map(|t| (t.name.as_str(), t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes()))
 }
 
-/// Stack size of each core: the default stack plus the locals, rounded up to 16 bytes.
-pub fn stack_bytes(kernel: &Kernel, design: &Design) -> usize {
-    (design.device.default_stack_bytes + locals_bytes(kernel)).div_ceil(16) * 16
+/// Stack size of each core: the default (core bodies keep no arrays on the stack).
+pub fn stack_bytes(design: &Design) -> usize {
+    design.device.default_stack_bytes
 }
 
 pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
@@ -76,15 +75,12 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
             }
         }
         if kind == TileKind::Compute {
-            let stack = stack_bytes(kernel, design);
-            b.buffers.push((
-                format!(
-                    "stack ({} bytes default + {} bytes of locals)",
-                    design.device.default_stack_bytes,
-                    locals_bytes(kernel)
-                ),
-                stack,
-            ));
+            for (name, bytes) in local_buffers(kernel) {
+                b.buffers.push((format!("buffer {name} (local, {bytes} bytes)"), bytes));
+                b.data_bytes += bytes;
+            }
+            let stack = stack_bytes(design);
+            b.buffers.push((format!("stack ({stack} bytes default)"), stack));
             b.data_bytes += stack;
         }
         // A DMA channel per FIFO arriving or leaving; a broadcast leaves on one channel whatever

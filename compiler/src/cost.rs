@@ -3,17 +3,20 @@
 //!
 //! Compute: contractions run at the tile's MAC rate (int8/int16 at the int8 rate halved for int16,
 //! bf16 at the bf16 rate); other statements at 16 lanes per cycle per operation, or 1 when they
-//! select on indices (those stay scalar loops in the lowering). DMA: every byte
+//! select on indices or the target's toolchain takes them only as scalar code (the lowering says
+//! which). DMA: every byte
 //! crossing the shim at 4 bytes per cycle per channel in use. The estimate is the larger of the
 //! two (they overlap with double buffering), at the device's nominal clock.
 
+use crate::diag::Span;
 use crate::dsl::ast::ReduceOp;
 use crate::ir::{Expr, Kernel};
 use crate::schedule::{Design, SequenceOp};
 use aiec_runtime::artifact::CostEstimate;
 use aiec_runtime::DType;
 
-pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
+/// `scalar_stmts`: spans of the statements the lowering emitted as scalar code for the target.
+pub fn estimate(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> CostEstimate {
     let cores = (design.rows_used * design.cols_used) as u64;
     let mut macs = 0u64;
     let mut cycles_total = 0f64;
@@ -22,7 +25,7 @@ pub fn estimate(kernel: &Kernel, design: &Design) -> CostEstimate {
         let mut ops_per_elem = 0u64;
         let mut reduce_len = 1u64;
         let mut is_mac = None;
-        let mut scalar = false;
+        let mut scalar = scalar_stmts.contains(&stmt.span);
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
             scalar |= matches!(e, Expr::Select { .. });

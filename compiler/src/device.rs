@@ -1,5 +1,6 @@
 //! The devices aiec targets and their hardware limits (DESIGN.md, "Device facts" and contract 3).
 
+use crate::target_rules::AieTarget;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -53,6 +54,8 @@ pub struct TileLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceModel {
     pub name: &'static str,
+    /// The AIE architecture of the compute tiles (what mlir-aie's core passes target).
+    pub target: AieTarget,
     pub columns: u32,
     /// Compute rows are `first_compute_row .. first_compute_row + compute_rows`.
     pub compute_rows: u32,
@@ -81,6 +84,7 @@ impl DeviceModel {
     pub fn npu1() -> DeviceModel {
         DeviceModel {
             name: "npu1",
+            target: AieTarget::Aie2,
             columns: 4,
             int8_macs_per_cycle: 256,
             bf16_macs_per_cycle: 128,
@@ -91,6 +95,7 @@ impl DeviceModel {
     pub fn npu2() -> DeviceModel {
         DeviceModel {
             name: "npu2",
+            target: AieTarget::Aie2p,
             columns: 8,
             int8_macs_per_cycle: 512,
             bf16_macs_per_cycle: 256,
@@ -101,6 +106,7 @@ impl DeviceModel {
     fn common() -> DeviceModel {
         DeviceModel {
             name: "",
+            target: AieTarget::Aie2,
             columns: 0,
             compute_rows: 4,
             first_compute_row: 2,

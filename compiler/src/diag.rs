@@ -120,9 +120,16 @@ impl Diagnostic {
     }
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+impl Diagnostic {
+    /// The same rendering as an error's, headed `note:` (for advice that does not stop compilation).
+    pub fn render_note(&self) -> String {
+        let mut out = String::new();
+        let _ = self.render(&mut out, "note");
+        out
+    }
+
+    fn render(&self, f: &mut impl fmt::Write, severity: &str) -> fmt::Result {
+        writeln!(f, "{severity}: {}", self.message)?;
         if let Some(span) = &self.span {
             writeln!(f, " --> {}", span.location())?;
             if !span.source.text.is_empty() {
@@ -152,6 +159,12 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, "error")
+    }
+}
+
 /// Errors of the compiler. Each variant is a kind of failure; all carry a located diagnostic.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
@@ -169,12 +182,20 @@ pub enum CompileError {
     /// Lowering through MLIR failed (an internal error: the IR passed the checks).
     #[error("{0}")]
     Lower(Diagnostic),
+    /// A construct the target's core toolchain cannot compile (see `target_rules`).
+    #[error("{0}")]
+    Target(Diagnostic),
 }
 
 impl CompileError {
     pub fn diagnostic(&self) -> &Diagnostic {
         match self {
-            CompileError::Parse(d) | CompileError::Type(d) | CompileError::Limit(d) | CompileError::Schedule(d) | CompileError::Lower(d) => d,
+            CompileError::Parse(d)
+            | CompileError::Type(d)
+            | CompileError::Limit(d)
+            | CompileError::Schedule(d)
+            | CompileError::Lower(d)
+            | CompileError::Target(d) => d,
         }
     }
 }

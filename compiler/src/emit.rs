@@ -7,7 +7,7 @@
 use crate::diag::{CompileError, Diagnostic};
 use aiec_runtime::aie_syntax;
 use melior::dialect::DialectRegistry;
-use melior::ir::operation::OperationLike;
+use melior::ir::operation::{OperationLike, OperationPrintingFlags};
 use melior::ir::Module;
 use melior::utility::register_all_dialects;
 use melior::Context;
@@ -30,6 +30,11 @@ fn internal(msg: String) -> CompileError {
 
 /// Parses and verifies MLIR text (aie ops in generic form); returns MLIR's own printing of it.
 pub fn verify_generic(text: &str) -> Result<String, String> {
+    verify_generic_located(text).map(|(plain, _)| plain)
+}
+
+/// As [`verify_generic`], and per printed line the DSL location its op carried, if any.
+fn verify_generic_located(text: &str) -> Result<(String, Vec<Option<String>>), String> {
     let context = mlir_context();
     let messages = Rc::new(RefCell::new(Vec::<String>::new()));
     let sink = messages.clone();
@@ -41,7 +46,14 @@ pub fn verify_generic(text: &str) -> Result<String, String> {
         None => Err(format!("MLIR did not parse the module: {}", messages.borrow().join("; "))),
         Some(module) => {
             if module.as_operation().verify() {
-                Ok(module.as_operation().to_string())
+                let plain = module.as_operation().to_string();
+                let flags = OperationPrintingFlags::new().enable_debug_info(true, false);
+                let located = module
+                    .as_operation()
+                    .to_string_with_flags(flags)
+                    .map(|dbg| line_locations(&plain, &dbg))
+                    .unwrap_or_default();
+                Ok((plain, located))
             } else {
                 Err(format!("MLIR did not verify the module: {}", messages.borrow().join("; ")))
             }
@@ -57,22 +69,63 @@ pub struct EmittedMlir {
     pub custom: String,
     /// aie ops in generic form, as MLIR printed them.
     pub generic: String,
+    /// Per line of `custom` (0-based), the DSL location (`file:line:col`) of the op on it.
+    pub source_lines: Vec<Option<String>>,
+}
+
+/// Pairs each line of MLIR's plain printing with the location the debug-info printing of the
+/// same module shows for it (`loc("f":1:2)` inline or through a `#locN = loc(...)` alias). A
+/// line whose text differs between the two printings gets no location.
+fn line_locations(plain: &str, dbg: &str) -> Vec<Option<String>> {
+    let mut aliases = std::collections::HashMap::new();
+    for l in dbg.lines() {
+        if let Some((name, rest)) = l.split_once(" = loc(") {
+            if name.starts_with("#loc") {
+                aliases.insert(name.trim().to_string(), rest.trim_end_matches(')').to_string());
+            }
+        }
+    }
+    let resolve = |loc: &str| -> Option<String> {
+        let loc = aliases.get(loc).map(String::as_str).unwrap_or(loc);
+        // `"file":L:C` -> file:L:C; unknown and name-only locations carry no line.
+        let (file, line_col) = loc.strip_prefix('"')?.rsplit_once('"')?;
+        let line_col = line_col.strip_prefix(':')?;
+        Some(format!("{file}:{line_col}"))
+    };
+    let dbg_lines: Vec<&str> = dbg.lines().collect();
+    plain
+        .lines()
+        .enumerate()
+        .map(|(i, p)| {
+            let d = dbg_lines.get(i)?;
+            let (code, loc) = d.rsplit_once(" loc(")?;
+            (code == p).then(|| resolve(loc.strip_suffix(')')?)).flatten()
+        })
+        .collect()
 }
 
 /// `arg_names` names the runtime-sequence arguments (the host tensors) in order.
 pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
     let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
-    let generic = verify_generic(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
+    let (generic, located) = verify_generic_located(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
+    // The bridge rewrites aie ops line by line; when the line count is unchanged, so is the
+    // line of every op the locations belong to.
+    let source_lines = if custom.lines().count() == generic.lines().count() {
+        located
+    } else {
+        Vec::new()
+    };
     Ok(EmittedMlir {
         custom: readable_names(&custom, arg_names),
         generic,
+        source_lines,
     })
 }
 
 /// MLIR numbers the results of unregistered ops (`%0 = aie.tile(0, 2)`); mlir-aie designs name
-/// them. Renames tiles to `%tile_C_R`, cores to `%core_C_R` and the runtime-sequence arguments to
-/// their tensors' names. Deterministic: a pure function of the printed text.
+/// them. Renames tiles to `%tile_C_R`, cores to `%core_C_R`, buffers to their symbol and the
+/// runtime-sequence arguments to their tensors' names. Deterministic: a pure function of the printed text.
 pub fn readable_names(text: &str, arg_names: &[String]) -> String {
     let mut map: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
@@ -89,6 +142,12 @@ pub fn readable_names(text: &str, arg_names: &[String]) -> String {
             let renamed = map.iter().find(|(k, _)| k == tile).map(|(_, v)| v.clone());
             if let Some(t) = renamed {
                 map.push((lhs.to_string(), t.replacen("%tile_", "%core_", 1)));
+            }
+        } else if rhs.starts_with("aie.buffer(") {
+            // A buffer is named after its symbol, as mlir-aie prints it.
+            let sym = rhs.split("sym_name = \"").nth(1).and_then(|r| r.split('"').next());
+            if let Some(sym) = sym {
+                map.push((lhs.to_string(), format!("%{sym}")));
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod ir;
 pub mod lower;
 pub mod reference;
 pub mod schedule;
+pub mod target_rules;
 pub mod toolchain;
 
 use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, TileUse, DESIGN_JSON_FORMAT};
@@ -33,6 +34,10 @@ pub struct Compiled {
     /// The same module with aie ops in MLIR's generic form.
     pub generic: String,
     pub json: DesignJson,
+    /// Advice that did not stop compilation (e.g. statements the target runs as scalar code).
+    pub notes: Vec<Diagnostic>,
+    /// Per line of `mlir` (0-based), the DSL location (`file:line:col`) of the op on it.
+    pub source_lines: Vec<Option<String>>,
 }
 
 /// Schedules, checks, lowers and emits a typed kernel.
@@ -44,7 +49,8 @@ pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compi
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
     let emitted = emit::emit(&lowered.text, &arg_names)?;
-    let json = design_json(kernel, &design, &budgets, program_bytes);
+    let scalar: Vec<Span> = lowered.notes.iter().filter_map(|n| n.span.clone()).collect();
+    let json = design_json(kernel, &design, &budgets, program_bytes, &scalar);
     Ok(Compiled {
         kernel: kernel.clone(),
         design,
@@ -52,6 +58,8 @@ pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compi
         mlir: emitted.custom,
         generic: emitted.generic,
         json,
+        notes: lowered.notes,
+        source_lines: emitted.source_lines,
     })
 }
 
@@ -77,7 +85,8 @@ pub enum FileError {
     Compile(#[from] CompileError),
 }
 
-pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[check::TileMemoryBudget], program_bytes: usize) -> DesignJson {
+/// design.json for a compiled kernel; `scalar` are the statements the lowering left scalar.
+pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[check::TileMemoryBudget], program_bytes: usize, scalar: &[Span]) -> DesignJson {
     let arguments = design
         .args
         .iter()
@@ -115,6 +124,6 @@ pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[ch
         source: None,
         arguments,
         tiles,
-        estimate: Some(cost::estimate(kernel, design)),
+        estimate: Some(cost::estimate(kernel, design, scalar)),
     }
 }

@@ -16,6 +16,7 @@ use crate::diag::{CompileError, Diagnostic, Span};
 use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
 use crate::ir::{Affine, Convert, DimId, Expr, Kernel, ScalarType, Stmt, TensorId};
 use crate::schedule::{element_view, Core, Design, SequenceOp};
+use crate::target_rules::{mac_shape, vector_verdict, AieTarget, MacShape, Verdict, MULF_BF16_OPERANDS, MULF_MIXED_OPERANDS};
 use aiec_runtime::DType;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -25,6 +26,8 @@ pub struct Lowered {
     pub text: String,
     /// Operations in the largest core body (for the program-memory estimate).
     pub max_core_ops: usize,
+    /// Statements lowered to scalar code because the target rejects a vector op they need.
+    pub notes: Vec<Diagnostic>,
 }
 
 fn lower_error(msg: impl Into<String>, span: &Span) -> CompileError {
@@ -34,6 +37,7 @@ fn lower_error(msg: impl Into<String>, span: &Span) -> CompileError {
 pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
     let mut out = String::new();
     let mut max_core_ops = 0;
+    let mut notes: Vec<Diagnostic> = Vec::new();
     out.push_str("module {\n");
     writeln!(out, "  aie.device({}) {{", design.device.name).unwrap();
     for t in design.tiles() {
@@ -66,9 +70,28 @@ pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> 
         )
         .unwrap();
     }
+    // Locals: one buffer per core, in the core's own tile (mlir-aie assigns its address).
     for core in &design.cores {
-        let (body, ops) = CoreEmitter::new(kernel, design, core).emit()?;
+        for tensor in kernel.tensors.iter().filter(|t| t.role == Role::Local) {
+            let name = local_buffer_name(&tensor.name, core);
+            writeln!(
+                out,
+                "    %{name} = aie.buffer(%tile_{}_{}) {{sym_name = \"{name}\"}} : {}",
+                core.tile.col,
+                core.tile.row,
+                memref_type(&tensor.shape, tensor.dtype)
+            )
+            .unwrap();
+        }
+    }
+    for core in &design.cores {
+        let (body, ops, core_notes) = CoreEmitter::new(kernel, design, core).emit()?;
         max_core_ops = max_core_ops.max(ops);
+        for n in core_notes {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
         writeln!(
             out,
             "    %core_{}_{} = aie.core(%tile_{}_{}) {{",
@@ -77,7 +100,7 @@ pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> 
         .unwrap();
         out.push_str(&body);
         writeln!(out, "      aie.end").unwrap();
-        writeln!(out, "    }} {{stack_size = {} : i32}}", stack_bytes(kernel, design)).unwrap();
+        writeln!(out, "    }} {{stack_size = {} : i32}}", stack_bytes(design)).unwrap();
     }
     // Runtime sequence: host tensors as flat memrefs, ins then outs.
     let params: Vec<String> = design
@@ -118,7 +141,11 @@ pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> 
     writeln!(out, "    }}").unwrap();
     writeln!(out, "  }}").unwrap();
     out.push_str("}\n");
-    Ok(Lowered { text: out, max_core_ops })
+    Ok(Lowered {
+        text: out,
+        max_core_ops,
+        notes,
+    })
 }
 
 /// A memref visible in the core: its SSA name, MLIR type, element type and the dim of each axis.
@@ -130,16 +157,6 @@ struct Buffer {
     dims: Vec<DimId>,
     /// For host tensors accessed with several patterns: per tensor axis, its dim or None (whole axis).
     axes: Option<Vec<Option<DimId>>>,
-}
-
-/// The MAC shape (rows of A, K, columns of B) AIE-ML uses for a contraction on `dtype` inputs.
-pub fn mac_shape(dtype: DType) -> Option<(u64, u64, u64)> {
-    match dtype {
-        DType::I8 => Some((4, 8, 8)),
-        DType::I16 => Some((4, 4, 4)),
-        DType::Bf16 => Some((4, 8, 4)),
-        _ => None,
-    }
 }
 
 struct CoreEmitter<'a> {
@@ -155,6 +172,22 @@ struct CoreEmitter<'a> {
     tile_index: BTreeMap<DimId, String>,
     /// While emitting vector code: the dim mapped to vector lanes.
     lanes: Option<DimId>,
+    /// Vector ops emitted since the last checkpoint that the target's toolchain rejects.
+    rejected: Vec<String>,
+    /// Statements that run as scalar code because a vector op they need is rejected.
+    notes: Vec<Diagnostic>,
+    /// MLIR location of the statement being lowered (`loc("k.tile":12:3)`).
+    loc: Option<String>,
+    /// Vector values that are `arith.extf` of bf16 vectors.
+    bf16_extended: std::collections::BTreeSet<String>,
+}
+
+/// Where emission stood, to take back a vector attempt the target cannot compile.
+struct Checkpoint {
+    body: usize,
+    consts: BTreeMap<(String, String), String>,
+    next: usize,
+    indent: usize,
 }
 
 /// Lanes of the vectors elementwise code and reductions use: 16 x 32-bit, the width AIE-ML's
@@ -174,7 +207,77 @@ impl<'a> CoreEmitter<'a> {
             buffers: BTreeMap::new(),
             tile_index: BTreeMap::new(),
             lanes: None,
+            rejected: Vec::new(),
+            notes: Vec::new(),
+            loc: None,
+            bf16_extended: Default::default(),
         }
+    }
+
+    fn checkpoint(&mut self) -> Checkpoint {
+        self.rejected.clear();
+        Checkpoint {
+            body: self.body.len(),
+            consts: self.consts.clone(),
+            next: self.next,
+            indent: self.indent,
+        }
+    }
+
+    /// After a vector attempt: true if the target takes every op it emitted. Otherwise the
+    /// attempt is undone and a note says which op forced scalar code.
+    fn vector_accepted(&mut self, cp: Checkpoint, span: &Span) -> bool {
+        if self.rejected.is_empty() {
+            return true;
+        }
+        self.body.truncate(cp.body);
+        self.consts = cp.consts;
+        self.next = cp.next;
+        self.indent = cp.indent;
+        self.lanes = None;
+        let target = self.design.device.target;
+        let reason = std::mem::take(&mut self.rejected).remove(0);
+        self.notes.push(
+            Diagnostic::new(format!("this statement runs as scalar code on {target}: {reason}"), Some(span))
+                .note("the emulator runs it either way; only mlir-aie's vector conversion decides"),
+        );
+        false
+    }
+
+    /// Records a 16-lane op the target's toolchain rejects (see `target_rules`).
+    fn check_vector_op(&mut self, op: &str, elem: &str, result: &str) {
+        if let Verdict::Rejected(why) = vector_verdict(self.design.device.target, op, elem, result) {
+            self.rejected.push(format!("vector `{op}` on {elem} is not accepted ({why})"));
+        }
+    }
+
+    /// Checks a scalar arith op about to become a vector op: `arith.cmpf ogt, %a, %b : f32`,
+    /// `arith.extsi %v : i8 to i32`.
+    fn check_vector_arith(&mut self, s: &str) {
+        let Some(pos) = s.rfind(" : ") else { return };
+        let op = s.split(' ').next().unwrap_or("");
+        let types = &s[pos + 3..];
+        if types.split(' ').any(|w| w == "index") {
+            return;
+        }
+        let (elem, result) = match types.split_once(" to ") {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None if op.starts_with("arith.cmp") => (types.trim(), "i1"),
+            None => (types.trim(), types.trim()),
+        };
+        let (op, mut elem, result) = (op.to_string(), elem.to_string(), result.to_string());
+        // mlir-aie folds `extf` from bf16 into its multiply: what a vector `mulf` becomes
+        // depends on where its operands come from.
+        if op == "arith.mulf" {
+            let operands: Vec<&str> = s[op.len()..pos].split(',').map(str::trim).collect();
+            let extended = operands.iter().filter(|v| self.bf16_extended.contains(**v)).count();
+            elem = match extended {
+                0 => elem,
+                n if n == operands.len() => MULF_BF16_OPERANDS.to_string(),
+                _ => MULF_MIXED_OPERANDS.to_string(),
+            };
+        }
+        self.check_vector_op(&op, &elem, &result);
     }
 
     fn fresh(&mut self) -> String {
@@ -183,13 +286,29 @@ impl<'a> CoreEmitter<'a> {
     }
 
     fn line(&mut self, s: String) {
-        self.body.push(format!("{}{}", " ".repeat(self.indent), s));
+        // Ops a statement produced carry its source location, so a diagnostic from MLIR or
+        // mlir-aie's tools about them can be traced to the DSL line. Region openers and closers
+        // and the aie ops (which the syntax bridge rewrites) carry none.
+        let located = match &self.loc {
+            Some(loc) if !s.ends_with('{') && s != "}" && !s.starts_with("aie.") && !s.contains("= aie.") => format!("{s} {loc}"),
+            _ => s,
+        };
+        self.body.push(format!("{}{}", " ".repeat(self.indent), located));
     }
 
     /// `v = op` on a fresh value. In vector mode, scalar arith ops become their vector forms.
     fn op(&mut self, s: String) -> String {
-        let s = if self.lanes.is_some() { vector_types(&s) } else { s };
+        let from_bf16 = self.lanes.is_some() && s.starts_with("arith.extf") && s.ends_with(": bf16 to f32");
+        let s = if self.lanes.is_some() && s.starts_with("arith.") {
+            self.check_vector_arith(&s);
+            vector_types(&s)
+        } else {
+            s
+        };
         let v = self.fresh();
+        if from_bf16 {
+            self.bf16_extended.insert(v.clone());
+        }
         self.line(format!("{v} = {s}"));
         v
     }
@@ -259,23 +378,18 @@ impl<'a> CoreEmitter<'a> {
         ok
     }
 
-    fn emit(mut self) -> Result<(String, usize), CompileError> {
+    fn emit(mut self) -> Result<(String, usize, Vec<Diagnostic>), CompileError> {
         let kernel = self.kernel;
         let design = self.design;
-        // Locals live on the core's stack, in an alloca scope (the core op itself is not one).
-        let has_locals = kernel.tensors.iter().any(|t| t.role == Role::Local);
-        if has_locals {
-            self.line("memref.alloca_scope {".into());
-            self.indent += 2;
-        }
+        // Locals are the core's `aie.buffer`s, declared beside the tiles (`memref.alloca` is not
+        // allowed in an aie.core, which is no allocation scope).
         for (t, tensor) in kernel.tensors.iter().enumerate() {
             if tensor.role == Role::Local {
                 let ty = memref_type(&tensor.shape, tensor.dtype);
-                let v = self.op(format!("memref.alloca() : {ty}"));
                 self.buffers.insert(
                     t,
                     Buffer {
-                        name: v,
+                        name: format!("%{}", local_buffer_name(&tensor.name, self.core)),
                         ty,
                         dtype: tensor.dtype,
                         dims: tensor.local_dims.clone(),
@@ -385,10 +499,6 @@ impl<'a> CoreEmitter<'a> {
             self.indent -= 2;
             self.line("}".into());
         }
-        if has_locals {
-            self.indent -= 2;
-            self.line("}".into());
-        }
         let mut text = String::new();
         for ((lit, ty), name) in &self.consts {
             writeln!(text, "      {name} = arith.constant {lit} : {ty}").unwrap();
@@ -398,7 +508,7 @@ impl<'a> CoreEmitter<'a> {
             text.push_str(l);
             text.push('\n');
         }
-        Ok((text, ops))
+        Ok((text, ops, self.notes))
     }
 
     fn acquire(&mut self, t: TensorId, port: &str) {
@@ -488,7 +598,15 @@ impl<'a> CoreEmitter<'a> {
     }
 
     fn statement(&mut self, stmt: &Stmt, partial: bool) -> Result<(), CompileError> {
+        self.loc = Some(mlir_loc(&stmt.span));
+        let r = self.statement_body(stmt, partial);
+        self.loc = None;
+        r
+    }
+
+    fn statement_body(&mut self, stmt: &Stmt, partial: bool) -> Result<(), CompileError> {
         if let Some(c) = self.contraction(stmt) {
+            self.check_mac_fit(stmt, &c)?;
             return self.contract(stmt, c, partial);
         }
         let buf = self
@@ -574,6 +692,7 @@ impl<'a> CoreEmitter<'a> {
         if buf.axes.is_some() || buf.dims.last() != Some(&d) || !self.vectorizable(&stmt.value, d) {
             return Ok(false);
         }
+        let cp = self.checkpoint();
         let outer = &stmt.target_dims[..stmt.target_dims.len() - 1];
         let mut ivs = self.open_loops(outer);
         let (lo, hi, step) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(VECTOR_LANES));
@@ -595,7 +714,7 @@ impl<'a> CoreEmitter<'a> {
         self.store_combined(stmt, buf, &idx, value, ty, false);
         self.lanes = None;
         self.close_loops(outer.len() + 1);
-        Ok(true)
+        Ok(self.vector_accepted(cp, &stmt.span))
     }
 
     fn combine(&mut self, op: ReduceOp, ty: ScalarType, a: &str, b: &str) -> String {
@@ -722,7 +841,14 @@ impl<'a> CoreEmitter<'a> {
                 }
             }
             Expr::Reduce { op, dims, body, ty } if self.lanes.is_none() && dims.len() == 1 && self.vectorizable(body, dims[0]) => {
-                self.vector_reduce(*op, dims[0], body, *ty, ivs, span)?
+                let cp = self.checkpoint();
+                let v = self.vector_reduce(*op, dims[0], body, *ty, ivs, span)?;
+                if self.vector_accepted(cp, span) {
+                    v
+                } else {
+                    let init = self.identity(*op, *ty);
+                    self.reduce(*op, dims, body, *ty, init, ivs, span)?
+                }
             }
             Expr::Reduce { op, dims, body, ty } => {
                 let init = self.identity(*op, *ty);
@@ -785,6 +911,7 @@ impl<'a> CoreEmitter<'a> {
             (ReduceOp::Max, ScalarType::I32) => "maxsi",
             (ReduceOp::Min, ScalarType::I32) => "minsi",
         };
+        self.check_vector_op(&format!("vector.reduction <{kind}>"), t, t);
         let out = self.fresh();
         self.line(format!("{out} = vector.reduction <{kind}>, {res} : {vty} into {t}"));
         Ok(out)
@@ -968,7 +1095,8 @@ impl<'a> CoreEmitter<'a> {
         if ba.axes.is_some() || bb.axes.is_some() || ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
             return None;
         }
-        let (r, s, t) = mac_shape(ba.dtype)?;
+        let target = self.design.device.target;
+        let MacShape { m: r, k: s, n: t } = mac_shape(target, ba.dtype)?;
         let acc = match ba.dtype {
             DType::Bf16 => DType::F32,
             _ => DType::I32,
@@ -977,9 +1105,7 @@ impl<'a> CoreEmitter<'a> {
             return None;
         }
         let d = &self.kernel.dims;
-        if !d[*m].tile.is_multiple_of(r) || !d[*k].tile.is_multiple_of(s) || !d[*n].tile.is_multiple_of(t) {
-            return None;
-        }
+        let fits = d[*m].tile.is_multiple_of(r) && d[*k].tile.is_multiple_of(s) && d[*n].tile.is_multiple_of(t);
         Some(Contraction {
             a: *a,
             b: *b,
@@ -988,7 +1114,41 @@ impl<'a> CoreEmitter<'a> {
             k: *k,
             shape: (r, s, t),
             acc,
+            fits,
         })
+    }
+
+    /// A matrix product the target's MAC cannot take is an error, not a silent scalar loop
+    /// (which would run orders of magnitude slower on the core).
+    fn check_mac_fit(&self, stmt: &Stmt, c: &Contraction) -> Result<(), CompileError> {
+        if c.fits {
+            return Ok(());
+        }
+        let d = &self.kernel.dims;
+        let (r, s, t) = c.shape;
+        let dtype = self.buffers[&c.a].dtype;
+        let target = self.design.device.target;
+        let mut msg = format!(
+            "this {} matrix product does not fit the {target} MAC shape {r}x{s}x{t} ({}, {}, {}): tiles {} = {}, {} = {}, {} = {} must be multiples of {r}, {s}, {t}",
+            dtype.mlir(),
+            d[c.m].name,
+            d[c.k].name,
+            d[c.n].name,
+            d[c.m].name,
+            d[c.m].tile,
+            d[c.k].name,
+            d[c.k].tile,
+            d[c.n].name,
+            d[c.n].tile
+        );
+        let shapes: Vec<String> = AieTarget::ALL
+            .iter()
+            .filter_map(|&tg| mac_shape(tg, dtype).map(|m| format!("{tg} {}x{}x{}", m.m, m.k, m.n)))
+            .collect();
+        msg.push_str(&format!(" (MAC shapes for {}: {})", dtype.mlir(), shapes.join(", ")));
+        Err(CompileError::Target(Diagnostic::new(msg, Some(&stmt.span)).note(format!(
+            "mlir-aie converts `vector.contract` to the {target} MAC only on these shapes; anything else fails its convert-vector-to-aievec step"
+        ))))
     }
 
     fn contract(&mut self, stmt: &Stmt, c: Contraction, partial: bool) -> Result<(), CompileError> {
@@ -1088,6 +1248,23 @@ struct Contraction {
     k: DimId,
     shape: (u64, u64, u64),
     acc: DType,
+    /// Whether the tiles are multiples of the MAC shape.
+    fits: bool,
+}
+
+/// An MLIR location for a DSL span: `loc("file":line:col)`, or a name location for builder spans.
+fn mlir_loc(span: &Span) -> String {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    if span.source.text.is_empty() {
+        return format!("loc(\"{}\")", quote(&span.source.name));
+    }
+    let (line, col) = span.source.line_col(span.start);
+    format!("loc(\"{}\":{line}:{col})", quote(&span.source.name))
+}
+
+/// The `aie.buffer` holding local `name` on `core`'s tile.
+fn local_buffer_name(name: &str, core: &Core) -> String {
+    format!("{name}_{}_{}", core.tile.col, core.tile.row)
 }
 
 fn int_range(t: DType) -> (i64, i64) {

@@ -22,6 +22,8 @@
 //! | `%t = aie.tile(0, 2)` | `%t = "aie.tile"() <{col = 0 : i32, row = 2 : i32}> : () -> index` |
 //! | `aie.objectfifo @f(%p, {%c1, %c2}, 2 : i32) : !aie.objectfifo<T>` | `"aie.objectfifo"(%p, %c1, %c2) <{dimensionsFromStreamPerConsumer = #aie<bd_dim_layout_array_array[[], []]>, dimensionsToStream = #aie<bd_dim_layout_array[]>, elemNumber = 2 : i32, elemType = !aie.objectfifo<T>, sym_name = "f"}> : (index, index, index) -> ()` |
 //! | `aie.objectfifo.link [@a] -> [@b, @c] ([] [0, 64])` | `"aie.objectfifo.link"() <{dst_offsets = [0, 64], fifoIns = [@a], fifoOuts = [@b, @c], src_offsets = []}> : () -> ()` |
+//! | `%b = aie.buffer(%t) : T` | `%b = "aie.buffer"(%t) : (index) -> T` |
+//! | `%b = aie.buffer(%t) {address = 1024 : i32, mem_bank = 0 : i32, sym_name = "b"} : memref<4xi32> = dense<[1, 2, 3, 4]>` | `%b = "aie.buffer"(%t) <{address = 1024 : i32, initial_value = dense<[1, 2, 3, 4]> : tensor<4xi32>, mem_bank = 0 : i32, sym_name = "b"}> : (index) -> memref<4xi32>` |
 //! | `%c = aie.core(%t) {` | `%c = "aie.core"(%t) ({` |
 //! | `aie.core(%t) {` (no result name) | `%aiec_unnamed_N = "aie.core"(%t) ({` |
 //! | `}` (closing a core) | `}) : (index) -> index` |
@@ -39,17 +41,20 @@
 //! Enum values: `device` — xcvc1902 1, xcve2302 2, xcve2802 3, npu1 4, npu1_1col 5, npu1_2col 6,
 //! npu1_3col 7, npu2 8, npu2_1col 9 ... npu2_7col 15 (npu1_4col is an alias accepted for npu1);
 //! `port` — Produce 0, Consume 1. `issue_token` is present only when the custom text gives it.
-//! `dimensionsFromStreamPerConsumer` has one empty `[]` per consumer tile. The generic runtime-sequence
-//! region has no terminator (the op is `NoTerminator`); the device's and the cores' regions end in `aie.end`.
+//! `dimensionsFromStreamPerConsumer` has one empty `[]` per consumer tile. A buffer's attributes are all
+//! optional (`sym_name`, `address` and `mem_bank` are written in the custom form's attribute dictionary, which
+//! [`print_custom`] writes in sorted order like mlir-aie); its `initial_value` is an elements attribute whose
+//! type, in the generic form, is the tensor of the memref's shape and element type, and which the custom form
+//! writes without that type after `=`. The generic runtime-sequence region has no terminator (the op is `NoTerminator`); the device's and the cores' regions end in `aie.end`.
 //! The generic-to-custom direction reads properties in any order and with or without the `: i64` suffix on
 //! `id`. It also accepts inherent attributes given as a trailing attribute dictionary (`{col = 0 : i32, ...}`,
 //! which is how MLIR prints attributes added with `OperationBuilder::add_attributes`) on ops without regions;
 //! properties are what `OperationMutLike::set_inherent_attribute` sets on an unregistered op and are the
 //! documented form above.
 //!
-//! Ops of mlir-aie that describe lower-level designs (`aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.buffer`,
-//! `aie.lock`, ...), data-layout transforms on object FIFOs and per-consumer depths are not supported: they
-//! are an error naming the op and its line.
+//! Ops of mlir-aie that describe lower-level designs (`aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.lock`,
+//! `aie.external_buffer`, ...), data-layout transforms on object FIFOs and per-consumer depths are not
+//! supported: they are an error naming the op and its line.
 
 use std::collections::HashMap;
 
@@ -132,6 +137,16 @@ pub enum AieOp {
     Core {
         tile: String,
     },
+    /// `aie.buffer`: memory of a tile, `ty` its memref type; `initial_value` is the attribute's text
+    /// without its type (`dense<[1, 2]>`), as mlir-aie's custom form writes it after `=`.
+    Buffer {
+        tile: String,
+        ty: String,
+        sym_name: Option<String>,
+        address: Option<i64>,
+        mem_bank: Option<i64>,
+        initial_value: Option<String>,
+    },
     End,
     Acquire {
         fifo: String,
@@ -177,6 +192,7 @@ impl AieOp {
             AieOp::ObjectFifo { .. } => "aie.objectfifo",
             AieOp::Link { .. } => "aie.objectfifo.link",
             AieOp::Core { .. } => "aie.core",
+            AieOp::Buffer { .. } => "aie.buffer",
             AieOp::End => "aie.end",
             AieOp::Acquire { .. } => "aie.objectfifo.acquire",
             AieOp::Access { .. } => "aie.objectfifo.subview.access",
@@ -270,7 +286,6 @@ const LOWER_LEVEL: &[&str] = &[
     "aie.next_bd",
     "aie.flow",
     "aie.packet_flow",
-    "aie.buffer",
     "aie.lock",
     "aie.use_lock",
     "aie.switchbox",
@@ -297,7 +312,7 @@ fn unsupported(line: usize, op: &str) -> SyntaxError {
     let why = if LOWER_LEVEL.contains(&op) {
         "lower-level designs (aie.mem/aie.dma_bd/aie.flow)".to_string()
     } else {
-        "only tiles, object FIFOs, links, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string() + " emulated"
+        "only tiles, object FIFOs, links, buffers, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string() + " emulated"
     };
     SyntaxError::Unsupported { line, op: op.to_string(), why }
 }
@@ -575,6 +590,7 @@ fn static_name(name: &str) -> Option<&'static str> {
         "aie.objectfifo",
         "aie.objectfifo.link",
         "aie.core",
+        "aie.buffer",
         "aie.end",
         "aie.objectfifo.acquire",
         "aie.objectfifo.subview.access",
@@ -628,6 +644,34 @@ fn int_value(v: &str, c: &Cursor, key: &str, ty: &str) -> Result<i64, SyntaxErro
         return Err(c.err(format!("`{key}` must be an integer, found `{v}`")));
     }
     Ok(n)
+}
+
+/// A string attribute `"text"` (returned without its quotes; escapes are kept as written).
+fn string_value(v: &str, c: &Cursor, key: &str) -> Result<String, SyntaxError> {
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .map(|s| s.to_string())
+        .ok_or_else(|| c.err(format!("`{key}` must be a string, found `{v}`")))
+}
+
+/// The tensor type mlir-aie gives a buffer's initial value: the memref's shape and element type
+/// (`memref<2x4xi32>` -> `tensor<2x4xi32>`; a layout or memory space is dropped).
+pub fn tensor_type_of_memref(memref: &str) -> Option<String> {
+    let inner = memref.strip_prefix("memref<")?.strip_suffix('>')?;
+    let mut depth = 0i32;
+    let mut end = inner.len();
+    for (i, ch) in inner.char_indices() {
+        match ch {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    Some(format!("tensor<{}>", inner[..end].trim()))
 }
 
 fn bool_value(v: &str, c: &Cursor, key: &str) -> Result<bool, SyntaxError> {
@@ -767,6 +811,38 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
                 return Err(c.err("the core's body must start on the next line"));
             }
             AieOp::Core { tile }
+        }
+        "aie.buffer" => {
+            c.expect("(")?;
+            let tile = c.ssa()?;
+            c.expect(")")?;
+            c.ws();
+            let d = if c.rest().starts_with('{') { c.dict("{", "}")? } else { HashMap::new() };
+            no_extra_keys(&d, &["sym_name", "address", "mem_bank"], &c)?;
+            let sym_name = d.get("sym_name").map(|v| string_value(v, &c, "sym_name")).transpose()?;
+            let address = d.get("address").map(|v| int_value(v, &c, "address", "i32")).transpose()?;
+            let mem_bank = d.get("mem_bank").map(|v| int_value(v, &c, "mem_bank", "i32")).transpose()?;
+            c.expect(":")?;
+            let ty = c.ty()?;
+            let initial_value = if c.eat("=") {
+                c.ws();
+                let v = c.rest().trim_end().to_string();
+                if v.is_empty() {
+                    return Err(c.err("expected an initial value after `=`"));
+                }
+                c.pos = c.s.len();
+                Some(v)
+            } else {
+                None
+            };
+            AieOp::Buffer {
+                tile,
+                ty,
+                sym_name,
+                address,
+                mem_bank,
+                initial_value,
+            }
         }
         "aie.end" => AieOp::End,
         "aie.objectfifo.acquire" | "aie.objectfifo.release" => {
@@ -987,6 +1063,34 @@ pub fn print_custom(op: &AieOp) -> String {
             join(dst_offsets, "")
         ),
         AieOp::Core { tile } => format!("aie.core({tile}) {{"),
+        AieOp::Buffer {
+            tile,
+            ty,
+            sym_name,
+            address,
+            mem_bank,
+            initial_value,
+        } => {
+            let mut attrs = Vec::new();
+            if let Some(a) = address {
+                attrs.push(format!("address = {a} : i32"));
+            }
+            if let Some(m) = mem_bank {
+                attrs.push(format!("mem_bank = {m} : i32"));
+            }
+            if let Some(s) = sym_name {
+                attrs.push(format!("sym_name = \"{s}\""));
+            }
+            let mut out = format!("aie.buffer({tile})");
+            if !attrs.is_empty() {
+                out += &format!(" {{{}}}", attrs.join(", "));
+            }
+            out += &format!(" : {ty}");
+            if let Some(v) = initial_value {
+                out += &format!(" = {v}");
+            }
+            out
+        }
         AieOp::End => "aie.end".to_string(),
         AieOp::Acquire { fifo, port, size, elem_type } => {
             format!("aie.objectfifo.acquire @{fifo}({}, {size}) : !aie.objectfifosubview<{elem_type}>", port.name())
@@ -1090,6 +1194,31 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             ])
         ),
         AieOp::Core { tile } => format!("{result} = \"aie.core\"({tile}) ({{"),
+        AieOp::Buffer {
+            tile,
+            ty,
+            sym_name,
+            address,
+            mem_bank,
+            initial_value,
+        } => {
+            let mut kv = Vec::new();
+            if let Some(a) = address {
+                kv.push(("address", format!("{a} : i32")));
+            }
+            if let Some(v) = initial_value {
+                let tensor = tensor_type_of_memref(ty).unwrap_or_else(|| ty.clone());
+                kv.push(("initial_value", format!("{v} : {tensor}")));
+            }
+            if let Some(m) = mem_bank {
+                kv.push(("mem_bank", format!("{m} : i32")));
+            }
+            if let Some(s) = sym_name {
+                kv.push(("sym_name", format!("\"{s}\"")));
+            }
+            let p = if kv.is_empty() { String::new() } else { format!(" {}", props(kv)) };
+            format!("{result} = \"aie.buffer\"({tile}){p} : (index) -> {ty}")
+        }
         AieOp::End => "\"aie.end\"() : () -> ()".to_string(),
         AieOp::Acquire { fifo, port, size, elem_type } => format!(
             "{result} = \"aie.objectfifo.acquire\"() {} : () -> !aie.objectfifosubview<{elem_type}>",
@@ -1331,6 +1460,41 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
         "aie.core" => AieOp::Core {
             tile: operands.first().cloned().ok_or_else(|| c.err("expected a tile operand"))?,
         },
+        "aie.buffer" => {
+            let tile = match operands.as_slice() {
+                [t] => t.clone(),
+                _ => return Err(c.err(format!("expected one tile operand, found {}", operands.len()))),
+            };
+            c.expect(":")?;
+            c.expect("(")?;
+            let operand_type = c.ty()?;
+            if operand_type != "index" {
+                return Err(c.err(format!("the tile operand must be an `index`, found `{operand_type}`")));
+            }
+            c.expect(")")?;
+            c.expect("->")?;
+            let ty = c.ty()?;
+            let tensor = tensor_type_of_memref(&ty).ok_or_else(|| c.err(format!("expected a memref result type, found `{ty}`")))?;
+            let initial_value = match d.get("initial_value") {
+                None => None,
+                Some(v) => {
+                    // `dense<...> : tensor<...>`: the custom form leaves the type, which the memref implies, out.
+                    let (value, value_type) = v.rsplit_once(" : ").ok_or_else(|| c.err(format!("`initial_value` without a type: `{v}`")))?;
+                    if value_type.trim() != tensor {
+                        return Err(c.err(format!("`initial_value` has type `{}`, expected `{tensor}`", value_type.trim())));
+                    }
+                    Some(value.trim().to_string())
+                }
+            };
+            AieOp::Buffer {
+                tile,
+                ty,
+                sym_name: if d.contains_key("sym_name") { Some(string(&c, "sym_name")?) } else { None },
+                address: d.get("address").map(|v| int_value(v, &c, "address", "i32")).transpose()?,
+                mem_bank: d.get("mem_bank").map(|v| int_value(v, &c, "mem_bank", "i32")).transpose()?,
+                initial_value,
+            }
+        }
         "aie.end" => AieOp::End,
         "aie.objectfifo.acquire" | "aie.objectfifo.release" => {
             let fifo = symbol_value(get("objFifo_name")?, &c, "objFifo_name")?;
@@ -1570,10 +1734,81 @@ mod tests {
     }
 
     #[test]
+    fn buffer_round_trip() {
+        let cases = [
+            (
+                "  %acc = aie.buffer(%t) {sym_name = \"acc\"} : memref<64x64xi32>\n",
+                "  %acc = \"aie.buffer\"(%t) <{sym_name = \"acc\"}> : (index) -> memref<64x64xi32>\n",
+            ),
+            (
+                "  %b = aie.buffer(%t) : memref<8xbf16>\n",
+                "  %b = \"aie.buffer\"(%t) : (index) -> memref<8xbf16>\n",
+            ),
+            (
+                "  %b = aie.buffer(%t) {address = 4096 : i32, mem_bank = 1 : i32, sym_name = \"b\"} : memref<2x2xi32> = \
+                 dense<[[1, 2], [-3, 4]]> // init\n",
+                "  %b = \"aie.buffer\"(%t) <{address = 4096 : i32, initial_value = dense<[[1, 2], [-3, 4]]> : \
+                 tensor<2x2xi32>, mem_bank = 1 : i32, sym_name = \"b\"}> : (index) -> memref<2x2xi32> // init\n",
+            ),
+            (
+                "  %f = aie.buffer(%t) : memref<4xf32> = dense<1.500000e+00>\n",
+                "  %f = \"aie.buffer\"(%t) <{initial_value = dense<1.500000e+00> : tensor<4xf32>}> : (index) -> memref<4xf32>\n",
+            ),
+        ];
+        for (c, g) in cases {
+            assert_eq!(custom_to_generic(c).unwrap(), g);
+            assert_eq!(generic_to_custom(g).unwrap(), c);
+        }
+        // Attributes in any order, with or without their type, in the custom form; MLIR's printing of the
+        // generic form in any order too.
+        let c = "%b = aie.buffer(%t) {sym_name = \"b\", mem_bank = 0, address = 64 : i32} : memref<4xi8>\n";
+        let g = custom_to_generic(c).unwrap();
+        assert_eq!(
+            g,
+            "%b = \"aie.buffer\"(%t) <{address = 64 : i32, mem_bank = 0 : i32, sym_name = \"b\"}> : (index) -> memref<4xi8>\n"
+        );
+        assert_eq!(
+            generic_to_custom(&g).unwrap(),
+            "%b = aie.buffer(%t) {address = 64 : i32, mem_bank = 0 : i32, sym_name = \"b\"} : memref<4xi8>\n"
+        );
+        let g = "%0 = \"aie.buffer\"(%1) <{sym_name = \"x\", initial_value = dense<\"0x01000000\"> : tensor<1xi32>}> : (index) -> memref<1xi32>\n";
+        assert_eq!(
+            generic_to_custom(g).unwrap(),
+            "%0 = aie.buffer(%1) {sym_name = \"x\"} : memref<1xi32> = dense<\"0x01000000\">\n"
+        );
+    }
+
+    #[test]
+    fn malformed_buffers_are_errors() {
+        let bad_custom = [
+            ("%b = aie.buffer(%t) {sym_name = \"b\", bank = 1 : i32} : memref<4xi32>", "attribute `bank`"),
+            ("%b = aie.buffer(%t) {sym_name = b} : memref<4xi32>", "must be a string"),
+            ("%b = aie.buffer(%t) : memref<4xi32> =", "initial value"),
+            ("%b = aie.buffer(%t) {address = 1 : i64} : memref<4xi32>", "address"),
+        ];
+        for (line, what) in bad_custom {
+            let e = custom_to_generic(&format!("{line}\n")).unwrap_err();
+            assert_eq!(e.line(), 1);
+            assert!(e.to_string().contains("aie.buffer") && e.to_string().contains(what), "{line}: {e}");
+        }
+        let bad_generic = [
+            (
+                "%b = \"aie.buffer\"(%t) <{initial_value = dense<1> : tensor<8xi32>}> : (index) -> memref<4xi32>",
+                "expected `tensor<4xi32>`",
+            ),
+            ("%b = \"aie.buffer\"() : () -> memref<4xi32>", "one tile operand"),
+        ];
+        for (line, what) in bad_generic {
+            let e = generic_to_custom(&format!("{line}\n")).unwrap_err();
+            assert!(e.to_string().contains(what), "{line}: {e}");
+        }
+    }
+
+    #[test]
     fn lower_level_ops_are_named() {
-        let e = custom_to_generic("aie.device(npu1) {\n  %b = aie.buffer(%t) : memref<8xi32>\n}\n").unwrap_err();
+        let e = custom_to_generic("aie.device(npu1) {\n  %l = aie.lock(%t, 0)\n}\n").unwrap_err();
         assert_eq!(e.line(), 2);
-        assert!(e.to_string().contains("aie.buffer"), "{e}");
+        assert!(e.to_string().contains("aie.lock"), "{e}");
         assert!(e.to_string().contains("lower-level designs"), "{e}");
     }
 }

@@ -1,5 +1,5 @@
-//! The emulator's model of a design: tiles, object FIFOs, links, cores and the runtime sequence, read from
-//! the aie/aiex lines of an mlir-aie design and checked before anything runs.
+//! The emulator's model of a design: tiles, object FIFOs, links, buffers, cores and the runtime sequence,
+//! read from the aie/aiex lines of an mlir-aie design and checked before anything runs.
 
 use crate::aie_syntax::{AieOp, DmaIndex, Line, LineItem, Port, RegionKind};
 use crate::artifact::{ArgDirection, ArgSpec, DType};
@@ -99,12 +99,27 @@ pub struct Link {
     pub pieces: Vec<(usize, usize)>,
 }
 
+/// `aie.buffer`: memory of one tile, which the core of that tile may use as state (it lives for the whole run).
+#[derive(Debug, Clone)]
+pub struct Buffer {
+    /// The SSA name (with its `%`) the core bodies use; empty when the op has no result name.
+    pub name: String,
+    pub sym_name: Option<String>,
+    pub line: usize,
+    pub tile: TileId,
+    pub ty: MemrefType,
+    /// The initial value's attribute text (`dense<...>`, without its type); `None`: zero-initialised.
+    pub initial_value: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Core {
     pub tile: TileId,
     /// Lines of `aie.core(...) {` and of its closing `}`.
     pub open_line: usize,
     pub close_line: usize,
+    /// The buffers the body uses (indices into [`Design::buffers`]), in order of first use.
+    pub buffers: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,8 +156,35 @@ pub struct Design {
     pub fifos: Vec<Fifo>,
     pub fifo_index: HashMap<String, usize>,
     pub links: Vec<Link>,
+    pub buffers: Vec<Buffer>,
     pub cores: Vec<Core>,
     pub sequence: Sequence,
+}
+
+/// The SSA values (`%name`, with the `%`) a line of MLIR uses or defines, outside string literals.
+pub(crate) fn ssa_names(code: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let b = code.as_bytes();
+    let mut in_str = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_str => i += 1,
+            b'"' => in_str = !in_str,
+            b'%' if !in_str => {
+                let n = code[i + 1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "_$.-".contains(c)))
+                    .unwrap_or(code.len() - i - 1);
+                if n > 0 {
+                    out.push(&code[i..i + 1 + n]);
+                }
+                i += n;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 fn parse_constant(code: &str) -> Option<(String, i64)> {
@@ -183,6 +225,7 @@ impl Design {
         let mut fifo_index: HashMap<String, usize> = HashMap::new();
         let mut raw_links = Vec::new();
         let mut cores: Vec<Core> = Vec::new();
+        let mut buffers: Vec<Buffer> = Vec::new();
         let mut sequence: Option<Sequence> = None;
         let mut raw_seq: Vec<(usize, AieOp)> = Vec::new();
         let mut constants: HashMap<String, i64> = HashMap::new();
@@ -333,6 +376,32 @@ impl Design {
                                 tile,
                                 open_line: l.number,
                                 close_line: 0,
+                                buffers: Vec::new(),
+                            });
+                        }
+                        AieOp::Buffer {
+                            tile,
+                            ty,
+                            sym_name,
+                            initial_value,
+                            ..
+                        } => {
+                            let tile = tile_of(&tiles, tile, l.number)?;
+                            if tile.is_shim() {
+                                return err(l.number, format!("aie.buffer on shim tile {tile}, which has no data memory"));
+                            }
+                            if let Some(s) = sym_name {
+                                if let Some(b) = buffers.iter().find(|b| b.sym_name.as_ref() == Some(s)) {
+                                    return err(l.number, format!("aie.buffer @{s} is defined twice (first at line {})", b.line));
+                                }
+                            }
+                            buffers.push(Buffer {
+                                name: result.clone().unwrap_or_default(),
+                                sym_name: sym_name.clone(),
+                                line: l.number,
+                                tile,
+                                ty: MemrefType::parse(ty, l.number)?,
+                                initial_value: initial_value.clone(),
                             });
                         }
                         AieOp::End => {}
@@ -369,6 +438,46 @@ impl Design {
             Some(d) => d,
             None => return err(1, "no aie.device in the design"),
         };
+        for b in &buffers {
+            if let Some(f) = b.sym_name.as_ref().and_then(|s| fifo_index.get(s)) {
+                let f = &fifos[*f];
+                return err(
+                    b.line,
+                    format!("aie.buffer @{} has the name of object FIFO @{} (line {})", f.name, f.name, f.line),
+                );
+            }
+        }
+        // The buffers each core uses: only those of its own tile.
+        let buffer_index: HashMap<&str, usize> = buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.name.is_empty())
+            .map(|(i, b)| (b.name.as_str(), i))
+            .collect();
+        for core in cores.iter_mut() {
+            for l in &lines[core.open_line..core.close_line.max(core.open_line + 1) - 1] {
+                if !matches!(l.item, LineItem::Plain) {
+                    continue;
+                }
+                for name in ssa_names(crate::aie_syntax::strip_comment(&l.text)) {
+                    let Some(&bi) = buffer_index.get(name) else { continue };
+                    let b = &buffers[bi];
+                    if b.tile != core.tile {
+                        return err(
+                            l.number,
+                            format!(
+                                "the core on tile {} uses buffer {name} of tile {} (aie.buffer at line {}): a core can only \
+                                 use the buffers of its own tile (sharing a neighbour's memory is not emulated)",
+                                core.tile, b.tile, b.line
+                            ),
+                        );
+                    }
+                    if !core.buffers.contains(&bi) {
+                        core.buffers.push(bi);
+                    }
+                }
+            }
+        }
         let mut sequence = match sequence {
             Some(s) => s,
             None => return err(1, "no aie.runtime_sequence in the design"),
@@ -578,6 +687,7 @@ impl Design {
             fifos,
             fifo_index,
             links,
+            buffers,
             cores,
             sequence,
         })

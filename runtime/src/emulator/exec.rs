@@ -29,6 +29,22 @@ impl SlotBuf {
     }
 }
 
+/// The packed form of a memref argument with an identity layout: allocated and aligned pointer, offset,
+/// sizes, strides.
+fn memref_values(ptr: *mut u8, shape: &[usize]) -> Vec<i64> {
+    let p = ptr as i64;
+    let mut values = vec![p, p, 0];
+    values.extend(shape.iter().map(|&d| d as i64));
+    let mut strides = vec![0i64; shape.len()];
+    let mut stride = 1i64;
+    for (k, &d) in shape.iter().enumerate().rev() {
+        strides[k] = stride;
+        stride *= d as i64;
+    }
+    values.extend(strides);
+    values
+}
+
 struct FifoRt {
     name: String,
     depth: u64,
@@ -77,6 +93,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     cv: Condvar,
     file: String,
+    /// The storage of the design's `aie.buffer`s for this run. Only the cores touch it, through the
+    /// pointers passed to their functions; it lives here so that a core left running keeps it alive.
+    buffers: Vec<SlotBuf>,
 }
 
 impl Shared {
@@ -219,8 +238,16 @@ fn pattern(base: i64, sizes: [i64; 4], strides: [i64; 4]) -> Vec<usize> {
     out
 }
 
-/// Runs one design with compiled cores. `args` are in runtime-sequence order.
-pub(crate) fn run(design: &Design, compiled: &Arc<Compiled>, file: &str, args: &mut [HostBuffer], stall_timeout: Duration) -> Result<usize, RuntimeError> {
+/// Runs one design with compiled cores. `buffers` holds each aie.buffer's initial contents (`None`: zeros),
+/// `args` are in runtime-sequence order.
+pub(crate) fn run(
+    design: &Design,
+    compiled: &Arc<Compiled>,
+    buffers: &[Option<Vec<u8>>],
+    file: &str,
+    args: &mut [HostBuffer],
+    stall_timeout: Duration,
+) -> Result<usize, RuntimeError> {
     let fifos = design
         .fifos
         .iter()
@@ -235,6 +262,20 @@ pub(crate) fn run(design: &Design, compiled: &Arc<Compiled>, file: &str, args: &
             cons_acquired: vec![0; f.consumers.len()],
         })
         .collect();
+    // Buffers: allocated once per run, persistent across every iteration of their core.
+    let buffers: Vec<SlotBuf> = design
+        .buffers
+        .iter()
+        .zip(buffers)
+        .map(|(b, init)| {
+            let mut storage = SlotBuf::new(b.ty.bytes());
+            if let Some(init) = init {
+                let n = init.len().min(b.ty.bytes());
+                unsafe { std::ptr::copy_nonoverlapping(init.as_ptr(), storage.chunks.as_mut_ptr() as *mut u8, n) };
+            }
+            storage
+        })
+        .collect();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             fifos,
@@ -245,6 +286,7 @@ pub(crate) fn run(design: &Design, compiled: &Arc<Compiled>, file: &str, args: &
         }),
         cv: Condvar::new(),
         file: file.to_string(),
+        buffers,
     });
 
     // Core threads.
@@ -256,26 +298,20 @@ pub(crate) fn run(design: &Design, compiled: &Arc<Compiled>, file: &str, args: &
             endpoints: entry.endpoints.clone(),
             sites: entry.sites.clone(),
         });
-        // Packed arguments: the context, then per slot memref (allocated, aligned, offset, sizes, strides).
+        // Packed arguments: the context, then per slot memref (allocated, aligned, offset, sizes, strides),
+        // then the buffers the core uses, in the order of the function's parameters.
         let mut values: Vec<i64> = Vec::new();
         {
             let st = shared.lock();
             for &fi in &entry.slot_fifos {
                 let f = &design.fifos[fi];
-                let shape = &f.elem.shape;
                 for j in 0..f.depth {
-                    let p = st.fifos[fi].slots[j].ptr() as i64;
-                    values.extend([p, p, 0]);
-                    values.extend(shape.iter().map(|&d| d as i64));
-                    let mut stride = 1i64;
-                    let mut strides = vec![0i64; shape.len()];
-                    for (k, &d) in shape.iter().enumerate().rev() {
-                        strides[k] = stride;
-                        stride *= d as i64;
-                    }
-                    values.extend(strides);
+                    values.extend(memref_values(st.fifos[fi].slots[j].ptr(), &f.elem.shape));
                 }
             }
+        }
+        for &bi in &design.cores[ci].buffers {
+            values.extend(memref_values(shared.buffers[bi].ptr(), &design.buffers[bi].ty.shape));
         }
         let compiled = compiled.clone();
         let sh = shared.clone();

@@ -3,10 +3,12 @@
 //!
 //! The generated module keeps the line structure of the design (lines outside cores are left empty, the
 //! callback declarations come after the last line), so MLIR diagnostics point at the design's own lines.
-//! For a core on tile (c, r) that touches FIFOs `F0 .. Fk`:
+//! For a core on tile (c, r) that touches FIFOs `F0 .. Fk` and uses buffers `%b0 .. %bm` of its tile:
 //!
 //! ```text
-//! func.func @aiec_core_N(%_aiec_ctx: i64, %_aiec_f<k>_<slot>: T, ...)   // one memref per slot of each FIFO used
+//! func.func @aiec_core_N(%_aiec_ctx: i64, %_aiec_f<k>_<slot>: T, ..., %b0: B0, ...)
+//!     // one memref per slot of each FIFO used, then each aie.buffer the body uses (order of first use),
+//!     // under the buffer's own SSA name so the body's lines stay as they are
 //! %s = aie.objectfifo.acquire @f(Consume, n) : ...
 //!     -> %s = func.call @aiec_acquire(%_aiec_ctx, endpoint, n, site) -> index   (number of the first element)
 //! %e = aie.objectfifo.subview.access %s[i] : ...
@@ -16,12 +18,14 @@
 //! ```
 //!
 //! Generated names and constants depend only on an op's position in its core, so cores with the same code
-//! up to the FIFOs they use (the common case in a whole-array design) produce the same function text and
-//! share one compiled function; each core keeps its own endpoint table and call-site lines.
+//! up to the FIFOs and buffers they use (the common case in a whole-array design) produce the same function
+//! text and share one compiled function; each core keeps its own endpoint table, call-site lines and buffers.
+//! A buffer's initial value is turned into bytes by MLIR itself ([`buffer_contents`]).
 
-use super::design::{endpoint_of, Design, DesignError};
+use super::design::{endpoint_of, Buffer, Design, DesignError};
 use crate::aie_syntax::{AieOp, Line, LineItem, Port};
 use melior::dialect::DialectRegistry;
+use melior::ir::attribute::AttributeLike;
 use melior::ir::block::BlockLike;
 use melior::ir::operation::OperationLike;
 use melior::ir::Module;
@@ -209,6 +213,10 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 params.push(format!("%_aiec_f{local}_{j}: {}", f.elem.text));
             }
         }
+        for &bi in &core.buffers {
+            let b = &design.buffers[bi];
+            params.push(format!("{}: {}", b.name, b.ty.text));
+        }
         let body: Vec<&str> = out[core.open_line..core.close_line - 1].iter().map(|l| l.trim()).collect();
         let key = canonical_names(&format!("{}\n{}", params.join(", "), body.join("\n")));
         match seen.iter().find(|(k, _)| *k == key) {
@@ -380,6 +388,55 @@ fn first_error(diags: Vec<(usize, usize, String)>, what: &str) -> JitError {
             col: 0,
             message: format!("{what} failed without a diagnostic"),
         },
+    }
+}
+
+/// The initial contents of each buffer of the design (`None`: zero-initialised), as MLIR reads its
+/// `initial_value` attribute: the raw little-endian data of the elements attribute, a splat repeated.
+pub fn buffer_contents(design: &Design) -> Result<Vec<Option<Vec<u8>>>, DesignError> {
+    if design.buffers.iter().all(|b| b.initial_value.is_none()) {
+        return Ok(vec![None; design.buffers.len()]);
+    }
+    let context = new_context();
+    design.buffers.iter().map(|b| initial_bytes(&context, b)).collect()
+}
+
+fn initial_bytes(context: &Context, b: &Buffer) -> Result<Option<Vec<u8>>, DesignError> {
+    let Some(value) = &b.initial_value else { return Ok(None) };
+    let tensor = crate::aie_syntax::tensor_type_of_memref(&b.ty.text).unwrap_or_default();
+    let text = format!("{value} : {tensor}");
+    let bad = |why: String| DesignError {
+        line: b.line,
+        message: match (&b.sym_name, b.name.is_empty()) {
+            (Some(s), true) => format!("the initial value of aie.buffer @{s}: {why}"),
+            (_, true) => format!("the initial value of the aie.buffer: {why}"),
+            _ => format!("the initial value of aie.buffer {}: {why}", b.name),
+        },
+    };
+    let attr = with_diagnostics(context, || melior::ir::attribute::Attribute::parse(context, &text))
+        .map_err(|d| bad(d.into_iter().next().map(|(_, _, m)| m).unwrap_or_else(|| format!("MLIR cannot parse `{text}`"))))?;
+    let raw = attr.to_raw();
+    let bytes = b.ty.bytes();
+    unsafe {
+        if !(mlir_sys::mlirAttributeIsADenseIntElements(raw) || mlir_sys::mlirAttributeIsADenseFPElements(raw)) {
+            return Err(bad(format!("`{value}` is not a dense<...> attribute of numbers")));
+        }
+        let data = mlir_sys::mlirDenseElementsAttrGetRawData(raw) as *const u8;
+        let esize = b.ty.dtype.size_bytes();
+        let mut out = vec![0u8; bytes];
+        if mlir_sys::mlirDenseElementsAttrIsSplat(raw) {
+            let one = std::slice::from_raw_parts(data, esize);
+            for chunk in out.chunks_exact_mut(esize) {
+                chunk.copy_from_slice(one);
+            }
+        } else {
+            let n = mlir_sys::mlirElementsAttrGetNumElements(raw) as usize;
+            if n * esize != bytes {
+                return Err(bad(format!("{n} elements for a {}", b.ty.text)));
+            }
+            out.copy_from_slice(std::slice::from_raw_parts(data, bytes));
+        }
+        Ok(Some(out))
     }
 }
 

@@ -6,6 +6,10 @@
 //!   offsets/sizes/strides, outermost first, stride 0 repeating; `aiex.npu.dma_wait`) are modelled by
 //!   [`exec`]: one thread per core, the sequence, shim DMAs and links in an event loop on the calling thread,
 //!   shared state in a `Mutex` + `Condvar`.
+//! * Core-local buffers (`aie.buffer`) belong to their tile; the core of that tile may use them (a core
+//!   using another tile's buffer is an error naming the buffer, the line and both tiles). Each run allocates
+//!   every buffer once, zeroed or holding its `initial_value`, and passes the ones a core uses to its
+//!   function: they are state that persists across the core's loop iterations, not per-iteration temporaries.
 //! * Core bodies are JIT-compiled by [`jit`] through MLIR's own lowering to LLVM (melior's
 //!   `ExecutionEngine`, opt level 3); compiled designs are cached per process by a hash of the MLIR text.
 //! * Failures are errors, never hangs: a deadlock is reported as [`RuntimeError::Deadlock`] listing every
@@ -14,10 +18,11 @@
 //!   running); bad patterns, element-count mismatches, waits on FIFOs nothing fills, unknown symbols and
 //!   unsupported ops are [`RuntimeError::Design`] errors naming the op and `file:line`.
 //!
-//! Not emulated (an error naming the op): lower-level designs (`aie.buffer`, `aie.lock`, `aie.mem`,
-//! `aie.dma_bd`, `aie.flow`, ...), several `aie.device`s, object FIFO data-layout transforms, per-tile depths,
-//! `repeat_count`/`via_DMA` and other FIFO attributes, packet headers, external kernels (`func.func` with
-//! `link_with`), and runtime-sequence ops other than `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
+//! Not emulated (an error naming the op): lower-level designs (`aie.lock`, `aie.mem`, `aie.dma_bd`,
+//! `aie.flow`, `aie.external_buffer`, ...), buffers shared with neighbouring tiles, several `aie.device`s,
+//! object FIFO data-layout transforms, per-tile depths, `repeat_count`/`via_DMA` and other FIFO attributes,
+//! packet headers, external kernels (`func.func` with `link_with`), and runtime-sequence ops other than
+//! `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
 
 pub mod design;
 pub mod exec;
@@ -39,6 +44,8 @@ struct Prepared {
     text: String,
     design: Design,
     compiled: Arc<jit::Compiled>,
+    /// Per `aie.buffer`: its initial contents, `None` for zeros.
+    buffers: Vec<Option<Vec<u8>>>,
 }
 
 fn cache() -> &'static Mutex<HashMap<u64, Arc<Prepared>>> {
@@ -135,11 +142,13 @@ impl Emulator {
         jit::check_parses(&generic).map_err(|e| jit_error(file, e))?;
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
         let compiled = jit::compile(&module).map_err(|e| jit_error(file, e))?;
+        let buffers = jit::buffer_contents(&design).map_err(|e| design_error(file, e.line, e.message))?;
         self.compiled += 1;
         let p = Arc::new(Prepared {
             text: mlir_text.to_string(),
             design,
             compiled: Arc::new(compiled),
+            buffers,
         });
         cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, p.clone());
         Ok(p)
@@ -170,7 +179,7 @@ impl Emulator {
             }
         }
         let t1 = Instant::now();
-        let transfers = exec::run(design, &prepared.compiled, file_name, args, self.stall_timeout)?;
+        let transfers = exec::run(design, &prepared.compiled, &prepared.buffers, file_name, args, self.stall_timeout)?;
         Ok(RunReport {
             backend: "emulator".into(),
             prepare,
