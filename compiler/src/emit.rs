@@ -90,9 +90,11 @@ fn line_locations(plain: &str, dbg: &str) -> Vec<Option<String>> {
         // `"file":L:C` -> file:L:C; unknown and name-only locations carry no line.
         let (file, line_col) = loc.strip_prefix('"')?.rsplit_once('"')?;
         let line_col = line_col.strip_prefix(':')?;
-        Some(format!("{file}:{line_col}"))
+        // "-" is the module text itself: ops the lowering wrote without a DSL location.
+        (file != "-").then(|| format!("{file}:{line_col}"))
     };
-    let dbg_lines: Vec<&str> = dbg.lines().collect();
+    // Alias definitions come before and after the module; the module's lines are the rest.
+    let dbg_lines: Vec<&str> = dbg.lines().filter(|l| !l.starts_with("#loc")).collect();
     plain
         .lines()
         .enumerate()
@@ -109,13 +111,15 @@ pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, C
     let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
     let (generic, located) = verify_generic_located(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
-    // The bridge rewrites aie ops line by line; when the line count is unchanged, so is the
-    // line of every op the locations belong to.
-    let source_lines = if custom.lines().count() == generic.lines().count() {
-        located
-    } else {
-        Vec::new()
-    };
+    // The bridge rewrites aie ops line by line and folds the runtime sequence's block header
+    // (`^bb0(...)`) into its op line; otherwise every op keeps its line.
+    let kept: Vec<Option<String>> = generic
+        .lines()
+        .zip(located.into_iter().chain(std::iter::repeat(None)))
+        .filter(|(l, _)| !l.trim_start().starts_with("^bb"))
+        .map(|(_, loc)| loc)
+        .collect();
+    let source_lines = if kept.len() == custom.lines().count() { kept } else { Vec::new() };
     Ok(EmittedMlir {
         custom: readable_names(&custom, arg_names),
         generic,

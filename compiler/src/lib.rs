@@ -40,6 +40,14 @@ pub struct Compiled {
     pub source_lines: Vec<Option<String>>,
 }
 
+impl Compiled {
+    /// The kernel source location (`file:line:col`) of the op on line `line` (1-based) of
+    /// design.mlir, when that op was lowered from a statement.
+    pub fn kernel_location(&self, line: usize) -> Option<&str> {
+        self.source_lines.get(line.checked_sub(1)?)?.as_deref()
+    }
+}
+
 /// Schedules, checks, lowers and emits a typed kernel.
 pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
     let design = schedule::schedule(kernel, device)?;

@@ -323,3 +323,93 @@ fn cost_model_counts_index_selects_as_scalar_code() {
     let scalar = cycles("select(N <= M, x[M, N], 2.0)");
     assert!(scalar > 8 * vector, "select costed as scalar: {scalar} vs {vector} cycles");
 }
+
+#[test]
+fn design_mlir_lines_map_back_to_kernel_lines() {
+    let c = compile_example("softmax.tile", &DeviceModel::npu1());
+    let (_, text) = example("softmax.tile");
+    let stmt_line = text.lines().position(|l| l.trim_start().starts_with("mx[M] = max[N]")).unwrap() + 1;
+    let max_line = c.mlir.lines().position(|l| l.contains("arith.maximumf")).expect("a max in the cores") + 1;
+    assert_eq!(c.kernel_location(max_line), Some(format!("dsl-examples/softmax.tile:{stmt_line}:3").as_str()));
+    // Device-level ops have no kernel line; the text printed is unchanged by the locations.
+    let tile_line = c.mlir.lines().position(|l| l.contains("aie.tile(")).unwrap() + 1;
+    assert_eq!(c.kernel_location(tile_line), None);
+    assert!(!c.mlir.contains("loc("), "design.mlir is printed without locations");
+}
+
+#[test]
+fn locals_are_buffers_in_each_cores_tile() {
+    let c = compile_example("softmax.tile", &DeviceModel::npu1());
+    assert!(
+        c.mlir.contains("%mx_0_2 = aie.buffer(%tile_0_2) {sym_name = \"mx_0_2\"} : memref<4xf32>"),
+        "{}",
+        c.mlir
+    );
+    assert!(!c.mlir.contains("alloca"), "no stack allocations in cores");
+    let b = c.budgets.iter().find(|b| b.tile == aiec::device::TileCoord::new(0, 2)).unwrap();
+    assert!(
+        b.buffers.iter().any(|(what, bytes)| what.starts_with("buffer mx") && *bytes == 16),
+        "{:?}",
+        b.buffers
+    );
+}
+
+const MATMUL_I8: &str = "kernel mm {
+  dim M = 64 tile TM
+  dim N = 64 tile 16
+  dim K = 64 tile 16
+  in A: i8[M, K]
+  in B: i8[K, N]
+  out C: i32[M, N]
+  C[M, N] = sum[K](A[M, K] * B[K, N])
+}";
+
+#[test]
+fn contraction_uses_the_targets_mac_shape() {
+    let text = MATMUL_I8.replace("TM", "8");
+    let npu1 = compile_source("mm.tile", &text, &DeviceModel::npu1()).unwrap().mlir;
+    let npu2 = compile_source("mm.tile", &text, &DeviceModel::npu2()).unwrap().mlir;
+    assert!(npu1.contains("vector<4x8xi8>") && npu1.contains("into vector<4x8xi32>"), "aie2 i8 MAC is 4x8x8");
+    assert!(
+        npu2.contains("vector<8x8xi8>") && npu2.contains("into vector<8x8xi32>"),
+        "aie2p i8 MAC is 8x8x8"
+    );
+}
+
+#[test]
+fn contraction_off_the_mac_shape_is_a_located_error() {
+    // 4 rows fit aie2's 4x8x8 MAC but not aie2p's 8x8x8.
+    let text = MATMUL_I8.replace("TM", "4");
+    assert!(compile_source("mm.tile", &text, &DeviceModel::npu1()).is_ok());
+    let err = match compile_source("mm.tile", &text, &DeviceModel::npu2()) {
+        Err(e) => e,
+        Ok(_) => panic!("an 8-row MAC cannot take 4-row tiles"),
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, CompileError::Target(_)), "{msg}");
+    assert!(msg.contains("aie2p MAC shape 8x8x8") && msg.contains("M = 4"), "{msg}");
+    assert!(msg.contains("mm.tile:8:3"), "points at the statement: {msg}");
+}
+
+#[test]
+fn vector_ops_the_target_rejects_become_scalar_code_with_a_note() {
+    // f32 vector multiply: aie2 has it, aie2p's conversion has no mul_elem.
+    let text = "kernel scale {
+  dim N = 1024 tile 256
+  in x: f32[N]
+  out y: f32[N]
+  y[N] = x[N] * 3.0
+}";
+    let npu1 = compile_source("scale.tile", text, &DeviceModel::npu1()).unwrap();
+    assert!(npu1.notes.is_empty(), "{:?}", npu1.notes);
+    assert!(npu1.mlir.contains("arith.mulf") && npu1.mlir.contains("vector<16xf32>"));
+    let npu2 = compile_source("scale.tile", text, &DeviceModel::npu2()).unwrap();
+    assert_eq!(npu2.notes.len(), 1);
+    let note = npu2.notes[0].render_note();
+    assert!(
+        note.starts_with("note: this statement runs as scalar code on aie2p: vector `arith.mulf`"),
+        "{note}"
+    );
+    assert!(note.contains("scale.tile:5:3"), "{note}");
+    assert!(!npu2.mlir.contains("vector<16xf32>"), "no vector left behind by the undone attempt");
+}

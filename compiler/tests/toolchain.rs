@@ -1,11 +1,13 @@
 //! The toolchain without mlir-aie installed: toolchain.toml parsing and precedence, the build
 //! driver against fake tools (shell scripts that record their argv and write plausible outputs),
 //! the doctor, the `aiec build` / `aiec doctor` commands, and — only with AIEC_TEST_NPU=1 on a
-//! Ryzen AI machine — compile, build and run on the NPU.
+//! Ryzen AI machine — compile, build and run on the NPU. The real aie-opt and aie-translate are
+//! exercised by real_toolchain.rs.
 
 use aiec::toolchain::config::{Origin, Overrides, Tool, Toolchain, ToolchainError};
 use aiec::toolchain::doctor::{self, NpuPaths, Status};
-use aiec::toolchain::driver::{self, BuildError};
+use aiec::toolchain::driver::{self, BuildError, Until};
+use aiec::toolchain::steps::{self, Core, StepError};
 use aiec::DeviceModel;
 use std::collections::HashMap;
 use std::fs;
@@ -35,34 +37,53 @@ enum Aiecc {
     WritesNothing,
 }
 
-/// A fake install tree: mlir-aie/bin/{aie-opt,aiecc,bootgen}, peano/bin/clang, xrt/bin/{xclbinutil,xrt-smi}.
-/// Every tool appends one line "<name> <cwd> <args...>" to `log`.
+/// A fake install tree: mlir-aie/bin/{aie-opt,aie-translate,aiecc,bootgen}, peano/bin/clang,
+/// xrt/bin/{xclbinutil,xrt-smi}. Every tool appends one line "<name> <cwd> <args...>" to `log`.
 struct FakeTools {
     root: tempfile::TempDir,
     log: PathBuf,
 }
 
 impl FakeTools {
-    fn new(aiecc: Aiecc, aie_opt_fails: bool) -> FakeTools {
+    /// `aie_opt_fails_on`: a pass name; the fake aie-opt fails on the pipeline that holds it,
+    /// printing a located error about its input file the way mlir-aie does.
+    fn new(aiecc: Aiecc, aie_opt_fails_on: Option<&str>) -> FakeTools {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         let log = r.join("argv.log");
         let record = |name: &str| format!("echo \"{name} $(pwd) $*\" >> '{}'\n", log.display());
-        let aie_opt = if aie_opt_fails {
-            format!(
-                "{}echo \"design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive\" >&2\nexit 1\n",
-                record("aie-opt")
-            )
-        } else {
-            // aie-opt IN -o OUT: copy IN to OUT (a real aie-opt re-prints the verified module).
-            format!("{}in=\"$1\"; out=\"$3\"\n[ \"$2\" = \"-o\" ] || {{ echo 'usage: aie-opt IN -o OUT' >&2; exit 2; }}\necho '// verified' > \"$out\"; cat \"$in\" >> \"$out\"\n", record("aie-opt"))
+        let fail = match aie_opt_fails_on {
+            Some(pass) => format!(
+                "case \"$p\" in *{pass}*) echo 'warning: something earlier' >&2\n\
+                 echo \"$in:7:5: error: 'aie.flow' op could not be routed\" >&2\n\
+                 echo \"$in:7:5: note: see current operation\" >&2\n\
+                 echo \"$in:9:1: error: a second error\" >&2; exit 1;; esac\n"
+            ),
+            None => String::new(),
         };
+        // aie-opt --pass-pipeline=P IN -o OUT: copy IN to OUT under a marker line.
+        let aie_opt = format!(
+            "{rec}[ \"$1\" = --version ] && {{ printf 'Fake LLVM version 22.1.8\\n  Optimized build.\\naie-opt \\n'; exit 0; }}\n\
+             case \"$1\" in --pass-pipeline=*) p=\"${{1#--pass-pipeline=}}\";; *) echo 'usage: aie-opt --pass-pipeline=P IN -o OUT' >&2; exit 2;; esac\n\
+             in=\"$2\"; out=\"$4\"\n[ \"$3\" = \"-o\" ] && [ -f \"$in\" ] || {{ echo 'usage: aie-opt --pass-pipeline=P IN -o OUT' >&2; exit 2; }}\n\
+             {fail}{{ echo '// aie-opt'; cat \"$in\"; }} > \"$out\"\n",
+            rec = record("aie-opt")
+        );
         write_script(&r.join("mlir-aie/bin/aie-opt"), &aie_opt);
+        let aie_translate = format!(
+            "{}case \"$1\" in\n\
+             --version) printf 'Fake LLVM version 22.1.8\\naie-translate \\n';;\n\
+             --aie-npu-to-binary) [ \"$2\" = --aie-output-binary ] && [ \"$4\" = -o ] && [ -f \"$3\" ] || exit 2; printf '\\001\\000\\000\\000' > \"$5\";;\n\
+             --mlir-to-llvmir) [ \"$3\" = -o ] && [ -f \"$2\" ] || exit 2; echo '; fake LLVM IR' > \"$4\";;\n\
+             *) exit 2;;\nesac\n",
+            record("aie-translate")
+        );
+        write_script(&r.join("mlir-aie/bin/aie-translate"), &aie_translate);
         let aiecc_body = match aiecc {
             Aiecc::Works => format!(
                 "{rec}for a in \"$@\"; do last=\"$a\"; case \"$a\" in --xclbin-name=*) x=\"${{a#--xclbin-name=}}\";; --npu-insts-name=*) i=\"${{a#--npu-insts-name=}}\";; esac; done\n\
                  [ -f \"$last\" ] || {{ echo \"aiecc: no input $last\" >&2; exit 2; }}\n\
-                 grep -q '// verified' \"$last\" || {{ echo 'aiecc: input was not the verified module' >&2; exit 3; }}\n\
+                 [ \"$(basename \"$last\")\" = design.mlir ] || {{ echo 'aiecc: input was not the design' >&2; exit 3; }}\n\
                  [ -x \"$PEANO_INSTALL_DIR/bin/clang\" ] || {{ echo 'aiecc: no peano' >&2; exit 4; }}\n\
                  echo \"env bootgen=$(command -v bootgen) xclbinutil=$(command -v xclbinutil)\" >> '{log}'\n\
                  echo 'compiling core (0, 2) with peano'\n\
@@ -111,9 +132,19 @@ impl FakeTools {
     fn calls(&self) -> Vec<String> {
         fs::read_to_string(&self.log).unwrap_or_default().lines().map(str::to_string).collect()
     }
+
+    /// The calls of one tool, without the tool name and working directory.
+    fn calls_of(&self, tool: &str) -> Vec<String> {
+        let cwd = std::env::current_dir().unwrap();
+        self.calls()
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("{tool} ")))
+            .map(|c| c.strip_prefix(&format!("{} ", cwd.display())).unwrap_or(c).to_string())
+            .collect()
+    }
 }
 
-const DESIGN: &str = "module {\n  aie.device(npu1) {\n    %tile_0_2 = aie.tile(0, 2)\n  }\n}\n";
+const DESIGN: &str = "module {\n  aie.device(npu1) {\n    %tile_0_2 = aie.tile(0, 2)\n    %core_0_2 = aie.core(%tile_0_2) {\n      aie.end\n    }\n  }\n}\n";
 
 fn design_in(dir: &Path, text: &str) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
@@ -125,32 +156,73 @@ fn design_in(dir: &Path, text: &str) -> PathBuf {
 // ---------------------------------------------------------------- the build driver
 
 #[test]
-fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+fn build_runs_the_five_steps_then_aiecc_and_files_flow_between_them() {
+    let fake = FakeTools::new(Aiecc::Works, None);
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().canonicalize().unwrap();
     let design = design_in(&out_dir, DESIGN);
     let mut log = Vec::new();
     let built = driver::build(&design, &out_dir, "npu1", &fake.toolchain(), &mut log).unwrap();
 
-    let calls = fake.calls();
-    let verified = out_dir.join("build/design.verified.mlir");
-    assert_eq!(calls.len(), 3, "aie-opt, aiecc, and aiecc's environment line: {calls:#?}");
+    // The five steps, each on the previous one's output (step 5 on step 2's), with the pipelines
+    // filled in for aie2 and the one core.
+    let b = |name: &str| out_dir.join("build").join(name).display().to_string();
+    let opt = |pipeline: &str, input: &str, output: &str| format!("--pass-pipeline={pipeline} {input} -o {output} --mlir-print-debuginfo");
     assert_eq!(
-        calls[0],
-        format!("aie-opt {} {} -o {}", out_dir.display(), design.display(), verified.display())
+        fake.calls_of("aie-opt"),
+        vec![
+            opt(
+                "builtin.module(convert-vector-to-aievec{aie-target=aie2 target-backend=llvmir})",
+                &design.display().to_string(),
+                &b("1-aievec.mlir")
+            ),
+            opt(steps::RESOURCES_PIPELINE, &b("1-aievec.mlir"), &b("2-resources.mlir")),
+            opt(steps::ROUTING_PIPELINE, &b("2-resources.mlir"), &b("3-routing.mlir")),
+            opt(steps::NPU_PIPELINE, &b("3-routing.mlir"), &b("4-npu.mlir")),
+            opt(
+                "builtin.module(aie.device(aie-localize-locks,aie-normalize-address-spaces,aie-transform-bfp-types),aie-standard-lowering{tilecol=0 tilerow=2},aiex-standard-lowering,convert-aievec-to-llvm{aie-target=aie2},canonicalize,cse,expand-strided-metadata,lower-affine,arith-expand,finalize-memref-to-llvm,convert-func-to-llvm,convert-to-llvm,convert-vector-to-llvm,convert-ub-to-llvm,canonicalize,cse)",
+                &b("2-resources.mlir"),
+                &b("core_0_2.mlir")
+            ),
+        ]
     );
+    assert_eq!(
+        fake.calls_of("aie-translate"),
+        vec![
+            format!(
+                "--aie-npu-to-binary --aie-output-binary {} -o {}",
+                b("4-npu.mlir"),
+                out_dir.join("insts.bin").display()
+            ),
+            format!("--mlir-to-llvmir {} -o {}", b("core_0_2.mlir"), b("core_0_2.ll")),
+        ]
+    );
+    let report = &built.steps;
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["aievec", "resources", "routing", "npu-insts", "core-llvm"]);
+    assert_eq!(report.cores, vec![Core { col: 0, row: 2 }]);
+    assert_eq!(report.steps[3].outputs, vec![out_dir.join("build/4-npu.mlir"), out_dir.join("insts.bin")]);
+    assert_eq!(report.steps[4].commands.len(), 2);
+    assert_eq!(fs::read_to_string(out_dir.join("build/core_0_2.ll")).unwrap(), "; fake LLVM IR\n");
+    assert_eq!(
+        fs::read_to_string(out_dir.join("build/1-aievec.mlir")).unwrap(),
+        format!("// aie-opt\n{DESIGN}")
+    );
+
+    // Then aiecc, on design.mlir itself, in the output directory.
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 9, "5 aie-opt, 2 aie-translate, aiecc, and aiecc's environment line: {calls:#?}");
     let expected_aiecc = format!(
         "aiecc {} --no-xchesscc --no-xbridge --peano {} --no-compile-host --tmpdir {} --aie-generate-xclbin --xclbin-name=final.xclbin --aie-generate-npu-insts --npu-insts-name=insts.bin {}",
         out_dir.display(),
         fake.dir("peano").display(),
         out_dir.join("build/aiecc.prj").display(),
-        verified.display()
+        design.display()
     );
-    assert_eq!(calls[1], expected_aiecc);
+    assert_eq!(calls[7], expected_aiecc);
     // aiecc finds bootgen and xclbinutil on PATH: the driver put their install dirs there.
     assert_eq!(
-        calls[2],
+        calls[8],
         format!(
             "env bootgen={} xclbinutil={}",
             fake.dir("mlir-aie/bin/bootgen").display(),
@@ -158,19 +230,21 @@ fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
         )
     );
 
-    // aie-opt's output is what aiecc compiled, and aiecc's outputs are what the build returns.
-    assert_eq!(fs::read_to_string(&verified).unwrap(), format!("// verified\n{DESIGN}"));
-    assert_eq!(built.xclbin, out_dir.join("final.xclbin"));
+    // aiecc's outputs are what the build returns.
+    assert_eq!(built.xclbin.as_deref(), Some(out_dir.join("final.xclbin").as_path()));
     assert_eq!(built.insts, out_dir.join("insts.bin"));
-    assert_eq!(fs::read(&built.xclbin).unwrap(), b"xclbin2\0fake");
+    assert_eq!(fs::read(out_dir.join("final.xclbin")).unwrap(), b"xclbin2\0fake");
     assert_eq!(built.insts_words, 2);
     assert_eq!(aiec_runtime::insts::read_insts(&built.insts).unwrap(), vec![0x0403_0201, 0x8000_00ff]);
-    assert_eq!(built.steps.len(), 2);
-    assert!(built.steps[1].contains("--npu-insts-name=insts.bin"));
+    assert!(built.missing.is_empty());
+    assert_eq!(built.commands.len(), 8);
+    assert!(built.commands[7].contains("--npu-insts-name=insts.bin"));
 
-    // Tool output streamed through to the log, stdout and stderr alike, with each command line.
+    // One line per step, then aiecc's command line and its output streamed, stdout and stderr alike.
     let log = String::from_utf8(log).unwrap();
-    assert!(log.contains("build [verify (aie-opt)]: "), "{log}");
+    for line in ["step 1 aievec", "step 4 npu-insts", "step 5 core-llvm  ok", "1 core: build/core_0_2.ll"] {
+        assert!(log.contains(line), "{line} in {log}");
+    }
     assert!(log.contains("build [aiecc]: "), "{log}");
     assert!(log.contains("compiling core (0, 2) with peano"), "{log}");
     assert!(log.contains("note: packing xclbin"), "{log}");
@@ -178,8 +252,8 @@ fn build_runs_aie_opt_then_aiecc_and_files_flow_between_them() {
 }
 
 #[test]
-fn a_failing_step_reports_its_command_status_and_stderr() {
-    let fake = FakeTools::new(Aiecc::Fails, false);
+fn a_failing_aiecc_reports_its_command_status_and_stderr() {
+    let fake = FakeTools::new(Aiecc::Fails, None);
     let out = tempfile::tempdir().unwrap();
     let design = design_in(out.path(), DESIGN);
     let mut log = Vec::new();
@@ -201,40 +275,110 @@ fn a_failing_step_reports_its_command_status_and_stderr() {
     let shown = err.to_string();
     assert!(shown.starts_with("step 'aiecc' failed (exit status 1)"), "{shown}");
     assert!(shown.contains("could not route"), "{shown}");
-    assert_eq!(fake.calls().len(), 2, "aie-opt ran, then aiecc");
+    assert_eq!(fake.calls().len(), 8, "the five steps ran, then aiecc");
     assert!(!out.path().join("final.xclbin").exists());
     assert!(String::from_utf8(log).unwrap().contains("compiling core (0, 2)"));
 }
 
 #[test]
-fn a_failing_verify_step_stops_before_aiecc() {
-    let fake = FakeTools::new(Aiecc::Works, true);
+fn a_failing_mlir_aie_step_names_the_step_its_input_and_the_first_error() {
+    let fake = FakeTools::new(Aiecc::Works, Some("aie-create-pathfinder-flows"));
     let out = tempfile::tempdir().unwrap();
-    let design = design_in(out.path(), DESIGN);
-    let err = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err();
-    match err {
-        BuildError::StepFailed { step, stderr_tail, .. } => {
-            assert_eq!(step, "verify (aie-opt)");
-            assert!(stderr_tail.contains("design.mlir:7:5: error: 'aie.objectfifo' op depth must be positive"));
+    let out_dir = out.path().canonicalize().unwrap();
+    let design = design_in(&out_dir, DESIGN);
+    let mut log = Vec::new();
+    let err = driver::build(&design, &out_dir, "npu1", &fake.toolchain(), &mut log).unwrap_err();
+    let input = out_dir.join("build/2-resources.mlir");
+    match &err {
+        BuildError::Step(StepError::Failed(f)) => {
+            assert_eq!((f.number, f.name, f.core), (3, "routing", None));
+            assert_eq!(f.input, input);
+            assert!(
+                f.command_line
+                    .contains("--pass-pipeline=builtin.module(aie.device(aie-create-pathfinder-flows))"),
+                "{}",
+                f.command_line
+            );
+            assert_eq!(f.status, "exit status 1");
+            // The first error line, with its location as fields.
+            let d = f.diagnostic.as_ref().unwrap();
+            let at = d.location.as_ref().unwrap();
+            assert_eq!((at.path.as_path(), at.line, at.col), (input.as_path(), 7, 5));
+            assert_eq!(d.message, "error: 'aie.flow' op could not be routed");
+            assert_eq!(f.stderr_file.as_deref(), Some(out_dir.join("build/3-routing.stderr").as_path()));
+            let completed: Vec<&str> = f.completed.iter().map(|s| s.name).collect();
+            assert_eq!(completed, ["aievec", "resources"]);
         }
-        other => panic!("expected StepFailed, got {other:?}"),
+        other => panic!("expected a failed step, got {other:?}"),
     }
-    let calls = fake.calls();
-    assert_eq!(calls.len(), 1);
-    assert!(calls[0].starts_with("aie-opt "));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "step 3 routing (flow routing) failed: {}:7:5: error: 'aie.flow' op could not be routed\n",
+            input.display()
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("  input:   {}", input.display())), "{shown}");
+    assert!(shown.contains("  command: ") && shown.contains("3-routing.stderr"), "{shown}");
+    assert!(!shown.contains("a second error"), "only the first error: {shown}");
+    assert!(String::from_utf8(log).unwrap().contains("step 3 routing    FAIL"));
+    assert!(fake.calls_of("aiecc").is_empty(), "nothing after the failing step ran");
+    assert_eq!(fake.calls_of("aie-opt").len(), 3);
+
+    // A failure in step 5 names the core.
+    let fake = FakeTools::new(Aiecc::Works, Some("aie-standard-lowering"));
+    let err = driver::build_until(&design, &out_dir, "npu1", &fake.toolchain(), Until::CoreLlvm, &mut Vec::new()).unwrap_err();
+    match &err {
+        BuildError::Step(StepError::Failed(f)) => {
+            assert_eq!((f.number, f.core), (5, Some(Core { col: 0, row: 2 })));
+            assert_eq!(f.completed.len(), 4);
+        }
+        other => panic!("expected a failed step, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with("step 5 core-llvm (core LLVM IR, core (0, 2)) failed: "), "{err}");
+    // The stages of the earlier, longer run are gone: nothing stale passes for this run's.
+    assert!(!out_dir.join("build/core_0_2.ll").exists() && !out_dir.join("build/3-routing.stderr").exists());
 }
 
 #[test]
-fn missing_tools_are_reported_before_anything_runs() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+fn without_peano_the_build_stops_after_the_core_llvm_ir() {
+    let fake = FakeTools::new(Aiecc::Works, None);
     fs::remove_file(fake.dir("peano/bin/clang")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let design = design_in(out.path(), DESIGN);
     match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
+        BuildError::StoppedAfterLlvm { missing } => assert_eq!(missing, vec![Tool::PeanoClang]),
+        other => panic!("expected StoppedAfterLlvm, got {other:?}"),
+    }
+    assert!(fake.calls_of("aiecc").is_empty());
+    assert_eq!(fake.calls_of("aie-opt").len(), 5, "the five steps ran");
+    assert!(out.path().join("insts.bin").is_file() && out.path().join("build/core_0_2.ll").is_file());
+
+    // build_until reports the same as data, with the line to show.
+    let built = driver::build_until(&design, out.path(), "npu1", &fake.toolchain(), Until::Xclbin, &mut Vec::new()).unwrap();
+    assert_eq!((built.xclbin.as_ref(), built.missing.as_slice()), (None, &[Tool::PeanoClang][..]));
+    let line = built.stop_message().unwrap();
+    assert!(line.starts_with("stopped after step 5 (core LLVM IR): Peano (llvm-aie) is needed"), "{line}");
+    assert!(line.contains("PEANO_INSTALL_DIR") && line.contains("aiec doctor"), "{line}");
+
+    // Asked to end there, the build needs neither Peano nor aiecc and reports nothing missing.
+    let built = driver::build_until(&design, out.path(), "npu1", &fake.toolchain(), Until::CoreLlvm, &mut Vec::new()).unwrap();
+    assert!(built.xclbin.is_none() && built.missing.is_empty() && built.stop_message().is_none());
+    assert_eq!(built.insts_words, 1);
+    assert!(fake.calls_of("aiecc").is_empty());
+}
+
+#[test]
+fn missing_step_tools_are_reported_before_anything_runs() {
+    let fake = FakeTools::new(Aiecc::Works, None);
+    fs::remove_file(fake.dir("mlir-aie/bin/aie-translate")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let design = design_in(out.path(), DESIGN);
+    match driver::build_until(&design, out.path(), "npu1", &fake.toolchain(), Until::CoreLlvm, &mut Vec::new()).unwrap_err() {
         BuildError::MissingTool { tool, hint } => {
-            assert_eq!(tool, "peano-clang");
-            assert!(hint.contains("no bin/clang under") && hint.contains("--peano"), "{hint}");
-            assert!(hint.contains("pip install llvm-aie"), "{hint}");
+            assert_eq!(tool, "aie-translate");
+            assert!(hint.contains("MLIR_AIE_INSTALL_DIR") && !hint.contains("also missing"), "{hint}");
         }
         other => panic!("expected MissingTool, got {other:?}"),
     }
@@ -246,7 +390,7 @@ fn missing_tools_are_reported_before_anything_runs() {
         BuildError::MissingTool { tool, hint } => {
             assert_eq!(tool, "aie-opt");
             assert!(hint.contains("MLIR_AIE_INSTALL_DIR"), "{hint}");
-            assert!(hint.contains("also missing: aiecc, peano-clang, bootgen, xclbinutil"), "{hint}");
+            assert!(hint.contains("also missing: aie-translate, aiecc, peano-clang, bootgen, xclbinutil"), "{hint}");
         }
         other => panic!("expected MissingTool, got {other:?}"),
     }
@@ -254,11 +398,11 @@ fn missing_tools_are_reported_before_anything_runs() {
 
 #[test]
 fn stale_outputs_do_not_pass_for_a_new_build() {
-    let fake = FakeTools::new(Aiecc::WritesNothing, false);
+    let fake = FakeTools::new(Aiecc::WritesNothing, None);
     let out = tempfile::tempdir().unwrap();
     let design = design_in(out.path(), DESIGN);
     fs::write(out.path().join("final.xclbin"), b"old").unwrap();
-    fs::write(out.path().join("insts.bin"), [0u8; 4]).unwrap();
+    fs::write(out.path().join("insts.bin"), [0u8; 8]).unwrap();
     match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
         BuildError::MissingOutput { step, path } => {
             assert_eq!(step, "aiecc");
@@ -267,11 +411,13 @@ fn stale_outputs_do_not_pass_for_a_new_build() {
         other => panic!("expected MissingOutput, got {other:?}"),
     }
     assert!(!out.path().join("final.xclbin").exists());
+    // insts.bin is step 4's of this build, not the old one.
+    assert_eq!(fs::read(out.path().join("insts.bin")).unwrap(), [1, 0, 0, 0]);
 }
 
 #[test]
 fn the_design_must_target_the_requested_device() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let out = tempfile::tempdir().unwrap();
     let design = design_in(out.path(), &DESIGN.replace("npu1", "npu2"));
     match driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_err() {
@@ -284,6 +430,12 @@ fn the_design_must_target_the_requested_device() {
         Err(BuildError::NotADesign { .. })
     ));
     assert!(fake.calls().is_empty());
+
+    // npu2 designs are lowered for aie2p.
+    let npu2 = design_in(&out.path().join("c"), &DESIGN.replace("npu1", "npu2"));
+    let built = driver::build_until(&npu2, &out.path().join("c"), "npu2", &fake.toolchain(), Until::CoreLlvm, &mut Vec::new()).unwrap();
+    assert_eq!(built.steps.target, steps::Target::Aie2p);
+    assert!(fake.calls_of("aie-opt")[0].contains("aie-target=aie2p"), "{:?}", fake.calls());
 }
 
 #[test]
@@ -292,15 +444,19 @@ fn compiled_examples_build_with_the_fake_toolchain() {
     let add_one = "kernel add_one {\n  dim N = 4096 tile 256\n  in  x: i32[N]\n  out y: i32[N]\n  spread N over cores\n  y[N] = x[N] + 1\n}\n";
     let matmul = fs::read_to_string(workspace().join("dsl-examples/matmul.tile")).unwrap();
     for (name, source) in [("add_one.tile", add_one.to_string()), ("matmul.tile", matmul)] {
-        let fake = FakeTools::new(Aiecc::Works, false);
+        let fake = FakeTools::new(Aiecc::Works, None);
         let compiled = aiec::compile_source(name, &source, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let out = tempfile::tempdir().unwrap();
         let design = design_in(out.path(), &compiled.mlir);
         let built = driver::build(&design, out.path(), "npu1", &fake.toolchain(), &mut Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(built.xclbin.is_file() && built.insts.is_file());
-        // The verified module aiecc compiled is the compiler's own output.
-        let verified = fs::read_to_string(built.work_dir.join("design.verified.mlir")).unwrap();
-        assert_eq!(verified.strip_prefix("// verified\n").unwrap(), compiled.mlir, "{name}");
+        assert!(built.xclbin.is_some_and(|x| x.is_file()) && built.insts.is_file());
+        // Step 1 read the compiler's own output, and every core of the design got its LLVM IR.
+        let aievec = fs::read_to_string(built.work_dir.join("1-aievec.mlir")).unwrap();
+        assert_eq!(aievec.strip_prefix("// aie-opt\n").unwrap(), compiled.mlir, "{name}");
+        assert_eq!(built.steps.cores.len(), compiled.design.cores.len(), "{name}");
+        for core in &built.steps.cores {
+            assert!(built.work_dir.join(format!("core_{}_{}.ll", core.col, core.row)).is_file(), "{name}: {core}");
+        }
     }
 }
 
@@ -508,7 +664,7 @@ fn the_workspace_toolchain_toml_is_valid() {
 
 #[test]
 fn explicit_tool_paths_win_and_peano_clang_never_comes_from_path() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let alt = fake.dir("elsewhere/bootgen");
     write_script(&alt, "exit 0\n");
     let text = format!("[tools]\nbootgen = \"{}\"\n", alt.display());
@@ -546,7 +702,7 @@ fn no_npu(dir: &Path) -> NpuPaths {
 
 #[test]
 fn doctor_reports_found_tools_with_versions_and_the_missing_npu() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let mut out = Vec::new();
     let report = doctor::run_with(&fake.toolchain(), &no_npu(fake.root.path()), &mut out);
     let text = String::from_utf8(out).unwrap();
@@ -563,6 +719,14 @@ fn doctor_reports_found_tools_with_versions_and_the_missing_npu() {
         Status::Found { version, .. } => assert_eq!(version.as_deref(), Some("XRT Build Version: 2.17.0 (fake)")),
         other => panic!("{other:?}"),
     }
+    // aie-opt and aie-translate: LLVM's version block, then their own name (and mlir-aie commit).
+    for tool in ["aie-opt", "aie-translate"] {
+        match &report.check(tool).unwrap().status {
+            Status::Found { version, .. } => assert_eq!(version.clone(), Some(format!("{tool} (Fake LLVM version 22.1.8)"))),
+            other => panic!("{tool}: {other:?}"),
+        }
+    }
+    assert!(text.contains("[ok]      aie-translate"), "{text}");
     let npu = report.check("NPU device").unwrap();
     assert_eq!(npu.status, Status::Missing);
     assert!(npu.next_step.as_deref().unwrap().contains("modprobe amdxdna"));
@@ -605,7 +769,7 @@ fn doctor_gives_a_next_step_for_everything_missing() {
 
 #[test]
 fn doctor_finds_the_npu_when_the_driver_and_node_are_there() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let sys = fake.root.path().join("sys");
     fs::create_dir_all(sys.join("amdxdna")).unwrap();
     fs::write(sys.join("accel0"), "").unwrap();
@@ -625,7 +789,7 @@ fn doctor_finds_the_npu_when_the_driver_and_node_are_there() {
 
 #[test]
 fn doctor_tells_when_xrt_is_installed_but_not_compiled_in() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let include = fake.dir("xrt/include/xrt/detail");
     fs::create_dir_all(&include).unwrap();
     fs::write(include.join("version.h"), "static const char xrt_build_version[] = \"2.18.0\";\n").unwrap();
@@ -662,7 +826,7 @@ fn aiec(args: &[&str], cwd: &Path) -> std::process::Output {
 
 #[test]
 fn aiec_build_drives_the_toolchain_given_by_flags() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let out = tempfile::tempdir().unwrap();
     let ws = workspace();
     let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
@@ -684,8 +848,64 @@ fn aiec_build_drives_the_toolchain_given_by_flags() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(out.path().join("final.xclbin").is_file() && out.path().join("insts.bin").is_file() && out.path().join("design.json").is_file());
-    assert!(stderr.contains("build [aiecc]:"), "{stderr}");
+    assert!(stderr.contains("step 5 core-llvm  ok") && stderr.contains("build [aiecc]:"), "{stderr}");
     assert_eq!(fake.calls().iter().filter(|c| c.starts_with("aiecc ")).count(), 1);
+
+    // --stop-after-llvm ends after step 5 even with every tool there; --timings prints each step.
+    let llvm_only = tempfile::tempdir().unwrap();
+    let flags = ["--mlir-aie", m.to_str().unwrap(), "--peano", p.to_str().unwrap(), "--xrt", x.to_str().unwrap()];
+    let mut args = vec![
+        "build",
+        "dsl-examples/matmul.tile",
+        "-o",
+        llvm_only.path().to_str().unwrap(),
+        "--stop-after-llvm",
+        "--timings",
+    ];
+    args.extend(flags);
+    let o = aiec(&args, &ws);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped after step 5 (core LLVM IR) as asked: 16 cores"), "{stderr}");
+    assert!(!llvm_only.path().join("final.xclbin").exists());
+    assert_eq!(fake.calls().iter().filter(|c| c.starts_with("aiecc ")).count(), 1, "aiecc did not run again");
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for (i, name) in ["aievec", "resources", "routing", "npu-insts", "core-llvm"].iter().enumerate() {
+        assert_eq!(lines[i][..4], ["step", &(i + 1).to_string(), name, "ok"], "{stdout}");
+        assert!(lines[i][4].parse::<f64>().is_ok(), "{stdout}");
+    }
+    assert_eq!(lines[5], ["cores", "16"]);
+
+    // Without Peano: the five steps, then exit 1 with the line that says what is missing.
+    let no_peano = tempfile::tempdir().unwrap();
+    let o = aiec(
+        &[
+            "build",
+            "dsl-examples/matmul.tile",
+            "-o",
+            no_peano.path().to_str().unwrap(),
+            "--mlir-aie",
+            m.to_str().unwrap(),
+            "--peano",
+            no_peano.path().to_str().unwrap(),
+            "--xrt",
+            x.to_str().unwrap(),
+        ],
+        &ws,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("stopped after step 5 (core LLVM IR): Peano (llvm-aie) is needed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("step 5 core-llvm  ok"), "{stderr}");
+    assert!(no_peano.path().join("insts.bin").is_file() && no_peano.path().join("build/core_0_2.ll").is_file());
 
     // Without a toolchain: exit 1 and the missing tool named.
     let empty = tempfile::tempdir().unwrap();
@@ -714,7 +934,7 @@ fn aiec_build_drives_the_toolchain_given_by_flags() {
 
 #[test]
 fn aiec_doctor_exit_code_follows_can_build() {
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let ws = workspace();
     let (m, p, x) = (fake.dir("mlir-aie"), fake.dir("peano"), fake.dir("xrt"));
     let o = aiec(
@@ -744,7 +964,7 @@ fn aiec_doctor_exit_code_follows_can_build() {
 fn aiec_run_npu_never_falls_back_silently() {
     // A toolchain.toml found by walking up from the working directory points at the stand-in tools,
     // so the build succeeds; what is missing then is the NPU itself.
-    let fake = FakeTools::new(Aiecc::Works, false);
+    let fake = FakeTools::new(Aiecc::Works, None);
     let work = tempfile::tempdir().unwrap();
     fs::write(
         work.path().join("toolchain.toml"),

@@ -60,7 +60,8 @@ enum Command {
     Emulate(run::EmulateArgs),
     /// Compile a .tile kernel, run it on seeded random inputs, compare with its reference
     Run(run::RunArgs),
-    /// Compile to MLIR if needed, then drive the mlir-aie toolchain to final.xclbin + insts.bin
+    /// Compile to MLIR if needed, run mlir-aie's steps to insts.bin and the cores' LLVM IR, then
+    /// aiecc with Peano to final.xclbin
     Build(run::BuildArgs),
     /// Report which parts of the toolchain and which NPU are available
     Doctor(run::DoctorArgs),
@@ -157,6 +158,9 @@ fn compile_file(file: &Path, device: &DeviceModel) -> Result<aiec::Compiled, Cli
     let kernel = aiec::parse_file(file)?;
     let mut compiled = compile_kernel(&kernel, device)?;
     compiled.json.source = Some(file.display().to_string());
+    for note in &compiled.notes {
+        eprint!("{}", note.render_note());
+    }
     Ok(compiled)
 }
 

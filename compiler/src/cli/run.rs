@@ -3,6 +3,7 @@
 use super::{compile_to_dir, device_model, CliError};
 use aiec::hostdata;
 use aiec::toolchain;
+use aiec::toolchain::Until;
 use aiec_runtime::artifact::{ArgDirection, ArtifactDir, DesignJson};
 use aiec_runtime::emulator::Emulator;
 use aiec_runtime::npu::NpuBackend;
@@ -61,6 +62,13 @@ pub struct BuildArgs {
     out: Option<PathBuf>,
     #[arg(long, value_name = "npu1|npu2")]
     device: Option<String>,
+    /// end after step 5 (the cores' LLVM IR and insts.bin), which needs no Peano: exit 0 there
+    #[arg(long)]
+    stop_after_llvm: bool,
+    /// also print each step to stdout as tab-separated lines for scripts:
+    /// `step N NAME ok|FAIL SECONDS`, then `cores N` (the cores taken to LLVM IR)
+    #[arg(long)]
+    timings: bool,
     #[command(flatten)]
     tools: ToolFlags,
 }
@@ -279,23 +287,101 @@ fn build_into(dir: &Path, device: &str, flags: &ToolFlags) -> Result<(), CliErro
     Ok(())
 }
 
+/// The `--timings` lines: every finished step, the failing one, and the number of cores.
+fn print_timings(result: &Result<toolchain::BuildOutputs, toolchain::BuildError>) {
+    let line = |number: usize, status: &str, seconds: String| {
+        let name = toolchain::steps::STEPS.get(number - 1).map(|s| s.0).unwrap_or("?");
+        println!("step\t{number}\t{name}\t{status}\t{seconds}");
+    };
+    match result {
+        Ok(built) => {
+            for s in &built.steps.steps {
+                line(s.number, "ok", format!("{:.3}", s.duration.as_secs_f64()));
+            }
+            println!("cores\t{}", built.steps.cores.len());
+        }
+        Err(toolchain::BuildError::Step(e)) => {
+            for s in e.completed() {
+                line(s.number, "ok", format!("{:.3}", s.duration.as_secs_f64()));
+            }
+            let seconds = match e {
+                toolchain::StepError::Failed(f) => format!("{:.3}", f.duration.as_secs_f64()),
+                _ => "-".to_string(),
+            };
+            if let Some(n) = e.step_number() {
+                line(n, "FAIL", seconds);
+            }
+        }
+        Err(_) => {}
+    }
+}
+
 pub fn build(a: BuildArgs) -> Result<i32, CliError> {
     let device = device_model(a.device.as_deref())?;
     let is_mlir = a.file.extension().map(|e| e == "mlir").unwrap_or(false);
-    let dir = if is_mlir {
+    let (dir, compiled) = if is_mlir {
         let dir = a.out.clone().unwrap_or_else(|| a.file.parent().unwrap_or(Path::new(".")).to_path_buf());
         std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let dst = dir.join("design.mlir");
         if dst != a.file {
             std::fs::copy(&a.file, &dst).map_err(|e| failed(format!("{}: {e}", a.file.display())))?;
         }
-        dir
+        (dir, None)
     } else {
-        compile_to_dir(&a.file, a.out.clone(), &device)?.0
+        let (dir, compiled) = compile_to_dir(&a.file, a.out.clone(), &device)?;
+        (dir, Some(compiled))
     };
-    build_into(&dir, device.name, &a.tools)?;
-    eprintln!("built {} -> {}", a.file.display(), dir.display());
+    let tc = resolve_toolchain(&a.tools)?;
+    let until = if a.stop_after_llvm { Until::CoreLlvm } else { Until::Xclbin };
+    let mut log = std::io::stderr();
+    let result = toolchain::driver::build_until(&ArtifactDir::new(&dir).mlir(), &dir, device.name, &tc, until, &mut log);
+    if a.timings {
+        print_timings(&result);
+    }
+    let built = result.map_err(|e| {
+        let source = compiled.as_ref().and_then(|c| kernel_source_of(&e, c));
+        failed(format!("{e}{}", source.unwrap_or_default()))
+    })?;
+    if built.xclbin.is_some() {
+        eprintln!("built {} -> {}", a.file.display(), dir.display());
+        return Ok(0);
+    }
+    // Not asked to stop here: the line says which tools final.xclbin still needs.
+    if let Some(line) = built.stop_message().filter(|_| !a.stop_after_llvm) {
+        return Err(CliError::Failed(line));
+    }
+    eprintln!(
+        "stopped after step 5 (core LLVM IR) as asked: {} cores to LLVM IR in {}, insts.bin ({} instruction words) in {}",
+        built.steps.cores.len(),
+        built.work_dir.display(),
+        built.insts_words,
+        dir.display()
+    );
     Ok(0)
+}
+
+/// For a step that failed on an op of design.mlir (the steps keep design.mlir's locations in
+/// every stage they write), the kernel line that op was lowered from: ` --> file:line:col` and
+/// the line itself.
+fn kernel_source_of(e: &toolchain::BuildError, compiled: &aiec::Compiled) -> Option<String> {
+    let toolchain::BuildError::Step(toolchain::StepError::Failed(f)) = e else {
+        return None;
+    };
+    let at = f.diagnostic.as_ref()?.location.as_ref()?;
+    if at.path.file_name()? != "design.mlir" {
+        return None;
+    }
+    let loc = compiled.kernel_location(at.line as usize)?;
+    let mut out = format!("\n  --> {loc} (the kernel line this op was lowered from)");
+    let mut parts = loc.rsplitn(3, ':');
+    let (_col, line, file) = (parts.next()?, parts.next()?.parse::<usize>().ok()?, parts.next()?);
+    if let Some(text) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.lines().nth(line.checked_sub(1)?).map(str::to_string))
+    {
+        out.push_str(&format!("\n   | {}", text.trim_end()));
+    }
+    Some(out)
 }
 
 pub fn doctor(a: DoctorArgs) -> Result<i32, CliError> {

@@ -65,8 +65,10 @@ impl<T> Sourced<T> {
 pub enum Tool {
     /// mlir-aie's compiler driver (`aiecc`, or the `aiecc.py` wrapper around it).
     Aiecc,
-    /// mlir-aie's `mlir-opt`: parses and verifies the aie dialects.
+    /// mlir-aie's `mlir-opt`: the aie dialects and their passes (object FIFO lowering, routing, ...).
     AieOpt,
+    /// mlir-aie's `mlir-translate`: NPU instructions to insts.bin, core MLIR to LLVM IR.
+    AieTranslate,
     /// Peano (llvm-aie)'s clang, which compiles the core programs.
     PeanoClang,
     /// Packs the configuration into a PDI (shipped with mlir-aie).
@@ -78,13 +80,22 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [Tool::Aiecc, Tool::AieOpt, Tool::PeanoClang, Tool::Bootgen, Tool::Xclbinutil, Tool::XrtSmi];
+    pub const ALL: [Tool; 7] = [
+        Tool::Aiecc,
+        Tool::AieOpt,
+        Tool::AieTranslate,
+        Tool::PeanoClang,
+        Tool::Bootgen,
+        Tool::Xclbinutil,
+        Tool::XrtSmi,
+    ];
 
     /// The key under `[tools]` in toolchain.toml.
     pub fn key(self) -> &'static str {
         match self {
             Tool::Aiecc => "aiecc",
             Tool::AieOpt => "aie-opt",
+            Tool::AieTranslate => "aie-translate",
             Tool::PeanoClang => "peano-clang",
             Tool::Bootgen => "bootgen",
             Tool::Xclbinutil => "xclbinutil",
@@ -102,6 +113,7 @@ impl Tool {
             // The binary first: aiecc.py only forwards to it and needs mlir-aie's python package.
             Tool::Aiecc => &["aiecc", "aiecc.py"],
             Tool::AieOpt => &["aie-opt"],
+            Tool::AieTranslate => &["aie-translate"],
             Tool::PeanoClang => &["clang"],
             Tool::Bootgen => &["bootgen"],
             Tool::Xclbinutil => &["xclbinutil"],
@@ -302,7 +314,7 @@ impl Toolchain {
             });
         }
         let install: Option<(&Sourced<PathBuf>, &str)> = match tool {
-            Tool::Aiecc | Tool::AieOpt | Tool::Bootgen => self.mlir_aie.as_ref().map(|d| (d, "mlir-aie")),
+            Tool::Aiecc | Tool::AieOpt | Tool::AieTranslate | Tool::Bootgen => self.mlir_aie.as_ref().map(|d| (d, "mlir-aie")),
             Tool::PeanoClang => self.peano.as_ref().map(|d| (d, "peano")),
             Tool::Xclbinutil | Tool::XrtSmi => Some((&self.xrt, "xrt")),
         };
@@ -351,7 +363,7 @@ impl Toolchain {
             None => "not on PATH and no mlir-aie install dir is set".to_string(),
         };
         match tool {
-            Tool::Aiecc | Tool::AieOpt | Tool::Bootgen => format!(
+            Tool::Aiecc | Tool::AieOpt | Tool::AieTranslate | Tool::Bootgen => format!(
                 "{} {mlir_aie_where}: install mlir-aie (`pip install mlir_aie` from its release wheels, or build it) and set [mlir-aie] install_dir in toolchain.toml, MLIR_AIE_INSTALL_DIR or --mlir-aie to the directory holding bin/{}",
                 tool.key(),
                 tool.file_names()[0]

@@ -1,7 +1,7 @@
 //! `aiec doctor`: which parts of the NPU flow are present, their versions, and what to do next.
 
 use super::config::{Tool, Toolchain};
-use super::driver::BUILD_TOOLS;
+use super::driver::{BUILD_TOOLS, STEP_TOOLS};
 use aiec_runtime::npu::xrt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,10 @@ impl DoctorReport {
     /// Everything `aiec build` needs is there.
     pub fn can_build(&self) -> bool {
         self.checks.iter().filter(|c| c.need == Need::Build).all(Check::ok)
+    }
+    /// `aiec build` can run its five steps up to the cores' LLVM IR (aie-opt and aie-translate).
+    pub fn can_build_llvm(&self) -> bool {
+        STEP_TOOLS.iter().all(|t| self.check(t.key()).is_some_and(Check::ok))
     }
     /// Everything `aiec run --npu` needs (besides a built design) is there.
     pub fn can_run(&self) -> bool {
@@ -127,14 +131,29 @@ fn tool_check(tc: &Toolchain, tool: Tool, need: Need) -> Check {
 
 /// The tool's version line, for the tools that print one.
 fn tool_version(tool: Tool, path: &Path) -> Option<String> {
-    let args: &[&str] = match tool {
-        // bootgen has no version flag; it prints its banner on any call, so it is not asked.
-        Tool::Bootgen => return None,
-        Tool::XrtSmi => &["--version"],
-        _ => &["--version"],
-    };
-    let text = run_captured(path, args)?;
-    pick_version_line(&text)
+    // bootgen has no version flag; it prints its banner on any call, so it is not asked.
+    if tool == Tool::Bootgen {
+        return None;
+    }
+    let text = run_captured(path, &["--version"])?;
+    match tool {
+        Tool::AieOpt | Tool::AieTranslate => mlir_tool_version(tool.key(), &text),
+        _ => pick_version_line(&text),
+    }
+}
+
+/// aie-opt and aie-translate print LLVM's version block and then `NAME COMMIT` (the mlir-aie
+/// commit, empty in some builds): shown as `NAME COMMIT (LLVM version X)`.
+pub fn mlir_tool_version(name: &str, text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let llvm = lines.iter().find(|l| l.contains("LLVM version"));
+    let own = lines.iter().find(|l| l.starts_with(name)).map(|l| l.to_string());
+    match (own, llvm) {
+        (Some(own), Some(llvm)) => Some(format!("{own} ({llvm})")),
+        (Some(own), None) if own != name => Some(own),
+        (_, Some(llvm)) => Some(format!("{name} ({llvm})")),
+        _ => pick_version_line(text),
+    }
 }
 
 /// The first line mentioning a version, else the first non-empty line.
@@ -317,10 +336,16 @@ fn print_report(tc: &Toolchain, report: &DoctorReport, out: &mut dyn Write) {
         }
     }
     let _ = writeln!(out);
+    let build = if report.can_build() {
+        "ready"
+    } else if report.can_build_llvm() {
+        "NOT ready (steps 1-5, up to the cores' LLVM IR: ready)"
+    } else {
+        "NOT ready"
+    };
     let _ = writeln!(
         out,
-        "build: {}   NPU run: {}   emulator: always available (`aiec run FILE --emulate`)",
-        if report.can_build() { "ready" } else { "NOT ready" },
+        "build: {build}   NPU run: {}   emulator: always available (`aiec run FILE --emulate`)",
         if report.can_run() { "ready" } else { "NOT ready" }
     );
 }
@@ -337,5 +362,12 @@ mod tests {
         );
         assert_eq!(pick_version_line("aiecc 1.0\n").as_deref(), Some("aiecc 1.0"));
         assert_eq!(pick_version_line("  \n"), None);
+        let aie_opt = "Debian LLVM version 22.1.8\n  Optimized build.\naie-opt \n";
+        assert_eq!(mlir_tool_version("aie-opt", aie_opt).as_deref(), Some("aie-opt (Debian LLVM version 22.1.8)"));
+        let with_commit = "LLVM (http://llvm.org/):\n  LLVM version 20.0.0git\n  Optimized build.\naie-translate 1e400306\n";
+        assert_eq!(
+            mlir_tool_version("aie-translate", with_commit).as_deref(),
+            Some("aie-translate 1e400306 (LLVM version 20.0.0git)")
+        );
     }
 }

@@ -1,29 +1,34 @@
 //! `aiec build`: from `design.mlir` to `final.xclbin` + `insts.bin` with mlir-aie and Peano.
 //!
-//! The flow has two steps:
+//! The flow has two parts:
 //!
-//! 1. **verify** — `aie-opt design.mlir -o build/design.verified.mlir`. mlir-aie's own parser
-//!    and verifiers check what the compiler emitted against the real aie/aiex op definitions and
-//!    re-print it in canonical custom form. A mismatch with mlir-aie's dialects fails here, in a
-//!    step of a few milliseconds whose stderr names the op, not deep inside the next one.
+//! 1. **The five steps before core compilation** ([`super::steps`]), each an explicit `aie-opt`
+//!    pass pipeline (plus `aie-translate` for insts.bin and the cores' LLVM IR): cores to AIE
+//!    vector ops, buffers/locks/DMAs, routing, NPU instructions, each core to LLVM IR. Every stage
+//!    is left in `build/` with a numbered name and insts.bin in the output directory. A design
+//!    mlir-aie cannot lower fails here in a named step with the first diagnostic, and all of this
+//!    runs without Peano.
 //! 2. **aiecc** — `aiecc --no-xchesscc --no-xbridge --peano DIR --no-compile-host
 //!    --tmpdir build/aiecc.prj --aie-generate-xclbin --xclbin-name=final.xclbin
-//!    --aie-generate-npu-insts --npu-insts-name=insts.bin build/design.verified.mlir`, run in the
-//!    output directory (aiecc writes both names relative to its working directory).
+//!    --aie-generate-npu-insts --npu-insts-name=insts.bin design.mlir`, run in the output
+//!    directory (aiecc writes both names relative to its working directory). It needs Peano,
+//!    bootgen and xclbinutil; when one of them is missing the build stops after the five steps
+//!    and says what is missing ([`Until::CoreLlvm`] asks for that end on purpose).
 //!
-//! Why aiecc rather than spelling out aie-opt / aie-translate / Peano / bootgen / xclbinutil:
-//! between the MLIR and the xclbin sit a long pass pipeline (object FIFO lowering, buffer and lock
-//! allocation, routing, DMA and core lowering), one Peano compile and link per core with a
-//! generated linker script, CDO generation, a bootgen BIF and an xclbinutil call with generated
-//! partition and kernel JSON. That pipeline is mlir-aie's own and changes between its releases;
-//! aiecc is the driver mlir-aie ships and tests for exactly this (its npu-xrt tests build with the
-//! flags above), so following it keeps `aiec build` working across mlir-aie versions. `--no-xchesscc
-//! --no-xbridge --peano` selects the open Peano path instead of AMD's proprietary Vitis compiler.
+//! Why aiecc rather than spelling out Peano / bootgen / xclbinutil too: after the core LLVM IR
+//! come one Peano compile and link per core with a generated linker script, CDO generation, a
+//! bootgen BIF and an xclbinutil call with generated partition and kernel JSON. That is mlir-aie's
+//! own and changes between its releases; aiecc is the driver mlir-aie ships and tests for exactly
+//! this (its npu-xrt tests build with the flags above), so following it keeps `aiec build` working
+//! across mlir-aie versions. `--no-xchesscc --no-xbridge --peano` selects the open Peano path
+//! instead of AMD's proprietary Vitis compiler. aiecc gets design.mlir and runs its own copy of
+//! the five steps: the explicit ones are the check and the inspectable record, not its input.
 //!
-//! Every tool the flow needs (aie-opt, aiecc, Peano's clang, bootgen, xclbinutil) is looked up
-//! before anything runs; the first missing one is a [`BuildError::MissingTool`] naming the others.
+//! aie-opt and aie-translate are looked up before anything runs; a missing one is a
+//! [`BuildError::MissingTool`] naming the others.
 
 use super::config::{Tool, Toolchain};
+use super::steps::{self, StepError, StepsReport, Target};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -33,25 +38,58 @@ use std::sync::mpsc;
 pub const STDERR_TAIL_LINES: usize = 30;
 
 /// Tools the build needs, in the order they are reported missing.
-pub const BUILD_TOOLS: [Tool; 5] = [Tool::AieOpt, Tool::Aiecc, Tool::PeanoClang, Tool::Bootgen, Tool::Xclbinutil];
+pub const BUILD_TOOLS: [Tool; 6] = [Tool::AieOpt, Tool::AieTranslate, Tool::Aiecc, Tool::PeanoClang, Tool::Bootgen, Tool::Xclbinutil];
 
-/// What a successful build leaves in the output directory.
+/// Tools the five steps up to the cores' LLVM IR need.
+pub const STEP_TOOLS: [Tool; 2] = [Tool::AieOpt, Tool::AieTranslate];
+
+/// Tools needed after the cores' LLVM IR to get final.xclbin.
+pub const XCLBIN_TOOLS: [Tool; 4] = [Tool::PeanoClang, Tool::Aiecc, Tool::Bootgen, Tool::Xclbinutil];
+
+/// Where the build is to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// After step 5: the cores' LLVM IR and insts.bin, no Peano needed.
+    CoreLlvm,
+    /// final.xclbin, when Peano, aiecc, bootgen and xclbinutil are there.
+    Xclbin,
+}
+
+/// What a build leaves in the output directory.
 #[derive(Debug, Clone)]
 pub struct BuildOutputs {
-    pub xclbin: PathBuf,
+    /// The five steps, with their times and outputs, and the cores taken to LLVM IR.
+    pub steps: StepsReport,
     pub insts: PathBuf,
     /// Number of 32-bit words in insts.bin.
     pub insts_words: usize,
-    /// build/ under the output directory: the verified MLIR and aiecc's project directory.
+    /// `None` when the build ended after step 5.
+    pub xclbin: Option<PathBuf>,
+    /// Why it ended after step 5 without being asked to: the tools final.xclbin needs that are
+    /// missing (empty otherwise).
+    pub missing: Vec<Tool>,
+    /// build/ under the output directory: every stage and aiecc's project directory.
     pub work_dir: PathBuf,
-    /// Each step's command line, in the order run.
-    pub steps: Vec<String>,
+    /// Every command line, in the order run.
+    pub commands: Vec<String>,
+}
+
+impl BuildOutputs {
+    /// The line that says why the build stopped before final.xclbin, when it did.
+    pub fn stop_message(&self) -> Option<String> {
+        (self.xclbin.is_none() && !self.missing.is_empty()).then(|| stop_message(&self.missing))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{tool} not found: {hint}")]
     MissingTool { tool: String, hint: String },
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// final.xclbin was asked for but tools after step 5 are missing.
+    #[error("{}", stop_message(missing))]
+    StoppedAfterLlvm { missing: Vec<Tool> },
     #[error("step '{step}' failed ({status})\n  command: {command_line}\n{stderr_tail}")]
     StepFailed {
         step: String,
@@ -71,31 +109,96 @@ pub enum BuildError {
     DeviceMismatch { path: PathBuf, found: String, requested: String },
     #[error("{}: no aie.device(...) op found: not an MLIR-AIE design", path.display())]
     NotADesign { path: PathBuf },
+    #[error("unknown device '{device}': expected npu1 or npu2")]
+    UnknownDevice { device: String },
     #[error("{}: {message}", path.display())]
     BadInstructions { path: PathBuf, message: String },
 }
 
-/// Builds `design_mlir` for `device` into `out_dir/final.xclbin` and `out_dir/insts.bin`.
-/// Tool output is streamed to `log` as it comes.
+/// The one line saying that the build stopped after the cores' LLVM IR, what for each missing
+/// tool is needed for, and where to point aiec at it.
+pub fn stop_message(missing: &[Tool]) -> String {
+    let peano = missing.contains(&Tool::PeanoClang);
+    let others: Vec<&str> = missing.iter().filter(|&&t| t != Tool::PeanoClang).map(|t| t.key()).collect();
+    let others_text = match others.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let mut need = String::new();
+    if peano {
+        need.push_str("Peano (llvm-aie) is needed to compile the cores to ELF and build final.xclbin");
+        if !others.is_empty() {
+            need.push_str(&format!(", and {others_text} to link and pack it"));
+        }
+    } else {
+        let verb = if others.len() == 1 { "is" } else { "are" };
+        need.push_str(&format!("{others_text} {verb} needed to link the cores and pack final.xclbin"));
+    }
+    let mut set = Vec::new();
+    if peano {
+        set.push("[peano] install_dir in toolchain.toml or PEANO_INSTALL_DIR".to_string());
+    }
+    let from_mlir_aie: Vec<&str> = missing.iter().filter(|t| matches!(t, Tool::Aiecc | Tool::Bootgen)).map(|t| t.key()).collect();
+    if !from_mlir_aie.is_empty() {
+        set.push(format!(
+            "[mlir-aie] install_dir or MLIR_AIE_INSTALL_DIR to an mlir-aie install with {}",
+            from_mlir_aie.join(" and ")
+        ));
+    }
+    if missing.contains(&Tool::Xclbinutil) {
+        set.push("[xrt] prefix or XILINX_XRT to XRT for xclbinutil".to_string());
+    }
+    let set_text = match set.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{}, and {last}", init.join(", ")),
+    };
+    let found = if missing.len() > 1 { "; none of them was found: set" } else { "; set" };
+    format!("stopped after step 5 (core LLVM IR): {need}{found} {set_text} (`aiec doctor` lists what is missing)")
+}
+
+/// Builds `design_mlir` for `device` into `out_dir/final.xclbin` and `out_dir/insts.bin`; a
+/// missing tool after step 5 is [`BuildError::StoppedAfterLlvm`].
 pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, log: &mut dyn Write) -> Result<BuildOutputs, BuildError> {
+    let built = build_until(design_mlir, out_dir, device, tc, Until::Xclbin, log)?;
+    if built.xclbin.is_none() {
+        return Err(BuildError::StoppedAfterLlvm { missing: built.missing });
+    }
+    Ok(built)
+}
+
+/// Runs the five steps, then — for [`Until::Xclbin`] and with every tool there — aiecc. With
+/// tools missing after step 5 it returns what the steps produced, `xclbin: None` and the missing
+/// tools. Tool output is streamed to `log` as it comes.
+pub fn build_until(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, until: Until, log: &mut dyn Write) -> Result<BuildOutputs, BuildError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BuildError::Io { path, source }
     };
-    // Everything missing is found before anything runs.
-    let missing: Vec<Tool> = BUILD_TOOLS.into_iter().filter(|&t| tc.find(t).is_none()).collect();
-    if let Some(&first) = missing.first() {
-        let mut hint = tc.hint(first);
-        if missing.len() > 1 {
-            let others: Vec<&str> = missing[1..].iter().map(|t| t.key()).collect();
-            hint.push_str(&format!(" (also missing: {}; `aiec doctor` lists everything)", others.join(", ")));
+    let target = Target::for_device(device).ok_or_else(|| BuildError::UnknownDevice { device: device.to_string() })?;
+    // The step tools must be there; everything else missing is named with them.
+    let needed: &[Tool] = match until {
+        Until::CoreLlvm => &STEP_TOOLS,
+        Until::Xclbin => &BUILD_TOOLS,
+    };
+    let missing: Vec<Tool> = needed.iter().copied().filter(|&t| tc.find(t).is_none()).collect();
+    let (aie_opt, aie_translate) = match (tc.find(Tool::AieOpt), tc.find(Tool::AieTranslate)) {
+        (Some(opt), Some(translate)) => (opt.path, translate.path),
+        _ => {
+            // `needed` lists the step tools first, so the first missing one is one of them.
+            let first = missing.first().copied().unwrap_or(Tool::AieOpt);
+            let mut hint = tc.hint(first);
+            let others: Vec<&str> = missing.iter().filter(|&&t| t != first).map(|t| t.key()).collect();
+            if !others.is_empty() {
+                hint.push_str(&format!(" (also missing: {}; `aiec doctor` lists everything)", others.join(", ")));
+            }
+            return Err(BuildError::MissingTool {
+                tool: first.key().to_string(),
+                hint,
+            });
         }
-        return Err(BuildError::MissingTool {
-            tool: first.key().to_string(),
-            hint,
-        });
-    }
-    let tool = |t: Tool| tc.find(t).expect("checked above").path;
+    };
 
     let text = std::fs::read_to_string(design_mlir).map_err(io(design_mlir))?;
     match design_device(&text) {
@@ -127,21 +230,34 @@ pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, l
             std::fs::remove_file(old).map_err(io(old))?;
         }
     }
-    let env = tc.tool_env();
-    let mut steps = Vec::new();
 
-    let verified = work_dir.join("design.verified.mlir");
-    let mut verify = Command::new(tool(Tool::AieOpt));
-    verify.arg(&design_mlir).arg("-o").arg(&verified).current_dir(&out_dir);
-    steps.push(run_step("verify (aie-opt)", &mut verify, &env, log)?);
-    if !verified.is_file() {
-        return Err(BuildError::MissingOutput {
-            step: "verify (aie-opt)".into(),
-            path: verified,
+    let _ = writeln!(log, "build: mlir-aie steps for {target} with {}", aie_opt.display());
+    let tools = steps::Tools { aie_opt, aie_translate };
+    let report = steps::run(&design_mlir, &out_dir, target, &tools, log)?;
+    let mut commands: Vec<String> = report.steps.iter().flat_map(|s| s.commands.iter().cloned()).collect();
+    let words = read_words(&insts)?;
+
+    let missing: Vec<Tool> = missing.into_iter().filter(|t| XCLBIN_TOOLS.contains(t)).collect();
+    if until == Until::CoreLlvm || !missing.is_empty() {
+        return Ok(BuildOutputs {
+            steps: report,
+            insts,
+            insts_words: words,
+            xclbin: None,
+            missing,
+            work_dir,
+            commands,
         });
     }
 
-    let peano = tc.peano.as_ref().expect("Peano's clang was found under it").value.clone();
+    let tool = |t: Tool| tc.find(t).map(|f| f.path).unwrap_or_default();
+    // aiecc takes Peano's install dir: the configured one, else the one holding bin/clang.
+    let clang = tool(Tool::PeanoClang);
+    let peano = match &tc.peano {
+        Some(dir) => dir.value.clone(),
+        None => clang.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let env = tc.tool_env();
     let mut aiecc = Command::new(tool(Tool::Aiecc));
     aiecc
         .arg("--no-xchesscc")
@@ -155,29 +271,36 @@ pub fn build(design_mlir: &Path, out_dir: &Path, device: &str, tc: &Toolchain, l
         .arg("--xclbin-name=final.xclbin")
         .arg("--aie-generate-npu-insts")
         .arg("--npu-insts-name=insts.bin")
-        .arg(&verified)
+        .arg(&design_mlir)
         .current_dir(&out_dir);
-    steps.push(run_step("aiecc", &mut aiecc, &env, log)?);
-    for out in [&xclbin, &insts] {
-        if !out.is_file() {
-            return Err(BuildError::MissingOutput {
-                step: "aiecc".into(),
-                path: out.clone(),
-            });
-        }
+    commands.push(run_step("aiecc", &mut aiecc, &env, log)?);
+    if !xclbin.is_file() {
+        return Err(BuildError::MissingOutput {
+            step: "aiecc".into(),
+            path: xclbin,
+        });
     }
-    let words = aiec_runtime::insts::read_insts(&insts).map_err(|e| BuildError::BadInstructions {
-        path: insts.clone(),
-        message: e.to_string(),
-    })?;
-    let _ = writeln!(log, "build: {} and {} ({} instruction words)", xclbin.display(), insts.display(), words.len());
+    // aiecc rewrites insts.bin with its own copy of step 4.
+    let words = read_words(&insts)?;
+    let _ = writeln!(log, "build: {} and {} ({words} instruction words)", xclbin.display(), insts.display());
     Ok(BuildOutputs {
-        xclbin,
+        steps: report,
         insts,
-        insts_words: words.len(),
+        insts_words: words,
+        xclbin: Some(xclbin),
+        missing: Vec::new(),
         work_dir,
-        steps,
+        commands,
     })
+}
+
+fn read_words(insts: &Path) -> Result<usize, BuildError> {
+    aiec_runtime::insts::read_insts(insts)
+        .map(|w| w.len())
+        .map_err(|e| BuildError::BadInstructions {
+            path: insts.to_path_buf(),
+            message: e.to_string(),
+        })
 }
 
 /// The device named by the first `aie.device(...)` op, in custom or generic form.
@@ -202,22 +325,6 @@ fn device_matches(found: &str, requested: &str) -> bool {
         return true; // generic form holds the enum's number; aie-opt checks it
     }
     found == requested || found.strip_prefix(requested).map(|rest| rest.starts_with('_')).unwrap_or(false)
-}
-
-fn quote(arg: &str) -> String {
-    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:+,@%".contains(c)) {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
-}
-
-fn command_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| quote(&a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 enum Chunk {
@@ -245,7 +352,7 @@ fn run_step(step: &str, cmd: &mut Command, env: &[(String, std::ffi::OsString)],
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let line = command_line(cmd);
+    let line = steps::command_line(cmd);
     let _ = writeln!(log, "build [{step}]: {line}");
     let program = PathBuf::from(cmd.get_program());
     let mut child = cmd
@@ -314,7 +421,29 @@ mod tests {
 
     #[test]
     fn quotes_what_a_shell_would_split() {
-        assert_eq!(quote("--xclbin-name=final.xclbin"), "--xclbin-name=final.xclbin");
-        assert_eq!(quote("a b"), "'a b'");
+        let mut cmd = Command::new("aiecc");
+        cmd.arg("--xclbin-name=final.xclbin").arg("a b");
+        assert_eq!(steps::command_line(&cmd), "aiecc --xclbin-name=final.xclbin 'a b'");
+    }
+
+    #[test]
+    fn the_stop_line_names_every_missing_tool() {
+        assert_eq!(
+            stop_message(&[Tool::PeanoClang]),
+            "stopped after step 5 (core LLVM IR): Peano (llvm-aie) is needed to compile the cores to ELF and build final.xclbin; set [peano] install_dir in toolchain.toml or PEANO_INSTALL_DIR (`aiec doctor` lists what is missing)"
+        );
+        let all = stop_message(&XCLBIN_TOOLS);
+        for t in XCLBIN_TOOLS.iter().skip(1) {
+            assert!(all.contains(t.key()), "{all}");
+        }
+        assert!(
+            all.contains("Peano (llvm-aie)") && all.contains("XILINX_XRT") && all.contains("none of them"),
+            "{all}"
+        );
+        let one = stop_message(&[Tool::Xclbinutil]);
+        assert!(
+            one.contains("xclbinutil is needed to link the cores and pack final.xclbin; set [xrt] prefix"),
+            "{one}"
+        );
     }
 }
