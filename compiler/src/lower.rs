@@ -1284,15 +1284,23 @@ fn memref_type(shape: &[u64], dtype: DType) -> String {
     }
 }
 
-/// Arith-only expansions of the functions the AIE core has no instruction for. Accuracy in f32
-/// (tested against libm through the emulator):
-/// * `exp`: x clamped to [-87, 88]; 2^n * e^u, u = x - n ln2 (Cody-Waite) in [-ln2/2, ln2/2],
-///   degree-7 Taylor: rel. error < 1e-6.
+/// Arith-only expansions of the functions the AIE core has no instruction for, defined over the
+/// whole f32 range. Semantics (the reference interpreter implements the same, see
+/// `reference::math`): IEEE results, except that subnormal inputs count as zero and subnormal
+/// results are flushed to zero (2^n is built from the exponent field, which has no subnormals).
+/// Special values: NaN in, NaN out; `exp` saturates to +inf above ln(f32::MAX) and to 0 below
+/// ln(f32::MIN_POSITIVE); `tanh(+-inf) = +-1`; `recip(+-0) = +-inf`, `recip(+-inf) = +-0`;
+/// `rsqrt(+0) = +inf`, `rsqrt(+inf) = 0`, `rsqrt(x < 0) = NaN`; `sqrt(+inf) = +inf`;
+/// `ln(0) = -inf`, `ln(+inf) = +inf`, `ln(x < 0) = NaN`. Accuracy on normal arguments (tested
+/// against libm through the emulator):
+/// * `exp`: 2^n * e^u, u = x - n ln2 (Cody-Waite) in [-ln2/2, ln2/2], degree-7 Taylor, 2^n applied
+///   in two halves so n = 128 stays representable: rel. error < 1e-6.
 /// * `recip` (and `/`): bit-trick seed, 3 Newton steps: rel. error < 3e-7.
-/// * `rsqrt`: bit-trick seed, 3 Newton steps: rel. error < 3e-7; `sqrt(x) = x * rsqrt(x)` (0 -> 0).
-/// * `tanh`: 1 - 2 / (e^{2|x|} + 1) with sign: abs. error < 3e-7.
+/// * `rsqrt`: bit-trick seed, 3 Newton steps: rel. error < 3e-7; `sqrt(x) = x * rsqrt(x)`.
+/// * `tanh`: 1 - 2 / (e^{2|x|} + 1) with sign, |x| clamped to 10 (where tanh rounds to 1 in f32):
+///   abs. error < 3e-7.
 /// * `ln`/`log10`: exponent split, mantissa in [sqrt(1/2), sqrt(2)), atanh series to s^9: rel.
-///   error < 3e-7 for positive normal inputs.
+///   error < 3e-7.
 struct MathLowering;
 
 impl MathLowering {
@@ -1301,9 +1309,28 @@ impl MathLowering {
         e.op(format!("arith.maximumf {a}, {n} : f32"))
     }
 
+    fn select(e: &mut CoreEmitter, c: &str, a: &str, b: &str) -> String {
+        e.op(format!("arith.select {c}, {a}, {b} : f32"))
+    }
+
+    fn cmp(e: &mut CoreEmitter, pred: &str, a: &str, b: &str) -> String {
+        e.op(format!("arith.cmpf {pred}, {a}, {b} : f32"))
+    }
+
+    /// `x` with NaN replaced by 0, so the integer conversions below never see a NaN (the result
+    /// is overridden with NaN at the end).
+    fn finite_or_zero(e: &mut CoreEmitter, x: &str) -> (String, String) {
+        let nan = Self::cmp(e, "uno", x, x);
+        let zero = e.cf32(0.0);
+        (Self::select(e, &nan, &zero, x), nan)
+    }
+
     fn exp(e: &mut CoreEmitter, x: &str) -> String {
-        let (lo, hi) = (e.cf32(-87.0), e.cf32(88.0));
-        let x1 = e.op(format!("arith.maximumf {x}, {lo} : f32"));
+        let (xs, nan) = Self::finite_or_zero(e, x);
+        // Beyond these the result is +inf or subnormal (flushed to 0); computing inside them keeps
+        // n in [-126, 128].
+        let (lo, hi) = (e.cf32(EXP_UNDERFLOW), e.cf32(EXP_OVERFLOW));
+        let x1 = e.op(format!("arith.maximumf {xs}, {lo} : f32"));
         let x2 = e.op(format!("arith.minimumf {x1}, {hi} : f32"));
         let log2e = e.cf32(std::f32::consts::LOG2_E);
         let t = e.op(format!("arith.mulf {x2}, {log2e} : f32"));
@@ -1312,17 +1339,18 @@ impl MathLowering {
         // floor(t + 0.5) without libm: truncate, then step down for negatives.
         let ni = e.op(format!("arith.fptosi {th} : f32 to i32"));
         let nf = e.op(format!("arith.sitofp {ni} : i32 to f32"));
-        let gt = e.op(format!("arith.cmpf ogt, {nf}, {th} : f32"));
-        let one_i = e.ci32(1);
-        let ni_m1 = e.op(format!("arith.subi {ni}, {one_i} : i32"));
+        let gt = Self::cmp(e, "ogt", &nf, &th);
+        // n - 1 as n + (-1): vector subi has no AIE lowering.
+        let minus_one = e.ci32(-1);
+        let ni_m1 = e.op(format!("arith.addi {ni}, {minus_one} : i32"));
         let n = e.op(format!("arith.select {gt}, {ni_m1}, {ni} : i32"));
         let nf2 = e.op(format!("arith.sitofp {n} : i32 to f32"));
         // u = x - n*ln2 with ln2 split in two (Cody-Waite): the high part has few enough bits that
         // n*hi is exact, so u keeps full precision even for large |x|.
-        let (hi, lo) = (e.cf32(0.693_359_4), e.cf32(-2.121_944_4e-4));
-        let nhi = e.op(format!("arith.mulf {nf2}, {hi} : f32"));
+        let (c_hi, c_lo) = (e.cf32(0.693_359_4), e.cf32(-2.121_944_4e-4));
+        let nhi = e.op(format!("arith.mulf {nf2}, {c_hi} : f32"));
         let r1 = e.op(format!("arith.subf {x2}, {nhi} : f32"));
-        let nlo = e.op(format!("arith.mulf {nf2}, {lo} : f32"));
+        let nlo = e.op(format!("arith.mulf {nf2}, {c_lo} : f32"));
         let u = e.op(format!("arith.subf {r1}, {nlo} : f32"));
         // Horner on sum u^k / k!, k = 0..7.
         let coeffs = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
@@ -1332,63 +1360,131 @@ impl MathLowering {
             let k = e.cf32(*c as f32);
             p = e.op(format!("arith.addf {m}, {k} : f32"));
         }
-        let bias = e.ci32(127);
-        let sh = e.ci32(23);
-        let biased = e.op(format!("arith.addi {n}, {bias} : i32"));
-        let bits = e.op(format!("arith.shli {biased}, {sh} : i32"));
-        let scale = e.op(format!("arith.bitcast {bits} : i32 to f32"));
-        e.op(format!("arith.mulf {p}, {scale} : f32"))
+        // 2^n as 2^(n >> 1) * 2^(n - (n >> 1)): each half has a normal exponent.
+        let one = e.ci32(1);
+        let n1 = e.op(format!("arith.shrsi {n}, {one} : i32"));
+        let n2 = e.op(format!("arith.subi {n}, {n1} : i32"));
+        let (bias, sh) = (e.ci32(127), e.ci32(23));
+        let mut r = p;
+        for half_n in [n1, n2] {
+            let biased = e.op(format!("arith.addi {half_n}, {bias} : i32"));
+            let bits = e.op(format!("arith.shli {biased}, {sh} : i32"));
+            let scale = e.op(format!("arith.bitcast {bits} : i32 to f32"));
+            r = e.op(format!("arith.mulf {r}, {scale} : f32"));
+        }
+        let (zero, inf) = (e.cf32(0.0), e.cf32(f32::INFINITY));
+        let under = Self::cmp(e, "olt", x, &lo);
+        let over = Self::cmp(e, "ogt", x, &hi);
+        let r = Self::select(e, &under, &zero, &r);
+        let r = Self::select(e, &over, &inf, &r);
+        let r = Self::flush(e, &r);
+        Self::select(e, &nan, x, &r)
+    }
+
+    /// Subnormal to (signed) zero.
+    fn flush(e: &mut CoreEmitter, x: &str) -> String {
+        let a = Self::abs(e, x);
+        let min = e.cf32(f32::MIN_POSITIVE);
+        let tiny = Self::cmp(e, "olt", &a, &min);
+        let zero = e.cf32(0.0);
+        let signed_zero = e.op(format!("arith.mulf {x}, {zero} : f32"));
+        Self::select(e, &tiny, &signed_zero, x)
     }
 
     fn recip(e: &mut CoreEmitter, x: &str) -> String {
-        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+        let (xs, nan) = Self::finite_or_zero(e, x);
+        let bits = e.op(format!("arith.bitcast {xs} : f32 to i32"));
         let sign_mask = e.ci32(i32::MIN as i64);
         let abs_mask = e.ci32(0x7FFF_FFFF);
         let sign = e.op(format!("arith.andi {bits}, {sign_mask} : i32"));
         let ab = e.op(format!("arith.andi {bits}, {abs_mask} : i32"));
         let ax = e.op(format!("arith.bitcast {ab} : i32 to f32"));
+        // The Newton iteration below works for normal |x| up to 2^126; outside, the result is
+        // decided by the edges: subnormal or zero -> inf, above 2^126 (result subnormal) -> 0.
+        let (min, max) = (e.cf32(f32::MIN_POSITIVE), e.cf32(RECIP_MAX));
+        let a1 = e.op(format!("arith.maximumf {ax}, {min} : f32"));
+        let a2 = e.op(format!("arith.minimumf {a1}, {max} : f32"));
+        let ab2 = e.op(format!("arith.bitcast {a2} : f32 to i32"));
         let magic = e.ci32(0x7EF3_11C3);
-        let seed = e.op(format!("arith.subi {magic}, {ab} : i32"));
+        let seed = e.op(format!("arith.subi {magic}, {ab2} : i32"));
         let mut y = e.op(format!("arith.bitcast {seed} : i32 to f32"));
         let two = e.cf32(2.0);
         for _ in 0..3 {
-            let xy = e.op(format!("arith.mulf {ax}, {y} : f32"));
+            let xy = e.op(format!("arith.mulf {a2}, {y} : f32"));
             let d = e.op(format!("arith.subf {two}, {xy} : f32"));
             y = e.op(format!("arith.mulf {y}, {d} : f32"));
         }
+        let (zero, inf) = (e.cf32(0.0), e.cf32(f32::INFINITY));
+        let small = Self::cmp(e, "olt", &ax, &min);
+        let large = Self::cmp(e, "ogt", &ax, &max);
+        let y = Self::select(e, &small, &inf, &y);
+        let y = Self::select(e, &large, &zero, &y);
         let yb = e.op(format!("arith.bitcast {y} : f32 to i32"));
         let signed = e.op(format!("arith.ori {yb}, {sign} : i32"));
-        e.op(format!("arith.bitcast {signed} : i32 to f32"))
+        let r = e.op(format!("arith.bitcast {signed} : i32 to f32"));
+        Self::select(e, &nan, x, &r)
     }
 
-    fn rsqrt(e: &mut CoreEmitter, x: &str) -> String {
-        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+    /// 1/sqrt(x) on the whole range; also returns whether x counts as zero and whether it is
+    /// NaN (for `sqrt`).
+    fn rsqrt_parts(e: &mut CoreEmitter, x: &str) -> (String, String, String) {
+        let (xs, nan) = Self::finite_or_zero(e, x);
+        let min = e.cf32(f32::MIN_POSITIVE);
+        let big = e.cf32(f32::MAX);
+        let xc = e.op(format!("arith.maximumf {xs}, {min} : f32"));
+        let xc = e.op(format!("arith.minimumf {xc}, {big} : f32"));
+        let bits = e.op(format!("arith.bitcast {xc} : f32 to i32"));
         let one = e.ci32(1);
         let half_bits = e.op(format!("arith.shrui {bits}, {one} : i32"));
         let magic = e.ci32(0x5F37_59DF);
         let seed = e.op(format!("arith.subi {magic}, {half_bits} : i32"));
         let mut y = e.op(format!("arith.bitcast {seed} : i32 to f32"));
         let (half, three_halves) = (e.cf32(0.5), e.cf32(1.5));
-        let hx = e.op(format!("arith.mulf {x}, {half} : f32"));
+        let hx = e.op(format!("arith.mulf {xc}, {half} : f32"));
         for _ in 0..3 {
             let yy = e.op(format!("arith.mulf {y}, {y} : f32"));
             let hxyy = e.op(format!("arith.mulf {hx}, {yy} : f32"));
             let d = e.op(format!("arith.subf {three_halves}, {hxyy} : f32"));
             y = e.op(format!("arith.mulf {y}, {d} : f32"));
         }
-        y
+        let (zero, inf, qnan) = (e.cf32(0.0), e.cf32(f32::INFINITY), e.cf32(f32::NAN));
+        let is_zero = Self::cmp(e, "olt", &xs, &min);
+        let is_zero = {
+            let neg_min = e.cf32(-f32::MIN_POSITIVE);
+            let above = Self::cmp(e, "ogt", &xs, &neg_min);
+            e.op(format!("arith.andi {is_zero}, {above} : i1"))
+        };
+        let negative = {
+            let neg_min = e.cf32(-f32::MIN_POSITIVE);
+            Self::cmp(e, "ole", &xs, &neg_min)
+        };
+        let is_inf = Self::cmp(e, "oeq", &xs, &inf);
+        let y = Self::select(e, &is_inf, &zero, &y);
+        let y = Self::select(e, &is_zero, &inf, &y);
+        let y = Self::select(e, &negative, &qnan, &y);
+        (Self::select(e, &nan, x, &y), is_zero, nan)
+    }
+
+    fn rsqrt(e: &mut CoreEmitter, x: &str) -> String {
+        Self::rsqrt_parts(e, x).0
     }
 
     fn sqrt(e: &mut CoreEmitter, x: &str) -> String {
-        let r = Self::rsqrt(e, x);
+        let (r, is_zero, nan) = Self::rsqrt_parts(e, x);
         let s = e.op(format!("arith.mulf {x}, {r} : f32"));
-        let zero = e.cf32(0.0);
-        let is_zero = e.op(format!("arith.cmpf oeq, {x}, {zero} : f32"));
-        e.op(format!("arith.select {is_zero}, {zero}, {s} : f32"))
+        let (zero, inf) = (e.cf32(0.0), e.cf32(f32::INFINITY));
+        let is_inf = Self::cmp(e, "oeq", x, &inf);
+        let s = Self::select(e, &is_inf, &inf, &s);
+        let s = Self::select(e, &is_zero, &zero, &s);
+        Self::select(e, &nan, x, &s)
     }
 
     fn tanh(e: &mut CoreEmitter, x: &str) -> String {
+        let x = &Self::flush(e, x);
         let a = Self::abs(e, x);
+        // tanh(10) rounds to 1 in f32; clamping keeps e^{2|x|} finite.
+        let ten = e.cf32(10.0);
+        let a = e.op(format!("arith.minimumf {a}, {ten} : f32"));
         let two = e.cf32(2.0);
         let a2 = e.op(format!("arith.mulf {a}, {two} : f32"));
         let ex = Self::exp(e, &a2);
@@ -1399,26 +1495,33 @@ impl MathLowering {
         let t = e.op(format!("arith.subf {one}, {r2} : f32"));
         let nt = e.op(format!("arith.negf {t} : f32"));
         let zero = e.cf32(0.0);
-        let neg = e.op(format!("arith.cmpf olt, {x}, {zero} : f32"));
-        e.op(format!("arith.select {neg}, {nt}, {t} : f32"))
+        let neg = Self::cmp(e, "olt", x, &zero);
+        let t = Self::select(e, &neg, &nt, &t);
+        // tanh(+-0) = +-0.
+        let is_zero = Self::cmp(e, "oeq", x, &zero);
+        Self::select(e, &is_zero, x, &t)
     }
 
     fn ln(e: &mut CoreEmitter, x: &str) -> String {
-        let bits = e.op(format!("arith.bitcast {x} : f32 to i32"));
+        let (xs, nan) = Self::finite_or_zero(e, x);
+        let min = e.cf32(f32::MIN_POSITIVE);
+        let xc = e.op(format!("arith.maximumf {xs}, {min} : f32"));
+        let bits = e.op(format!("arith.bitcast {xc} : f32 to i32"));
         let sh = e.ci32(23);
         let ebits = e.op(format!("arith.shrui {bits}, {sh} : i32"));
-        let bias = e.ci32(127);
-        let ex = e.op(format!("arith.subi {ebits}, {bias} : i32"));
+        // e - 127 as e + (-127): vector subi has no AIE lowering.
+        let bias = e.ci32(-127);
+        let ex = e.op(format!("arith.addi {ebits}, {bias} : i32"));
         let mmask = e.ci32(0x007F_FFFF);
         let one_bits = e.ci32(0x3F80_0000);
         let mb = e.op(format!("arith.andi {bits}, {mmask} : i32"));
         let mb1 = e.op(format!("arith.ori {mb}, {one_bits} : i32"));
         let m = e.op(format!("arith.bitcast {mb1} : i32 to f32"));
         let sqrt2 = e.cf32(std::f32::consts::SQRT_2);
-        let big = e.op(format!("arith.cmpf ogt, {m}, {sqrt2} : f32"));
+        let big = Self::cmp(e, "ogt", &m, &sqrt2);
         let half = e.cf32(0.5);
         let mh = e.op(format!("arith.mulf {m}, {half} : f32"));
-        let m2 = e.op(format!("arith.select {big}, {mh}, {m} : f32"));
+        let m2 = Self::select(e, &big, &mh, &m);
         let one_i = e.ci32(1);
         let ex1 = e.op(format!("arith.addi {ex}, {one_i} : i32"));
         let ex2 = e.op(format!("arith.select {big}, {ex1}, {ex} : i32"));
@@ -1441,9 +1544,26 @@ impl MathLowering {
         let exf = e.op(format!("arith.sitofp {ex2} : i32 to f32"));
         let ln2 = e.cf32(std::f32::consts::LN_2);
         let el = e.op(format!("arith.mulf {exf}, {ln2} : f32"));
-        e.op(format!("arith.addf {lnm}, {el} : f32"))
+        let r = e.op(format!("arith.addf {lnm}, {el} : f32"));
+        let (inf, ninf, qnan) = (e.cf32(f32::INFINITY), e.cf32(f32::NEG_INFINITY), e.cf32(f32::NAN));
+        let is_zero = Self::cmp(e, "olt", &xs, &min);
+        // Negative subnormals count as zero: ln(-0) = -inf.
+        let neg_min = e.cf32(-f32::MIN_POSITIVE);
+        let negative = Self::cmp(e, "ole", &xs, &neg_min);
+        let is_inf = Self::cmp(e, "oeq", &xs, &inf);
+        let r = Self::select(e, &is_zero, &ninf, &r);
+        let r = Self::select(e, &negative, &qnan, &r);
+        let r = Self::select(e, &is_inf, &inf, &r);
+        Self::select(e, &nan, x, &r)
     }
 }
+
+/// Largest f32 whose exp is finite (ln(f32::MAX) rounded down to f32).
+pub const EXP_OVERFLOW: f32 = 88.722_83;
+/// Below this exp is subnormal (ln(f32::MIN_POSITIVE) rounded up to f32) and flushes to zero.
+pub const EXP_UNDERFLOW: f32 = -87.336_54;
+/// recip(x) for |x| above 2^126 is subnormal and flushes to zero.
+const RECIP_MAX: f32 = 8.507_059e37;
 
 /// Rewrites a scalar arith op into its vector form: `arith.addf %a, %b : f32` ->
 /// `... : vector<16xf32>`, `arith.select %c, %a, %b : f32` -> `... : vector<16xi1>, vector<16xf32>`.

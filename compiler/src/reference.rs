@@ -443,14 +443,14 @@ impl State {
                 let x = self.eval_f(a, env);
                 match op {
                     UnaryOp::Neg => -x,
-                    UnaryOp::Exp => x.exp(),
-                    UnaryOp::Tanh => x.tanh(),
-                    UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-                    UnaryOp::Sqrt => x.sqrt(),
-                    UnaryOp::Log10 => x.log10(),
-                    UnaryOp::Ln => x.ln(),
+                    UnaryOp::Exp => math::exp(x),
+                    UnaryOp::Tanh => math::tanh(x),
+                    UnaryOp::Rsqrt => math::rsqrt(x),
+                    UnaryOp::Sqrt => math::sqrt(x),
+                    UnaryOp::Log10 => math::log10(x),
+                    UnaryOp::Ln => math::ln(x),
                     UnaryOp::Abs => x.abs(),
-                    UnaryOp::Recip => 1.0 / x,
+                    UnaryOp::Recip => math::recip(x),
                 }
             }
             Node::Binary(op, l, r) => {
@@ -459,7 +459,7 @@ impl State {
                     BinaryOp::Add => a + b,
                     BinaryOp::Sub => a - b,
                     BinaryOp::Mul => a * b,
-                    BinaryOp::Div => a / b,
+                    BinaryOp::Div => a / math::flush(b),
                     BinaryOp::Max => fmax(a, b),
                     BinaryOp::Min => fmin(a, b),
                 }
@@ -699,4 +699,75 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
             )
         }
     })
+}
+
+/// The math functions with the semantics the core code implements (`lower::MathLowering`): IEEE
+/// results from libm, except that subnormal arguments count as zero and subnormal results are
+/// flushed to zero, with the same special values (NaN in, NaN out; exp saturating to +inf and 0;
+/// rsqrt(0) = +inf, rsqrt(+inf) = 0; ln(0) = -inf; negative arguments of rsqrt/sqrt/ln NaN).
+pub mod math {
+    use crate::lower::{EXP_OVERFLOW, EXP_UNDERFLOW};
+
+    /// Subnormal to (signed) zero.
+    pub fn flush(x: f32) -> f32 {
+        if x.is_subnormal() {
+            0.0f32.copysign(x)
+        } else {
+            x
+        }
+    }
+
+    pub fn exp(x: f32) -> f32 {
+        if x > EXP_OVERFLOW {
+            f32::INFINITY
+        } else if x < EXP_UNDERFLOW {
+            0.0
+        } else {
+            flush(flush(x).exp())
+        }
+    }
+
+    pub fn tanh(x: f32) -> f32 {
+        flush(x).tanh()
+    }
+
+    pub fn recip(x: f32) -> f32 {
+        flush(1.0 / flush(x))
+    }
+
+    pub fn rsqrt(x: f32) -> f32 {
+        let x = flush(x);
+        if x == 0.0 {
+            f32::INFINITY
+        } else {
+            1.0 / x.sqrt()
+        }
+    }
+
+    pub fn sqrt(x: f32) -> f32 {
+        let x = flush(x);
+        if x == 0.0 {
+            0.0
+        } else {
+            x.sqrt()
+        }
+    }
+
+    pub fn ln(x: f32) -> f32 {
+        let x = flush(x);
+        if x == 0.0 {
+            f32::NEG_INFINITY
+        } else {
+            x.ln()
+        }
+    }
+
+    pub fn log10(x: f32) -> f32 {
+        let x = flush(x);
+        if x == 0.0 {
+            f32::NEG_INFINITY
+        } else {
+            x.log10()
+        }
+    }
 }
