@@ -26,6 +26,15 @@ pub enum AieTarget {
 impl AieTarget {
     pub const ALL: [AieTarget; 2] = [AieTarget::Aie2, AieTarget::Aie2p];
 
+    /// The target of a whole-array device name (`npu1`, `npu1_4col`, `npu2`, ...).
+    pub fn for_device(device: &str) -> Option<AieTarget> {
+        match device.split('_').next().unwrap_or(device) {
+            "npu1" => Some(AieTarget::Aie2),
+            "npu2" => Some(AieTarget::Aie2p),
+            _ => None,
+        }
+    }
+
     /// The name mlir-aie's passes take (`aie-target=...`).
     pub fn name(self) -> &'static str {
         match self {

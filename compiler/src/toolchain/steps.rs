@@ -45,39 +45,7 @@ pub const CORE_PIPELINE: &str = "builtin.module(aie.device(aie-localize-locks,ai
 pub const STDERR_TAIL_LINES: usize = 10;
 
 /// The AIE architecture the vector and core lowerings target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// AIE-ML: npu1 (Phoenix, Hawk Point).
-    Aie2,
-    /// AIE-MLv2: npu2 (Strix).
-    Aie2p,
-}
-
-impl Target {
-    /// The target of a whole-array device name (`npu1`, `npu1_4col`, `npu2`, ...).
-    pub fn for_device(device: &str) -> Option<Target> {
-        let family = device.split('_').next().unwrap_or(device);
-        match family {
-            "npu1" => Some(Target::Aie2),
-            "npu2" => Some(Target::Aie2p),
-            _ => None,
-        }
-    }
-
-    /// The name mlir-aie's passes take (`aie-target=...`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Aie2 => "aie2",
-            Target::Aie2p => "aie2p",
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::target_rules::AieTarget as Target;
 
 /// The five steps in order: (name, what it produces).
 pub const STEPS: [(&str, &str); 5] = [
@@ -321,7 +289,7 @@ pub fn run(design: &Path, out_dir: &Path, target: Target, tools: &Tools, log: &m
     let work_dir = out_dir.join("build");
     std::fs::create_dir_all(&work_dir).map_err(io(&work_dir))?;
     remove_old_stages(&work_dir)?;
-    let t = target.as_str();
+    let t = target.name();
     let mut runner = Runner {
         out_dir,
         work_dir: &work_dir,
