@@ -2,6 +2,13 @@
 //!
 //! The transcript goes to stdout (or `-o FILE`); progress and timing go to stderr.
 //! Exit status: 0 on success, 1 when a file or the model fails, 2 on bad usage.
+//!
+//! Everything that can be checked cheaply is checked before the model is loaded (which takes
+//! seconds): the `-o` file's directory (exists, is a directory, takes a new file), every input
+//! (exists, is a readable non-empty file, has a sane header and a recognised format) and the
+//! model directory (exists and holds the files the model needs). All such errors are reported
+//! together. A bad model directory or `-o` stops the run; a bad input is skipped and the others
+//! are transcribed (exit status 1 at the end), as with inputs that fail later.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,8 +17,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use whisper::audio::{load_audio, AudioError, SAMPLE_RATE};
-use whisper::mel::{log_mel_spectrogram, MelError, HOP_LENGTH};
+use whisper::audio::{check_audio_file, load_audio, AudioError, SAMPLE_RATE};
+use whisper::mel::{frames_with_signal, log_mel_spectrogram, MelError, HOP_LENGTH};
 use whisper::model::ModelError;
 use whisper::output::{render, OutputFormat};
 use whisper::tokenizer::Task;
@@ -40,7 +47,8 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
     beam: u16,
 
-    /// Worker threads (0 = all cores)
+    /// Worker threads: 0 = one per available core; more than the available cores are capped
+    /// to them, with a note on stderr
     #[arg(short = 't', long, value_name = "N", default_value_t = 0)]
     threads: usize,
 
@@ -82,6 +90,8 @@ enum RunError {
     Transcribe { path: PathBuf, source: ModelError },
     #[error("{path}: cannot write output: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write output: {problem}")]
+    Output { path: PathBuf, problem: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
     #[error("cannot set up {threads} worker threads: {source}")]
@@ -89,6 +99,14 @@ enum RunError {
 }
 
 fn main() -> ExitCode {
+    // A panic inside the audio decoder is caught and reported as an error naming the file;
+    // the default hook would print it as a crash first.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !whisper::audio::in_guarded_decode() {
+            default_hook(info)
+        }
+    }));
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => {
@@ -113,21 +131,47 @@ fn main() -> ExitCode {
 
 /// Returns whether every input succeeded; errors that stop the whole run come back as `Err`.
 fn run(args: &Args) -> Result<bool, RunError> {
-    if args.threads > 0 {
-        // The log-mel front end runs on rayon's global pool; the model has its own pool.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global()
-            .map_err(|source| RunError::Threads { threads: args.threads, source })?;
-    }
-    // A missing input is reported before the (slower) model load.
-    for path in &args.audio {
-        if !path.exists() {
-            return Err(AudioError::NotFound { path: path.clone() }.into());
+    let threads = worker_threads(args.threads);
+    // The log-mel front end runs on rayon's global pool; the model has its own pool.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|source| RunError::Threads { threads, source })?;
+
+    // Cheap checks before the (slow) model load; every problem found is reported.
+    let mut setup_ok = true;
+    if let Some(file) = &args.output_file {
+        if let Err(err) = check_output_file(file) {
+            eprintln!("whisper-run: error: {err}");
+            setup_ok = false;
         }
     }
-
+    let mut all_ok = true;
+    let mut inputs = Vec::with_capacity(args.audio.len());
+    for path in &args.audio {
+        match check_audio_file(path) {
+            Ok(()) => inputs.push(path),
+            Err(err) => {
+                eprintln!("whisper-run: error: {err}");
+                all_ok = false;
+            }
+        }
+    }
     let model_dir = args.model.clone().unwrap_or_else(whisper::assets::default_model_dir);
+    if let Err(source) = Transcriber::check_dir(&model_dir) {
+        eprintln!(
+            "whisper-run: error: {}",
+            RunError::Model {
+                dir: model_dir.clone(),
+                source
+            }
+        );
+        setup_ok = false;
+    }
+    if !setup_ok || inputs.is_empty() {
+        return Ok(false);
+    }
+
     let started = Instant::now();
     let transcriber = Transcriber::load(&model_dir).map_err(|source| RunError::Model {
         dir: model_dir.clone(),
@@ -147,7 +191,7 @@ fn run(args: &Args) -> Result<bool, RunError> {
             TaskArg::Translate => Task::Translate,
         },
         beam_size: args.beam as usize,
-        threads: args.threads,
+        threads,
         ..TranscribeOptions::default()
     };
 
@@ -164,8 +208,7 @@ fn run(args: &Args) -> Result<bool, RunError> {
         }
     }
 
-    let mut all_ok = true;
-    for path in &args.audio {
+    for path in inputs {
         match transcribe_file(&transcriber, path, &opts, args) {
             Ok(()) => {}
             // Losing stdout ends the run; other failures move on to the next file.
@@ -188,11 +231,14 @@ fn transcribe_file(transcriber: &Transcriber, path: &Path, opts: &TranscribeOpti
         source,
     })?;
     let n_audio_frames = samples.len() / HOP_LENGTH;
+    // Windows with no frame above the silence level are not decoded: near-silence would
+    // otherwise come out as a hallucinated word.
+    let signal = frames_with_signal(&samples);
     drop(samples);
 
     let bar = progress_bar(seconds, args.quiet);
     let mut on_progress = |done: f64| bar.set_position((done.min(seconds) * 1000.0) as u64);
-    let result = transcriber.transcribe(&mel, n_audio_frames, opts, &mut on_progress);
+    let result = transcriber.transcribe_with_signal(&mel, n_audio_frames, &signal, opts, &mut on_progress);
     bar.finish_and_clear();
     let transcript = result.map_err(|source| RunError::Transcribe {
         path: path.to_path_buf(),
@@ -246,15 +292,59 @@ fn progress_bar(seconds: f64, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`, so a failure
-/// never leaves a half-written transcript.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The threads to use for `-t requested`: 0 means one per available core; a request above the
+/// available cores is capped to them (with a note), since more threads only slow the work down.
+fn worker_threads(requested: usize) -> usize {
+    let available = whisper::ops::available_threads();
+    if requested > available {
+        eprintln!("whisper-run: note: -t {requested} is more than the {available} available cores; using {available}");
+    }
+    whisper::ops::effective_threads(requested)
+}
+
+/// The directory `path` goes into and the temporary file [`write_atomically`] writes first.
+fn output_dir_and_temp(path: &Path) -> (PathBuf, PathBuf) {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    (dir, tmp)
+}
+
+/// Checks that the transcript can later be written to `path`: it is not a directory, and its
+/// directory exists and takes a new file (tried by creating and removing the temporary file
+/// [`write_atomically`] will use, which also covers read-only mounts and ACLs).
+fn check_output_file(path: &Path) -> Result<(), RunError> {
+    let fail = |problem: String| RunError::Output {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(fail("it names a directory, not a file".into()));
+    }
+    let (dir, tmp) = output_dir_and_temp(path);
+    match std::fs::metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(fail(format!("directory {} does not exist", dir.display()))),
+        Err(e) => return Err(fail(format!("{}: {e}", dir.display()))),
+        Ok(meta) if !meta.is_dir() => return Err(fail(format!("{} is not a directory", dir.display()))),
+        Ok(_) => {}
+    }
+    match std::fs::File::create(&tmp) {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(fail(format!("cannot create a file in {}: {e}", dir.display()))),
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`, so a failure
+/// never leaves a half-written transcript.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (_, tmp) = output_dir_and_temp(path);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

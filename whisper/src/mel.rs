@@ -180,6 +180,37 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>
     Ok(mel)
 }
 
+/// Level at or below which audio counts as silence: an RMS of 10^(-70/20) ≈ 3.2e-4 full scale
+/// (-70 dBFS, about 10 steps of a 16-bit sample). Whisper hallucinates on near-silence and its
+/// no-speech probability does not catch it: a 30 s window of ±1-bit dither (-92 dBFS) or of the
+/// faint noise a lossy codec leaves in encoded silence (-100 dBFS) makes tiny.en say "you", so
+/// such windows are not decoded at all. The threshold sits 20 dB above the noise floor
+/// of dithered 16-bit audio (about -92 dBFS) and 20-30 dB below quiet speech (-40 to -50 dBFS
+/// RMS over a 25 ms frame); one frame above it anywhere in a 30 s window is enough to decode it.
+pub const SILENCE_RMS: f32 = 3.162_277_7e-4;
+
+/// For each of the `samples.len() / HOP_LENGTH` mel frames of the audio (the frames
+/// [`log_mel_spectrogram`] computes before its padding): whether the `N_FFT` samples that frame
+/// analyses (centred on it) have an RMS above [`SILENCE_RMS`]. Samples beyond the ends count as 0.
+pub fn frames_with_signal(samples: &[f32]) -> Vec<bool> {
+    let mut prefix = Vec::with_capacity(samples.len() + 1);
+    let mut sum = 0.0f64;
+    prefix.push(sum);
+    for &x in samples {
+        sum += f64::from(x) * f64::from(x);
+        prefix.push(sum);
+    }
+    let threshold = f64::from(SILENCE_RMS) * f64::from(SILENCE_RMS) * N_FFT as f64;
+    (0..samples.len() / HOP_LENGTH)
+        .map(|frame| {
+            let centre = frame * HOP_LENGTH;
+            let lo = centre.saturating_sub(N_FFT / 2);
+            let hi = (centre + N_FFT / 2).min(samples.len());
+            prefix[hi] - prefix[lo] > threshold
+        })
+        .collect()
+}
+
 /// Cuts or zero-pads the frame axis of a `[n_mels, frames]` spectrogram to exactly `frames`.
 pub fn pad_or_trim<S: Data<Elem = f32>>(mel: &ArrayBase<S, Ix2>, frames: usize) -> Array2<f32> {
     let (n_mels, have) = mel.dim();

@@ -56,14 +56,28 @@ pub struct ThreadPoolError {
     pub source: rayon::ThreadPoolBuildError,
 }
 
+/// Cores this process may run on ([`std::thread::available_parallelism`]; 1 if unknown).
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The worker threads used for a request of `requested`: 0 means every available core, and
+/// more than [`available_threads`] is capped to it. The work is CPU-bound, so extra threads only
+/// add start-up and synchronisation: 1000 threads made a 0.8 s transcription take 67 s.
+pub fn effective_threads(requested: usize) -> usize {
+    let available = available_threads();
+    if requested == 0 {
+        available
+    } else {
+        requested.min(available)
+    }
+}
+
 impl CpuOps {
-    /// `threads = 0` uses every available core.
+    /// `threads = 0` uses every available core; more threads than cores are capped
+    /// ([`effective_threads`]).
     pub fn new(threads: usize) -> Result<Self, ThreadPoolError> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        } else {
-            threads
-        };
+        let threads = effective_threads(threads);
         single_threaded_sgemm();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

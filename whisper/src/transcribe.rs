@@ -1,7 +1,7 @@
 //! Long-form transcription: 30 s windows that seek by the last timestamp the model predicted,
 //! with temperature fallback against repetition loops and the no-speech skip.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array2};
 
@@ -24,7 +24,8 @@ pub struct TranscribeOptions {
     pub beam_size: usize,
     /// Samples per window when falling back to temperature > 0.
     pub best_of: usize,
-    /// Worker threads of the CPU ops; 0 = all cores.
+    /// Worker threads of the CPU ops; 0 = all cores; capped at the cores available
+    /// ([`crate::ops::effective_threads`]).
     pub threads: usize,
     /// Temperatures tried in order until a window decodes without looking like a loop.
     pub temperatures: Vec<f32>,
@@ -66,12 +67,55 @@ pub struct Transcriber {
 }
 
 impl Transcriber {
+    /// Checks, without loading anything, that `model_dir` is a directory holding the files
+    /// [`Self::load`] reads and that they can be opened. Loading takes seconds; this takes
+    /// microseconds, so a program can report a wrong `model_dir` before other slow work.
+    pub fn check_dir(model_dir: &Path) -> Result<(), ModelError> {
+        let dir = model_dir.to_path_buf();
+        match std::fs::metadata(model_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ModelError::NoModelDir { dir }),
+            Err(source) => return Err(ModelError::Io { path: dir, source }),
+            Ok(meta) if !meta.is_dir() => return Err(ModelError::NotAModelDir { dir }),
+            Ok(_) => {}
+        }
+        // A regular file that opens for reading (metadata first: opening a FIFO would block).
+        let readable = |path: PathBuf| match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => Err(ModelError::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            }),
+            Ok(_) => std::fs::File::open(&path).map(drop).map_err(|source| ModelError::Io { path, source }),
+            Err(source) => Err(ModelError::Io { path, source }),
+        };
+        let (ct2, hf, config) = (model_dir.join("model.bin"), model_dir.join("model.safetensors"), model_dir.join("config.json"));
+        if ct2.exists() {
+            readable(ct2)?;
+        } else if hf.exists() {
+            readable(hf)?;
+            if !config.exists() {
+                return Err(ModelError::MissingFile {
+                    path: config,
+                    needed: "model.safetensors needs its config.json",
+                });
+            }
+            readable(config)?;
+        } else {
+            return Err(ModelError::NoModel { dir });
+        }
+        let tokenizer = model_dir.join("tokenizer.json");
+        if !tokenizer.exists() {
+            return Err(ModelError::MissingFile {
+                path: tokenizer,
+                needed: "the model directory needs its tokenizer.json",
+            });
+        }
+        readable(tokenizer)
+    }
+
     /// Loads `model_dir/{model.bin | model.safetensors + config.json}` and `model_dir/tokenizer.json`.
     pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
         crate::ops::single_threaded_sgemm();
-        if !model_dir.is_dir() {
-            return Err(ModelError::NoModel { dir: model_dir.to_path_buf() });
-        }
+        Self::check_dir(model_dir)?;
         let model = Model::load(model_dir)?;
         let tokenizer = WhisperTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
         let dims = &model.dims;
@@ -98,10 +142,39 @@ impl Transcriber {
 
     /// Transcribes `mel` (`[n_mels, frames]`, the audio's log-mel followed by 30 s of padding);
     /// `n_audio_frames` of it are real audio. `progress` receives the seconds done.
+    /// Windows whose log-mel is flat (digital silence) are skipped; prefer
+    /// [`Self::transcribe_with_signal`] when the samples are at hand, which skips near-silence too.
     pub fn transcribe(
         &self,
         mel: &Array2<f32>,
         n_audio_frames: usize,
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Transcript, ModelError> {
+        self.transcribe_gated(mel, n_audio_frames, None, opts, progress)
+    }
+
+    /// [`Self::transcribe`], also skipping every 30 s window in which no frame has signal:
+    /// `signal[i]` says whether mel frame `i` rises above [`crate::mel::SILENCE_RMS`]
+    /// ([`crate::mel::frames_with_signal`] of the same samples). So near-silence (dither, codec
+    /// noise) gives an empty transcript instead of a hallucinated word. Frames past the end of
+    /// `signal` count as having signal.
+    pub fn transcribe_with_signal(
+        &self,
+        mel: &Array2<f32>,
+        n_audio_frames: usize,
+        signal: &[bool],
+        opts: &TranscribeOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Transcript, ModelError> {
+        self.transcribe_gated(mel, n_audio_frames, Some(signal), opts, progress)
+    }
+
+    fn transcribe_gated(
+        &self,
+        mel: &Array2<f32>,
+        n_audio_frames: usize,
+        signal: Option<&[bool]>,
         opts: &TranscribeOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Transcript, ModelError> {
@@ -151,11 +224,16 @@ impl Transcriber {
             let time_offset = seek as f64 / FRAMES_PER_SECOND as f64;
             let segment_duration = segment_frames as f64 / FRAMES_PER_SECOND as f64;
 
-            // A window without any signal (digital silence gives a flat log-mel) holds no speech;
-            // decoding it anyway lets beam search hallucinate a word such as "You".
+            // A window without any signal (digital silence gives a flat log-mel; near-silence has
+            // no frame above the silence level) holds no speech; decoding it anyway lets the model
+            // hallucinate a word such as "You".
             let real = mel.slice(s![.., seek..seek + segment_frames]);
             let (lo, hi) = real.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-            if hi - lo < 1e-3 {
+            let below_silence = signal.is_some_and(|signal| {
+                let end = seek + segment_frames;
+                end <= signal.len() && !signal[seek..end].iter().any(|&s| s)
+            });
+            if hi - lo < 1e-3 || below_silence {
                 seek += segment_frames;
                 progress(seek.min(content) as f64 / FRAMES_PER_SECOND as f64);
                 continue;

@@ -290,3 +290,295 @@ fn several_inputs_give_one_json_line_each() {
         assert_eq!(words(json["text"].as_str().unwrap()).join(" "), JFK_WORDS);
     }
 }
+
+/// A 16-bit PCM WAV file whose `fmt ` fields are whatever the test says (no consistency checks).
+fn write_raw_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
+    let data_len = (samples.len() * 2) as u32;
+    let block_align = channels.wrapping_mul(2);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&channels.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
+    bytes.extend_from_slice(&block_align.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A mono 16-bit AIFF file with the sample rate field (80-bit float) all zero: symphonia's AIFF
+/// reader panics on it, so it exercises the last line of defence rather than our header checks.
+fn write_aiff_with_rate_zero(path: &Path) {
+    let frames = 16_000u32;
+    let mut comm = Vec::new();
+    comm.extend_from_slice(&1u16.to_be_bytes());
+    comm.extend_from_slice(&frames.to_be_bytes());
+    comm.extend_from_slice(&16u16.to_be_bytes());
+    comm.extend_from_slice(&[0u8; 10]);
+    let mut ssnd = vec![0u8; 8];
+    for i in 0..frames {
+        ssnd.extend_from_slice(&((i % 200) as i16 * 50).to_be_bytes());
+    }
+    let mut body = b"AIFF".to_vec();
+    for (id, chunk) in [(b"COMM", &comm), (b"SSND", &ssnd)] {
+        body.extend_from_slice(id);
+        body.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        body.extend_from_slice(chunk);
+    }
+    let mut bytes = b"FORM".to_vec();
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// One second of a quiet tone, so that only the header is wrong.
+fn tone() -> Vec<i16> {
+    (0..16_000).map(|i| ((i as f64 * 0.2).sin() * 3000.0) as i16).collect()
+}
+
+/// Asserts the run failed before the model was loaded (the "loaded" line comes after the load).
+fn assert_no_model_load(run: &Run) {
+    assert!(!run.stderr.contains("loaded"), "the model was loaded:\n{}", run.stderr);
+}
+
+#[test]
+fn degenerate_wav_headers_are_clear_errors_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = asset("whisper-tiny.en");
+    let cases: [(&str, u32, u16, Vec<i16>, &str); 7] = [
+        ("rate-0.wav", 0, 1, tone(), "sample rate 0 Hz"),
+        ("rate-1.wav", 1, 1, tone(), "sample rate 1 Hz"),
+        ("rate-max.wav", u32::MAX, 1, tone(), "sample rate 4294967295 Hz"),
+        ("channels-0.wav", 16_000, 0, tone(), "0 channels"),
+        ("channels-1000.wav", 16_000, 1000, tone(), "1000 channels"),
+        ("channels-65535.wav", 16_000, u16::MAX, tone(), "65535 channels"),
+        ("no-data.wav", 16_000, 1, Vec::new(), "no audio samples"),
+    ];
+    for (name, rate, channels, samples, needle) in cases {
+        let path = dir.path().join(name);
+        write_raw_wav(&path, rate, channels, &samples);
+        let run = whisper_run(&["-m", path_str(&tiny), path_str(&path)]);
+        assert_fails(&run, 1, &format!("error: {}: ", path.display()));
+        assert!(run.stderr.contains(needle), "{name}: stderr does not say {needle:?}:\n{}", run.stderr);
+        assert_no_model_load(&run);
+    }
+}
+
+#[test]
+fn a_panic_inside_the_decoder_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let aiff = dir.path().join("rate-0.aiff");
+    write_aiff_with_rate_zero(&aiff);
+    let tiny = asset("whisper-tiny.en");
+    // `whisper_run` also asserts that nothing says "panicked".
+    let run = whisper_run(&["-m", path_str(&tiny), path_str(&aiff)]);
+    assert_fails(&run, 1, &format!("error: {}: ", aiff.display()));
+    assert!(run.stderr.contains("decoder failed"), "{}", run.stderr);
+    // A bad file among good ones: the others are still transcribed.
+    let jfk = asset("jfk.wav");
+    let run = whisper_run(&["-m", path_str(&tiny), "--beam", "1", path_str(&aiff), path_str(&jfk)]);
+    assert_fails(&run, 1, path_str(&aiff));
+    assert_eq!(words(&run.stdout).join(" "), JFK_WORDS);
+}
+
+#[test]
+fn thread_requests_above_the_cores_are_capped() {
+    let tiny = asset("whisper-tiny.en");
+    let jfk = asset("jfk.wav");
+    let started = std::time::Instant::now();
+    let run = whisper_run(&["-m", path_str(&tiny), "--beam", "1", "-t", "100000", path_str(&jfk)]);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert_eq!(words(&run.stdout).join(" "), JFK_WORDS);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let note = format!("note: -t 100000 is more than the {cores} available cores; using {cores}");
+    assert!(run.stderr.contains(&note), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("note:").count(), 1, "{}", run.stderr);
+    // Uncapped, 100000 threads did not finish at all (1000 took 67 s instead of 0.8 s).
+    assert!(elapsed < 60.0, "{elapsed:.1} s");
+
+    // -t 0 means one thread per available core, without a note.
+    let run = whisper_run(&["-m", path_str(&tiny), "--beam", "1", "-t", "0", path_str(&jfk)]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert!(!run.stderr.contains("note:"), "{}", run.stderr);
+    assert_eq!(words(&run.stdout).join(" "), JFK_WORDS);
+}
+
+/// 30 s of ±1-bit dither: -92 dBFS, what a quiet 16-bit recording of nothing holds.
+fn dither(seconds: usize) -> Vec<i16> {
+    let mut state: u32 = 7;
+    (0..16_000 * seconds)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 16) % 3) as i16 - 1
+        })
+        .collect()
+}
+
+#[test]
+fn silence_and_near_silence_give_empty_transcripts_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let silence = dir.path().join("silence-30s.wav");
+    write_wav(&silence, &vec![0i16; 16_000 * 30]);
+    // Before the silence gate, tiny.en transcribed this as "you" (beam 1) or "You" (beam 5).
+    let near = dir.path().join("dither-30s.wav");
+    write_wav(&near, &dither(30));
+    let tiny = asset("whisper-tiny.en");
+    let base = asset("whisper-base");
+    for model in [&tiny, &base] {
+        for input in [&silence, &near] {
+            for (format, expected) in [("txt", ""), ("srt", ""), ("vtt", "WEBVTT\n\n")] {
+                let run = whisper_run(&["-m", path_str(model), "-q", "--output", format, path_str(input)]);
+                assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+                assert_eq!(run.stdout, expected, "{format} of {} with {}", input.display(), model.display());
+            }
+            let run = whisper_run(&["-m", path_str(model), "-q", "--output", "json", path_str(input)]);
+            assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+            let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+            assert_eq!(json["text"], "", "{}", run.stdout);
+            assert_eq!(json["segments"].as_array().map(Vec::len), Some(0), "{}", run.stdout);
+            assert_eq!(json["duration"], 30.0);
+        }
+    }
+}
+
+#[test]
+fn speech_followed_by_near_silence_keeps_exactly_the_speech() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut samples: Vec<i16> = whisper::audio::load_audio(&asset("jfk.wav"))
+        .unwrap()
+        .iter()
+        .map(|&x| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    samples.extend(dither(40));
+    let path = dir.path().join("jfk-then-dither.wav");
+    write_wav(&path, &samples);
+    let tiny = asset("whisper-tiny.en");
+    for beam in ["1", "5"] {
+        let run = whisper_run(&["-m", path_str(&tiny), "-q", "--beam", beam, path_str(&path)]);
+        assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+        assert_eq!(words(&run.stdout).join(" "), JFK_WORDS, "beam {beam}");
+    }
+}
+
+#[test]
+fn output_path_is_checked_before_the_model_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let jfk = asset("jfk.wav");
+    let tiny = asset("whisper-tiny.en");
+
+    let missing = dir.path().join("no-such-dir").join("out.txt");
+    let run = whisper_run(&["-m", path_str(&tiny), "-o", path_str(&missing), path_str(&jfk)]);
+    assert_fails(&run, 1, &format!("directory {} does not exist", dir.path().join("no-such-dir").display()));
+    assert_no_model_load(&run);
+
+    let run = whisper_run(&["-m", path_str(&tiny), "-o", path_str(dir.path()), path_str(&jfk)]);
+    assert_fails(&run, 1, "names a directory");
+    assert_no_model_load(&run);
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("out.txt");
+    let run = whisper_run(&["-m", path_str(&tiny), "-o", path_str(&under_file), path_str(&jfk)]);
+    assert_fails(&run, 1, &format!("{} is not a directory", file.display()));
+    assert_no_model_load(&run);
+
+    // A directory that takes no new file (skipped where permissions do not bind, e.g. as root).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.path().join("read-only");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::File::create(locked.join("probe")).is_err() {
+            let run = whisper_run(&["-m", path_str(&tiny), "-o", path_str(&locked.join("out.txt")), path_str(&jfk)]);
+            assert_fails(&run, 1, "cannot create a file in");
+            assert_no_model_load(&run);
+        }
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    // -o stays atomic: a failed run leaves the old transcript as it was, and nothing else.
+    let out = dir.path().join("kept").join("out.txt");
+    std::fs::create_dir(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, "old transcript\n").unwrap();
+    let bad = dir.path().join("rate-0.wav");
+    write_raw_wav(&bad, 0, 1, &tone());
+    let run = whisper_run(&["-m", path_str(&tiny), "-o", path_str(&out), path_str(&bad)]);
+    assert_fails(&run, 1, path_str(&bad));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old transcript\n");
+    let names: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+}
+
+#[test]
+fn a_directory_as_input_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = asset("whisper-tiny.en");
+    let run = whisper_run(&["-m", path_str(&tiny), path_str(dir.path())]);
+    assert_fails(&run, 1, &format!("error: {}: is a directory, not an audio file", dir.path().display()));
+    assert!(!run.stderr.contains("format reader"), "{}", run.stderr);
+    assert_no_model_load(&run);
+}
+
+#[test]
+fn model_and_input_errors_come_before_the_model_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let jfk = asset("jfk.wav");
+    let tiny = asset("whisper-tiny.en");
+
+    let nowhere = dir.path().join("no-such-model");
+    let run = whisper_run(&["-m", path_str(&nowhere), path_str(&jfk)]);
+    assert_fails(&run, 1, &format!("{}: no such model directory", nowhere.display()));
+
+    let file = dir.path().join("model-file");
+    std::fs::write(&file, "x").unwrap();
+    assert_fails(
+        &whisper_run(&["-m", path_str(&file), path_str(&jfk)]),
+        1,
+        &format!("{}: not a directory", file.display()),
+    );
+
+    // model.bin is cut short and tokenizer.json is missing. Loading model.bin would fail on the
+    // truncation; the missing tokenizer is found first, so nothing was read.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    let bin = std::fs::read(tiny.join("model.bin")).unwrap();
+    std::fs::write(partial.join("model.bin"), &bin[..1 << 16]).unwrap();
+    std::fs::copy(tiny.join("config.json"), partial.join("config.json")).unwrap();
+    let run = whisper_run(&["-m", path_str(&partial), path_str(&jfk)]);
+    assert_fails(&run, 1, &format!("{}: missing", partial.join("tokenizer.json").display()));
+    assert!(!run.stderr.contains("truncated"), "{}", run.stderr);
+
+    // Every cheap error is reported in one run: bad inputs and a bad model directory together.
+    let missing = dir.path().join("missing.wav");
+    let run = whisper_run(&["-m", path_str(&nowhere), path_str(&missing), path_str(dir.path())]);
+    assert_fails(&run, 1, &format!("{}: no such file", missing.display()));
+    assert!(run.stderr.contains("is a directory, not an audio file"), "{}", run.stderr);
+    assert!(run.stderr.contains("no such model directory"), "{}", run.stderr);
+
+    // A missing or unreadable input with a good model: reported without loading the model.
+    let run = whisper_run(&["-m", path_str(&tiny), path_str(&missing)]);
+    assert_fails(&run, 1, path_str(&missing));
+    assert_no_model_load(&run);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.path().join("locked.wav");
+        std::fs::copy(&jfk, &locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::File::open(&locked).is_err() {
+            let run = whisper_run(&["-m", path_str(&tiny), path_str(&locked)]);
+            assert_fails(&run, 1, &format!("{}: cannot read", locked.display()));
+            assert_no_model_load(&run);
+        }
+    }
+}

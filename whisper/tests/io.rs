@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use whisper::audio::{load_audio, AudioError};
-use whisper::mel::{log_mel_spectrogram, mel_filterbank, pad_or_trim, HOP_LENGTH, N_FFT, N_SAMPLES};
+use whisper::audio::{check_audio_file, load_audio, AudioError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+use whisper::mel::{frames_with_signal, log_mel_spectrogram, mel_filterbank, pad_or_trim, HOP_LENGTH, N_FFT, N_SAMPLES, SILENCE_RMS};
 use whisper::output::{render, OutputFormat};
 use whisper::{Segment, Transcript};
 
@@ -360,4 +360,120 @@ fn writers_render_a_transcript() {
     assert_eq!(json["text"], "And so my fellow Americans, ask not what your country can do for you.");
     assert_eq!(json["segments"][1]["end"], 10.96);
     assert_eq!(json["duration"], 11.0);
+}
+
+#[test]
+fn degenerate_wav_headers_are_rejected_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone: Vec<i16> = (0..4000).map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16).collect();
+    let cases: [(&str, u32, u16, &[i16], &str); 7] = [
+        ("rate-0.wav", 0, 1, &tone, "sample rate 0 Hz"),
+        ("rate-1.wav", 1, 1, &tone, "sample rate 1 Hz"),
+        ("rate-too-low.wav", MIN_SAMPLE_RATE - 1, 1, &tone, "sample rate 999 Hz"),
+        ("rate-too-high.wav", MAX_SAMPLE_RATE + 1, 1, &tone, "sample rate 768001 Hz"),
+        ("channels-0.wav", 16_000, 0, &tone, "0 channels"),
+        ("channels-27.wav", 16_000, 27, &tone[..27 * 100], "27 channels"),
+        ("channels-1000.wav", 16_000, 1000, &tone, "1000 channels"),
+    ];
+    for (name, rate, channels, samples, needle) in cases {
+        let path = dir.path().join(name);
+        write_wav(&path, rate, channels, samples);
+        for err in [check_audio_file(&path).unwrap_err(), load_audio(&path).unwrap_err()] {
+            assert!(matches!(err, AudioError::BadHeader { .. }), "{name}: {err:?}");
+            let message = err.to_string();
+            assert!(message.starts_with(&format!("{}: ", path.display())), "{message}");
+            assert!(message.contains(needle), "{name}: {message}");
+        }
+    }
+    // A data chunk of length zero is an empty file, found from the header alone.
+    let path = dir.path().join("no-data.wav");
+    write_wav(&path, 16_000, 1, &[]);
+    assert!(matches!(check_audio_file(&path), Err(AudioError::Empty { .. })));
+
+    // The edges of the accepted range decode and resample.
+    for rate in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] {
+        let path = dir.path().join(format!("edge-{rate}.wav"));
+        let n = rate as usize / 10;
+        write_wav(&path, rate, 1, &tone.iter().copied().cycle().take(n).collect::<Vec<_>>());
+        check_audio_file(&path).unwrap();
+        let samples = load_audio(&path).unwrap();
+        assert_eq!(samples.len(), 1600, "{rate} Hz: 0.1 s at 16 kHz");
+    }
+}
+
+#[test]
+fn a_decoder_panic_becomes_an_error() {
+    // Symphonia's AIFF reader panics on a sample rate of 0; AIFF is not a format we check
+    // ourselves, so this reaches the decoder and its panic.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rate-0.aiff");
+    let mut comm = Vec::new();
+    comm.extend_from_slice(&1u16.to_be_bytes());
+    comm.extend_from_slice(&1000u32.to_be_bytes());
+    comm.extend_from_slice(&16u16.to_be_bytes());
+    comm.extend_from_slice(&[0u8; 10]);
+    let mut ssnd = vec![0u8; 8];
+    ssnd.extend(std::iter::repeat_n([0x10u8, 0x00], 1000).flatten());
+    let mut body = b"AIFF".to_vec();
+    for (id, chunk) in [(b"COMM", &comm), (b"SSND", &ssnd)] {
+        body.extend_from_slice(id);
+        body.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        body.extend_from_slice(chunk);
+    }
+    let mut bytes = b"FORM".to_vec();
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    std::fs::write(&path, bytes).unwrap();
+    for err in [check_audio_file(&path).unwrap_err(), load_audio(&path).unwrap_err()] {
+        assert!(matches!(err, AudioError::DecoderPanic { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(&format!("{}: ", path.display())), "{err}");
+    }
+    assert!(!whisper::audio::in_guarded_decode());
+}
+
+#[test]
+fn input_paths_are_checked_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = check_audio_file(dir.path()).unwrap_err();
+    assert!(matches!(err, AudioError::IsDirectory { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("{}: is a directory, not an audio file", dir.path().display()));
+    assert!(matches!(load_audio(dir.path()), Err(AudioError::IsDirectory { .. })));
+    let missing = dir.path().join("missing.wav");
+    assert!(matches!(check_audio_file(&missing), Err(AudioError::NotFound { .. })));
+    check_audio_file(&asset("jfk.wav")).unwrap();
+    check_audio_file(&asset("jfk.mp3")).unwrap();
+}
+
+#[test]
+fn frames_with_signal_follow_the_silence_level() {
+    let n = 16_000;
+    assert_eq!(frames_with_signal(&vec![0.0; n]), vec![false; n / HOP_LENGTH]);
+    assert_eq!(frames_with_signal(&vec![0.0; n + 159]).len(), n / HOP_LENGTH);
+    // White-ish noise 6 dB under the level stays silent, a sine 6 dB over it is signal.
+    let mut state: u32 = 1;
+    let noise: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let u = (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0; // uniform, RMS 1/sqrt(3)
+            u * 3f32.sqrt() * SILENCE_RMS * 0.5
+        })
+        .collect();
+    assert!(frames_with_signal(&noise).iter().all(|&s| !s));
+    let sine: Vec<f32> = (0..n).map(|i| (i as f32 * 0.1).sin() * 2f32.sqrt() * SILENCE_RMS * 2.0).collect();
+    assert!(frames_with_signal(&sine).iter().all(|&s| s));
+    // One short burst marks only the frames whose analysis window covers it.
+    let mut burst = vec![0.0f32; n];
+    burst[8000..8080].fill(0.01);
+    let signal = frames_with_signal(&burst);
+    let marked: Vec<usize> = (0..signal.len()).filter(|&i| signal[i]).collect();
+    assert_eq!(marked, (49..=51).collect::<Vec<_>>(), "frames whose 400 samples overlap 8000..8080");
+}
+
+#[test]
+fn thread_requests_are_capped_at_the_available_cores() {
+    let cores = whisper::ops::available_threads();
+    assert_eq!(whisper::ops::effective_threads(0), cores);
+    assert_eq!(whisper::ops::effective_threads(1), 1);
+    assert_eq!(whisper::ops::effective_threads(100_000), cores);
+    assert_eq!(whisper::ops::CpuOps::new(100_000).unwrap().threads(), cores);
 }

@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mel = whisper::mel::log_mel_spectrogram(&samples, transcriber.model.dims.n_mels)?;
     let mel_time = t.elapsed().as_secs_f64();
     let n_frames = samples.len() / whisper::mel::HOP_LENGTH;
+    let signal = whisper::mel::frames_with_signal(&samples);
     let seconds = samples.len() as f64 / whisper::audio::SAMPLE_RATE as f64;
 
     let opts = TranscribeOptions {
@@ -63,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut transcript = None;
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
-        let out = transcriber.transcribe(&mel, n_frames, &opts, &mut |_| {})?;
+        let out = transcriber.transcribe_with_signal(&mel, n_frames, &signal, &opts, &mut |_| {})?;
         best = best.min(t.elapsed().as_secs_f64());
         transcript = Some(out);
     }
@@ -78,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "transcribe  {best:.3} s (beam {}, {} threads) = {:.1}x realtime",
         args.beam,
-        args.threads,
+        whisper::ops::effective_threads(args.threads),
         seconds / best
     );
     if let Some(peak) = peak_rss_kib() {

@@ -62,6 +62,12 @@ pub enum ModelError {
     },
     #[error("{dir}: no Whisper model here (expected model.bin, or model.safetensors with config.json)")]
     NoModel { dir: PathBuf },
+    #[error("{dir}: no such model directory")]
+    NoModelDir { dir: PathBuf },
+    #[error("{dir}: not a directory (a model directory holds model.bin or model.safetensors, and tokenizer.json)")]
+    NotAModelDir { dir: PathBuf },
+    #[error("{path}: missing ({needed})")]
+    MissingFile { path: PathBuf, needed: &'static str },
     #[error("{path}: {problem}")]
     Tokenizer { path: PathBuf, problem: String },
     #[error("{path}: the vocabulary has no {token} token")]
