@@ -1,12 +1,13 @@
 //! Lowering: a scheduled design to an MLIR-AIE module.
 //!
 //! Core bodies use only upstream `arith`, `memref`, `scf` and `vector` plus the aie object FIFO
-//! ops (DESIGN.md contract 1). The AIE core has no libm, so transcendentals and division are
-//! expanded here into arith-only sequences (see [`MathLowering`] for their accuracy).
-//! Contractions (`sum[K](A[M,K] * B[K,N])`) become `vector.contract` on the AIE-ML MAC shapes
-//! (int8 4x8x8, int16 4x4x4, bf16 4x8x4). Elementwise statements and single-dim reductions run on
-//! 16-lane vectors when the dim on the lanes is read contiguously (or broadcast); everything else
-//! is scalar loops.
+//! ops. The AIE core has no libm, so transcendentals and division are expanded here into
+//! arith-only sequences (see [`MathLowering`] for their semantics and accuracy). Contractions
+//! (`sum[K](A[M,K] * B[K,N])`) become `vector.contract` on the target's MAC shape
+//! ([`crate::target_rules::mac_shape`]). Elementwise statements and single-dim reductions run on
+//! 16-lane vectors when the dim on the lanes is read contiguously (or broadcast) and the target's
+//! toolchain takes every vector op they need ([`crate::target_rules`]); everything else is scalar
+//! loops.
 //!
 //! This module writes the module as text in mlir-aie's syntax; [`crate::emit`] hands it to MLIR
 //! (melior) to parse, verify and print, so what is written out is always MLIR that parsed.
@@ -834,10 +835,7 @@ impl<'a> CoreEmitter<'a> {
                     (BinaryOp::Mul, ScalarType::F32) => self.op(format!("arith.mulf {a}, {b} : f32")),
                     (BinaryOp::Max, ScalarType::F32) => self.op(format!("arith.maximumf {a}, {b} : f32")),
                     (BinaryOp::Min, ScalarType::F32) => self.op(format!("arith.minimumf {a}, {b} : f32")),
-                    (BinaryOp::Div, ScalarType::F32) => {
-                        let r = MathLowering::recip(self, &b);
-                        self.op(format!("arith.mulf {a}, {r} : f32"))
-                    }
+                    (BinaryOp::Div, ScalarType::F32) => MathLowering::div(self, &a, &b),
                 }
             }
             Expr::Reduce { op, dims, body, ty } if self.lanes.is_none() && dims.len() == 1 && self.vectorizable(body, dims[0]) => {
@@ -1379,6 +1377,24 @@ impl MathLowering {
         let r = Self::select(e, &over, &inf, &r);
         let r = Self::flush(e, &r);
         Self::select(e, &nan, x, &r)
+    }
+
+    /// `a / b` as `a * recip(b)`; for |b| above 2^126, where 1/b would be subnormal, both are
+    /// scaled by 1/4 first so that huge quotients (1e38 / 1e38) stay right.
+    fn div(e: &mut CoreEmitter, a: &str, b: &str) -> String {
+        let r = Self::recip(e, b);
+        let plain = e.op(format!("arith.mulf {a}, {r} : f32"));
+        let quarter = e.cf32(0.25);
+        let (aq, bq) = (
+            e.op(format!("arith.mulf {a}, {quarter} : f32")),
+            e.op(format!("arith.mulf {b}, {quarter} : f32")),
+        );
+        let rq = Self::recip(e, &bq);
+        let scaled = e.op(format!("arith.mulf {aq}, {rq} : f32"));
+        let ab = Self::abs(e, b);
+        let max = e.cf32(RECIP_MAX);
+        let huge = Self::cmp(e, "ogt", &ab, &max);
+        Self::select(e, &huge, &scaled, &plain)
     }
 
     /// Subnormal to (signed) zero.

@@ -248,6 +248,35 @@ fn math_functions_agree_with_the_reference_on_the_whole_range() {
 }
 
 #[test]
+fn division_by_huge_values_is_right() {
+    let xs: Vec<f32> = [1e38f32, -1e38, 3e38, 2e37, 1.0, -4.0, 1e-30, 8.6e37]
+        .iter()
+        .copied()
+        .cycle()
+        .take(32)
+        .collect();
+    let n = xs.len();
+    let src = format!(
+        "kernel d {{\n  dim M = {n} tile {}\n  in x: f32[M]\n  out y: f32[M]\n  spread M over rows\n  y[M] = 1e38 / x[M]\n}}\n",
+        n / 4
+    );
+    let compiled = compile_source("d.tile", &src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{e}"));
+    let input = ndarray::ArrayD::from_shape_vec(vec![n], xs.iter().map(|&v| v as f64).collect()).unwrap();
+    let mut bufs = vec![hostdata::to_buffer(&input, DType::F32), HostBuffer::zeros(DType::F32, &[n])];
+    Emulator::new().run_mlir(&compiled.mlir, "d.tile", &mut bufs).unwrap_or_else(|e| panic!("{e}"));
+    for (&x, &g) in xs.iter().zip(hostdata::from_buffer(&bufs[1]).iter()) {
+        let want = 1e38f64 / x as f64;
+        let want = if want.abs() > f32::MAX as f64 { f64::INFINITY.copysign(want) } else { want };
+        let ok = if want.is_infinite() {
+            g == want
+        } else {
+            (g - want).abs() <= 1e-6 * want.abs()
+        };
+        assert!(ok, "1e38 / {x:e} = {g:e}, want {want:e}");
+    }
+}
+
+#[test]
 fn gelu_is_finite_for_large_inputs() {
     let (path, src) = example("gelu.tile");
     let compiled = compile_source(&path, &src, &DeviceModel::npu1()).unwrap();
