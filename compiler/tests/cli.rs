@@ -165,6 +165,23 @@ fn emulate_reads_and_writes_npy() {
         .arg(format!("A={}", dir.path().join("small.npy").display())));
     assert_eq!(code, 1);
     assert!(err.contains("small.npy"), "{err}");
+    // An input without --arg, or one given twice, is a usage error naming it.
+    let (code, _, err) = run(aiec()
+        .arg("emulate")
+        .arg(dir.path().join("design.mlir"))
+        .arg("--arg")
+        .arg(format!("A={}", dir.path().join("a.npy").display())));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no --arg for input argument 1 (B)"), "{err}");
+    let (code, _, err) = run(aiec()
+        .arg("emulate")
+        .arg(dir.path().join("design.mlir"))
+        .arg("--arg")
+        .arg(format!("A={}", dir.path().join("a.npy").display()))
+        .arg("--arg")
+        .arg(format!("0={}", dir.path().join("a.npy").display())));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("argument 0 (A) is already given"), "{err}");
 }
 
 fn write_npy_i16(path: &Path, data: &[i16], n: usize) {

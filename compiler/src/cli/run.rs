@@ -22,6 +22,10 @@ pub struct EmulateArgs {
     /// after the run, write argument I to a .npy file
     #[arg(long = "out", value_name = "I=OUT.npy")]
     outs: Vec<String>,
+    /// run core code without the emulator's bounds checks (faster; an out-of-bounds access in a core may then
+    /// crash the process or corrupt its memory)
+    #[arg(long)]
+    unchecked: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -52,6 +56,10 @@ pub struct RunArgs {
     /// artifact directory (default: a temporary one)
     #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
     out: Option<PathBuf>,
+    /// on the emulator, run core code without bounds checks (faster; an out-of-bounds access in a core may
+    /// then crash the process or corrupt its memory)
+    #[arg(long)]
+    unchecked: bool,
 }
 
 #[derive(Args)]
@@ -114,22 +122,75 @@ fn parse_binding(spec: &str, json: &DesignJson, flag: &str) -> Result<(usize, Pa
 pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
     let text = std::fs::read_to_string(&a.design).map_err(|e| failed(format!("{}: {e}", a.design.display())))?;
     let json_path = a.design.with_file_name("design.json");
+    // The MLIR's own signature (checked against the emulator's host limit before anything is allocated);
+    // a design.json beside it must agree with it.
+    let from_mlir = aiec_runtime::emulator::design_json_from_mlir(&text, &a.design.display().to_string()).map_err(failed)?;
     let json = if json_path.exists() {
-        DesignJson::read(&json_path).map_err(failed)?
+        let json = DesignJson::read(&json_path).map_err(failed)?;
+        let same = json.arguments.len() == from_mlir.arguments.len()
+            && json
+                .arguments
+                .iter()
+                .zip(&from_mlir.arguments)
+                .all(|(j, m)| {
+                    // design.json may give a flat memref its tensor's shape: the element counts must agree.
+                    let count = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                    j.dtype == m.dtype && count(&j.shape) == count(&m.shape)
+                });
+        if !same {
+            return Err(failed(format!(
+                "{}: its arguments do not match the runtime sequence of {}",
+                json_path.display(),
+                a.design.display()
+            )));
+        }
+        json
     } else {
-        aiec_runtime::emulator::design_json_from_mlir(&text, &a.design.display().to_string()).map_err(failed)?
+        from_mlir
     };
-    let mut bufs: Vec<HostBuffer> = json.arguments.iter().map(HostBuffer::for_arg).collect();
+    // Every input needs exactly one --arg.
+    let mut bindings: Vec<(usize, PathBuf)> = Vec::new();
     for spec in &a.args {
         let (i, path) = parse_binding(spec, &json, "--arg")?;
-        let arg = &json.arguments[i];
-        bufs[i] = aiec_runtime::npy::read_npy(&path, arg.dtype, &arg.shape).map_err(failed)?;
+        if let Some(p) = bindings.iter().position(|(j, _)| *j == i) {
+            return Err(CliError::Usage(format!(
+                "--arg {spec}: argument {i} ({}) is already given by --arg {}",
+                json.arguments[i].name,
+                a.args[p]
+            )));
+        }
+        bindings.push((i, path));
     }
     let mut outs = Vec::new();
     for spec in &a.outs {
         outs.push(parse_binding(spec, &json, "--out")?);
     }
+    let mut given: Vec<Option<HostBuffer>> = json.arguments.iter().map(|_| None).collect();
+    for (i, path) in &bindings {
+        let arg = &json.arguments[*i];
+        given[*i] = Some(aiec_runtime::npy::read_npy(path, arg.dtype, &arg.shape).map_err(failed)?);
+    }
+    let missing: Vec<String> = json
+        .arguments
+        .iter()
+        .enumerate()
+        .filter(|(i, arg)| arg.direction == ArgDirection::In && !bindings.iter().any(|(j, _)| j == i))
+        .map(|(i, arg)| format!("{i} ({})", arg.name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no --arg for input argument{} {}: give each input as --arg NAME=FILE.npy",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", ")
+        )));
+    }
+    let mut bufs: Vec<HostBuffer> = given
+        .into_iter()
+        .zip(&json.arguments)
+        .map(|(g, arg)| g.unwrap_or_else(|| HostBuffer::for_arg(arg)))
+        .collect();
     let mut emu = Emulator::new();
+    emu.unchecked = a.unchecked;
     let start = Instant::now();
     let report = emu.run_mlir(&text, &a.design.display().to_string(), &mut bufs).map_err(failed)?;
     for (i, path) in outs {
@@ -170,8 +231,13 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let (dir, compiled) = compile_to_dir(&a.file, Some(out), &device)?;
     let compile_time = t0.elapsed();
 
+    let emulator = || {
+        let mut e = Emulator::new();
+        e.unchecked = a.unchecked;
+        Box::new(e)
+    };
     let mut backend: Box<dyn Backend> = match choice {
-        BackendChoice::Emulator => Box::new(Emulator::new()),
+        BackendChoice::Emulator => emulator(),
         BackendChoice::Npu => npu_backend(&dir, device.name)?,
         BackendChoice::Auto => match NpuBackend::probe() {
             Ok(()) => {
@@ -180,7 +246,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
             }
             Err(why) => {
                 eprintln!("backend: emulator (no usable NPU: {why})");
-                Box::new(Emulator::new())
+                emulator()
             }
         },
     };

@@ -16,6 +16,31 @@ pub(crate) fn err<T>(line: usize, message: impl Into<String>) -> Result<T, Desig
     Err(DesignError { line, message: message.into() })
 }
 
+/// The host memory one run may use for the design's own storage: the runtime-sequence arguments, every slot
+/// of every object FIFO and every `aie.buffer`, added up. A design needing more is an error naming the op,
+/// its line and the amount, raised before anything is allocated.
+pub const HOST_MEMORY_LIMIT: u64 = 4 << 30;
+
+/// The deepest object FIFO the emulator models (each slot is a separate argument of the core functions).
+pub const MAX_FIFO_DEPTH: i64 = 256;
+
+/// `1234 bytes` / `17179869184 bytes (16.0 GiB)`.
+pub fn show_bytes(bytes: u128) -> String {
+    if bytes < 1 << 20 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({:.1} GiB)", bytes as f64 / (1u64 << 30) as f64)
+    }
+}
+
+fn over_limit(what: &str, bytes: u128) -> String {
+    format!(
+        "{what} needs {}, more than the emulator's host memory limit of {}",
+        show_bytes(bytes),
+        show_bytes(HOST_MEMORY_LIMIT as u128)
+    )
+}
+
 /// A `memref<AxBxT>` with an identity layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MemrefType {
@@ -42,6 +67,15 @@ impl MemrefType {
                 Ok(v) => shape.push(v),
                 Err(_) => return bad(),
             }
+        }
+        // Element and byte counts are computed with checked arithmetic; a type too big for the host is an error
+        // here, so that `elements()` and `bytes()` never overflow.
+        let bytes = shape
+            .iter()
+            .try_fold(dtype.size_bytes() as u128, |acc, &d| acc.checked_mul(d as u128))
+            .unwrap_or(u128::MAX);
+        if bytes > HOST_MEMORY_LIMIT as u128 {
+            return err(line, over_limit(&format!("`{text}`"), bytes));
         }
         Ok(MemrefType {
             text: text.to_string(),
@@ -352,7 +386,20 @@ impl Design {
                             if *depth < 1 {
                                 return err(l.number, format!("object FIFO @{name} has depth {depth}"));
                             }
+                            if *depth > MAX_FIFO_DEPTH {
+                                return err(
+                                    l.number,
+                                    format!("object FIFO @{name} has depth {depth}; the emulator models depths up to {MAX_FIFO_DEPTH}"),
+                                );
+                            }
                             let elem = MemrefType::parse(elem_type, l.number)?;
+                            if elem.elements() == 0 {
+                                return err(l.number, format!("object FIFO @{name} has elements of {}, which holds nothing", elem.text));
+                            }
+                            let bytes = elem.bytes() as u128 * *depth as u128;
+                            if bytes > HOST_MEMORY_LIMIT as u128 {
+                                return err(l.number, over_limit(&format!("aie.objectfifo @{name} ({depth} x {})", elem.text), bytes));
+                            }
                             fifo_index.insert(name.clone(), fifos.len());
                             fifos.push(Fifo {
                                 name: name.clone(),
@@ -534,7 +581,11 @@ impl Design {
             let offsets: Vec<usize> = if many.len() == 1 && offsets.is_empty() {
                 vec![0]
             } else if offsets.len() == many.len() {
-                offsets.iter().map(|&o| o.max(0) as usize).collect()
+                let limit = big_elem.elements();
+                if let Some((k, o)) = offsets.iter().enumerate().find(|(_, &o)| o < 0 || o as u64 > limit as u64) {
+                    return err(line, format!("{what} entry {k} ({o}) is out of the element of @{}", fifos[big].name));
+                }
+                offsets.iter().map(|&o| o as usize).collect()
             } else if offsets.is_empty() {
                 // Consecutive pieces of the many-side element sizes.
                 let mut acc = 0;
@@ -617,20 +668,40 @@ impl Design {
                     if s.iter().any(|&x| x < 1) || t.iter().any(|&x| x < 0) || o.iter().any(|&x| x < 0) {
                         return err(line, "sizes must be >= 1, offsets and strides >= 0");
                     }
-                    let base: i64 = (0..4).map(|d| o[d] * t[d]).sum();
-                    let last: i64 = base + (0..4).map(|d| (s[d] - 1) * t[d]).sum::<i64>();
-                    if last as usize >= ty.elements() {
+                    // Checked arithmetic: any overflow is an element far out of the argument.
+                    let term = |a: i64, b: i64| (a as i128).checked_mul(b as i128);
+                    let span = (0..4).try_fold(0i128, |acc, d| acc.checked_add(term(o[d], t[d])?)?.checked_add(term(s[d] - 1, t[d])?));
+                    let base: i128 = (0..4).map(|d| o[d] as i128 * t[d] as i128).fold(0i128, |a, b| a.saturating_add(b));
+                    match span {
+                        Some(last) if last < ty.elements() as i128 => {}
+                        _ => {
+                            let reach = span.map(|l| l.to_string()).unwrap_or_else(|| "beyond 2^127".into());
+                            return err(
+                                line,
+                                format!(
+                                    "aiex.npu.dma_memcpy_nd: the access pattern reaches element {reach} of `{memref}`, which \
+                                     has {} elements",
+                                    ty.elements()
+                                ),
+                            );
+                        }
+                    }
+                    let base = base as i64;
+                    let f = &fifos[fifo];
+                    let count_wide = s.iter().try_fold(1u128, |acc, &x| acc.checked_mul(x as u128)).unwrap_or(u128::MAX);
+                    let bytes_wide = count_wide.saturating_mul(ty.dtype.size_bytes() as u128);
+                    if bytes_wide > HOST_MEMORY_LIMIT as u128 {
                         return err(
                             line,
                             format!(
-                                "aiex.npu.dma_memcpy_nd: the access pattern reaches element {last} of `{memref}`, which \
-                                 has {} elements",
-                                ty.elements()
+                                "aiex.npu.dma_memcpy_nd on `{memref}` moves {count_wide} elements ({}); the emulator moves at most {} \
+                                 per DMA",
+                                show_bytes(bytes_wide),
+                                show_bytes(HOST_MEMORY_LIMIT as u128)
                             ),
                         );
                     }
-                    let f = &fifos[fifo];
-                    let count: i64 = s.iter().product();
+                    let count = count_wide as i64;
                     let bytes = count as usize * ty.dtype.size_bytes();
                     if !bytes.is_multiple_of(f.elem.bytes()) {
                         return err(
@@ -681,6 +752,39 @@ impl Design {
                 }
                 _ => unreachable!(),
             }
+        }
+        // Everything a run allocates, added up: the arguments (the caller allocates them from these types),
+        // the FIFO slots and the buffers.
+        let arg_bytes: u128 = sequence.args.iter().map(|(_, t)| t.bytes() as u128).sum();
+        let fifo_bytes: u128 = fifos.iter().map(|f| f.depth as u128 * f.elem.bytes() as u128).sum();
+        let buffer_bytes: u128 = buffers.iter().map(|b| b.ty.bytes() as u128).sum();
+        let total = arg_bytes + fifo_bytes + buffer_bytes;
+        if total > HOST_MEMORY_LIMIT as u128 {
+            // Point at the biggest single user.
+            let mut biggest = (sequence.args.iter().map(|(_, t)| t.bytes()).max().unwrap_or(0) as u128, sequence.line);
+            for f in &fifos {
+                let b = f.depth as u128 * f.elem.bytes() as u128;
+                if b > biggest.0 {
+                    biggest = (b, f.line);
+                }
+            }
+            for b in &buffers {
+                if b.ty.bytes() as u128 > biggest.0 {
+                    biggest = (b.ty.bytes() as u128, b.line);
+                }
+            }
+            return err(
+                biggest.1,
+                over_limit(
+                    &format!(
+                        "the design (runtime-sequence arguments {}, object FIFO slots {}, buffers {})",
+                        show_bytes(arg_bytes),
+                        show_bytes(fifo_bytes),
+                        show_bytes(buffer_bytes)
+                    ),
+                    total,
+                ),
+            );
         }
         Ok(Design {
             device,

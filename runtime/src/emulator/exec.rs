@@ -1,11 +1,13 @@
 //! Running a design: object FIFO state shared by the core threads, and the event loop on the calling thread
 //! that executes the runtime sequence, the shim DMAs and the links.
 
-use super::design::{Design, SeqOp};
+use super::checks::{CheckSite, SiteKind};
+use super::design::{show_bytes, Design, SeqOp, TileId};
 use super::jit::{Compiled, Endpoint};
 use crate::aie_syntax::Port;
 use crate::backend::{HostBuffer, RuntimeError};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,10 +21,16 @@ struct SlotBuf {
 }
 
 impl SlotBuf {
-    fn new(bytes: usize) -> Self {
-        SlotBuf {
-            chunks: vec![Chunk([0; 64]); bytes.div_ceil(64).max(1)],
-        }
+    /// Zeroed storage; a failed allocation is an error, not an abort (the design's sizes were checked against
+    /// [`super::design::HOST_MEMORY_LIMIT`] already).
+    fn new(bytes: usize) -> Result<Self, RuntimeError> {
+        let n = bytes.div_ceil(64).max(1);
+        let mut chunks = Vec::new();
+        chunks
+            .try_reserve_exact(n)
+            .map_err(|_| RuntimeError::Other(format!("the emulator cannot allocate {} of host memory", show_bytes(bytes as u128))))?;
+        chunks.resize(n, Chunk([0; 64]));
+        Ok(SlotBuf { chunks })
     }
     fn ptr(&self) -> *mut u8 {
         self.chunks.as_ptr() as *mut u8
@@ -78,29 +86,56 @@ enum CoreStatus {
     Running,
     Blocked { ep: Endpoint, n: u64, line: i64 },
     Done,
+    /// Stopped for good inside a callback (the run ended, or this core failed): it never runs core code again.
+    Parked,
 }
 
 struct State {
     fifos: Vec<FifoRt>,
+    /// The storage of the design's `aie.buffer`s for this run. Only the cores touch it, through the pointers
+    /// passed to their functions.
+    buffers: Vec<SlotBuf>,
     cores: Vec<CoreStatus>,
     abort: bool,
     error: Option<String>,
     /// Counts acquires, releases and finished cores, so the event loop sees that something happened.
     events: u64,
+    /// The run has returned to its caller.
+    finished: bool,
+    /// Per core, the compiled code it may still execute: dropped when the core is done or parked.
+    code: Vec<Option<Arc<Compiled>>>,
+}
+
+impl State {
+    /// Once the run has returned and no core can touch FIFO slots or buffers any more (every core done or
+    /// parked), frees them: a run stopped by an error leaves parked threads behind, not its memory.
+    fn free_storage_if_idle(&mut self) {
+        if self.finished && self.cores.iter().all(|c| matches!(c, CoreStatus::Done | CoreStatus::Parked)) {
+            for f in &mut self.fifos {
+                f.slots = Vec::new();
+            }
+            self.buffers = Vec::new();
+        }
+    }
 }
 
 pub(crate) struct Shared {
     state: Mutex<State>,
     cv: Condvar,
     file: String,
-    /// The storage of the design's `aie.buffer`s for this run. Only the cores touch it, through the
-    /// pointers passed to their functions; it lives here so that a core left running keeps it alive.
-    buffers: Vec<SlotBuf>,
+    /// Mirrors `State::abort` for `aiec_poll`, which must be cheap.
+    stop: AtomicBool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Ends the run: every core parks at its next callback.
+    fn abort(&self, st: &mut State) {
+        st.abort = true;
+        self.stop.store(true, Ordering::Relaxed);
+        self.cv.notify_all();
     }
 }
 
@@ -108,14 +143,28 @@ impl Shared {
 pub(crate) struct CoreCtx {
     shared: Arc<Shared>,
     core: usize,
+    tile: TileId,
     endpoints: Vec<Endpoint>,
     /// Design line of each call site.
     sites: Vec<usize>,
+    /// The bounds-checked accesses, by site number, and what each function argument is.
+    checks: Arc<Vec<CheckSite>>,
+    arg_names: Vec<String>,
+    /// See [`super::jit::CoreEntry::line_shift`]; `code_tile` is the tile of the core whose text the lines are.
+    line_shift: Option<i64>,
+    code_tile: TileId,
 }
 
-/// Parks the calling thread for good: used when a run was stopped while a core was inside JIT code.
-fn park_forever(guard: MutexGuard<'_, State>) -> ! {
-    drop(guard);
+/// Parks the calling core thread for good: used when a run was stopped while a core was inside JIT code.
+/// The core never returns into its code, so it gives up its hold on the compiled code and the run's storage.
+fn park_forever(ctx: &CoreCtx, mut st: MutexGuard<'_, State>) -> ! {
+    st.cores[ctx.core] = CoreStatus::Parked;
+    let code = st.code[ctx.core].take();
+    st.events += 1;
+    st.free_storage_if_idle();
+    ctx.shared.cv.notify_all();
+    drop(st);
+    drop(code);
     loop {
         std::thread::park();
     }
@@ -128,7 +177,7 @@ fn acquire(ctx: &CoreCtx, e: usize, n: u64, site: i64) -> u64 {
     let mut st = sh.lock();
     loop {
         if st.abort {
-            park_forever(st);
+            park_forever(ctx, st);
         }
         let f = &mut st.fifos[ep.fifo];
         let (released, acquired) = match ep.port {
@@ -157,7 +206,7 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
     let ep = ctx.endpoints[e];
     let mut st = sh.lock();
     if st.abort {
-        park_forever(st);
+        park_forever(ctx, st);
     }
     let f = &mut st.fifos[ep.fifo];
     let (released, acquired) = match ep.port {
@@ -173,9 +222,8 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
             ep.port.name()
         );
         st.error.get_or_insert(msg);
-        st.abort = true;
-        sh.cv.notify_all();
-        park_forever(st);
+        sh.abort(&mut st);
+        park_forever(ctx, st);
     }
     *released += n;
     st.events += 1;
@@ -195,13 +243,96 @@ pub(crate) extern "C" fn aiec_release(ctx: i64, endpoint: i64, n: i64, site: i64
     release(ctx, endpoint as usize, n as u64, site)
 }
 
+/// `aiec_poll(i64 ctx)`: called in long-running loops; parks the core when its run has ended.
+pub(crate) extern "C" fn aiec_poll(ctx: i64) {
+    let ctx = unsafe { &*(ctx as *const CoreCtx) };
+    if ctx.shared.stop.load(Ordering::Relaxed) {
+        let st = ctx.shared.lock();
+        park_forever(ctx, st);
+    }
+}
+
+/// `aiec_oob(i64 ctx, i64 site, i64 dim, index i, i64 size, i64 len)`: called before an access whose bounds
+/// check failed, once per dimension (then once with `dim` -1). The first dimension out of bounds (`i` not in
+/// `0..=size-len`, or `0..=size` for a masked transfer dimension, `len` 0) is reported as the run's error and
+/// the core parks for good, so the access never happens.
+pub(crate) extern "C" fn aiec_oob(ctx: i64, site: i64, dim: i64, index: i64, size: i64, len: i64) {
+    let ctx = unsafe { &*(ctx as *const CoreCtx) };
+    if dim >= 0 {
+        let in_bounds = index >= 0 && index <= size.saturating_sub(len.max(0));
+        if in_bounds && size >= len {
+            return;
+        }
+    }
+    let msg = oob_message(ctx, site, dim, index, size, len);
+    let mut st = ctx.shared.lock();
+    st.error.get_or_insert(msg);
+    ctx.shared.abort(&mut st);
+    park_forever(ctx, st);
+}
+
+/// `aiec_fault(i64 ctx, i64 site)`: called before an integer division that would trap (see
+/// [`super::checks`]); reports it as the run's error and parks the core for good.
+pub(crate) extern "C" fn aiec_fault(ctx: i64, site: i64) {
+    let ctx = unsafe { &*(ctx as *const CoreCtx) };
+    let file = &ctx.shared.file;
+    let msg = match usize::try_from(site).ok().and_then(|i| ctx.checks.get(i)) {
+        Some(CheckSite {
+            line,
+            kind: SiteKind::Division { op },
+        }) => {
+            let (line, note) = site_line(ctx, *line);
+            format!("core {}: `{op}` at {file}:{line} divides by zero (or overflows: the most negative value by -1){note}", ctx.tile)
+        }
+        _ => format!("core {}: an integer division that would trap", ctx.tile),
+    };
+    let mut st = ctx.shared.lock();
+    st.error.get_or_insert(msg);
+    ctx.shared.abort(&mut st);
+    park_forever(ctx, st);
+}
+
+/// The design line of a check site for this core, and a note when it is another core's line.
+fn site_line(ctx: &CoreCtx, line: usize) -> (i64, String) {
+    match ctx.line_shift {
+        Some(shift) => (line as i64 + shift, String::new()),
+        None => (line as i64, format!(" (a line of core {}, whose compiled code this core runs)", ctx.code_tile)),
+    }
+}
+
+fn oob_message(ctx: &CoreCtx, site: i64, dim: i64, index: i64, size: i64, len: i64) -> String {
+    let file = &ctx.shared.file;
+    let Some((line, SiteKind::Access { store, root, memref, rank })) =
+        usize::try_from(site).ok().and_then(|i| ctx.checks.get(i)).map(|s| (s.line, &s.kind))
+    else {
+        return format!("core {}: out-of-bounds memory access", ctx.tile);
+    };
+    let kind = if *store { "store" } else { "load" };
+    let name = root
+        .and_then(|r| ctx.arg_names.get(r))
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("a {memref}"));
+    let (line, note) = site_line(ctx, line);
+    if dim < 0 {
+        return format!("core {}: out-of-bounds {kind} on {name} at {file}:{line}{note}", ctx.tile);
+    }
+    let range = if len > 1 {
+        format!("index {index} to {}", index.saturating_add(len - 1))
+    } else {
+        format!("index {index}")
+    };
+    let dims = if *rank > 1 { format!(" in dimension {dim} of {memref}") } else { String::new() };
+    format!("core {}: out-of-bounds {kind} on {name} at {file}:{line} ({range}, size {size}){dims}{note}", ctx.tile)
+}
+
 struct Transfer {
     line: usize,
     arg: usize,
     to_array: bool,
     consumer: usize,
     /// Host element indices in transfer order.
-    indices: Vec<usize>,
+    pattern: Pattern,
     pos: usize,
 }
 
@@ -223,19 +354,35 @@ struct LinkRt {
     cursors: Vec<LinkCursor>,
 }
 
-fn pattern(base: i64, sizes: [i64; 4], strides: [i64; 4]) -> Vec<usize> {
-    let mut out = Vec::with_capacity(sizes.iter().product::<i64>() as usize);
-    for a in 0..sizes[0] {
-        for b in 0..sizes[1] {
-            for c in 0..sizes[2] {
-                let row = base + a * strides[0] + b * strides[1] + c * strides[2];
-                for d in 0..sizes[3] {
-                    out.push((row + d * strides[3]) as usize);
-                }
-            }
+/// A 4-D access pattern, outermost first: the host element index of each position, computed when needed
+/// (a pattern repeating with stride 0 may be far longer than its argument). The design checked that every
+/// index is inside the argument and that the count fits the host limit.
+struct Pattern {
+    base: u64,
+    sizes: [u64; 4],
+    strides: [u64; 4],
+    count: usize,
+}
+
+impl Pattern {
+    fn new(base: i64, sizes: [i64; 4], strides: [i64; 4]) -> Pattern {
+        let sizes = sizes.map(|s| s.max(1) as u64);
+        Pattern {
+            base: base as u64,
+            sizes,
+            strides: strides.map(|s| s as u64),
+            count: sizes.iter().product::<u64>() as usize,
         }
     }
-    out
+    fn index(&self, p: usize) -> usize {
+        let mut r = p as u64;
+        let mut at = self.base;
+        for k in (0..4).rev() {
+            at += (r % self.sizes[k]) * self.strides[k];
+            r /= self.sizes[k];
+        }
+        at as usize
+    }
 }
 
 /// Runs one design with compiled cores. `buffers` holds each aie.buffer's initial contents (`None`: zeros),
@@ -251,42 +398,47 @@ pub(crate) fn run(
     let fifos = design
         .fifos
         .iter()
-        .map(|f| FifoRt {
-            name: f.name.clone(),
-            depth: f.depth as u64,
-            elem_bytes: f.elem.bytes(),
-            slots: (0..f.depth).map(|_| SlotBuf::new(f.elem.bytes())).collect(),
-            produced: 0,
-            prod_acquired: 0,
-            cons_released: vec![0; f.consumers.len()],
-            cons_acquired: vec![0; f.consumers.len()],
+        .map(|f| {
+            Ok(FifoRt {
+                name: f.name.clone(),
+                depth: f.depth as u64,
+                elem_bytes: f.elem.bytes(),
+                slots: (0..f.depth).map(|_| SlotBuf::new(f.elem.bytes())).collect::<Result<_, _>>()?,
+                produced: 0,
+                prod_acquired: 0,
+                cons_released: vec![0; f.consumers.len()],
+                cons_acquired: vec![0; f.consumers.len()],
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
     // Buffers: allocated once per run, persistent across every iteration of their core.
     let buffers: Vec<SlotBuf> = design
         .buffers
         .iter()
         .zip(buffers)
         .map(|(b, init)| {
-            let mut storage = SlotBuf::new(b.ty.bytes());
+            let mut storage = SlotBuf::new(b.ty.bytes())?;
             if let Some(init) = init {
                 let n = init.len().min(b.ty.bytes());
                 unsafe { std::ptr::copy_nonoverlapping(init.as_ptr(), storage.chunks.as_mut_ptr() as *mut u8, n) };
             }
-            storage
+            Ok(storage)
         })
-        .collect();
+        .collect::<Result<_, RuntimeError>>()?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             fifos,
+            buffers,
             cores: vec![CoreStatus::Running; design.cores.len()],
             abort: false,
             error: None,
             events: 0,
+            finished: false,
+            code: vec![Some(compiled.clone()); design.cores.len()],
         }),
         cv: Condvar::new(),
         file: file.to_string(),
-        buffers,
+        stop: AtomicBool::new(false),
     });
 
     // Core threads.
@@ -295,8 +447,13 @@ pub(crate) fn run(
         let ctx = Box::new(CoreCtx {
             shared: shared.clone(),
             core: ci,
+            tile: design.cores[ci].tile,
             endpoints: entry.endpoints.clone(),
             sites: entry.sites.clone(),
+            checks: entry.checks.clone(),
+            arg_names: entry.arg_names.clone(),
+            line_shift: entry.line_shift,
+            code_tile: design.cores.get(entry.code_of).map(|c| c.tile).unwrap_or(design.cores[ci].tile),
         });
         // Packed arguments: the context, then per slot memref (allocated, aligned, offset, sizes, strides),
         // then the buffers the core uses, in the order of the function's parameters.
@@ -309,11 +466,10 @@ pub(crate) fn run(
                     values.extend(memref_values(st.fifos[fi].slots[j].ptr(), &f.elem.shape));
                 }
             }
+            for &bi in &design.cores[ci].buffers {
+                values.extend(memref_values(st.buffers[bi].ptr(), &design.buffers[bi].ty.shape));
+            }
         }
-        for &bi in &design.cores[ci].buffers {
-            values.extend(memref_values(shared.buffers[bi].ptr(), &design.buffers[bi].ty.shape));
-        }
-        let compiled = compiled.clone();
         let sh = shared.clone();
         let entry_addr = entry.entry;
         let h = std::thread::Builder::new()
@@ -329,12 +485,30 @@ pub(crate) fn run(
                 f(ptrs.as_mut_ptr());
                 let mut st = sh.lock();
                 st.cores[ci] = CoreStatus::Done;
+                let code = st.code[ci].take();
                 st.events += 1;
+                st.free_storage_if_idle();
                 sh.cv.notify_all();
                 drop(st);
-                drop(compiled);
-            })
-            .map_err(|e| RuntimeError::Other(format!("cannot start a core thread: {e}")))?;
+                drop(code);
+            });
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => {
+                // Cores already started park at their next callback; this one never ran.
+                let mut st = shared.lock();
+                for c in st.cores.iter_mut().skip(ci) {
+                    *c = CoreStatus::Parked;
+                }
+                for k in ci..st.code.len() {
+                    st.code[k] = None;
+                }
+                st.finished = true;
+                shared.abort(&mut st);
+                st.free_storage_if_idle();
+                return Err(RuntimeError::Other(format!("cannot start a core thread: {e}")));
+            }
+        };
         handles.push(h);
     }
 
@@ -375,8 +549,7 @@ pub(crate) fn run(
     let result = loop {
         let mut st = shared.lock();
         if let Some(e) = st.error.take() {
-            st.abort = true;
-            shared.cv.notify_all();
+            shared.abort(&mut st);
             break Err(RuntimeError::Design(e));
         }
         let mut progressed = false;
@@ -398,7 +571,7 @@ pub(crate) fn run(
                         arg: *arg,
                         to_array: *to_array,
                         consumer: *consumer,
-                        indices: pattern(*base, *sizes, *strides),
+                        pattern: Pattern::new(*base, *sizes, *strides),
                         pos: 0,
                     });
                     transfers += 1;
@@ -420,13 +593,14 @@ pub(crate) fn run(
                 let esize = host.dtype.size_bytes();
                 let per_elem = f.elem_bytes / esize;
                 let mut moved = false;
-                while t.pos < t.indices.len() {
+                while t.pos < t.pattern.count {
                     if t.to_array {
                         if !f.available(Port::Produce, f.produced + 1) {
                             break;
                         }
                         let dst = f.slot(f.produced);
-                        for (i, &h) in t.indices[t.pos..t.pos + per_elem].iter().enumerate() {
+                        for i in 0..per_elem {
+                            let h = t.pattern.index(t.pos + i);
                             unsafe { std::ptr::copy_nonoverlapping(host.bytes.as_ptr().add(h * esize), dst.add(i * esize), esize) };
                         }
                         f.produced += 1;
@@ -437,7 +611,8 @@ pub(crate) fn run(
                             break;
                         }
                         let src = f.slot(f.cons_released[c]);
-                        for (i, &h) in t.indices[t.pos..t.pos + per_elem].iter().enumerate() {
+                        for i in 0..per_elem {
+                            let h = t.pattern.index(t.pos + i);
                             unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), host.bytes.as_mut_ptr().add(h * esize), esize) };
                         }
                         f.cons_released[c] += 1;
@@ -447,7 +622,7 @@ pub(crate) fn run(
                     moved = true;
                 }
                 progressed |= moved;
-                if t.pos == t.indices.len() {
+                if t.pos >= t.pattern.count {
                     q.pop_front();
                 } else {
                     break;
@@ -486,7 +661,7 @@ pub(crate) fn run(
         }
         if !progressed {
             let stuck = st.cores.iter().all(|c| match c {
-                CoreStatus::Done => true,
+                CoreStatus::Done | CoreStatus::Parked => true,
                 CoreStatus::Running => false,
                 CoreStatus::Blocked { ep, n, .. } => {
                     let f = &st.fifos[ep.fifo];
@@ -507,11 +682,13 @@ pub(crate) fn run(
             let _ = shared.cv.wait_timeout(st, Duration::from_millis(20));
         }
     };
-    // Stop: blocked cores park for good; finished ones are joined.
+    // Stop: blocked and still running cores park for good at their next callback (freeing the run's storage
+    // with the last of them); finished ones are joined.
     {
         let mut st = shared.lock();
-        st.abort = true;
-        shared.cv.notify_all();
+        st.finished = true;
+        shared.abort(&mut st);
+        st.free_storage_if_idle();
         let done: Vec<bool> = st.cores.iter().map(|c| *c == CoreStatus::Done).collect();
         drop(st);
         for (h, d) in handles.into_iter().zip(done) {

@@ -17,11 +17,16 @@
 //! aie.end -> func.return
 //! ```
 //!
+//! The module's core functions are then checked and instrumented by [`super::checks`] (allowed ops, bounds
+//! checks calling `aiec_oob`, division checks calling `aiec_fault`, `aiec_poll` stop points in long loops) before
+//! MLIR lowers them; core text cannot name any `@aiec_...` symbol itself.
+//!
 //! Generated names and constants depend only on an op's position in its core, so cores with the same code
 //! up to the FIFOs and buffers they use (the common case in a whole-array design) produce the same function
 //! text and share one compiled function; each core keeps its own endpoint table, call-site lines and buffers.
 //! A buffer's initial value is turned into bytes by MLIR itself ([`buffer_contents`]).
 
+use super::checks::{self, CheckSite};
 use super::design::{endpoint_of, Buffer, Design, DesignError};
 use crate::aie_syntax::{AieOp, Line, LineItem, Port};
 use melior::dialect::DialectRegistry;
@@ -54,6 +59,17 @@ pub struct CoreEntry {
     pub slot_fifos: Vec<usize>,
     /// Design line of each FIFO call site, by the site number the core passes to the callbacks.
     pub sites: Vec<usize>,
+    /// The bounds-checked accesses of the function the core runs, by the site number it passes to `aiec_oob`
+    /// (empty in unchecked mode).
+    pub checks: Arc<Vec<CheckSite>>,
+    /// What each argument of the core's function is, for messages: `""` for the context, `an element of object
+    /// FIFO @f`, `buffer @b`.
+    pub arg_names: Vec<String>,
+    /// How to turn a line of the compiled function into a line of this core: `Some(shift)` to add, or `None`
+    /// when the core runs code compiled from another core's text (equal after simplification), whose index is
+    /// `code_of`.
+    pub line_shift: Option<i64>,
+    pub code_of: usize,
     /// Address of the packed entry point `void(void**)`.
     pub entry: usize,
 }
@@ -64,6 +80,12 @@ pub struct CoreModule {
     pub endpoints: Vec<Vec<Endpoint>>,
     pub slot_fifos: Vec<Vec<usize>>,
     pub sites: Vec<Vec<usize>>,
+    /// Per core, what each argument of its function is (see [`CoreEntry::arg_names`]).
+    pub arg_names: Vec<Vec<String>>,
+    /// Per core, the line of its `aie.core`.
+    pub open_lines: Vec<usize>,
+    /// Per function, the core whose text it was written from.
+    pub first_core: Vec<usize>,
     /// The function (`@aiec_core_N`) each core runs: cores whose bodies are the same text up to the FIFOs
     /// they use share one compiled function.
     pub function_of: Vec<usize>,
@@ -92,6 +114,9 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
     let mut all_slots = Vec::new();
     let mut all_sites = Vec::new();
     let mut function_of = Vec::new();
+    let mut all_arg_names = Vec::new();
+    let mut open_lines = Vec::new();
+    let mut first_core = Vec::new();
     // Function texts (parameters and body) already emitted, with their function number.
     let mut seen: Vec<(String, usize)> = Vec::new();
     for core in design.cores.iter() {
@@ -101,6 +126,10 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
         let mut subviews: HashMap<String, (usize, i64)> = HashMap::new();
         for l in &lines[core.open_line..core.close_line - 1] {
             let LineItem::Op { result, op } = &l.item else {
+                // The emulator's own callbacks and core functions are named `@aiec_...`: core code cannot call them.
+                if crate::aie_syntax::strip_comment(&l.text).contains("@aiec_") {
+                    return Err(line_err(l.number, "a core refers to `@aiec_...`, a name the emulator reserves".into()));
+                }
                 out[l.number - 1] = l.text.clone();
                 continue;
             };
@@ -207,16 +236,24 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             out[n - 1] = format!("{}{}", l.indent, text);
         }
         let mut params = vec!["%_aiec_ctx: i64".to_string()];
+        let mut names = vec![String::new()];
         for (local, &fi) in slot_fifos.iter().enumerate() {
             let f = &design.fifos[fi];
             for j in 0..f.depth {
                 params.push(format!("%_aiec_f{local}_{j}: {}", f.elem.text));
+                names.push(format!("an element of object FIFO @{}", f.name));
             }
         }
         for &bi in &core.buffers {
             let b = &design.buffers[bi];
             params.push(format!("{}: {}", b.name, b.ty.text));
+            names.push(match &b.sym_name {
+                Some(s) => format!("buffer @{s}"),
+                None => format!("buffer {}", b.name),
+            });
         }
+        all_arg_names.push(names);
+        open_lines.push(core.open_line);
         let body: Vec<&str> = out[core.open_line..core.close_line - 1].iter().map(|l| l.trim()).collect();
         let key = canonical_names(&format!("{}\n{}", params.join(", "), body.join("\n")));
         match seen.iter().find(|(k, _)| *k == key) {
@@ -230,6 +267,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             None => {
                 let f = seen.len();
                 seen.push((key, f));
+                first_core.push(function_of.len());
                 function_of.push(f);
                 let open = &lines[core.open_line - 1];
                 out[core.open_line - 1] = format!("{}func.func @aiec_core_{f}({}) {{", open.indent, params.join(", "));
@@ -244,11 +282,17 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
     let mut text = out.join("\n");
     text.push_str("\nfunc.func private @aiec_acquire(i64, i64, i64, i64) -> index\n");
     text.push_str("func.func private @aiec_release(i64, i64, i64, i64)\n");
+    text.push_str("func.func private @aiec_poll(i64)\n");
+    text.push_str("func.func private @aiec_oob(i64, i64, i64, index, i64, i64)\n");
+    text.push_str("func.func private @aiec_fault(i64, i64)\n");
     Ok(CoreModule {
         text,
         endpoints: all_endpoints,
         slot_fifos: all_slots,
         sites: all_sites,
+        arg_names: all_arg_names,
+        open_lines,
+        first_core,
         function_of,
         functions: seen.len(),
     })
@@ -447,8 +491,9 @@ pub fn check_parses(generic: &str) -> Result<(), JitError> {
     with_diagnostics(&context, || Module::parse(&context, generic).map(|_| ())).map_err(|d| first_error(d, "parsing"))
 }
 
-/// Compiles the cores of a design.
-pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
+/// Compiles the cores of a design. `checked`: only ops whose memory accesses can be checked are taken, and
+/// every access is bounds-checked ([`checks`]); otherwise the core code runs as it is.
+pub fn compile(module: &CoreModule, checked: bool) -> Result<Compiled, JitError> {
     if module.function_of.is_empty() {
         return Ok(Compiled {
             cores: Vec::new(),
@@ -459,9 +504,33 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
     let context = new_context();
     // Function each core function turns out to be the same as, after simplification.
     let same_as: Vec<usize>;
+    let mut site_tables: Vec<Arc<Vec<CheckSite>>> = (0..module.functions).map(|_| Arc::new(Vec::new())).collect();
     let engine = {
         let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text)).map_err(|d| first_error(d, "parsing the cores"))?;
+        unsafe { checks::validate(m.as_operation().to_raw(), checked) }.map_err(|e| JitError {
+            line: e.line,
+            col: 0,
+            message: e.message,
+        })?;
         same_as = merge_equal_functions(&context, &mut m, module.functions)?;
+        if checked {
+            for (f, sites) in unsafe { checks::instrument(m.as_operation().to_raw()) } {
+                if f < site_tables.len() {
+                    site_tables[f] = Arc::new(sites);
+                }
+            }
+            // Checks that integer range analysis proves (an index of a loop whose bounds fit the buffer) fold
+            // away here rather than in LLVM, which keeps the JIT time close to the unchecked one.
+            let pm = PassManager::new(&context);
+            parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(int-range-optimizations,canonicalize))")
+                .map_err(|e| JitError {
+                    line: 0,
+                    col: 0,
+                    message: format!("pass pipeline: {e}"),
+                })?;
+            with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "simplifying the bounds checks"))?;
+        }
+        unsafe { checks::insert_polls(m.as_operation().to_raw()) };
         let pm = PassManager::new(&context);
         // scf-to-cf leaves several blocks inside memref.alloca_scope until the memref lowering inlines them:
         // verify the input and the result instead of every step.
@@ -484,6 +553,9 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
     unsafe {
         engine.register_symbol("aiec_acquire", super::exec::aiec_acquire as *mut ());
         engine.register_symbol("aiec_release", super::exec::aiec_release as *mut ());
+        engine.register_symbol("aiec_poll", super::exec::aiec_poll as *mut ());
+        engine.register_symbol("aiec_oob", super::exec::aiec_oob as *mut ());
+        engine.register_symbol("aiec_fault", super::exec::aiec_fault as *mut ());
         // Safety net for f32 -> bf16 truncations LLVM itself introduces (the pipeline expands MLIR's own).
         engine.register_symbol("__truncsfbf2", truncsfbf2 as *mut ());
     }
@@ -500,11 +572,23 @@ pub fn compile(module: &CoreModule) -> Result<Compiled, JitError> {
         entries.push(entry);
     }
     let cores = (0..module.function_of.len())
-        .map(|i| CoreEntry {
-            endpoints: module.endpoints[i].clone(),
-            slot_fifos: module.slot_fifos[i].clone(),
-            sites: module.sites[i].clone(),
-            entry: entries[module.function_of[i]],
+        .map(|i| {
+            let f = module.function_of[i];
+            let kept = same_as[f];
+            let code_of = module.first_core[kept];
+            // Cores written as the same text share their function line for line; a core merged after
+            // simplification runs code whose lines are another core's.
+            let line_shift = (kept == f).then(|| module.open_lines[i] as i64 - module.open_lines[code_of] as i64);
+            CoreEntry {
+                endpoints: module.endpoints[i].clone(),
+                slot_fifos: module.slot_fifos[i].clone(),
+                sites: module.sites[i].clone(),
+                checks: site_tables[kept].clone(),
+                arg_names: module.arg_names[i].clone(),
+                line_shift,
+                code_of,
+                entry: entries[f],
+            }
         })
         .collect();
     Ok(Compiled {
