@@ -10,6 +10,19 @@ use crate::schedule::{Design, FifoLevel};
 use petgraph::Direction;
 use std::collections::BTreeSet;
 
+/// The most bytes one host tensor (one runtime-sequence argument) may hold: 2 GiB. The shim DMA
+/// reaches an argument's data at the argument's base address plus a byte offset that the runtime
+/// sequence patches into the buffer descriptor (`aiex.npu.address_patch`, whose `arg_plus` is a
+/// signed 32-bit value), so no byte past 2^31 of an argument can be addressed. A larger tensor is
+/// a compile error at its declaration (in the type checker), never an allocation the host fails.
+pub const MAX_ARGUMENT_BYTES: u64 = 1 << 31;
+
+/// The largest dim size, tensor extent or index value the language accepts: the element count
+/// of the largest i8 argument ([`MAX_ARGUMENT_BYTES`]). Keeping every extent and index within it
+/// (and every host tensor within [`MAX_ARGUMENT_BYTES`]) keeps the index arithmetic of every
+/// backend inside 64 bits.
+pub const MAX_EXTENT: u64 = MAX_ARGUMENT_BYTES;
+
 /// Memory, locks, buffer descriptors and DMA channels of one tile, as the design uses them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileMemoryBudget {
@@ -24,13 +37,14 @@ pub struct TileMemoryBudget {
     pub dma_out: usize,
 }
 
-/// Core-local temporaries (`local` tensors): one `aie.buffer` each in every core's tile.
+/// Core-local temporaries (`local` tensors): one `aie.buffer` each in every core's tile. The type
+/// checker has made sure each size is computable; a size past `usize` saturates (and fails the
+/// memory check).
 fn local_buffers(kernel: &Kernel) -> impl Iterator<Item = (&str, usize)> {
-    kernel
-        .tensors
-        .iter()
-        .filter(|t| !t.is_host())
-        .map(|t| (t.name.as_str(), t.shape.iter().product::<u64>() as usize * t.dtype.size_bytes()))
+    kernel.tensors.iter().filter(|t| !t.is_host()).map(|t| {
+        let bytes = t.shape.iter().try_fold(t.dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n));
+        (t.name.as_str(), bytes.and_then(|b| usize::try_from(b).ok()).unwrap_or(usize::MAX))
+    })
 }
 
 /// Stack size of each core: the default (core bodies keep no arrays on the stack).
@@ -58,7 +72,8 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
             if !produces && !consumes {
                 continue;
             }
-            let bytes = f.bytes() as usize * f.depth;
+            // The scheduler made sure every FIFO's bytes times its depth fit 64 bits.
+            let bytes = usize::try_from(f.bytes().saturating_mul(f.depth as u64)).unwrap_or(usize::MAX);
             let holds_buffer = match kind {
                 TileKind::Compute => true,
                 // Linked FIFOs share the memory tile's buffer: count the side facing the shim.
@@ -67,7 +82,7 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
             };
             if holds_buffer {
                 b.buffers.push((format!("object FIFO {} ({} x {} bytes)", f.name, f.depth, f.bytes()), bytes));
-                b.data_bytes += bytes;
+                b.data_bytes = b.data_bytes.saturating_add(bytes);
             }
             if kind != TileKind::Shim {
                 b.locks += 2;
@@ -77,11 +92,11 @@ pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
         if kind == TileKind::Compute {
             for (name, bytes) in local_buffers(kernel) {
                 b.buffers.push((format!("buffer {name} (local, {bytes} bytes)"), bytes));
-                b.data_bytes += bytes;
+                b.data_bytes = b.data_bytes.saturating_add(bytes);
             }
             let stack = stack_bytes(design);
             b.buffers.push((format!("stack ({stack} bytes default)"), stack));
-            b.data_bytes += stack;
+            b.data_bytes = b.data_bytes.saturating_add(stack);
         }
         // A DMA channel per FIFO arriving or leaving; a broadcast leaves on one channel whatever
         // its number of consumers (one graph edge each).
@@ -123,10 +138,15 @@ pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, 
         let what = format!("{} tile {}", b.kind.name(), b.tile);
         if b.kind != TileKind::Shim && b.data_bytes > lim.data_bytes {
             let notes = b.buffers.iter().map(|(w, n)| format!("{n} bytes: {w}")).collect();
+            let needed = if b.data_bytes == usize::MAX {
+                "a size that overflows 64-bit arithmetic is".to_string()
+            } else {
+                format!("{} bytes", b.data_bytes)
+            };
             return Err(limit(
                 format!(
-                    "data memory exceeded on {what}: {} bytes needed, limit {} bytes; use smaller tiles or `depth 1`",
-                    b.data_bytes, lim.data_bytes
+                    "data memory exceeded on {what}: {needed} needed, limit {} bytes; use smaller tiles or `depth 1`",
+                    lim.data_bytes
                 ),
                 span,
                 notes,
@@ -193,24 +213,34 @@ pub fn check_program_memory(kernel: &Kernel, design: &Design, core_ops: usize) -
 /// DMA waiting forever on the NPU, so it is reported here instead.
 pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileError> {
     use crate::schedule::{element_view, SequenceOp};
-    let steps: u64 = design.step_loops.iter().map(|l| l.count).product();
-    let reduce: u64 = design.reduce_loops.iter().map(|l| l.count).product();
+    // Element counts are checked products: an overflow is a located error, never a wrap.
+    let overflow = |what: &str, span: &Span| limit(format!("size of {what} overflows 64-bit arithmetic; use fewer, larger tiles"), span, vec![]);
+    fn product(counts: impl IntoIterator<Item = u64>) -> Option<u64> {
+        counts.into_iter().try_fold(1u64, |acc, n| acc.checked_mul(n))
+    }
+    let reduce_span = crate::schedule::reduction_stmt(kernel).map_or(&kernel.span, |s| &kernel.stmts[s].span);
+    let steps = product(design.step_loops.iter().map(|l| l.count)).ok_or_else(|| overflow("the step loops (tiles per core)", &kernel.span))?;
+    let reduce = product(design.reduce_loops.iter().map(|l| l.count)).ok_or_else(|| overflow("the reduction loops", reduce_span))?;
     let reduce_dims: Vec<usize> = design.reduce_loops.iter().map(|l| l.dim).collect();
-    let per_core = |t: usize| -> u64 {
+    let per_core = |t: usize| -> Result<u64, CompileError> {
         let along = element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d));
         if along {
-            steps * reduce
-        } else {
             steps
+                .checked_mul(reduce)
+                .ok_or_else(|| overflow("the step loops times the reduction loops", reduce_span))
+        } else {
+            Ok(steps)
         }
     };
     // Elements moved by the runtime sequence per shim-side FIFO.
     let mut moved = vec![0u64; design.fifos.len()];
     for op in &design.sequence {
         if let SequenceOp::Dma(d) = op {
-            let n: u64 = d.sizes.iter().product();
-            let elem = design.fifos[d.fifo].elements();
-            if !n.is_multiple_of(elem) {
+            let fifo = &design.fifos[d.fifo];
+            let span = &kernel.tensors[fifo.tensor].span;
+            let n = product(d.sizes.iter().copied()).ok_or_else(|| overflow(&format!("a transfer of {}", fifo.name), span))?;
+            let elem = fifo.elements();
+            if elem == 0 || !n.is_multiple_of(elem) {
                 return Err(deadlock(
                     kernel,
                     d.fifo,
@@ -218,7 +248,9 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
                     format!("a transfer of {n} elements is not a whole number of {elem}-element FIFO elements"),
                 ));
             }
-            moved[d.fifo] += n / elem;
+            moved[d.fifo] = moved[d.fifo]
+                .checked_add(n / elem)
+                .ok_or_else(|| overflow(&format!("the transfers of {}", fifo.name), span))?;
         }
     }
     for link in &design.links {
@@ -231,7 +263,7 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
         };
         for &c in &core_side {
             let f = &design.fifos[c];
-            let expected = per_core(f.tensor);
+            let expected = per_core(f.tensor)?;
             for &s in &shim_side {
                 if moved[s] != expected {
                     return Err(deadlock(

@@ -141,6 +141,7 @@ impl Diagnostic {
                 } else {
                     text.chars().count().saturating_sub(col - 1).max(1)
                 };
+                let (text, col, width) = window(text, col, width);
                 let num = line.to_string();
                 let pad = " ".repeat(num.len());
                 writeln!(f, "{pad} |")?;
@@ -157,6 +158,26 @@ impl Diagnostic {
         }
         Ok(())
     }
+}
+
+/// Characters of a source line a diagnostic shows; a longer line is cut around the span.
+const SHOWN_CHARS: usize = 160;
+
+/// The part of `text` to show for a span at `col` (1-based, in characters) of `width`
+/// characters: the whole line, or for a long one `...` + about [`SHOWN_CHARS`] characters around
+/// the span + `...`, with the column and width moved to match.
+fn window(text: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let len = text.chars().count();
+    if len <= SHOWN_CHARS {
+        return (text.to_string(), col, width);
+    }
+    let start = (col - 1).saturating_sub(SHOWN_CHARS / 4).min(len - SHOWN_CHARS);
+    let end = start + SHOWN_CHARS;
+    let (prefix, suffix) = (if start > 0 { "..." } else { "" }, if end < len { "..." } else { "" });
+    let shown: String = text.chars().skip(start).take(SHOWN_CHARS).collect();
+    let col_shown = col - start + prefix.len();
+    let width = width.min(end.saturating_sub(col - 1)).max(1);
+    (format!("{prefix}{shown}{suffix}"), col_shown, width)
 }
 
 impl fmt::Display for Diagnostic {

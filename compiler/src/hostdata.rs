@@ -1,14 +1,83 @@
 //! Host tensors: conversion between the reference's f64 arrays and the backends' raw buffers, seeded
 //! random inputs, and result comparison.
+//!
+//! Allocation is fallible: the `try_*` functions return a [`HostDataError`] naming the size and
+//! the limit instead of aborting the process when a tensor cannot exist on the host. The other
+//! functions are the same with a panic carrying that message (for tests and benches).
 
+use crate::check::MAX_ARGUMENT_BYTES;
 use aiec_runtime::{DType, HostBuffer};
 use half::bf16;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 
+/// A host tensor that cannot be allocated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HostDataError {
+    /// Larger than a runtime-sequence argument may be ([`MAX_ARGUMENT_BYTES`]).
+    #[error("{what} is {bytes} bytes ({elements} {dtype} elements), larger than the {limit} bytes a runtime-sequence argument may hold")]
+    TooLarge {
+        what: String,
+        bytes: u128,
+        elements: u128,
+        dtype: &'static str,
+        limit: u64,
+    },
+    /// The host refused the memory.
+    #[error("{what}: cannot allocate {bytes} bytes of host memory ({elements} elements of {elem_bytes} bytes)")]
+    OutOfMemory {
+        what: String,
+        bytes: u128,
+        elements: usize,
+        elem_bytes: usize,
+    },
+}
+
+impl HostDataError {
+    fn named(mut self, name: &str) -> Self {
+        let (HostDataError::TooLarge { what, .. } | HostDataError::OutOfMemory { what, .. }) = &mut self;
+        *what = format!("argument {name} ({what})");
+        self
+    }
+}
+
+/// Checks a tensor of `shape` x `dtype` against [`MAX_ARGUMENT_BYTES`]; returns its element count.
+pub fn check_size(what: &str, shape: &[usize], dtype: DType) -> Result<usize, HostDataError> {
+    let elements = shape.iter().try_fold(1u128, |acc, &n| acc.checked_mul(n as u128)).unwrap_or(u128::MAX);
+    let bytes = elements.saturating_mul(dtype.size_bytes() as u128);
+    if bytes > MAX_ARGUMENT_BYTES as u128 {
+        return Err(HostDataError::TooLarge {
+            what: what.to_string(),
+            bytes,
+            elements,
+            dtype: dtype.mlir(),
+            limit: MAX_ARGUMENT_BYTES,
+        });
+    }
+    Ok(elements as usize)
+}
+
+/// An empty vector with room for `n` values of `T`, or the error naming the size.
+fn try_vec<T>(what: &str, n: usize) -> Result<Vec<T>, HostDataError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| HostDataError::OutOfMemory {
+        what: what.to_string(),
+        bytes: n as u128 * std::mem::size_of::<T>() as u128,
+        elements: n,
+        elem_bytes: std::mem::size_of::<T>(),
+    })?;
+    Ok(v)
+}
+
 /// Encodes values (already representable in `dtype`, or rounded to it) as little-endian bytes.
 pub fn to_buffer(a: &ArrayD<f64>, dtype: DType) -> HostBuffer {
-    let mut bytes = Vec::with_capacity(a.len() * dtype.size_bytes());
+    try_to_buffer(a, dtype).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`to_buffer`], failing cleanly when the buffer is too large or the memory is refused.
+pub fn try_to_buffer(a: &ArrayD<f64>, dtype: DType) -> Result<HostBuffer, HostDataError> {
+    check_size("a host buffer", a.shape(), dtype)?;
+    let mut bytes = try_vec::<u8>("a host buffer", a.len() * dtype.size_bytes())?;
     for &v in a.iter() {
         match dtype {
             DType::I8 => bytes.push(v as i8 as u8),
@@ -18,17 +87,24 @@ pub fn to_buffer(a: &ArrayD<f64>, dtype: DType) -> HostBuffer {
             DType::F32 => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
         }
     }
-    HostBuffer {
+    Ok(HostBuffer {
         dtype,
         shape: a.shape().to_vec(),
         bytes,
-    }
+    })
 }
 
+/// Decodes a buffer into f64 values.
 pub fn from_buffer(b: &HostBuffer) -> ArrayD<f64> {
+    try_from_buffer(b).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`from_buffer`], failing cleanly when the values cannot be allocated.
+pub fn try_from_buffer(b: &HostBuffer) -> Result<ArrayD<f64>, HostDataError> {
     let n = b.elements();
     let sz = b.dtype.size_bytes();
-    let mut v = Vec::with_capacity(n);
+    assert!(b.bytes.len() >= n * sz, "a host buffer of {} elements holds only {} bytes", n, b.bytes.len());
+    let mut v = try_vec::<f64>("the values of a host buffer", n)?;
     for i in 0..n {
         let c = &b.bytes[i * sz..(i + 1) * sz];
         v.push(match b.dtype {
@@ -39,23 +115,41 @@ pub fn from_buffer(b: &HostBuffer) -> ArrayD<f64> {
             DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
         });
     }
-    ArrayD::from_shape_vec(b.shape.clone(), v).expect("shape matches the buffer")
+    Ok(ArrayD::from_shape_vec(b.shape.clone(), v).expect("shape matches the buffer"))
 }
 
 /// Seeded random values representable in `dtype`: full range for i8, +-2048 for i16, +-65536 for
 /// i32, uniform in [-2, 2) for floats (rounded to bf16 where needed).
 pub fn random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -> ArrayD<f64> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n)
-        .map(|_| match dtype {
-            DType::I8 => rng.gen_range(-128i32..=127) as f64,
-            DType::I16 => rng.gen_range(-2048i32..=2047) as f64,
-            DType::I32 => rng.gen_range(-65536i32..=65535) as f64,
-            DType::Bf16 => bf16::from_f64(rng.gen_range(-2.0..2.0)).to_f64(),
-            DType::F32 => rng.gen_range(-2.0f32..2.0) as f64,
-        })
-        .collect();
-    ArrayD::from_shape_vec(shape.to_vec(), v).unwrap()
+    try_random(shape, dtype, rng).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`random`], failing cleanly when the tensor is too large or the memory is refused.
+pub fn try_random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -> Result<ArrayD<f64>, HostDataError> {
+    let n = check_size("a host tensor", shape, dtype)?;
+    let mut v = try_vec::<f64>("the values of a host tensor", n)?;
+    v.extend((0..n).map(|_| match dtype {
+        DType::I8 => rng.gen_range(-128i32..=127) as f64,
+        DType::I16 => rng.gen_range(-2048i32..=2047) as f64,
+        DType::I32 => rng.gen_range(-65536i32..=65535) as f64,
+        DType::Bf16 => bf16::from_f64(rng.gen_range(-2.0..2.0)).to_f64(),
+        DType::F32 => rng.gen_range(-2.0f32..2.0) as f64,
+    }));
+    Ok(ArrayD::from_shape_vec(shape.to_vec(), v).expect("shape matches the values"))
+}
+
+/// A zeroed buffer for an argument, failing cleanly when it is too large or the memory is refused.
+pub fn try_zeros(arg: &aiec_runtime::ArgSpec) -> Result<HostBuffer, HostDataError> {
+    let what = format!("argument {}", arg.name);
+    let n = check_size(&what, &arg.shape, arg.dtype)?;
+    let len = n * arg.dtype.size_bytes();
+    let mut bytes = try_vec::<u8>(&what, len)?;
+    bytes.resize(len, 0);
+    Ok(HostBuffer {
+        dtype: arg.dtype,
+        shape: arg.shape.clone(),
+        bytes,
+    })
 }
 
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
@@ -64,21 +158,35 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 
 /// Seeded random values for every input argument (in order) and one buffer per argument:
 /// inputs encoded, outputs zeroed. `shape_input` may adjust an input (name, values) first.
-pub fn random_arguments(args: &[aiec_runtime::ArgSpec], seed: u64, mut shape_input: impl FnMut(&str, &mut ArrayD<f64>)) -> (Vec<ArrayD<f64>>, Vec<HostBuffer>) {
+pub fn random_arguments(args: &[aiec_runtime::ArgSpec], seed: u64, shape_input: impl FnMut(&str, &mut ArrayD<f64>)) -> (Vec<ArrayD<f64>>, Vec<HostBuffer>) {
+    try_random_arguments(args, seed, shape_input).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`random_arguments`], failing cleanly (naming the argument, its size and the limit) when an
+/// argument is larger than [`MAX_ARGUMENT_BYTES`] or the host refuses the memory.
+pub fn try_random_arguments(
+    args: &[aiec_runtime::ArgSpec],
+    seed: u64,
+    mut shape_input: impl FnMut(&str, &mut ArrayD<f64>),
+) -> Result<(Vec<ArrayD<f64>>, Vec<HostBuffer>), HostDataError> {
+    // Every size first, so nothing is allocated for a set of arguments that cannot all exist.
+    for arg in args {
+        check_size(&format!("argument {}", arg.name), &arg.shape, arg.dtype)?;
+    }
     let mut rng = rng(seed);
     let mut inputs = Vec::new();
     let mut bufs = Vec::new();
     for arg in args {
         if arg.direction == aiec_runtime::ArgDirection::In {
-            let mut v = random(&arg.shape, arg.dtype, &mut rng);
+            let mut v = try_random(&arg.shape, arg.dtype, &mut rng).map_err(|e| e.named(&arg.name))?;
             shape_input(&arg.name, &mut v);
-            bufs.push(to_buffer(&v, arg.dtype));
+            bufs.push(try_to_buffer(&v, arg.dtype).map_err(|e| e.named(&arg.name))?);
             inputs.push(v);
         } else {
-            bufs.push(HostBuffer::for_arg(arg));
+            bufs.push(try_zeros(arg)?);
         }
     }
-    (inputs, bufs)
+    Ok((inputs, bufs))
 }
 
 /// How an output compared with its reference.

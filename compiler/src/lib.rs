@@ -80,15 +80,34 @@ pub fn compile_source(name: &str, text: &str, device: &DeviceModel) -> Result<Co
 
 /// Parses and type-checks a `.tile` file without scheduling it.
 pub fn parse_file(path: &Path) -> Result<ir::Kernel, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError::Io(path.display().to_string(), e.to_string()))?;
-    let source = Source::new(path.display().to_string(), text);
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| FileError::Io { path: name.clone(), source })?;
+    let text = String::from_utf8(bytes).map_err(|e| FileError::NotUtf8 {
+        path: name.clone(),
+        offset: e.utf8_error().valid_up_to(),
+        source: e.utf8_error(),
+    })?;
+    let source = Source::new(name, text);
     Ok(dsl::compile_source(&source)?)
 }
 
+/// Why a `.tile` file did not compile. The `Io` and `NotUtf8` messages are `PATH: what`; the
+/// command line prints every variant as `error: ...` (a [`CompileError`] renders its own).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{0}: {1}")]
-    Io(String, String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        path: String,
+        offset: usize,
+        #[source]
+        source: std::str::Utf8Error,
+    },
     #[error("{0}")]
     Compile(#[from] CompileError),
 }

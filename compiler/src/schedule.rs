@@ -59,15 +59,23 @@ pub struct ObjectFifo {
 }
 
 impl ObjectFifo {
+    /// Elements of one FIFO element. The scheduler rejects a FIFO whose bytes times depth do not
+    /// fit 64 bits (`fifo_elements`), so this and [`Self::bytes`] never saturate on a scheduled
+    /// design.
     pub fn elements(&self) -> u64 {
-        self.shape.iter().product()
+        self.shape.iter().fold(1u64, |acc, &n| acc.saturating_mul(n))
     }
     pub fn bytes(&self) -> u64 {
-        self.elements() * self.dtype.size_bytes() as u64
+        self.elements().saturating_mul(self.dtype.size_bytes() as u64)
     }
+    /// The MLIR type of one element; a 0-d element (an input no statement reads) is `memref<T>`.
     pub fn memref(&self) -> String {
         let dims: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
-        format!("memref<{}x{}>", dims.join("x"), self.dtype.mlir())
+        if dims.is_empty() {
+            format!("memref<{}>", self.dtype.mlir())
+        } else {
+            format!("memref<{}x{}>", dims.join("x"), self.dtype.mlir())
+        }
     }
 }
 
@@ -153,6 +161,33 @@ fn schedule_error(msg: impl Into<String>, span: Option<&Span>) -> CompileError {
 
 fn limit_error(msg: impl Into<String>, span: Option<&Span>) -> CompileError {
     CompileError::Limit(Diagnostic::new(msg, span))
+}
+
+/// Elements of one tile element of tensor `t` (`shape`), after checking that the largest FIFO
+/// built from it (a memory-tile FIFO of `rows` elements, `depth` deep) has a size that fits 64
+/// bits: every later size computation on FIFOs is then exact.
+fn fifo_elements(kernel: &Kernel, t: TensorId, shape: &[u64], rows: u64, depth: usize) -> Result<u64, CompileError> {
+    let tensor = &kernel.tensors[t];
+    let elems = shape.iter().try_fold(1u64, |acc, &n| acc.checked_mul(n));
+    let total = elems
+        .and_then(|e| e.checked_mul(rows))
+        .and_then(|e| e.checked_mul(tensor.dtype.size_bytes() as u64))
+        .and_then(|e| e.checked_mul(depth as u64));
+    match (elems, total) {
+        (Some(e), Some(_)) => Ok(e),
+        _ => {
+            let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+            Err(limit_error(
+                format!(
+                    "size of the tile element of {} ({} {} elements) overflows 64-bit arithmetic; use smaller tiles",
+                    tensor.name,
+                    dims.join(" x "),
+                    tensor.dtype.mlir()
+                ),
+                Some(&tensor.span),
+            ))
+        }
+    }
 }
 
 /// The largest divisor of `n` that is at most `max`.
@@ -251,7 +286,7 @@ impl ElementView {
         self.axes.iter().filter_map(|a| a.dim).collect()
     }
     pub fn stride_of(&self, d: DimId) -> u64 {
-        self.axes.iter().filter(|a| a.dim == Some(d)).map(|a| a.stride).sum()
+        self.axes.iter().filter(|a| a.dim == Some(d)).fold(0u64, |acc, a| acc.wrapping_add(a.stride))
     }
 }
 
@@ -259,23 +294,30 @@ impl ElementView {
 /// distinct dim (in order of first appearance); with several (e.g. `gb[0, D]` and `gb[1, D]`),
 /// one axis per tensor axis: a tile of the dim where every pattern uses the same plain dim there,
 /// the whole axis elsewhere (such axes may only involve unsplit dims; checked by the scheduler).
+///
+/// The type checker keeps host tensors within [`crate::check::MAX_ARGUMENT_BYTES`], index
+/// constants inside their axis and coefficients at most their axis's extent, so every stride and
+/// offset here is at most the tensor's element count times its rank, and no product overflows
+/// (they saturate rather than trust that). A negative coefficient gives a negative stride, held
+/// in two's complement (sums of strides wrap accordingly; the shim DMA rejects such strides).
 pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     let tensor = &kernel.tensors[t];
     let patterns = access_patterns(kernel, t);
     let mut axis_strides = vec![1u64; tensor.shape.len()];
     for i in (0..tensor.shape.len().saturating_sub(1)).rev() {
-        axis_strides[i] = axis_strides[i + 1] * tensor.shape[i + 1];
+        axis_strides[i] = axis_strides[i + 1].saturating_mul(tensor.shape[i + 1]);
     }
     if patterns.len() <= 1 {
         let access = patterns.first().cloned().unwrap_or_default();
         let mut axes: Vec<ViewAxis> = Vec::new();
         let mut constant = 0i64;
         for (axis, a) in access.iter().enumerate() {
-            constant += a.constant * axis_strides[axis] as i64;
+            let axis_stride = i64::try_from(axis_strides[axis]).unwrap_or(i64::MAX);
+            constant = constant.saturating_add(a.constant.saturating_mul(axis_stride));
             for &(coef, d) in &a.terms {
-                let stride = (coef * axis_strides[axis] as i64) as u64;
+                let stride = coef.saturating_mul(axis_stride) as u64;
                 if let Some(v) = axes.iter_mut().find(|v| v.dim == Some(d)) {
-                    v.stride += stride;
+                    v.stride = v.stride.wrapping_add(stride);
                 } else {
                     axes.push(ViewAxis {
                         dim: Some(d),
@@ -336,6 +378,20 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
                     dim.name, dim.tile, dim.size, dim.name
                 ),
                 Some(&dim.span),
+            ));
+        }
+    }
+    // A split dim is either stepped over (an output dim) or reduced across tiles, never both: the
+    // reduction loop and the step loop over it would be one loop with two meanings.
+    for &d in &reduce {
+        let dim = &kernel.dims[d];
+        if let Some(&o) = outputs.iter().find(|&&o| host_dims(kernel, o).contains(&d)) {
+            return Err(schedule_error(
+                format!(
+                    "dim {} is split (tile {} of {}) and reduced across tiles by the first statement, so it cannot also index the output {}; leave {} unsplit, or reduce in one kernel and use the result in another",
+                    dim.name, dim.tile, dim.size, kernel.tensors[o].name, dim.name
+                ),
+                Some(&kernel.tensors[o].span),
             ));
         }
     }
@@ -537,7 +593,7 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             }
         }
         let elem_shape: Vec<u64> = view.shape();
-        let elems: u64 = elem_shape.iter().product();
+        let elems = fifo_elements(kernel, t, &elem_shape, rows_used, depth)?;
         let by_row = depends(t, rows_dim) && rows_used > 1;
         let by_col = depends(t, cols_dim) && cols_used > 1;
         let route = if cores_mode {
@@ -658,7 +714,7 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
         routing.insert(t, Routing::PerCore);
         let view = element_view(kernel, t);
         let elem_shape: Vec<u64> = view.shape();
-        let elems: u64 = elem_shape.iter().product();
+        let elems = fifo_elements(kernel, t, &elem_shape, rows_used, depth)?;
         for c in 0..cols_used as u32 {
             let mut ins = Vec::new();
             let mut offs = Vec::new();
@@ -826,10 +882,10 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
     for chunk_depth in 0..=design.step_loops.len() {
         let mut ops = Vec::new();
         let chunk_loops = &design.step_loops[..chunk_depth];
-        let chunk_count: u64 = chunk_loops.iter().map(|l| l.count).product();
-        if chunk_count > 1024 {
+        let chunk_count = chunk_loops.iter().try_fold(1u64, |acc, l| acc.checked_mul(l.count));
+        let Some(chunk_count) = chunk_count.filter(|&n| n <= 1024) else {
             break;
-        }
+        };
         let mut fits = true;
         let mut first_failure = None;
         'chunks: for chunk in 0..chunk_count {
@@ -844,20 +900,38 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
             let mut waits = Vec::new();
             for s in &ordered {
                 let view = &s.view;
-                let constant = view.constant;
-                let stride_of = |d: DimId| view.stride_of(d);
-                let tile_of = |d: DimId| kernel.dims[d].tile;
-                let mut offset = constant;
-                let row = s.row.unwrap_or(0) as u64;
+                // Strides and offsets are computed as signed 128-bit values (a negative index
+                // coefficient gives a negative stride, held in two's complement in the view) and
+                // checked back into 64 bits: an overflow is a located error, never a wrap.
+                let stride_of = |d: DimId| view.stride_of(d) as i64 as i128;
+                let tile_of = |d: DimId| kernel.dims[d].tile as i128;
+                let too_large = || {
+                    limit_error(
+                        format!(
+                            "size of the shim DMA pattern of tensor {} overflows 64-bit arithmetic; use fewer, larger tiles",
+                            kernel.tensors[s.tensor].name
+                        ),
+                        Some(&kernel.tensors[s.tensor].span),
+                    )
+                };
+                let stride64 = |v: Option<i128>| v.and_then(|v| i64::try_from(v).ok()).map(|v| v as u64).ok_or_else(too_large);
+                let mut offset = view.constant as i128;
+                let row = s.row.unwrap_or(0) as i128;
                 for (i, lp) in design.step_loops.iter().enumerate() {
-                    let base_tile = lp.row_coef * row + lp.col_coef * s.col as u64 + if i < chunk_depth { outer_steps[i] * lp.step_coef } else { 0 };
-                    offset += base_tile * tile_of(lp.dim) * stride_of(lp.dim);
+                    let step = if i < chunk_depth { outer_steps[i] as i128 * lp.step_coef as i128 } else { 0 };
+                    let base_tile = lp.row_coef as i128 * row + lp.col_coef as i128 * s.col as i128 + step;
+                    offset = base_tile
+                        .checked_mul(tile_of(lp.dim))
+                        .and_then(|v| v.checked_mul(stride_of(lp.dim)))
+                        .and_then(|v| v.checked_add(offset))
+                        .ok_or_else(too_large)?;
                 }
+                let offset = u64::try_from(offset).map_err(|_| too_large())?;
                 let mut dims: Vec<PatDim> = Vec::new();
                 for lp in &design.step_loops[chunk_depth..] {
                     dims.push(PatDim {
                         count: lp.count,
-                        stride: lp.step_coef * tile_of(lp.dim) * stride_of(lp.dim),
+                        stride: stride64((lp.step_coef as i128 * tile_of(lp.dim)).checked_mul(stride_of(lp.dim)))?,
                     });
                 }
                 let uses_reduce = view.dims().iter().any(|d| reduce_dims.contains(d));
@@ -865,15 +939,19 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
                     for lp in &design.reduce_loops {
                         dims.push(PatDim {
                             count: lp.count,
-                            stride: tile_of(lp.dim) * stride_of(lp.dim),
+                            stride: stride64(tile_of(lp.dim).checked_mul(stride_of(lp.dim)))?,
                         });
                     }
                 }
                 if s.per_core_rows {
-                    let stride: u64 = design.step_loops.iter().map(|lp| lp.row_coef * tile_of(lp.dim) * stride_of(lp.dim)).sum();
+                    let stride = design.step_loops.iter().try_fold(0i128, |acc, lp| {
+                        (lp.row_coef as i128 * tile_of(lp.dim))
+                            .checked_mul(stride_of(lp.dim))
+                            .and_then(|v| v.checked_add(acc))
+                    });
                     dims.push(PatDim {
                         count: design.rows_used as u64,
-                        stride,
+                        stride: stride64(stride)?,
                     });
                 }
                 for v in &view.axes {
@@ -949,25 +1027,35 @@ fn runtime_sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>,
 fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([u64; 4], [u64; 4]), String> {
     // Drop unit dims, merge contiguous neighbours.
     let mut v: Vec<PatDim> = dims.iter().copied().filter(|d| d.count > 1).collect();
+    // Strides are two's complement: a negative one (a negative index coefficient) walks back.
+    if let Some(k) = v.iter().position(|d| (d.stride as i64) < 0) {
+        return Err(format!(
+            "dimension {} walks backwards (stride {}); the shim DMA takes non-negative strides only",
+            v.len() - 1 - k,
+            v[k].stride as i64
+        ));
+    }
+    let overflow = || "the transfer's size overflows 64-bit arithmetic".to_string();
     let mut i = v.len();
     while i >= 2 {
         let (outer, inner) = (v[i - 2], v[i - 1]);
-        if outer.stride == inner.count * inner.stride && inner.stride != 0 {
+        if inner.count.checked_mul(inner.stride) == Some(outer.stride) && inner.stride != 0 {
             v[i - 2] = PatDim {
-                count: outer.count * inner.count,
+                count: outer.count.checked_mul(inner.count).ok_or_else(overflow)?,
                 stride: inner.stride,
             };
             v.remove(i - 1);
         }
         i -= 1;
     }
+    let bytes = |n: u64| n.checked_mul(elem_bytes).ok_or_else(overflow);
     if v.is_empty() {
         v.push(PatDim { count: 1, stride: 1 });
     }
     // A contiguous innermost run longer than the wrap limit is split into rows.
     let max_words = dev.shim_wrap_max_words;
     if let Some(last) = v.last().copied() {
-        if last.stride == 1 && last.count * elem_bytes / 4 > max_words {
+        if last.stride == 1 && bytes(last.count)? / 4 > max_words {
             let words_per_elem = 4 / elem_bytes.min(4);
             let mut inner = (max_words * words_per_elem.max(1)).min(last.count);
             while inner > 1 && last.count % inner != 0 {
@@ -991,19 +1079,19 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
     if d0.stride != 1 {
         return Err(format!("the innermost dimension has stride {}, it must be contiguous (stride 1)", d0.stride));
     }
-    if !(d0.count * elem_bytes).is_multiple_of(4) {
-        return Err(format!("the innermost run is {} bytes, not a multiple of 4", d0.count * elem_bytes));
+    if !bytes(d0.count)?.is_multiple_of(4) {
+        return Err(format!("the innermost run is {} bytes, not a multiple of 4", bytes(d0.count)?));
     }
     for k in 1..3 {
         if v[3 - k].count > 1 && v[3 - k].stride == 0 {
             return Err(format!("dimension {} repeats data (stride 0); only the outermost dimension may", k));
         }
-        if v[3 - k].count > 1 && !(v[3 - k].stride * elem_bytes).is_multiple_of(4) {
+        if v[3 - k].count > 1 && !bytes(v[3 - k].stride)?.is_multiple_of(4) {
             return Err(format!("stride {} of dimension {} is not a multiple of 4 bytes", v[3 - k].stride, k));
         }
     }
-    if d0.count * elem_bytes / 4 > max_words {
-        return Err(format!("d0 wrap of {} words exceeds {}", d0.count * elem_bytes / 4, max_words));
+    if bytes(d0.count)? / 4 > max_words {
+        return Err(format!("d0 wrap of {} words exceeds {}", bytes(d0.count)? / 4, max_words));
     }
     if v[2].count > max_words {
         return Err(format!("d1 wrap of {} exceeds {}", v[2].count, max_words));
@@ -1012,7 +1100,7 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
         return Err(format!("d3 repeat count {} exceeds {}", v[0].count, dev.shim_repeat_max));
     }
     for d in &v {
-        if d.stride * elem_bytes / 4 > dev.shim_step_max_words {
+        if bytes(d.stride)? / 4 > dev.shim_step_max_words {
             return Err(format!("stride {} exceeds the {}-word step limit", d.stride, dev.shim_step_max_words));
         }
     }

@@ -667,7 +667,241 @@ fn calls_are_checked_while_parsing() {
     let e = parse_err("kernel k {\n  y[M] = srs<i8>(x[M], 40)\n}\n");
     assert_error(&e, Kind::Parse, &["srs shift 40 is out of range 0..=31"], "t.tile:2:24");
     let e = parse_err("kernel k {\n  dim M = 99999999999999999999999\n}\n");
-    assert_error(&e, Kind::Parse, &["integer 99999999999999999999999 is too large"], "t.tile:2:11");
+    assert_error(
+        &e,
+        Kind::Parse,
+        &["dim M = 99999999999999999999999: larger than the largest supported extent 2147483648"],
+        "t.tile:2:11",
+    );
+}
+
+// ---------------------------------------------------------------- sizes and nesting past the limits
+
+#[test]
+fn sizes_past_the_supported_extent_are_located_errors() {
+    // Dims: past 64 bits in the parser, past the largest extent in the checker; same words.
+    for size in ["2147483649", "4611686018427387904", "9223372036854775808"] {
+        let dim = format!("dim D = {size}");
+        let items = [dim.as_str(), "in x: f32[D]", "out y: f32[D]", "y[D] = x[D]"];
+        check(
+            &items,
+            Kind::Limit,
+            &[&format!("dim D = {size}: larger than the largest supported extent 2147483648")],
+            0,
+            "dim",
+        );
+    }
+    ok(&["dim D = 2147483648 tile 2147483648", "in x: i8[D]", "out y: i8[D]", "y[D] = x[D]"]);
+    let items = ["dim D = 8", "in x: f32[D, 4294967296]", "out y: f32[D]", "y[D] = x[D, 0]"];
+    check(
+        &items,
+        Kind::Limit,
+        &["extent 4294967296 of tensor x: larger than the largest supported extent"],
+        1,
+        "4294967296",
+    );
+    let items = ["dim D = 8", "in x: f32[D, 99999999999999999999]", "out y: f32[D]", "y[D] = x[D, 0]"];
+    check(
+        &items,
+        Kind::Parse,
+        &["extent 99999999999999999999 of tensor x: larger than the largest supported extent"],
+        1,
+        "9999",
+    );
+    let items = ["dim D = 8", "depth 99999999999999999999", "in x: f32[D]", "out y: f32[D]", "y[D] = x[D]"];
+    check(&items, Kind::Parse, &["depth 99999999999999999999 is out of range"], 1, "9999");
+    // Host tensors hold at most 2 GiB (the shim DMA's signed 32-bit offset into an argument).
+    let items = [
+        "dim M = 16777216 tile 64",
+        "dim N = 16777216 tile 64",
+        "in x: i8[M, N]",
+        "out y: i8[M, N]",
+        "y[M, N] = x[M, N]",
+    ];
+    check(
+        &items,
+        Kind::Limit,
+        &["input x is 281474976710656 bytes (16777216 x 16777216 i8 elements), larger than the 2147483648 bytes (2 GiB)"],
+        2,
+        "in x",
+    );
+    let items = ["dim M = 1073741824", "out y: f32[M]", "y[M] = 0.0"];
+    check(&items, Kind::Limit, &["output y is 4294967296 bytes", "arg_plus"], 1, "out y");
+    // A local's size must at least be computable.
+    let items = [
+        "dim A = 2147483648",
+        "dim B = 2147483648",
+        "dim C = 2147483648",
+        "in x: i8[A]",
+        "out y: i8[A]",
+        "local t: f32[A, B, C]",
+        "y[A] = x[A]",
+    ];
+    check(
+        &items,
+        Kind::Limit,
+        &["size of local t (2147483648 x 2147483648 x 2147483648 f32 elements) overflows 64-bit arithmetic"],
+        5,
+        "local",
+    );
+}
+
+#[test]
+fn literals_and_index_values_past_their_range_are_located_errors() {
+    let base = ["dim M = 16", "in x: f32[M]", "in n: i32[M]", "out y: f32[M]", "out z: i32[M]"];
+    let with = |stmts: [&'static str; 2]| -> Vec<&'static str> { base.iter().copied().chain(stmts).collect() };
+    let items = with(["y[M] = x[M]", "z[M] = n[M] + 3000000000"]);
+    check(
+        &items,
+        Kind::Type,
+        &["literal 3000000000 is out of the i32 range -2147483648..=2147483647"],
+        6,
+        "3000000000",
+    );
+    let items = with(["y[M] = x[M] * 1e39", "z[M] = n[M]"]);
+    check(
+        &items,
+        Kind::Type,
+        &["literal 1e39 is out of the f32 range", "write `inf` for infinity"],
+        5,
+        "1e39",
+    );
+    let items = with(["y[M] = x[M] * 1e400", "z[M] = n[M]"]);
+    check(&items, Kind::Parse, &["number 1e400 is too large"], 5, "1e400");
+    ok(&with(["y[M] = x[M] * 3.4e38 + -inf", "z[M] = n[M] + 2147483647"]));
+    // Index coefficients: combined with checked arithmetic; beyond an axis only on a size-1 dim.
+    let items = with(["y[M] = x[4611686018427387904*M + 4611686018427387904*M]", "z[M] = n[M]"]);
+    check(
+        &items,
+        Kind::Limit,
+        &["the coefficient of dim M is larger than the largest supported extent"],
+        5,
+        "4611686018427387904*M +",
+    );
+    let items = with(["y[M] = x[99999999999999999999*M]", "z[M] = n[M]"]);
+    check(
+        &items,
+        Kind::Parse,
+        &["index value 99999999999999999999 is larger than the largest supported extent"],
+        5,
+        "9999",
+    );
+    let items = ["dim M = 16", "dim O = 1", "in x: f32[M]", "out y: f32[M]", "y[M] = sum[O](x[M + 1000*O])"];
+    check(
+        &items,
+        Kind::Type,
+        &["index coefficient 1000 of dim O is larger than x axis 0's extent 16"],
+        4,
+        "M + 1000",
+    );
+    // `select` compares index values within the supported extent.
+    let items = with(["y[M] = select(9223372036854775807*M <= 3, x[M], 0.0)", "z[M] = n[M]"]);
+    check(
+        &items,
+        Kind::Limit,
+        &["beyond the largest supported extent 2147483648"],
+        5,
+        "9223372036854775807*M",
+    );
+}
+
+#[test]
+fn nesting_past_the_limit_is_a_located_error() {
+    use aiec::dsl::ast::MAX_EXPR_DEPTH;
+    assert_eq!(MAX_EXPR_DEPTH, 200);
+    let base = |value: String| -> Vec<String> {
+        ["dim M = 16", "in x: f32[M]", "out y: f32[M]"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("y[M] = {value}")])
+            .collect()
+    };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // Parentheses: measured in the text before pest (which recurses on them) runs.
+    let items = base(format!("{}x[M]{}", "(".repeat(201), ")".repeat(201)));
+    let e = err(&refs(&items));
+    assert_error(
+        &e,
+        Kind::Parse,
+        &["parentheses nested more than 200 deep; the limit is 200 levels"],
+        "t.tile:5:210",
+    );
+    // Operators: a chain of 201 terms is 201 levels; the error covers the chain from its start.
+    let items = base(vec!["x[M]"; 201].join(" - "));
+    let e = err(&refs(&items));
+    assert_error(
+        &e,
+        Kind::Parse,
+        &["expression nested more than 200 levels deep; the limit is 200"],
+        "t.tile:5:10",
+    );
+    assert!(e.to_string().contains("through a `local`"), "{e}");
+    ok(&refs(&base(vec!["x[M]"; 200].join(" - "))));
+    // Calls, casts and unary minus count the same way.
+    for (open, close) in [("exp(", ")"), ("cast<f32>(", ")"), ("-", "")] {
+        let deep = base(format!("{}x[M]{}", open.repeat(200), close.repeat(200)));
+        assert!(err(&refs(&deep)).to_string().contains("the limit is 200"), "{open}");
+        ok(&refs(&base(format!("{}x[M]{}", open.repeat(199), close.repeat(199)))));
+    }
+    // The Rust builder can build deeper trees than the parser; the builder and the type checker
+    // reject them at the statement.
+    let mut k = b::Kernel::new("deep");
+    let m = k.dim("M", 16).whole();
+    let x = k.input("x", DType::F32, [m]);
+    let y = k.output("y", DType::F32, [m]);
+    let mut value = x.at([m]);
+    for _ in 0..300 {
+        value = value + x.at([m]);
+    }
+    k.assign(y.at([m]), value);
+    let line = line!() - 1;
+    let e = k.build().unwrap_err();
+    assert!(matches!(e, CompileError::Limit(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("the limit is 200") && e.to_string().contains(&format!("dsl.rs:{line}:")),
+        "{e}"
+    );
+    let mut ast = aiec::dsl::parse::parse(&Source::new("t.tile", kernel_text(&refs(&base("x[M]".into()))))).unwrap();
+    if let Some(aiec::dsl::ast::Item::Stmt(s)) = ast.items.last_mut() {
+        for _ in 0..300 {
+            let span = s.value.span().clone();
+            s.value = aiec::dsl::ast::Expr::Unary(UnaryOp::Abs, Box::new(s.value.clone()), span);
+        }
+    }
+    let e = aiec::dsl::typecheck::typecheck(&ast).unwrap_err();
+    assert_error(&e, Kind::Limit, &["expression nested more than 200 levels deep"], "t.tile:5:10");
+}
+
+#[test]
+fn oversized_sources_and_long_lines_render_briefly() {
+    let items = [
+        "dim M = 16".to_string(),
+        "in x: f32[M]".into(),
+        "out y: f32[M]".into(),
+        format!("y[M] = {}", vec!["x[M]"; 200_000].join(" + ")),
+    ];
+    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    let e = err(&refs);
+    let msg = e.to_string();
+    assert!(
+        matches!(e, CompileError::Parse(_)) && msg.contains("larger than the 1048576 bytes (1 MiB) a .tile file may have"),
+        "{msg}"
+    );
+    // The long line is shown as a window around the column, with `...` where it is cut.
+    let e = err(&[
+        "dim M = 16",
+        "in x: f32[M]",
+        "out y: f32[M]",
+        &format!("y[M] = {} + z[M]", vec!["x[M]"; 100].join(" + ")),
+    ]);
+    let msg = e.to_string();
+    assert!(msg.contains("unknown tensor `z`"), "{msg}");
+    let shown = msg.lines().find(|l| l.starts_with("5 | ")).unwrap();
+    let caret = msg.lines().find(|l| l.contains('^')).unwrap();
+    assert!(shown.starts_with("5 | ...") && shown.ends_with("z[M]") && shown.len() < 200, "{msg}");
+    assert_eq!(caret.find('^'), shown.find("z[M]"), "the caret stays under the name:\n{msg}");
 }
 
 // ---------------------------------------------------------------- the Rust builder
@@ -1081,4 +1315,18 @@ fn ast_nodes_carry_precise_spans() {
         panic!("{inner:?}")
     };
     assert!(matches!(one_half.as_ref(), A::Number(v, s) if *v == 1.5 && slice(s) == "1.5"));
+}
+
+#[test]
+fn a_split_dim_cannot_be_both_reduced_across_tiles_and_an_output_dim() {
+    let text = "kernel k {\n  dim M = 64 tile 16\n  dim N = 32\n  in x: f32[M, N]\n  out y: f32[M, N]\n  local acc: f32[N]\n  acc[N] = sum[M](x[M, N])\n  y[M, N] = acc[N]\n}\n";
+    let err = match aiec::compile_source("k.tile", text, &aiec::DeviceModel::npu1()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("M is both reduced across tiles and an output dim"),
+    };
+    assert!(
+        err.contains("dim M is split (tile 16 of 64) and reduced across tiles") && err.contains("output y"),
+        "{err}"
+    );
+    assert!(err.contains("k.tile:5:3"), "points at the output: {err}");
 }

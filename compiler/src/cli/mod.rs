@@ -84,7 +84,10 @@ impl From<CompileError> for CliError {
 
 impl From<FileError> for CliError {
     fn from(e: FileError) -> Self {
-        CliError::Failed(e.to_string())
+        match e {
+            FileError::Compile(e) => e.into(),
+            other => CliError::Failed(format!("error: {other}")),
+        }
     }
 }
 

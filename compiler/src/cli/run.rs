@@ -128,15 +128,11 @@ pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
     let json = if json_path.exists() {
         let json = DesignJson::read(&json_path).map_err(failed)?;
         let same = json.arguments.len() == from_mlir.arguments.len()
-            && json
-                .arguments
-                .iter()
-                .zip(&from_mlir.arguments)
-                .all(|(j, m)| {
-                    // design.json may give a flat memref its tensor's shape: the element counts must agree.
-                    let count = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                    j.dtype == m.dtype && count(&j.shape) == count(&m.shape)
-                });
+            && json.arguments.iter().zip(&from_mlir.arguments).all(|(j, m)| {
+                // design.json may give a flat memref its tensor's shape: the element counts must agree.
+                let count = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                j.dtype == m.dtype && count(&j.shape) == count(&m.shape)
+            });
         if !same {
             return Err(failed(format!(
                 "{}: its arguments do not match the runtime sequence of {}",
@@ -155,8 +151,7 @@ pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
         if let Some(p) = bindings.iter().position(|(j, _)| *j == i) {
             return Err(CliError::Usage(format!(
                 "--arg {spec}: argument {i} ({}) is already given by --arg {}",
-                json.arguments[i].name,
-                a.args[p]
+                json.arguments[i].name, a.args[p]
             )));
         }
         bindings.push((i, path));
@@ -252,7 +247,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     };
 
     let kernel = &compiled.kernel;
-    let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, a.seed, |_, _| {});
+    let (inputs, mut bufs) = hostdata::try_random_arguments(&compiled.json.arguments, a.seed, |_, _| {}).map_err(failed)?;
     let t1 = Instant::now();
     let expected = aiec::reference::run_reference(kernel, &inputs).map_err(failed)?;
     let reference_time = t1.elapsed();
@@ -269,7 +264,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
         .collect();
     for (k, &i) in outs.iter().enumerate() {
         let arg = &compiled.json.arguments[i];
-        let got = hostdata::from_buffer(&bufs[i]);
+        let got = hostdata::try_from_buffer(&bufs[i]).map_err(failed)?;
         let c = hostdata::compare(&got, &expected[k], arg.dtype);
         all_ok &= c.passed();
         let verdict = if c.exact {

@@ -177,7 +177,45 @@ pub enum Expr {
     },
 }
 
+/// How deeply expressions may nest: every operator of a chain (`a + b + c` nests `a + b` inside
+/// `(a + b) + c`), unary minus, call, reduction, conversion and `select` is one level, and the
+/// text may not nest parentheses deeper either. Every pass after parsing (type checking, the
+/// scheduler's walks, the reference interpreter, the lowering) recurses over expressions; this
+/// bound keeps each of them well inside a 2 MiB thread stack (the smallest a Rust thread gets by
+/// default), so no accepted kernel can overflow the stack. Real kernels nest a few levels.
+pub const MAX_EXPR_DEPTH: usize = 200;
+
 impl Expr {
+    /// The direct sub-expressions.
+    pub fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Number(..) | Expr::Access(_) => vec![],
+            Expr::Unary(_, a, _) => vec![a],
+            Expr::Binary(_, l, r, _) => vec![l, r],
+            Expr::Reduce { body, .. } => vec![body],
+            Expr::Cast { expr, .. } | Expr::Srs { expr, .. } => vec![expr],
+            Expr::Select { then, otherwise, .. } => vec![then, otherwise],
+        }
+    }
+
+    /// The outermost sub-expression that lies deeper than `limit` levels (this node is level 1),
+    /// if any. Iterative, so it is safe on trees of any depth.
+    pub fn deeper_than(&self, limit: usize) -> Option<&Expr> {
+        let mut stack = vec![(self, 1usize)];
+        let mut found: Option<(&Expr, usize)> = None;
+        while let Some((e, depth)) = stack.pop() {
+            if depth > limit {
+                // The first node past the limit on its path; keep the one that starts first.
+                if found.is_none_or(|(f, _)| e.span().start < f.span().start) {
+                    found = Some((e, depth));
+                }
+                continue;
+            }
+            stack.extend(e.children().into_iter().map(|c| (c, depth + 1)));
+        }
+        found.map(|(e, _)| e)
+    }
+
     pub fn span(&self) -> &Span {
         match self {
             Expr::Number(_, s) | Expr::Unary(_, _, s) | Expr::Binary(_, _, _, s) => s,

@@ -641,6 +641,12 @@ impl Kernel {
             )));
             return self;
         };
+        // Resolving names recurses over the expression: a tree past the depth limit is reported
+        // (the type checker would report it too) and not walked.
+        if value.ast.deeper_than(ast::MAX_EXPR_DEPTH).is_some() {
+            self.fail(CompileError::Limit(super::parse::too_deep(&span)));
+            return self;
+        }
         let mut stmt = ast::Stmt {
             target: target_access,
             accumulate,

@@ -17,6 +17,7 @@
 //! ```
 
 use super::ast::*;
+use crate::check::MAX_EXTENT;
 use crate::diag::{CompileError, Diagnostic, Source, Span};
 use aiec_runtime::DType;
 use pest::iterators::Pair;
@@ -28,13 +29,84 @@ use std::sync::Arc;
 #[grammar = "dsl/grammar.pest"]
 struct TileParser;
 
+/// The largest `.tile` source accepted: 1 MiB (kernels are a few dozen lines). The parser's
+/// memory grows with the text (a few hundred bytes per byte of a long expression), so the bound
+/// keeps any input's parse within a few hundred MiB.
+pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+
 /// Parses a `.tile` source text into its AST.
 pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
+    if source.text.len() > MAX_SOURCE_BYTES {
+        let mut at = MAX_SOURCE_BYTES;
+        while !source.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let span = Span::new(source, at, at);
+        return Err(CompileError::Parse(Diagnostic::new(
+            format!(
+                "the source is {} bytes, larger than the {MAX_SOURCE_BYTES} bytes (1 MiB) a .tile file may have",
+                source.text.len()
+            ),
+            Some(&span),
+        )));
+    }
+    // pest's parser recurses once per nesting level of parentheses. Its stack guard stops it
+    // short of an overflow (at about 11000 levels on an 8 MiB stack) with a bare "unexpected `(`";
+    // measuring the nesting first gives the limit's own located error, and keeps pest's recursion
+    // small on any thread.
+    check_paren_depth(source)?;
     let mut pairs = TileParser::parse(Rule::file, &source.text).map_err(|e| syntax_error(source, e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let kernel = file.into_inner().find(|p| p.as_rule() == Rule::kernel).expect("a file holds one kernel");
     let b = AstBuilder { source };
     b.kernel(kernel)
+}
+
+/// Rejects text whose parentheses nest deeper than [`MAX_EXPR_DEPTH`] (comments skipped), at
+/// the first `(` past the limit.
+fn check_paren_depth(source: &Arc<Source>) -> Result<(), CompileError> {
+    let text = source.text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'#' => {
+                i = text[i..].iter().position(|&c| c == b'\n').map_or(text.len(), |n| i + n);
+                continue;
+            }
+            b'/' if text.get(i + 1) == Some(&b'/') => {
+                i = text[i..].iter().position(|&c| c == b'\n').map_or(text.len(), |n| i + n);
+                continue;
+            }
+            b'(' => {
+                depth += 1;
+                if depth > MAX_EXPR_DEPTH {
+                    let span = Span::new(source, i, i + 1);
+                    return Err(CompileError::Parse(
+                        Diagnostic::new(
+                            format!("parentheses nested more than {MAX_EXPR_DEPTH} deep; the limit is {MAX_EXPR_DEPTH} levels"),
+                            Some(&span),
+                        )
+                        .note("split the expression into several statements through a `local`"),
+                    ));
+                }
+            }
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The error for an expression nested past [`MAX_EXPR_DEPTH`] levels, at that sub-expression.
+pub(crate) fn too_deep(span: &Span) -> Diagnostic {
+    Diagnostic::new(
+        format!("expression nested more than {MAX_EXPR_DEPTH} levels deep; the limit is {MAX_EXPR_DEPTH}"),
+        Some(span),
+    )
+    .note("each operator of a chain such as `a + b + c` nests one level, as do unary minus, calls, reductions, casts and selects")
+    .note("split the expression into several statements through a `local`")
 }
 
 fn is_token(rule: Rule) -> bool {
@@ -173,6 +245,11 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> CompileErr
         }
     }
     let (found, len) = token_at(&source.text, pos);
+    if let pest::error::ErrorVariant::CustomError { message } = &e.variant {
+        // pest's own limits (its stack guard); the nesting check makes these unreachable in practice.
+        let span = Span::new(source, pos, pos + len.max(if pos < source.text.len() { 1 } else { 0 }));
+        return CompileError::Parse(Diagnostic::new(format!("the parser stopped at {found}: {message}"), Some(&span)));
+    }
     let message = match expected.len() {
         0 => format!("unexpected {found}"),
         1 => format!("expected {}, found {found}", expected[0]),
@@ -210,16 +287,20 @@ impl AstBuilder<'_> {
         }
     }
 
-    fn uint(&self, p: &Pair<Rule>) -> PResult<u64> {
-        p.as_str()
-            .parse::<u64>()
-            .map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+    /// An unsigned integer; `too_large` words the error for one past 64 bits (the type checker
+    /// gives the same words for values that fit 64 bits but exceed the supported range).
+    fn uint(&self, p: &Pair<Rule>, too_large: impl FnOnce(&str) -> String) -> PResult<u64> {
+        p.as_str().parse::<u64>().map_err(|_| self.error(too_large(p.as_str()), &self.span(p)))
     }
 
+    /// An integer of an index expression (a coefficient or a constant).
     fn int_i64(&self, p: &Pair<Rule>) -> PResult<i64> {
-        p.as_str()
-            .parse::<i64>()
-            .map_err(|_| self.error(format!("integer {} is too large", p.as_str()), &self.span(p)))
+        p.as_str().parse::<i64>().map_err(|_| {
+            self.error(
+                format!("index value {} is larger than the largest supported extent {}", p.as_str(), MAX_EXTENT),
+                &self.span(p),
+            )
+        })
     }
 
     fn dtype(&self, p: &Pair<Rule>) -> DType {
@@ -244,9 +325,13 @@ impl AstBuilder<'_> {
             Rule::dim_item => {
                 let parts = self.inner(p);
                 let name = self.ident(parts[0].clone());
-                let size = self.uint(&parts[1])?;
+                let size = self.uint(&parts[1], |n| {
+                    format!("dim {} = {n}: larger than the largest supported extent {MAX_EXTENT}", name.name)
+                })?;
                 let tile = match parts.get(2) {
-                    Some(t) => Some(self.uint(t)?),
+                    Some(t) => Some(self.uint(t, |n| {
+                        format!("tile {n} of dim {}: larger than the largest supported extent {MAX_EXTENT}", name.name)
+                    })?),
                     None => None,
                 };
                 Ok(Item::Dim { name, size, tile, span })
@@ -267,7 +352,12 @@ impl AstBuilder<'_> {
                 for e in parts {
                     let x = e.into_inner().next().expect("extent");
                     shape.push(match x.as_rule() {
-                        Rule::int => Extent::Number(self.uint(&x)?, self.span(&x)),
+                        Rule::int => Extent::Number(
+                            self.uint(&x, |n| {
+                                format!("extent {n} of tensor {}: larger than the largest supported extent {MAX_EXTENT}", name.name)
+                            })?,
+                            self.span(&x),
+                        ),
                         _ => Extent::Dim(self.ident(x)),
                     });
                 }
@@ -297,7 +387,9 @@ impl AstBuilder<'_> {
             Rule::depth_item => {
                 let kids = self.inner(p);
                 Ok(Item::Depth {
-                    depth: self.uint(&kids[0])?,
+                    depth: self.uint(&kids[0], |n| {
+                        format!("depth {n} is out of range: object FIFO depth must be 1..=4 (2 = double buffering)")
+                    })?,
                     span,
                 })
             }
@@ -305,7 +397,7 @@ impl AstBuilder<'_> {
                 let kids = self.inner(p);
                 let target = self.access(kids[0].clone())?;
                 let accumulate = kids[1].as_str() == "+=";
-                let value = self.expr(kids[2].clone())?;
+                let (value, _) = self.expr(kids[2].clone())?;
                 Ok(Item::Stmt(Stmt {
                     target,
                     accumulate,
@@ -356,162 +448,242 @@ impl AstBuilder<'_> {
         Ok(AffineAst { terms, constant, span })
     }
 
-    fn expr(&self, p: Pair<Rule>) -> PResult<Expr> {
-        let span = self.span(&p);
+    /// An expression and its height (levels of nesting, see [`MAX_EXPR_DEPTH`]); a node past the
+    /// limit is an error at that node, so no tree deeper than the limit is ever built.
+    ///
+    /// Links with one child (an operand alone in its sum or product, a factor without minus
+    /// signs, parentheses) are followed in a loop rather than by recursion, and each kind of node
+    /// is built by its own function: nested parentheses cost no stack here, and each recursion
+    /// through a call, reduction or operator costs one small frame.
+    fn expr(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let mut p = p;
+        while matches!(p.as_rule(), Rule::expr | Rule::term | Rule::factor | Rule::paren) {
+            let mut kids = p.clone().into_inner().filter(|c| !is_token(c.as_rule()));
+            let first = kids.next().expect("a sub-expression");
+            if kids.next().is_some() {
+                break;
+            }
+            p = first;
+        }
         match p.as_rule() {
-            Rule::expr | Rule::term => {
-                let mut kids = self.inner(p).into_iter();
-                let mut acc = self.expr(kids.next().expect("operand"))?;
-                while let Some(op) = kids.next() {
-                    let rhs = self.expr(kids.next().expect("operand after operator"))?;
-                    let op = match op.as_str() {
-                        "+" => BinaryOp::Add,
-                        "-" => BinaryOp::Sub,
-                        "*" => BinaryOp::Mul,
-                        _ => BinaryOp::Div,
-                    };
-                    let s = acc.span().to(rhs.span());
-                    acc = Expr::Binary(op, Box::new(acc), Box::new(rhs), s);
-                }
-                Ok(acc)
+            Rule::expr | Rule::term => self.chain(p),
+            Rule::factor => self.factor(p),
+            _ => self.primary(p),
+        }
+    }
+
+    /// A node of height `height`, or the depth error at it.
+    fn node(&self, e: Expr, height: usize) -> PResult<(Expr, usize)> {
+        if height > MAX_EXPR_DEPTH {
+            return Err(CompileError::Parse(too_deep(e.span())));
+        }
+        Ok((e, height))
+    }
+
+    /// `a + b - c` or `a * b / c`: a left-deep chain of binary operations.
+    #[inline(never)]
+    fn chain(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let mut kids = self.inner(p).into_iter();
+        let (mut acc, mut height) = self.expr(kids.next().expect("operand"))?;
+        while let Some(op) = kids.next() {
+            let (rhs, rh) = self.expr(kids.next().expect("operand after operator"))?;
+            let op = match op.as_str() {
+                "+" => BinaryOp::Add,
+                "-" => BinaryOp::Sub,
+                "*" => BinaryOp::Mul,
+                _ => BinaryOp::Div,
+            };
+            let s = acc.span().to(rhs.span());
+            (acc, height) = self.node(Expr::Binary(op, Box::new(acc), Box::new(rhs), s), height.max(rh) + 1)?;
+        }
+        Ok((acc, height))
+    }
+
+    /// Unary minus signs before a primary.
+    #[inline(never)]
+    fn factor(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let kids = self.inner(p);
+        let (negs, primary) = kids.split_at(kids.len() - 1);
+        let (mut e, mut height) = self.expr(primary[0].clone())?;
+        // Innermost minus first, so `--x` nests as Neg(Neg(x)).
+        for n in negs.iter().rev() {
+            let s = Span::new(self.source, n.as_span().start(), e.span().end);
+            let folds = matches!(e, Expr::Number(..));
+            e = negate(e, s);
+            if !folds {
+                (e, height) = self.node(e, height + 1)?;
             }
-            Rule::factor => {
-                let kids = self.inner(p);
-                let (negs, primary) = kids.split_at(kids.len() - 1);
-                let mut e = self.expr(primary[0].clone())?;
-                // Innermost minus first, so `--x` nests as Neg(Neg(x)).
-                for n in negs.iter().rev() {
-                    let s = Span::new(self.source, n.as_span().start(), e.span().end);
-                    e = negate(e, s);
-                }
-                Ok(e)
-            }
-            Rule::paren => {
-                let inner = self.inner(p).into_iter().next().expect("parenthesised expression");
-                self.expr(inner)
-            }
-            Rule::number => {
-                let text = p.as_str();
-                let v = if text == "inf" {
-                    f64::INFINITY
-                } else {
-                    text.parse::<f64>().map_err(|_| self.error(format!("bad number {text}"), &span))?
-                };
-                Ok(Expr::Number(v, span))
-            }
-            Rule::access => Ok(Expr::Access(self.access(p)?)),
-            Rule::reduce => {
-                let mut kids = self.inner(p).into_iter();
-                let op = match kids.next().expect("reduction op").as_str() {
-                    "sum" => ReduceOp::Sum,
-                    "max" => ReduceOp::Max,
-                    _ => ReduceOp::Min,
-                };
-                let mut dims = Vec::new();
-                let mut body = None;
-                for k in kids {
-                    if k.as_rule() == Rule::ident {
-                        dims.push(self.ident(k));
-                    } else {
-                        body = Some(self.expr(k)?);
-                    }
-                }
-                Ok(Expr::Reduce {
-                    op,
-                    dims,
-                    body: Box::new(body.expect("reduction body")),
-                    span,
-                })
-            }
-            Rule::cast => {
-                let kids = self.inner(p);
-                let to = self.dtype(&kids[0]);
-                let expr = self.expr(kids[1].clone())?;
-                Ok(Expr::Cast {
-                    to,
-                    expr: Box::new(expr),
-                    span,
-                })
-            }
-            Rule::srs => {
-                let kids = self.inner(p);
-                let to = self.dtype(&kids[0]);
-                let expr = self.expr(kids[1].clone())?;
-                let shift_span = self.span(&kids[2]);
-                let shift = kids[2]
-                    .as_str()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|s| *s <= 31)
-                    .ok_or_else(|| self.error(format!("srs shift {} is out of range 0..=31", kids[2].as_str()), &shift_span))?;
-                Ok(Expr::Srs {
-                    to,
-                    shift,
-                    expr: Box::new(expr),
-                    span,
-                })
-            }
-            Rule::select => {
-                let kids = self.inner(p);
-                let lhs = self.affine(kids[0].clone())?;
-                let cmp = match kids[1].as_str() {
-                    "<" => CmpOp::Lt,
-                    "<=" => CmpOp::Le,
-                    ">" => CmpOp::Gt,
-                    ">=" => CmpOp::Ge,
-                    "==" => CmpOp::Eq,
-                    _ => CmpOp::Ne,
-                };
-                let rhs = self.affine(kids[2].clone())?;
-                let then = self.expr(kids[3].clone())?;
-                let otherwise = self.expr(kids[4].clone())?;
-                Ok(Expr::Select {
-                    lhs,
-                    cmp,
-                    rhs,
-                    then: Box::new(then),
-                    otherwise: Box::new(otherwise),
-                    span,
-                })
-            }
-            Rule::call => {
-                let mut kids = self.inner(p).into_iter();
-                let name_pair = kids.next().expect("function name");
-                let name = name_pair.as_str();
-                let name_span = self.span(&name_pair);
-                let args = kids.map(|k| self.expr(k)).collect::<PResult<Vec<_>>>()?;
-                if let Some(op) = UnaryOp::from_name(name) {
-                    if args.len() != 1 {
-                        return Err(self.error(format!("{name} takes 1 argument, found {}", args.len()), &span));
-                    }
-                    let arg = args.into_iter().next().expect("one argument");
-                    return Ok(Expr::Unary(op, Box::new(arg), span));
-                }
-                let op = match name {
-                    "max" => BinaryOp::Max,
-                    "min" => BinaryOp::Min,
-                    _ => {
-                        return Err(self.error(
-                            format!("unknown function `{name}`; the functions are exp, tanh, rsqrt, sqrt, log10, ln, abs, recip, max, min"),
-                            &name_span,
-                        ))
-                    }
-                };
-                if args.len() != 2 {
-                    return Err(self.error(
-                        format!(
-                            "{name}(a, b) takes 2 arguments, found {}; to reduce over dims write {name}[DIM](...)",
-                            args.len()
-                        ),
-                        &span,
-                    ));
-                }
-                let mut it = args.into_iter();
-                let (a, b) = (it.next().expect("first argument"), it.next().expect("second argument"));
-                Ok(Expr::Binary(op, Box::new(a), Box::new(b), span))
-            }
+        }
+        Ok((e, height))
+    }
+
+    /// Literals, accesses, reductions, conversions, selects and calls: each built by its own
+    /// function, so a recursion through one costs only that function's frame.
+    fn primary(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        match p.as_rule() {
+            Rule::number => self.number(p),
+            Rule::access => Ok((Expr::Access(self.access(p)?), 1)),
+            Rule::reduce => self.reduce(p),
+            Rule::cast | Rule::srs => self.convert(p),
+            Rule::select => self.select(p),
+            Rule::call => self.call(p),
             other => unreachable!("unexpected {other:?} in an expression"),
         }
+    }
+
+    #[inline(never)]
+    fn number(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let text = p.as_str();
+        let v = if text == "inf" {
+            f64::INFINITY
+        } else {
+            text.parse::<f64>().map_err(|_| self.error(format!("bad number {text}"), &span))?
+        };
+        if v.is_infinite() && text != "inf" {
+            return Err(self.error(
+                format!("number {text} is too large: the largest f32 is {:e}; write `inf` for infinity", f32::MAX),
+                &span,
+            ));
+        }
+        Ok((Expr::Number(v, span), 1))
+    }
+
+    /// `sum|max|min[DIM, ...](EXPR)`
+    #[inline(never)]
+    fn reduce(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let mut kids = self.inner(p).into_iter();
+        let op = match kids.next().expect("reduction op").as_str() {
+            "sum" => ReduceOp::Sum,
+            "max" => ReduceOp::Max,
+            _ => ReduceOp::Min,
+        };
+        let mut dims = Vec::new();
+        let mut body = None;
+        for k in kids {
+            if k.as_rule() == Rule::ident {
+                dims.push(self.ident(k));
+            } else {
+                body = Some(self.expr(k)?);
+            }
+        }
+        let (body, height) = body.expect("reduction body");
+        self.node(
+            Expr::Reduce {
+                op,
+                dims,
+                body: Box::new(body),
+                span,
+            },
+            height + 1,
+        )
+    }
+
+    /// `cast<DTYPE>(EXPR)` and `srs<DTYPE>(EXPR, SHIFT)`
+    #[inline(never)]
+    fn convert(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let is_cast = p.as_rule() == Rule::cast;
+        let kids = self.inner(p);
+        let to = self.dtype(&kids[0]);
+        let (expr, height) = self.expr(kids[1].clone())?;
+        let e = if is_cast {
+            Expr::Cast {
+                to,
+                expr: Box::new(expr),
+                span,
+            }
+        } else {
+            let shift_span = self.span(&kids[2]);
+            let shift = kids[2]
+                .as_str()
+                .parse::<u32>()
+                .ok()
+                .filter(|s| *s <= 31)
+                .ok_or_else(|| self.error(format!("srs shift {} is out of range 0..=31", kids[2].as_str()), &shift_span))?;
+            Expr::Srs {
+                to,
+                shift,
+                expr: Box::new(expr),
+                span,
+            }
+        };
+        self.node(e, height + 1)
+    }
+
+    /// `select(AFFINE CMP AFFINE, EXPR, EXPR)`
+    #[inline(never)]
+    fn select(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let kids = self.inner(p);
+        let lhs = self.affine(kids[0].clone())?;
+        let cmp = match kids[1].as_str() {
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "==" => CmpOp::Eq,
+            _ => CmpOp::Ne,
+        };
+        let rhs = self.affine(kids[2].clone())?;
+        let (then, th) = self.expr(kids[3].clone())?;
+        let (otherwise, oh) = self.expr(kids[4].clone())?;
+        self.node(
+            Expr::Select {
+                lhs,
+                cmp,
+                rhs,
+                then: Box::new(then),
+                otherwise: Box::new(otherwise),
+                span,
+            },
+            th.max(oh) + 1,
+        )
+    }
+
+    /// `f(EXPR)` for the unary functions, `max|min(EXPR, EXPR)`.
+    #[inline(never)]
+    fn call(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let mut kids = self.inner(p).into_iter();
+        let name_pair = kids.next().expect("function name");
+        let name = name_pair.as_str();
+        let name_span = self.span(&name_pair);
+        let mut args = Vec::new();
+        for k in kids {
+            args.push(self.expr(k)?);
+        }
+        let height = args.iter().map(|(_, h)| *h).max().unwrap_or(0) + 1;
+        if let Some(op) = UnaryOp::from_name(name) {
+            if args.len() != 1 {
+                return Err(self.error(format!("{name} takes 1 argument, found {}", args.len()), &span));
+            }
+            let (arg, _) = args.into_iter().next().expect("one argument");
+            return self.node(Expr::Unary(op, Box::new(arg), span), height);
+        }
+        let op = match name {
+            "max" => BinaryOp::Max,
+            "min" => BinaryOp::Min,
+            _ => {
+                return Err(self.error(
+                    format!("unknown function `{name}`; the functions are exp, tanh, rsqrt, sqrt, log10, ln, abs, recip, max, min"),
+                    &name_span,
+                ))
+            }
+        };
+        if args.len() != 2 {
+            return Err(self.error(
+                format!(
+                    "{name}(a, b) takes 2 arguments, found {}; to reduce over dims write {name}[DIM](...)",
+                    args.len()
+                ),
+                &span,
+            ));
+        }
+        let mut it = args.into_iter().map(|(e, _)| e);
+        let (a, b) = (it.next().expect("first argument"), it.next().expect("second argument"));
+        self.node(Expr::Binary(op, Box::new(a), Box::new(b), span), height)
     }
 }
 

@@ -19,7 +19,9 @@
 //! * Default spread (no `spread` item): the first dim of the first statement writing an output
 //!   goes over rows, its second dim (if any) over columns.
 
-use super::ast::{self, Extent, Item, KernelAst, Role, SpreadAxis};
+use super::ast::{self, Extent, Item, KernelAst, Role, SpreadAxis, MAX_EXPR_DEPTH};
+use super::parse::too_deep;
+use crate::check::{MAX_ARGUMENT_BYTES, MAX_EXTENT};
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::ir::{self, scalar_type_of, Affine, Convert, DimId, ScalarType, TensorId};
 use aiec_runtime::DType;
@@ -131,6 +133,12 @@ impl Checker {
                 let tile_value = tile.unwrap_or(*size);
                 if *size == 0 {
                     return Err(type_error(format!("dim {} has size 0", name.name), span));
+                }
+                if *size > MAX_EXTENT {
+                    return Err(limit_error(
+                        format!("dim {} = {size}: larger than the largest supported extent {MAX_EXTENT}", name.name),
+                        span,
+                    ));
                 }
                 if tile_value == 0 {
                     return Err(limit_error(
@@ -277,9 +285,16 @@ impl Checker {
                 }
                 (_, Extent::Dim(d)) => sizes.push(self.dims[self.dim(d)?].size),
                 (_, Extent::Number(0, s)) => return Err(type_error(format!("tensor {} has an extent of 0", name.name), s)),
+                (_, Extent::Number(n, s)) if *n > MAX_EXTENT => {
+                    return Err(limit_error(
+                        format!("extent {n} of tensor {}: larger than the largest supported extent {MAX_EXTENT}", name.name),
+                        s,
+                    ))
+                }
                 (_, Extent::Number(n, _)) => sizes.push(*n),
             }
         }
+        self.check_tensor_size(role, &name.name, dtype, &sizes, span)?;
         self.tensor_ids.insert(name.name.clone(), self.tensors.len());
         self.tensors.push(ir::Tensor {
             name: name.name.clone(),
@@ -293,13 +308,51 @@ impl Checker {
         Ok(())
     }
 
+    /// A host tensor's bytes must fit one runtime-sequence argument ([`MAX_ARGUMENT_BYTES`]); a
+    /// local's size must at least be computable (the checker then holds it to the tile's memory).
+    fn check_tensor_size(&self, role: Role, name: &str, dtype: DType, shape: &[u64], span: &Span) -> Result<(), CompileError> {
+        let shape_text = shape.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ");
+        let bytes = shape.iter().try_fold(dtype.size_bytes() as u64, |acc, &n| acc.checked_mul(n));
+        let Some(bytes) = bytes else {
+            return Err(limit_error(
+                format!(
+                    "size of {} {name} ({shape_text} {} elements) overflows 64-bit arithmetic",
+                    role_name(role),
+                    dtype.mlir()
+                ),
+                span,
+            ));
+        };
+        if role != Role::Local && bytes > MAX_ARGUMENT_BYTES {
+            return Err(CompileError::Limit(
+                Diagnostic::new(
+                    format!(
+                        "{} {name} is {bytes} bytes ({shape_text} {} elements), larger than the {MAX_ARGUMENT_BYTES} bytes (2 GiB) a runtime-sequence argument may span",
+                        role_name(role),
+                        dtype.mlir()
+                    ),
+                    Some(span),
+                )
+                .note("the shim DMA reaches an argument's data at its base address plus a signed 32-bit byte offset (aiex.npu.address_patch's arg_plus)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn affine(&mut self, a: &ast::AffineAst) -> Result<Affine, CompileError> {
         let mut terms: Vec<(i64, DimId)> = Vec::new();
         for (coef, name) in &a.terms {
             let d = self.dim(name)?;
             self.use_dim(d, &name.span);
             match terms.iter_mut().find(|(_, t)| *t == d) {
-                Some(t) => t.0 += coef,
+                Some(t) => {
+                    t.0 = t.0.checked_add(*coef).ok_or_else(|| {
+                        limit_error(
+                            format!("the coefficient of dim {} is larger than the largest supported extent {MAX_EXTENT}", name.name),
+                            &a.span,
+                        )
+                    })?
+                }
                 None => terms.push((*coef, d)),
             }
         }
@@ -395,11 +448,49 @@ impl Checker {
                     &ast_idx.span,
                 ));
             }
+            // Only a dim of size 1 gets here with a larger coefficient (its term is always 0); the
+            // bound keeps every stride the scheduler derives within the tensor's size.
+            if let Some(&(c, d)) = idx.terms.iter().find(|(c, _)| c.unsigned_abs() > extent) {
+                return Err(type_error(
+                    format!(
+                        "index coefficient {c} of dim {} is larger than {} axis {axis}'s extent {extent}",
+                        self.dims[d].name, tensor.name
+                    ),
+                    &ast_idx.span,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The values of a `select` comparison's index stay within the supported extent, so every
+    /// backend computes them without overflow.
+    fn check_select_index(&self, idx: &Affine, ast_idx: &ast::AffineAst) -> Result<(), CompileError> {
+        let mut lo = idx.constant as i128;
+        let mut hi = idx.constant as i128;
+        for &(c, d) in &idx.terms {
+            let reach = (c as i128).saturating_mul(self.dims[d].size as i128 - 1);
+            if c > 0 {
+                hi = hi.saturating_add(reach);
+            } else {
+                lo = lo.saturating_add(reach);
+            }
+        }
+        let max = MAX_EXTENT as i128;
+        if let Some(v) = [lo, hi].into_iter().find(|v| v.abs() > max) {
+            return Err(limit_error(
+                format!("index value {v} of this comparison is beyond the largest supported extent {MAX_EXTENT}"),
+                &ast_idx.span,
+            ));
         }
         Ok(())
     }
 
     fn stmt(&mut self, s: &ast::Stmt) -> Result<ir::Stmt, CompileError> {
+        // The parser never builds deeper trees; the Rust builder can, and every pass recurses.
+        if let Some(deep) = s.value.deeper_than(MAX_EXPR_DEPTH) {
+            return Err(CompileError::Limit(too_deep(deep.span())));
+        }
         let t = self.tensor_id(&s.target.tensor)?;
         if self.tensors[t].role == Role::In {
             return Err(type_error(
@@ -623,6 +714,22 @@ impl Checker {
         Ok(match e {
             ast::Expr::Number(v, span) => {
                 let ty = want.unwrap_or_else(|| Self::literal_default(e));
+                if ty == ScalarType::I32 && v.fract() == 0.0 && (*v < i32::MIN as f64 || *v > i32::MAX as f64) {
+                    return Err(type_error(
+                        format!(
+                            "literal {v} is out of the i32 range {}..={}; convert the integer operand with cast<f32>(...) for a float expression",
+                            i32::MIN,
+                            i32::MAX
+                        ),
+                        span,
+                    ));
+                }
+                if ty == ScalarType::F32 && v.is_finite() && v.abs() > f32::MAX as f64 {
+                    return Err(type_error(
+                        format!("literal {v:e} is out of the f32 range (largest {:e}); write `inf` for infinity", f32::MAX),
+                        span,
+                    ));
+                }
                 if ty == ScalarType::I32 && (v.fract() != 0.0 || !v.is_finite() || *v < i32::MIN as f64 || *v > i32::MAX as f64) {
                     return Err(type_error(
                         format!("dtype mismatch: literal {v} in an i32 expression; convert the integer operand with cast<f32>(...)"),
@@ -766,6 +873,8 @@ impl Checker {
             } => {
                 let l = self.affine(lhs)?;
                 let r = self.affine(rhs)?;
+                self.check_select_index(&l, lhs)?;
+                self.check_select_index(&r, rhs)?;
                 let ty = self
                     .natural(then)
                     .or_else(|| self.natural(otherwise))
