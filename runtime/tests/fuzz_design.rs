@@ -93,7 +93,15 @@ fn numbers(text: &str) -> Vec<(usize, usize)> {
 
 /// The numbers on lines that steer a run (see [`Mutation::KeyNumber`]).
 fn key_numbers(text: &str) -> Vec<(usize, usize)> {
-    const KEYS: [&str; 7] = ["arith.constant", "dma_memcpy_nd", "aie.objectfifo @", "acquire", "release", "subview.access", "link"];
+    const KEYS: [&str; 7] = [
+        "arith.constant",
+        "dma_memcpy_nd",
+        "aie.objectfifo @",
+        "acquire",
+        "release",
+        "subview.access",
+        "link",
+    ];
     let mut starts = Vec::new();
     let mut at = 0;
     for l in text.split_inclusive('\n') {
@@ -108,7 +116,11 @@ fn key_numbers(text: &str) -> Vec<(usize, usize)> {
 fn apply(text: &str, m: &Mutation) -> String {
     match m {
         Mutation::Number(n, kind) | Mutation::KeyNumber(n, kind) => {
-            let nums = if matches!(m, Mutation::Number(..)) { numbers(text) } else { key_numbers(text) };
+            let nums = if matches!(m, Mutation::Number(..)) {
+                numbers(text)
+            } else {
+                key_numbers(text)
+            };
             if nums.is_empty() {
                 return text.to_string();
             }
@@ -181,9 +193,7 @@ fn outcome(r: &Result<aiec_runtime::RunReport, RuntimeError>) -> String {
     match r {
         Ok(_) => "ran".into(),
         Err(RuntimeError::Design(m)) if m.contains("out-of-bounds") => "out-of-bounds access stopped".into(),
-        Err(RuntimeError::Design(m)) if m.contains("host memory limit") || m.contains("at most") || m.contains("models depths") => {
-            "size over a limit".into()
-        }
+        Err(RuntimeError::Design(m)) if m.contains("host memory limit") || m.contains("at most") || m.contains("models depths") => "size over a limit".into(),
         Err(RuntimeError::Design(_)) => "design error".into(),
         Err(RuntimeError::Deadlock(_)) => "deadlock".into(),
         Err(RuntimeError::BadArgument { .. }) => "bad argument".into(),
@@ -256,7 +266,11 @@ fn mutated_designs_never_crash_or_hang() {
     let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
         .unwrap_or_default();
     println!(
         "{total} mutated designs in {:.0} s ({threads} threads in the process, resident memory {rss} kB):",
@@ -278,5 +292,8 @@ fn mutations_apply() {
     assert_eq!(apply(t, &Mutation::SwapTokens(0, 4)), "c 12 b -3\na d");
     assert_eq!(apply(t, &Mutation::DeleteLine(0)), "c d");
     assert_eq!(apply("%c16 = x 7", &Mutation::Number(0, NumberKind::Zero)), "%c16 = x 0");
-    assert_eq!(apply("x 1\n%c = arith.constant 4 : index", &Mutation::KeyNumber(0, NumberKind::Double)), "x 1\n%c = arith.constant 8 : index");
+    assert_eq!(
+        apply("x 1\n%c = arith.constant 4 : index", &Mutation::KeyNumber(0, NumberKind::Double)),
+        "x 1\n%c = arith.constant 8 : index"
+    );
 }

@@ -96,20 +96,37 @@ fn store_past_a_buffer_and_negative_index() {
     let text = design("running_sum_buffer.mlir");
     let store = line_of(&text, "memref.store %s, %acc_0_2[%i]");
     let text = replace_line(&text, store, |l| {
-        format!("{}\n{}", l.replace("memref.store %s, %acc_0_2[%i] : memref<16xi32>", "%j = arith.addi %i, %c8 : index"), l.replace("[%i]", "[%j]"))
-    });
-    let m = run_err(&text, "design.mlir");
-    assert_eq!(m, format!("core (0, 2): out-of-bounds store on buffer @acc_0_2 at design.mlir:{} (index 16, size 16)", store + 1));
-
-    let text = design("running_sum_buffer.mlir");
-    let load = nth_line_of(&text, "memref.load %ein[%i]", 1);
-    let text = replace_line(&text, load, |l| {
-        format!("{}\n{}", l.replace("%v = memref.load %ein[%i] : memref<16xi32>", "%minus = arith.constant -1 : index"), l.replace("[%i]", "[%minus]"))
+        format!(
+            "{}\n{}",
+            l.replace("memref.store %s, %acc_0_2[%i] : memref<16xi32>", "%j = arith.addi %i, %c8 : index"),
+            l.replace("[%i]", "[%j]")
+        )
     });
     let m = run_err(&text, "design.mlir");
     assert_eq!(
         m,
-        format!("core (0, 3): out-of-bounds load on an element of object FIFO @in3 at design.mlir:{} (index -1, size 16)", load + 1)
+        format!(
+            "core (0, 2): out-of-bounds store on buffer @acc_0_2 at design.mlir:{} (index 16, size 16)",
+            store + 1
+        )
+    );
+
+    let text = design("running_sum_buffer.mlir");
+    let load = nth_line_of(&text, "memref.load %ein[%i]", 1);
+    let text = replace_line(&text, load, |l| {
+        format!(
+            "{}\n{}",
+            l.replace("%v = memref.load %ein[%i] : memref<16xi32>", "%minus = arith.constant -1 : index"),
+            l.replace("[%i]", "[%minus]")
+        )
+    });
+    let m = run_err(&text, "design.mlir");
+    assert_eq!(
+        m,
+        format!(
+            "core (0, 3): out-of-bounds load on an element of object FIFO @in3 at design.mlir:{} (index -1, size 16)",
+            load + 1
+        )
     );
 }
 
@@ -118,7 +135,11 @@ fn cores_sharing_code_report_their_own_line() {
     // Both cores run one compiled function; whichever fails first names its own line.
     let text = design("running_sum_buffer.mlir").replace("%c16 = arith.constant 16 : index", "%c16 = arith.constant 17 : index");
     let m = run_err(&text, "design.mlir");
-    let (tile, fifo, n) = if m.starts_with("core (0, 2)") { ("(0, 2)", "in2", 0) } else { ("(0, 3)", "in3", 1) };
+    let (tile, fifo, n) = if m.starts_with("core (0, 2)") {
+        ("(0, 2)", "in2", 0)
+    } else {
+        ("(0, 3)", "in3", 1)
+    };
     let load = nth_line_of(&text, "memref.load %ein[%i]", n);
     assert_eq!(
         m,
@@ -148,8 +169,14 @@ fn checked_mode_rejects_ops_it_cannot_check_and_unchecked_mode_takes_them() {
     let store = line_of(&base, "memref.store %w, %eout[%i]");
     for (op, extra) in [
         ("memref.alloca", "%tmp = memref.alloca() : memref<4xi32>"),
-        ("memref.subview", "%sv = memref.subview %eout[4] [4] [1] : memref<16xi32> to memref<4xi32, strided<[1], offset: 4>>"),
-        ("memref.reinterpret_cast", "%rc = memref.reinterpret_cast %eout to offset: [0], sizes: [64], strides: [1] : memref<16xi32> to memref<64xi32>"),
+        (
+            "memref.subview",
+            "%sv = memref.subview %eout[4] [4] [1] : memref<16xi32> to memref<4xi32, strided<[1], offset: 4>>",
+        ),
+        (
+            "memref.reinterpret_cast",
+            "%rc = memref.reinterpret_cast %eout to offset: [0], sizes: [64], strides: [1] : memref<16xi32> to memref<64xi32>",
+        ),
         ("cf.assert", "cf.assert %true_, \"never\""),
     ] {
         let text = replace_line(&base, store, |l| {
@@ -229,7 +256,9 @@ fn integer_division_by_zero_stops_the_core_instead_of_trapping() {
 fn vectors_longer_than_any_register_are_refused() {
     let base = design("add_one_link.mlir");
     let add = line_of(&base, "%w = arith.addi %v, %one : i32");
-    let text = replace_line(&base, add, |l| format!("{l}\n          %big = vector.broadcast %v : i32 to vector<65536x8xi32>"));
+    let text = replace_line(&base, add, |l| {
+        format!("{l}\n          %big = vector.broadcast %v : i32 to vector<65536x8xi32>")
+    });
     let m = design_err(&text);
     assert!(m.starts_with(&format!("broken.mlir:{}:", add + 1)) && m.contains("vector<65536x8xi32>"), "{m}");
 }
@@ -272,22 +301,35 @@ fn sizes_past_the_host_limit_are_errors_before_allocating() {
     let m = quick_design_err(&text);
     assert!(m.starts_with(&format!("design.mlir:{fifo}: object FIFO @in1 has depth 2147483647")), "{m}");
     // Within the depth limit, but 200 slots of 64 MiB.
-    let text = replace_line(&base, fifo, |l| l.replace("2 : i32", "200 : i32").replace("memref<16xi32>", "memref<16777216xi32>"));
+    let text = replace_line(&base, fifo, |l| {
+        l.replace("2 : i32", "200 : i32").replace("memref<16xi32>", "memref<16777216xi32>")
+    });
     let m = quick_design_err(&text);
-    assert!(m.starts_with(&format!("design.mlir:{fifo}: aie.objectfifo @in1 (200 x memref<16777216xi32>) needs 13421772800 bytes")), "{m}");
+    assert!(
+        m.starts_with(&format!(
+            "design.mlir:{fifo}: aie.objectfifo @in1 (200 x memref<16777216xi32>) needs 13421772800 bytes"
+        )),
+        "{m}"
+    );
     assert!(m.contains("host memory limit of 4294967296 bytes (4.0 GiB)"), "{m}");
     // A runtime-sequence argument of 400 GB.
     let seq = line_of(&base, "aie.runtime_sequence(");
     let text = replace_line(&base, seq, |l| l.replace("%in: memref<256xi32>", "%in: memref<99999999999xi32>"));
     let m = quick_design_err(&text);
-    assert!(m.starts_with(&format!("design.mlir:{seq}: `memref<99999999999xi32>` needs 399999999996 bytes")), "{m}");
+    assert!(
+        m.starts_with(&format!("design.mlir:{seq}: `memref<99999999999xi32>` needs 399999999996 bytes")),
+        "{m}"
+    );
     // Element counts that overflow 64 bits.
     let text = replace_line(&base, seq, |l| l.replace("%in: memref<256xi32>", "%in: memref<4294967296x4294967296x16xi32>"));
     let m = quick_design_err(&text);
     assert!(m.contains("more than the emulator's host memory limit"), "{m}");
     // Everything together over the limit, each part under it: named with the amounts.
     let text = replace_line(&base, seq, |l| {
-        l.replace("%in: memref<256xi32>, %out: memref<256xi32>", "%in: memref<256xi32>, %out: memref<256xi32>, %x: memref<805306368xi32>, %y: memref<805306368xi32>")
+        l.replace(
+            "%in: memref<256xi32>, %out: memref<256xi32>",
+            "%in: memref<256xi32>, %out: memref<256xi32>, %x: memref<805306368xi32>, %y: memref<805306368xi32>",
+        )
     });
     let m = quick_design_err(&text);
     assert!(m.contains("the design (runtime-sequence arguments 6442452992 bytes"), "{m}");

@@ -298,8 +298,7 @@ pub(crate) unsafe fn validate(module_op: MlirOperation, checked: bool) -> Result
             // Memref values: only whole FIFO slots and buffers, passed along or reshaped.
             let makes_memref = results(op).into_iter().any(|v| is_memref(v));
             if makes_memref {
-                let ok = name.starts_with("scf.")
-                    || matches!(name.as_str(), "arith.select" | "memref.cast" | "memref.collapse_shape" | "memref.expand_shape");
+                let ok = name.starts_with("scf.") || matches!(name.as_str(), "arith.select" | "memref.cast" | "memref.collapse_shape" | "memref.expand_shape");
                 if !ok {
                     return fail(format!("`{name}` making a memref in a core is not supported by the emulator's checked mode"));
                 }
@@ -601,7 +600,11 @@ unsafe fn division_fault(ctx: MlirContext, op: MlirOperation, signed: bool) -> O
     }
     let (n, d) = (ops[0], ops[1]);
     let t = mlirValueGetType(d);
-    let (elem, vector) = if mlirTypeIsAVector(t) { (mlirShapedTypeGetElementType(t), Some(t)) } else { (t, None) };
+    let (elem, vector) = if mlirTypeIsAVector(t) {
+        (mlirShapedTypeGetElementType(t), Some(t))
+    } else {
+        (t, None)
+    };
     let width = if mlirTypeIsAIndex(elem) {
         64
     } else if mlirTypeIsAInteger(elem) {
@@ -632,7 +635,18 @@ unsafe fn division_fault(ctx: MlirContext, op: MlirOperation, signed: bool) -> O
     };
     const CMPI_EQ: i64 = 0;
     let zero = splat(0);
-    let cmp = |a: MlirValue, c: MlirValue| insert_before(op, b.op("arith.cmpi", &[a, c], &[mask_type], &[("predicate", mlirIntegerAttrGet(b.i64, CMPI_EQ))], Vec::new()));
+    let cmp = |a: MlirValue, c: MlirValue| {
+        insert_before(
+            op,
+            b.op(
+                "arith.cmpi",
+                &[a, c],
+                &[mask_type],
+                &[("predicate", mlirIntegerAttrGet(b.i64, CMPI_EQ))],
+                Vec::new(),
+            ),
+        )
+    };
     let mut bad = cmp(d, zero);
     if signed && width >= 2 {
         let min = if width == 64 { i64::MIN } else { -(1i64 << (width - 1)) };
@@ -734,7 +748,11 @@ unsafe fn work(op: MlirOperation) -> Option<u128> {
             if step <= 0 {
                 return None;
             }
-            let trips = if ub > lb { ((ub as i128 - lb as i128 + step as i128 - 1) / step as i128) as u128 } else { 0 };
+            let trips = if ub > lb {
+                ((ub as i128 - lb as i128 + step as i128 - 1) / step as i128) as u128
+            } else {
+                0
+            };
             Some(trips.saturating_mul(inner.saturating_add(1)))
         }
         "scf.while" | "scf.parallel" | "scf.forall" => None,

@@ -84,7 +84,11 @@ impl FifoRt {
 #[derive(Debug, Clone, PartialEq)]
 enum CoreStatus {
     Running,
-    Blocked { ep: Endpoint, n: u64, line: i64 },
+    Blocked {
+        ep: Endpoint,
+        n: u64,
+        line: i64,
+    },
     Done,
     /// Stopped for good inside a callback (the run ended, or this core failed): it never runs core code again.
     Parked,
@@ -282,7 +286,10 @@ pub(crate) extern "C" fn aiec_fault(ctx: i64, site: i64) {
             kind: SiteKind::Division { op },
         }) => {
             let (line, note) = site_line(ctx, *line);
-            format!("core {}: `{op}` at {file}:{line} divides by zero (or overflows: the most negative value by -1){note}", ctx.tile)
+            format!(
+                "core {}: `{op}` at {file}:{line} divides by zero (or overflows: the most negative value by -1){note}",
+                ctx.tile
+            )
         }
         _ => format!("core {}: an integer division that would trap", ctx.tile),
     };
@@ -302,8 +309,7 @@ fn site_line(ctx: &CoreCtx, line: usize) -> (i64, String) {
 
 fn oob_message(ctx: &CoreCtx, site: i64, dim: i64, index: i64, size: i64, len: i64) -> String {
     let file = &ctx.shared.file;
-    let Some((line, SiteKind::Access { store, root, memref, rank })) =
-        usize::try_from(site).ok().and_then(|i| ctx.checks.get(i)).map(|s| (s.line, &s.kind))
+    let Some((line, SiteKind::Access { store, root, memref, rank })) = usize::try_from(site).ok().and_then(|i| ctx.checks.get(i)).map(|s| (s.line, &s.kind))
     else {
         return format!("core {}: out-of-bounds memory access", ctx.tile);
     };
@@ -322,8 +328,15 @@ fn oob_message(ctx: &CoreCtx, site: i64, dim: i64, index: i64, size: i64, len: i
     } else {
         format!("index {index}")
     };
-    let dims = if *rank > 1 { format!(" in dimension {dim} of {memref}") } else { String::new() };
-    format!("core {}: out-of-bounds {kind} on {name} at {file}:{line} ({range}, size {size}){dims}{note}", ctx.tile)
+    let dims = if *rank > 1 {
+        format!(" in dimension {dim} of {memref}")
+    } else {
+        String::new()
+    };
+    format!(
+        "core {}: out-of-bounds {kind} on {name} at {file}:{line} ({range}, size {size}){dims}{note}",
+        ctx.tile
+    )
 }
 
 struct Transfer {

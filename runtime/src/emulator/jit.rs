@@ -522,12 +522,15 @@ pub fn compile(module: &CoreModule, checked: bool) -> Result<Compiled, JitError>
             // Checks that integer range analysis proves (an index of a loop whose bounds fit the buffer) fold
             // away here rather than in LLVM, which keeps the JIT time close to the unchecked one.
             let pm = PassManager::new(&context);
-            parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(int-range-optimizations,canonicalize))")
-                .map_err(|e| JitError {
-                    line: 0,
-                    col: 0,
-                    message: format!("pass pipeline: {e}"),
-                })?;
+            parse_pass_pipeline(
+                pm.as_operation_pass_manager(),
+                "builtin.module(func.func(int-range-optimizations,canonicalize))",
+            )
+            .map_err(|e| JitError {
+                line: 0,
+                col: 0,
+                message: format!("pass pipeline: {e}"),
+            })?;
             with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "simplifying the bounds checks"))?;
         }
         unsafe { checks::insert_polls(m.as_operation().to_raw()) };
