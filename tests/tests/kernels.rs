@@ -116,6 +116,40 @@ fn mel() {
     assert_matches("mel.tile", DeviceModel::npu1());
 }
 
+/// What `aiec run EXAMPLE --emulate --seed N` checks, for every example and N in 1..=20: the same
+/// signed random inputs the CLI draws (no shaping), the same comparison.
+#[test]
+fn every_example_passes_its_own_run_for_seeds_1_to_20() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dsl-examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tile"))
+        .collect();
+    names.sort();
+    let mut failures = Vec::new();
+    let mut emu = Emulator::new();
+    for name in &names {
+        let (path, text) = example(name);
+        let compiled = compile_source(&path, &text, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        for seed in 1..=20u64 {
+            let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, seed, |_, _| {});
+            let expected = aiec::reference::run_reference(&compiled.kernel, &inputs).unwrap();
+            emu.run_mlir(&compiled.mlir, &path, &mut bufs)
+                .unwrap_or_else(|e| panic!("{name} seed {seed}: {e}"));
+            let outs = compiled.json.arguments.iter().enumerate().filter(|(_, a)| a.direction == ArgDirection::Out);
+            for (k, (i, arg)) in outs.enumerate() {
+                let c = hostdata::compare(&hostdata::from_buffer(&bufs[i]), &expected[k], arg.dtype);
+                if !c.passed() {
+                    failures.push(format!("{name} seed {seed}: {c:?}"));
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 11, "{names:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Runs a one-input f32 kernel `y[M] = f(x[M])` on the emulator over `xs`.
 fn emulate_unary(func: &str, xs: &[f32]) -> Vec<f32> {
     let n = xs.len();
