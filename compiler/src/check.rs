@@ -1,4 +1,4 @@
-//! Hardware-limit checks on a scheduled design (DESIGN.md contract 3). Each violation is a
+//! Hardware-limit checks on a scheduled design (the limits in `device`). Each violation is a
 //! [`CompileError::Limit`] naming the limit, the amount asked for, and the DSL source it comes from.
 //! Shim DMA patterns, buffer descriptors on shim tiles and the runtime-sequence argument count are
 //! checked while the runtime sequence is built (see [`crate::schedule`]).

@@ -1,4 +1,5 @@
-//! The devices aiec targets and their hardware limits (DESIGN.md, "Device facts" and contract 3).
+//! The devices aiec targets and their hardware limits: tile memories, DMA channels, locks,
+//! buffer descriptors, shim DMA pattern widths and the runtime-sequence argument count.
 
 use crate::target_rules::AieTarget;
 use serde::Serialize;

@@ -194,7 +194,8 @@ pub enum CompileError {
     /// Unknown names, dtype mismatches, malformed statements.
     #[error("{0}")]
     Type(Diagnostic),
-    /// A hardware limit of DESIGN.md contract 3, or a tiling that does not divide.
+    /// A hardware limit (memory, DMA channels, locks, BDs, DMA patterns, arguments), or a tiling
+    /// that does not divide.
     #[error("{0}")]
     Limit(Diagnostic),
     /// A kernel the scheduler cannot place (e.g. a spread it does not support).

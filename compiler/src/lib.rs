@@ -2,8 +2,9 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! [`lower`] (core bodies, module text) -> [`emit`] (MLIR parse/verify/print, custom syntax) and
-//! [`artifact`] (design.json). [`reference`] runs any kernel on the host as the ground truth.
+//! [`lower`] (core bodies under the per-target rules of [`target_rules`], module text) ->
+//! [`emit`] (MLIR parse/verify/print, custom syntax) and [`design_json`]. [`reference`] runs any
+//! kernel on the host as the ground truth; [`toolchain`] drives mlir-aie's tools.
 
 pub mod check;
 pub mod cost;
