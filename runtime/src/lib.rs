@@ -15,4 +15,4 @@ pub mod npu;
 pub mod npy;
 
 pub use artifact::{ArgDirection, ArgSpec, DType, DesignJson};
-pub use backend::{Backend, HostBuffer, RunReport, RuntimeError};
+pub use backend::{ArgData, Backend, HostBuffer, LoadedKernel, ResidentId, RunReport, RuntimeError};

@@ -5,7 +5,7 @@ use super::checks::{CheckSite, SiteKind};
 use super::design::{show_bytes, Design, SeqOp, TileId};
 use super::jit::{Compiled, Endpoint};
 use crate::aie_syntax::Port;
-use crate::backend::{HostBuffer, RuntimeError};
+use crate::backend::{ArgData, RuntimeError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -396,6 +396,13 @@ impl Pattern {
         }
         at as usize
     }
+    /// [`Pattern::index`] of position `p`, and how many positions from `p` on are contiguous in host memory
+    /// (the rest of the innermost dimension when its stride is 1), so a DMA can copy them at once.
+    fn run_at(&self, p: usize) -> (usize, usize) {
+        let within = (p as u64 % self.sizes[3]) as usize;
+        let run = if self.strides[3] == 1 { self.sizes[3] as usize - within } else { 1 };
+        (self.index(p), run)
+    }
 }
 
 /// Runs one design with compiled cores. `buffers` holds each aie.buffer's initial contents (`None`: zeros),
@@ -405,7 +412,7 @@ pub(crate) fn run(
     compiled: &Arc<Compiled>,
     buffers: &[Option<Vec<u8>>],
     file: &str,
-    args: &mut [HostBuffer],
+    args: &mut [ArgData<'_>],
     stall_timeout: Duration,
 ) -> Result<usize, RuntimeError> {
     let fifos = design
@@ -559,7 +566,7 @@ pub(crate) fn run(
     let mut transfers = 0usize;
     let mut last_events = u64::MAX;
     let mut last_change = Instant::now();
-    let result = loop {
+    let result = 'run: loop {
         let mut st = shared.lock();
         if let Some(e) = st.error.take() {
             shared.abort(&mut st);
@@ -603,7 +610,7 @@ pub(crate) fn run(
             while let Some(t) = q.front_mut() {
                 let f = &mut st.fifos[fi];
                 let host = &mut args[t.arg];
-                let esize = host.dtype.size_bytes();
+                let esize = design.sequence.args[t.arg].1.dtype.size_bytes();
                 let per_elem = f.elem_bytes / esize;
                 let mut moved = false;
                 while t.pos < t.pattern.count {
@@ -612,9 +619,13 @@ pub(crate) fn run(
                             break;
                         }
                         let dst = f.slot(f.produced);
-                        for i in 0..per_elem {
-                            let h = t.pattern.index(t.pos + i);
-                            unsafe { std::ptr::copy_nonoverlapping(host.bytes.as_ptr().add(h * esize), dst.add(i * esize), esize) };
+                        let src = host.bytes().as_ptr();
+                        let mut i = 0;
+                        while i < per_elem {
+                            let (h, run) = t.pattern.run_at(t.pos + i);
+                            let n = run.min(per_elem - i);
+                            unsafe { std::ptr::copy_nonoverlapping(src.add(h * esize), dst.add(i * esize), n * esize) };
+                            i += n;
                         }
                         f.produced += 1;
                         f.prod_acquired = f.produced;
@@ -623,10 +634,21 @@ pub(crate) fn run(
                         if f.cons_released[c] >= f.produced {
                             break;
                         }
+                        let Some(out) = host.bytes_mut() else {
+                            let name = &design.sequence.args[t.arg].0;
+                            shared.abort(&mut st);
+                            break 'run Err(RuntimeError::Design(format!(
+                                "{file}:{}: the runtime sequence writes argument {} ({name}), which the caller passed as an input",
+                                t.line, t.arg
+                            )));
+                        };
                         let src = f.slot(f.cons_released[c]);
-                        for i in 0..per_elem {
-                            let h = t.pattern.index(t.pos + i);
-                            unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), host.bytes.as_mut_ptr().add(h * esize), esize) };
+                        let mut i = 0;
+                        while i < per_elem {
+                            let (h, run) = t.pattern.run_at(t.pos + i);
+                            let n = run.min(per_elem - i);
+                            unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), out.as_mut_ptr().add(h * esize), n * esize) };
+                            i += n;
                         }
                         f.cons_released[c] += 1;
                         f.cons_acquired[c] = f.cons_released[c];

@@ -70,7 +70,7 @@ pub mod jit;
 
 use crate::aie_syntax::{custom_to_generic, parse_custom, Line};
 use crate::artifact::{ArgSpec, ArtifactDir, DesignJson};
-use crate::backend::{Backend, HostBuffer, RunReport, RuntimeError};
+use crate::backend::{check_args, ArgData, Backend, HostBuffer, LoadedKernel, ResidentId, RunReport, RuntimeError};
 use design::Design;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -240,7 +240,8 @@ impl Emulator {
             }
         }
         let t1 = Instant::now();
-        let transfers = exec::run(design, &prepared.compiled, &prepared.buffers, file_name, args, self.stall_timeout)?;
+        let mut data: Vec<ArgData<'_>> = args.iter_mut().map(|a| ArgData::Output(&mut a.bytes)).collect();
+        let transfers = exec::run(design, &prepared.compiled, &prepared.buffers, file_name, &mut data, self.stall_timeout)?;
         Ok(RunReport {
             backend: "emulator".into(),
             prepare,
@@ -251,9 +252,103 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Prepares a design given as mlir-aie text for repeated calls ([`LoadedKernel`]): parsed, checked
+    /// and JIT-compiled once.
+    pub fn load_mlir(&mut self, mlir_text: &str, file_name: &str) -> Result<EmulatedKernel, RuntimeError> {
+        let t0 = Instant::now();
+        let prepared = self.prepare(mlir_text, file_name)?;
+        let arguments = prepared.design.arg_specs();
+        Ok(EmulatedKernel {
+            prepared,
+            file: file_name.to_string(),
+            arguments,
+            resident: Mutex::new(Vec::new()),
+            stall_timeout: self.stall_timeout,
+            prepare: t0.elapsed(),
+        })
+    }
+}
+
+/// A design loaded into the emulator: cores JIT-compiled once; each [`LoadedKernel::run`] only creates
+/// the run's FIFO state and core threads.
+pub struct EmulatedKernel {
+    prepared: Arc<Prepared>,
+    file: String,
+    arguments: Vec<ArgSpec>,
+    /// Constant operands kept by [`LoadedKernel::keep`], shared with every run.
+    resident: Mutex<Vec<Arc<[u8]>>>,
+    stall_timeout: Duration,
+    /// Time [`Emulator::load_mlir`] took (JIT, or zero when the design was cached).
+    pub prepare: Duration,
+}
+
+impl LoadedKernel for EmulatedKernel {
+    fn arguments(&self) -> &[ArgSpec] {
+        &self.arguments
+    }
+
+    fn keep(&self, argument: usize, bytes: Vec<u8>) -> Result<ResidentId, RuntimeError> {
+        let spec = self.arguments.get(argument).ok_or_else(|| RuntimeError::BadArgument {
+            index: argument,
+            name: String::new(),
+            message: format!("the design takes {} arguments", self.arguments.len()),
+        })?;
+        if bytes.len() != spec.bytes() {
+            return Err(RuntimeError::BadArgument {
+                index: argument,
+                name: spec.name.clone(),
+                message: format!("expected {} bytes ({} {:?}), got {}", spec.bytes(), spec.dtype, spec.shape, bytes.len()),
+            });
+        }
+        let mut resident = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        resident.push(bytes.into());
+        Ok(ResidentId {
+            argument,
+            slot: resident.len() - 1,
+        })
+    }
+
+    fn run(&self, args: &mut [ArgData<'_>]) -> Result<RunReport, RuntimeError> {
+        let stored: Vec<Arc<[u8]>> = self.resident.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        check_args(&self.arguments, args, |id| stored.get(id.slot).map(|b| b.len()))?;
+        let mut data: Vec<ArgData<'_>> = args
+            .iter_mut()
+            .map(|a| match a {
+                ArgData::Input(b) => ArgData::Input(b),
+                ArgData::Output(b) => ArgData::Output(b),
+                ArgData::Resident(id) => ArgData::Input(&stored[id.slot]),
+            })
+            .collect();
+        let t0 = Instant::now();
+        let design = &self.prepared.design;
+        let transfers = exec::run(
+            design,
+            &self.prepared.compiled,
+            &self.prepared.buffers,
+            &self.file,
+            &mut data,
+            self.stall_timeout,
+        )?;
+        Ok(RunReport {
+            backend: "emulator".into(),
+            prepare: Duration::ZERO,
+            run: t0.elapsed(),
+            cores: design.cores.len(),
+            dma_transfers: transfers,
+        })
+    }
+}
+
 impl Backend for Emulator {
     fn name(&self) -> &'static str {
         "emulator"
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<Box<dyn LoadedKernel>, RuntimeError> {
+        let path = ArtifactDir::new(dir).mlir();
+        let text = std::fs::read_to_string(&path).map_err(|e| RuntimeError::Io { path: path.clone(), source: e })?;
+        Ok(Box::new(self.load_mlir(&text, &path.display().to_string())?))
     }
 
     fn run(&mut self, dir: &Path, args: &mut [HostBuffer]) -> Result<RunReport, RuntimeError> {
