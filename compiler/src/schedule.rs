@@ -1069,6 +1069,28 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
             v.push(PatDim { count: inner, stride: 1 });
         }
     }
+    // A second dimension longer than the wrap limit is split in two (count = outer x inner, the
+    // inner part within the limit) while the BD has a dimension to spare: a long reduction read
+    // as rows of a tile, e.g. 1184 rows of 64 columns, becomes 37 blocks of 32 rows.
+    if v.len() >= 2 && v.len() < 4 {
+        let at = v.len() - 2;
+        let d1 = v[at];
+        if d1.count > max_words {
+            if let Some(inner) = (2..=max_words.min(d1.count)).rev().find(|b| d1.count % b == 0) {
+                v[at] = PatDim {
+                    count: d1.count / inner,
+                    stride: d1.stride.checked_mul(inner).ok_or_else(overflow)?,
+                };
+                v.insert(
+                    at + 1,
+                    PatDim {
+                        count: inner,
+                        stride: d1.stride,
+                    },
+                );
+            }
+        }
+    }
     if v.len() > 4 {
         return Err(format!("{} dimensions needed, the shim DMA has 4", v.len()));
     }

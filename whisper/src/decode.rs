@@ -100,7 +100,7 @@ impl<'a> Decoder<'a> {
     /// Cross-attention K/V of one window of log-mel `[n_mels, n_frames]`.
     pub fn encode(&self, mel: ndarray::ArrayView2<f32>) -> Result<CrossKv, ModelError> {
         let audio = self.model.encoder.forward(self.ops, mel)?;
-        Ok(self.model.decoder.cross_kv(self.ops, audio.view()))
+        self.model.decoder.cross_kv(self.ops, audio.view())
     }
 
     /// Language of the window: the most likely language token right after
@@ -114,7 +114,7 @@ impl<'a> Decoder<'a> {
         let mut cache = KvCache::new(&self.model.dims, 1);
         let tokens = Array2::from_elem((1, 1), self.tokenizer.sot);
         let hidden = self.model.decoder.forward(self.ops, tokens.view(), &mut cache, cross)?;
-        let logits = self.model.decoder.logits(self.ops, hidden.view());
+        let logits = self.model.decoder.logits(self.ops, hidden.view())?;
         let row = logits.row(0);
         let langs: Vec<(u32, f32)> = self
             .tokenizer
@@ -157,7 +157,7 @@ impl<'a> Decoder<'a> {
         let prompt_arr = Array2::from_shape_vec((1, prompt.len()), prompt.clone()).expect("1 x len");
         let hidden = self.model.decoder.forward(self.ops, prompt_arr.view(), &mut cache, cross)?;
         let rows = hidden.select(Axis(0), &[sot_index, prompt.len() - 1]);
-        let first = self.model.decoder.logits(self.ops, rows.view());
+        let first = self.model.decoder.logits(self.ops, rows.view())?;
         let no_speech_prob = match tok.no_speech {
             Some(ns) if (ns as usize) < first.ncols() => {
                 let mut p = first.row(0).to_vec();
@@ -267,7 +267,7 @@ impl<'a> Decoder<'a> {
                 next[[b, 0]] = s.last().copied().unwrap_or(tok.eot);
             }
             let hidden = self.model.decoder.forward(self.ops, next.view(), &mut cache, cross)?;
-            logits = self.model.decoder.logits(self.ops, hidden.view());
+            logits = self.model.decoder.logits(self.ops, hidden.view())?;
         }
 
         // Candidates: finished beams, topped up with the live ones; or every sample.

@@ -13,13 +13,15 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use whisper::audio::{check_audio_file, load_audio, AudioError, SAMPLE_RATE};
-use whisper::mel::{frames_with_signal, log_mel_spectrogram, MelError, HOP_LENGTH};
+use whisper::mel::{frames_with_signal, HOP_LENGTH};
 use whisper::model::ModelError;
+use whisper::ops::{CpuOps, OpsError};
 use whisper::output::{render, OutputFormat};
 use whisper::tokenizer::Task;
 use whisper::transcribe::{TranscribeOptions, Transcriber};
@@ -81,7 +83,7 @@ enum RunError {
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error("{path}: {source}")]
-    Mel { path: PathBuf, source: MelError },
+    Mel { path: PathBuf, source: OpsError },
     #[error("cannot load the model: {}", with_path(dir, source))]
     Model { dir: PathBuf, source: ModelError },
     #[error("-l/--language: {source}")]
@@ -132,7 +134,8 @@ fn main() -> ExitCode {
 /// Returns whether every input succeeded; errors that stop the whole run come back as `Err`.
 fn run(args: &Args) -> Result<bool, RunError> {
     let threads = worker_threads(args.threads);
-    // The log-mel front end runs on rayon's global pool; the model has its own pool.
+    // The model and the log-mel run on the CpuOps pool built below; the global pool is bounded
+    // too, so that no other parallel work uses more threads than asked for.
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
@@ -173,7 +176,11 @@ fn run(args: &Args) -> Result<bool, RunError> {
     }
 
     let started = Instant::now();
-    let transcriber = Transcriber::load(&model_dir).map_err(|source| RunError::Model {
+    let ops = CpuOps::new(threads).map_err(|e| RunError::Threads {
+        threads: e.threads,
+        source: e.source,
+    })?;
+    let transcriber = Transcriber::load(&model_dir, Arc::new(ops)).map_err(|source| RunError::Model {
         dir: model_dir.clone(),
         source,
     })?;
@@ -191,7 +198,6 @@ fn run(args: &Args) -> Result<bool, RunError> {
             TaskArg::Translate => Task::Translate,
         },
         beam_size: args.beam as usize,
-        threads,
         ..TranscribeOptions::default()
     };
 
@@ -226,10 +232,13 @@ fn transcribe_file(transcriber: &Transcriber, path: &Path, opts: &TranscribeOpti
     let started = Instant::now();
     let samples = load_audio(path)?;
     let seconds = samples.len() as f64 / SAMPLE_RATE as f64;
-    let mel = log_mel_spectrogram(&samples, transcriber.model.dims.n_mels).map_err(|source| RunError::Mel {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mel = transcriber
+        .ops()
+        .log_mel(&samples, transcriber.model.dims.n_mels)
+        .map_err(|source| RunError::Mel {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let n_audio_frames = samples.len() / HOP_LENGTH;
     // Windows with no frame above the silence level are not decoded: near-silence would
     // otherwise come out as a hallucinated word.

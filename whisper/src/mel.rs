@@ -4,10 +4,22 @@
 //! window and hop 160, centred frames with reflect padding, power spectrum, last frame dropped,
 //! Slaney mel filterbank, log10 with a floor, dynamic range clamped to 8 (log10 units) below the
 //! maximum, then scaled with (x + 4) / 4.
+//!
+//! [`log_mel_spectrogram`] is the reference. It is assembled from public pieces that another
+//! implementation (for example the DFT as a matrix product on an accelerator) uses to compute
+//! the same thing:
+//!
+//! 1. [`check_input`]: the same input errors;
+//! 2. [`padded_signal`]: the signal with its 30 s of zeros and the centring reflect padding,
+//!    and the number of frames kept; frame `i` is `padded[i * HOP_LENGTH..][..N_FFT]`;
+//! 3. [`periodic_hann`]: the window each frame is multiplied with before its `N_FFT`-point DFT;
+//! 4. power `|X[k]|²` of the first [`N_FREQ`] bins, mel energies with [`mel_filterbank`]
+//!    (`filters[n_mels, N_FREQ] · power`), then `log10(max(energy, LOG_FLOOR))`;
+//! 5. [`scale_log_mel`]: the dynamic-range clamp and scaling of the whole spectrogram.
 
 use std::sync::Arc;
 
-use ndarray::{s, Array2, ArrayBase, Data, Ix2};
+use ndarray::{s, Array2, ArrayBase, ArrayViewMut2, Data, Ix2};
 use rayon::prelude::*;
 use rustfft::num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
@@ -22,6 +34,12 @@ pub const HOP_LENGTH: usize = 160;
 pub const N_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
 /// Mel frames in one 30 s window.
 pub const N_FRAMES: usize = N_SAMPLES / HOP_LENGTH;
+/// Frequency bins of the one-sided spectrum the mel filters read: `N_FFT / 2 + 1` (201).
+pub const N_FREQ: usize = N_FFT / 2 + 1;
+/// Floor applied to mel energies before `log10`: `log10(max(energy, LOG_FLOOR))`.
+pub const LOG_FLOOR: f32 = 1e-10;
+/// Dynamic range kept below the spectrogram's maximum, in log10 units (80 dB).
+pub const DYNAMIC_RANGE: f32 = 8.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MelError {
@@ -84,47 +102,66 @@ pub fn mel_filterbank(n_mels: usize, n_fft: usize, sample_rate: u32) -> Array2<f
     filters
 }
 
-/// Periodic Hann window of length `n` (the DFT-even form used for spectral analysis).
-fn periodic_hann(n: usize) -> Vec<f32> {
+/// Periodic Hann window of length `n`: `w[i] = 0.5 - 0.5 cos(2π i / n)`, computed in f64 and
+/// rounded to f32 (the DFT-even form used for spectral analysis; `torch.hann_window(n)`).
+/// [`log_mel_spectrogram`] multiplies every frame of `N_FFT` samples by `periodic_hann(N_FFT)`.
+pub fn periodic_hann(n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()) as f32)
         .collect()
 }
 
-/// Sample `i` of the signal extended by reflection about its ends (the edge is not repeated).
-fn reflected(samples: &[f32], i: isize) -> f32 {
-    let n = samples.len() as isize;
-    if n == 1 {
-        return samples[0];
-    }
-    // Reflection is periodic with period 2(n-1).
-    let period = 2 * (n - 1);
-    let mut j = i.rem_euclid(period);
-    if j >= n {
-        j = period - j;
-    }
-    samples[j as usize]
-}
-
-/// Log-mel spectrogram `[n_mels, frames]` of 16 kHz mono `samples`, with 30 s of silence appended
-/// as the reference transcription does: `frames = (samples.len() + 480000) / 160`.
-pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>, MelError> {
+/// Checks the input exactly as [`log_mel_spectrogram`] does: `n_mels` must be positive and
+/// every sample finite (the first offending sample is reported).
+pub fn check_input(samples: &[f32], n_mels: usize) -> Result<(), MelError> {
     if n_mels == 0 {
         return Err(MelError::ZeroMelBins);
     }
     if let Some((index, &value)) = samples.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(MelError::NonFiniteSample { index, value });
     }
-    let mut padded = Vec::with_capacity(samples.len() + N_SAMPLES);
-    padded.extend_from_slice(samples);
-    padded.resize(samples.len() + N_SAMPLES, 0.0);
+    Ok(())
+}
 
-    // Centred STFT yields 1 + len / hop frames; the reference drops the last one.
-    let n_frames = padded.len() / HOP_LENGTH;
-    let n_bins = N_FFT / 2 + 1;
+/// The signal exactly as [`log_mel_spectrogram`] frames it, and the number of frames it keeps.
+///
+/// `samples` is followed by `N_SAMPLES` zeros (30 s of silence, as the reference transcription
+/// appends) and that signal of length `L = samples.len() + N_SAMPLES` is extended by
+/// `N_FFT / 2` samples of reflection at each end (the edge sample is not repeated, as
+/// `torch.stft(center=True, pad_mode="reflect")`): `padded.len() == L + N_FFT`.
+/// Frame `i` is `padded[i * HOP_LENGTH .. i * HOP_LENGTH + N_FFT]`, centred on sample
+/// `i * HOP_LENGTH` of the signal. The centred STFT has `1 + L / HOP_LENGTH` frames; Whisper
+/// drops the last one, so `frames = L / HOP_LENGTH`.
+pub fn padded_signal(samples: &[f32]) -> (Vec<f32>, usize) {
+    let len = samples.len() + N_SAMPLES;
+    let half = N_FFT / 2;
+    // Sample `i` of the signal with its zeros appended. `len > N_FFT`, so a reflection never
+    // runs past the other end.
+    let at = |i: usize| samples.get(i).copied().unwrap_or(0.0);
+    let mut padded = Vec::with_capacity(len + N_FFT);
+    padded.extend((0..half).map(|j| at(half - j))); // x[200], x[199], ..., x[1]
+    padded.extend_from_slice(samples);
+    padded.resize(half + len, 0.0);
+    padded.extend((0..half).map(|j| at(len - 2 - j))); // x[L-2], x[L-3], ..., x[L-201]
+    (padded, len / HOP_LENGTH)
+}
+
+/// Whisper's final dynamic-range step, in place, on a spectrogram that already holds
+/// `log10(max(energy, LOG_FLOOR))`: every value is clamped from below at the global maximum
+/// minus [`DYNAMIC_RANGE`] (8), then scaled to `(x + 4) / 4`.
+pub fn scale_log_mel(mut log_mel: ArrayViewMut2<f32>) {
+    let max = log_mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let floor = max - DYNAMIC_RANGE;
+    log_mel.par_mapv_inplace(|x| (x.max(floor) + 4.0) / 4.0);
+}
+
+/// Log-mel spectrogram `[n_mels, frames]` of 16 kHz mono `samples`, with 30 s of silence appended
+/// as the reference transcription does: `frames = (samples.len() + 480000) / 160`.
+pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>, MelError> {
+    check_input(samples, n_mels)?;
+    let (padded, n_frames) = padded_signal(samples);
     let window = periodic_hann(N_FFT);
     let fft: Arc<dyn Fft<f32>> = FftPlanner::new().plan_fft_forward(N_FFT);
-    let half = (N_FFT / 2) as isize;
 
     // Each filter is non-zero over a short run of bins: keep only that run.
     let filters = mel_filterbank(n_mels, N_FFT, SAMPLE_RATE);
@@ -150,21 +187,14 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>
         .for_each(|(task, rows)| {
             let mut buf = vec![Complex32::new(0.0, 0.0); N_FFT];
             let mut scratch = vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
-            let mut power = vec![0.0f32; n_bins];
+            let mut power = vec![0.0f32; N_FREQ];
             for (r, row) in rows.chunks_exact_mut(n_mels).enumerate() {
-                let frame = task * FRAMES_PER_TASK + r;
-                let start = (frame * HOP_LENGTH) as isize - half;
-                let inside = start >= 0 && (start as usize + N_FFT) <= padded.len();
-                for (j, slot) in buf.iter_mut().enumerate() {
-                    let x = if inside {
-                        padded[start as usize + j]
-                    } else {
-                        reflected(&padded, start + j as isize)
-                    };
-                    *slot = Complex32::new(x * window[j], 0.0);
+                let start = (task * FRAMES_PER_TASK + r) * HOP_LENGTH;
+                for ((slot, &x), &w) in buf.iter_mut().zip(&padded[start..start + N_FFT]).zip(&window) {
+                    *slot = Complex32::new(x * w, 0.0);
                 }
                 fft.process_with_scratch(&mut buf, &mut scratch);
-                for (p, c) in power.iter_mut().zip(&buf[..n_bins]) {
+                for (p, c) in power.iter_mut().zip(&buf[..N_FREQ]) {
                     *p = c.norm_sqr();
                 }
                 for (out, (first, weights)) in row.iter_mut().zip(&bands) {
@@ -173,10 +203,8 @@ pub fn log_mel_spectrogram(samples: &[f32], n_mels: usize) -> Result<Array2<f32>
             }
         });
     let mut mel = by_frame.reversed_axes().as_standard_layout().into_owned();
-    mel.par_mapv_inplace(|x| x.max(1e-10).log10());
-    let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let floor = max - 8.0;
-    mel.par_mapv_inplace(|x| (x.max(floor) + 4.0) / 4.0);
+    mel.par_mapv_inplace(|x| x.max(LOG_FLOOR).log10());
+    scale_log_mel(mel.view_mut());
     Ok(mel)
 }
 

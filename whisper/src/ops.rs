@@ -1,7 +1,17 @@
-//! The one boundary every heavy tensor op of the model goes through.
+//! The one boundary every heavy op of the model goes through.
 //!
-//! The model never multiplies matrices itself: it calls [`Ops`]. [`CpuOps`] is the reference
-//! implementation (matrixmultiply sgemm + rayon); an accelerator backend implements the same trait.
+//! Nothing in the model multiplies matrices or computes the log-mel spectrogram itself: it
+//! calls [`Ops`]. The boundary is
+//!
+//! * **fallible**: every op returns `Result<_, OpsError>`, so a backend that can fail (a device
+//!   that is gone, a kernel that does not fit, a shape it does not support) reports an error
+//!   instead of panicking; the model passes it on as [`crate::model::ModelError::Ops`];
+//! * **injectable**: [`crate::transcribe::Transcriber`] takes its ops as an `Arc<dyn Ops>` from
+//!   the caller, so another implementation (for example one on compiled NPU kernels, in another
+//!   crate) can take over every heavy op, the log-mel front end included.
+//!
+//! [`CpuOps`] is the reference implementation (matrixmultiply sgemm and rustfft, parallel with
+//! rayon); other implementations are checked against it.
 //!
 //! Layout conventions: activations are row-major `[rows, features]` (time-major for the
 //! encoder), weights are stored as the checkpoints store them, `[out_features, in_features]`.
@@ -10,38 +20,56 @@ use half::f16;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
-/// Heavy ops used by the Whisper encoder and decoder.
+/// Failure of one op: which op, and why (a backend's own error, boxed).
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {source}")]
+pub struct OpsError {
+    /// Name of the [`Ops`] method that failed (`"linear"`, `"attention"`, `"log_mel"`, ...).
+    pub op: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl OpsError {
+    /// `source` may be any error type or a message (`&str`, `String`).
+    pub fn new(op: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { op, source: source.into() }
+    }
+}
+
+/// Heavy ops used by the Whisper front end, encoder and decoder.
 pub trait Ops: Send + Sync {
+    /// Whisper's log-mel spectrogram `[n_mels, frames]` of 16 kHz mono `samples`, with 30 s of
+    /// silence appended: exactly what [`crate::mel::log_mel_spectrogram`] returns, so
+    /// `frames = (samples.len() + N_SAMPLES) / HOP_LENGTH`. [`crate::mel`] exposes the pieces
+    /// (padding and framing, window, filterbank, dynamic-range step) to build it from.
+    fn log_mel(&self, samples: &[f32], n_mels: usize) -> Result<Array2<f32>, OpsError>;
+
     /// `x[n, in] · w[out, in]ᵀ + b` -> `[n, out]`.
-    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Array2<f32>;
+    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError>;
 
     /// [`Ops::linear`] with half-precision weights (the decoder's storage: decoding one token
     /// is bound by memory traffic, which f16 halves). Accumulates in f32.
-    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Array2<f32>;
-
-    /// Plain matrix product `a[m, k] · b[k, n]` -> `[m, n]`.
-    fn matmul(&self, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32>;
+    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError>;
 
     /// 1-D convolution over time. `x` is time-major `[t, c_in]`, `w` is `[c_out, c_in, k]`;
     /// zero padding `pad` on both sides. Returns time-major `[t_out, c_out]`.
-    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Array2<f32>;
-
-    /// Softmax of every row, in place.
-    fn softmax_rows(&self, x: ArrayViewMut2<f32>);
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Result<Array2<f32>, OpsError>;
 
     /// Layer normalisation of every row with the learned scale and shift.
-    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Array2<f32>;
+    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Result<Array2<f32>, OpsError>;
 
     /// Exact (erf) GELU, in place.
-    fn gelu(&self, x: ArrayViewMut2<f32>);
+    fn gelu(&self, x: ArrayViewMut2<f32>) -> Result<(), OpsError>;
 
     /// Scaled dot-product multi-head attention. `q` is `[n_q, d]`, `k` and `v` are `[n_k, d]`,
     /// `d = heads * head_dim`. With `causal`, query `i` sees keys `0 ..= i + (n_k - n_q)` (the
     /// queries are the last `n_q` positions of the sequence). Returns `[n_q, d]`.
-    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Array2<f32>;
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Result<Array2<f32>, OpsError>;
 }
 
-/// CPU reference implementation: f32 sgemm from matrixmultiply, parallel over rows/heads with rayon.
+/// CPU reference implementation: f32 sgemm from matrixmultiply, parallel over rows/heads with
+/// rayon; the log-mel is [`crate::mel::log_mel_spectrogram`] (rustfft) on the same thread pool.
 pub struct CpuOps {
     pool: rayon::ThreadPool,
     threads: usize,
@@ -357,11 +385,34 @@ fn softmax_in_place(row: &mut [f32]) {
     softmax_body(row)
 }
 
+/// The error of an op called with operands that do not fit together.
+fn shape_error(op: &'static str, problem: String) -> OpsError {
+    OpsError::new(op, problem)
+}
+
+/// Checks that an optional bias has one entry per output feature.
+fn check_bias(op: &'static str, bias: Option<ArrayView1<f32>>, d_out: usize) -> Result<(), OpsError> {
+    match bias {
+        Some(b) if b.len() != d_out => Err(shape_error(op, format!("bias of {} values for {d_out} output features", b.len()))),
+        _ => Ok(()),
+    }
+}
+
 impl Ops for CpuOps {
-    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Array2<f32> {
+    /// [`crate::mel::log_mel_spectrogram`], run on this instance's thread pool.
+    fn log_mel(&self, samples: &[f32], n_mels: usize) -> Result<Array2<f32>, OpsError> {
+        self.pool
+            .install(|| crate::mel::log_mel_spectrogram(samples, n_mels))
+            .map_err(|e| OpsError::new("log_mel", e))
+    }
+
+    fn linear(&self, x: ArrayView2<f32>, w: ArrayView2<f32>, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
         let (n, d_in) = x.dim();
         let (d_out, w_in) = w.dim();
-        assert_eq!(d_in, w_in, "linear: input features {d_in} vs weight [{d_out}, {w_in}]");
+        if d_in != w_in {
+            return Err(shape_error("linear", format!("input features {d_in} vs weight [{d_out}, {w_in}]")));
+        }
+        check_bias("linear", bias, d_out)?;
         let mut y = Array2::<f32>::zeros((n, d_out));
         if n <= 8 && w.is_standard_layout() {
             // Few rows (decoding one token per beam): memory-bound, stream every weight row
@@ -393,16 +444,18 @@ impl Ops for CpuOps {
             });
         }
         if let Some(b) = bias {
-            assert_eq!(b.len(), d_out, "linear: bias length");
             y += &b;
         }
-        y
+        Ok(y)
     }
 
-    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Array2<f32> {
+    fn linear_f16(&self, x: ArrayView2<f32>, w: ArrayView2<f16>, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
         let (n, d_in) = x.dim();
         let (d_out, w_in) = w.dim();
-        assert_eq!(d_in, w_in, "linear_f16: input features {d_in} vs weight [{d_out}, {w_in}]");
+        if d_in != w_in {
+            return Err(shape_error("linear_f16", format!("input features {d_in} vs weight [{d_out}, {w_in}]")));
+        }
+        check_bias("linear_f16", bias, d_out)?;
         if n > 8 || !w.is_standard_layout() {
             // Many rows: widen the weights once and use the f32 matrix product.
             use half::slice::HalfFloatSliceExt;
@@ -436,32 +489,23 @@ impl Ops for CpuOps {
         });
         let mut y = yt.t().as_standard_layout().into_owned();
         if let Some(b) = bias {
-            assert_eq!(b.len(), d_out, "linear_f16: bias length");
             y += &b;
         }
-        y
+        Ok(y)
     }
 
-    fn matmul(&self, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-        let (m, k) = a.dim();
-        let (k2, n) = b.dim();
-        assert_eq!(k, k2, "matmul: inner dimensions {k} vs {k2}");
-        let mut c = Array2::<f32>::zeros((m, n));
-        let block = self.block(m, 32);
-        self.pool.install(|| {
-            c.axis_chunks_iter_mut(Axis(0), block)
-                .into_par_iter()
-                .zip(a.axis_chunks_iter(Axis(0), block).into_par_iter())
-                .for_each(|(c, a)| sgemm_into(a, b, c));
-        });
-        c
-    }
-
-    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Array2<f32> {
+    fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Result<Array2<f32>, OpsError> {
         let (t, c_in) = x.dim();
         let (c_out, w_in, k) = w.dim();
-        assert_eq!(c_in, w_in, "conv1d: input channels {c_in} vs weight {w_in}");
-        assert!(stride >= 1, "conv1d: stride 0");
+        if c_in != w_in {
+            return Err(shape_error("conv1d", format!("input channels {c_in} vs weight [{c_out}, {w_in}, {k}]")));
+        }
+        if stride == 0 {
+            return Err(shape_error("conv1d", "stride 0".into()));
+        }
+        if bias.len() != c_out {
+            return Err(shape_error("conv1d", format!("bias of {} values for {c_out} output channels", bias.len())));
+        }
         let t_out = (t + 2 * pad).saturating_sub(k) / stride + 1;
         // im2col: column index c * k + j matches the weight's [c_out, c_in, k] memory order.
         let mut cols = Array2::<f32>::zeros((t_out, c_in * k));
@@ -484,23 +528,14 @@ impl Ops for CpuOps {
         self.linear(cols.view(), w2, Some(bias))
     }
 
-    fn softmax_rows(&self, mut x: ArrayViewMut2<f32>) {
-        self.pool.install(|| {
-            x.axis_iter_mut(Axis(0)).into_par_iter().for_each(|mut row| match row.as_slice_mut() {
-                Some(s) => softmax_in_place(s),
-                None => {
-                    let mut tmp = row.to_vec();
-                    softmax_in_place(&mut tmp);
-                    row.assign(&ArrayView1::from(&tmp[..]));
-                }
-            });
-        });
-    }
-
-    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Array2<f32> {
+    fn layer_norm(&self, x: ArrayView2<f32>, gamma: ArrayView1<f32>, beta: ArrayView1<f32>, eps: f32) -> Result<Array2<f32>, OpsError> {
         let d = x.ncols();
-        assert_eq!(gamma.len(), d, "layer_norm: gamma length");
-        assert_eq!(beta.len(), d, "layer_norm: beta length");
+        if gamma.len() != d || beta.len() != d {
+            return Err(shape_error(
+                "layer_norm",
+                format!("{d} features with gamma of {} and beta of {} values", gamma.len(), beta.len()),
+            ));
+        }
         let mut y = x.to_owned();
         let inv_d = 1.0 / d as f32;
         let work = |mut row: ndarray::ArrayViewMut1<f32>| {
@@ -516,10 +551,10 @@ impl Ops for CpuOps {
         } else {
             y.axis_iter_mut(Axis(0)).for_each(work);
         }
-        y
+        Ok(y)
     }
 
-    fn gelu(&self, mut x: ArrayViewMut2<f32>) {
+    fn gelu(&self, mut x: ArrayViewMut2<f32>) -> Result<(), OpsError> {
         let block = self.block(x.nrows(), 16);
         self.pool.install(|| {
             x.axis_chunks_iter_mut(Axis(0), block)
@@ -529,15 +564,24 @@ impl Ops for CpuOps {
                     None => rows.map_inplace(|v| *v = gelu_scalar(*v)),
                 });
         });
+        Ok(())
     }
 
-    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Array2<f32> {
+    fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Result<Array2<f32>, OpsError> {
         let (n_q, d) = q.dim();
         let n_k = k.nrows();
-        assert_eq!(k.dim(), (n_k, d), "attention: key shape");
-        assert_eq!(v.dim(), (n_k, d), "attention: value shape");
-        assert!(heads > 0 && d % heads == 0, "attention: {d} features not divisible into {heads} heads");
-        assert!(!causal || n_k >= n_q, "attention: causal with fewer keys than queries");
+        if k.dim() != (n_k, d) || v.dim() != (n_k, d) {
+            return Err(shape_error(
+                "attention",
+                format!("queries {:?}, keys {:?} and values {:?} do not fit", q.shape(), k.shape(), v.shape()),
+            ));
+        }
+        if heads == 0 || d % heads != 0 {
+            return Err(shape_error("attention", format!("{d} features are not divisible into {heads} heads")));
+        }
+        if causal && n_k < n_q {
+            return Err(shape_error("attention", format!("causal with fewer keys ({n_k}) than queries ({n_q})")));
+        }
         let dh = d / heads;
         let scale = 1.0 / (dh as f32).sqrt();
         let offset = n_k - n_q.min(n_k);
@@ -569,7 +613,7 @@ impl Ops for CpuOps {
                 let (i, h) = (job / heads, job % heads);
                 out.slice_mut(s![i, h * dh..(h + 1) * dh]).assign(&ArrayView1::from(&o[..]));
             }
-            return out;
+            return Ok(out);
         }
         // Queries in blocks: the scores of one block stay in cache and the buffer is reused
         // instead of allocating (and page-faulting) n_q x n_k floats per head.
@@ -602,7 +646,7 @@ impl Ops for CpuOps {
         for (h, oh) in per_head.into_iter().enumerate() {
             out.slice_mut(s![.., h * dh..(h + 1) * dh]).assign(&oh);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -622,5 +666,30 @@ mod tests {
         ] {
             assert!((erf(x) - want).abs() < 5e-7, "erf({x}) = {} want {want}", erf(x));
         }
+    }
+
+    #[test]
+    fn softmax_matches_naive_and_masks_exactly() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut row: Vec<f32> = (0..300)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
+            })
+            .collect();
+        row[5] = f32::NEG_INFINITY;
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        let want: Vec<f32> = row.iter().map(|&v| ((v as f64 - max).exp() / sum) as f32).collect();
+        softmax_in_place(&mut row);
+        let worst = row.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "max difference {worst}");
+        assert_eq!(row[5], 0.0, "a masked entry gets exactly zero weight");
+        // A row with every entry masked stays defined.
+        let mut masked = vec![f32::NEG_INFINITY; 4];
+        softmax_in_place(&mut masked);
+        assert_eq!(masked, [0.0; 4]);
     }
 }

@@ -1,13 +1,18 @@
 //! Long-form transcription: 30 s windows that seek by the last timestamp the model predicted,
 //! with temperature fallback against repetition loops and the no-speech skip.
+//!
+//! A [`Transcriber`] runs every heavy op through the [`Ops`] it was given at construction: the
+//! caller picks the implementation ([`crate::ops::CpuOps`] with its thread count, or another
+//! backend) and computes the log-mel with the same ops ([`Ops::log_mel`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::{s, Array2};
 
 use crate::decode::{compression_ratio, cut_repetition, DecodeOptions, DecodeResult, Decoder};
 use crate::model::{Model, ModelError};
-use crate::ops::CpuOps;
+use crate::ops::Ops;
 use crate::tokenizer::{Task, WhisperTokenizer, TIME_PRECISION};
 use crate::{Segment, Transcript};
 
@@ -24,9 +29,6 @@ pub struct TranscribeOptions {
     pub beam_size: usize,
     /// Samples per window when falling back to temperature > 0.
     pub best_of: usize,
-    /// Worker threads of the CPU ops; 0 = all cores; capped at the cores available
-    /// ([`crate::ops::effective_threads`]).
-    pub threads: usize,
     /// Temperatures tried in order until a window decodes without looking like a loop.
     pub temperatures: Vec<f32>,
     /// Above this gzip-style compression ratio the text is a repetition loop.
@@ -48,7 +50,6 @@ impl Default for TranscribeOptions {
             task: Task::Transcribe,
             beam_size: 5,
             best_of: 5,
-            threads: 0,
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
             compression_ratio_threshold: 2.4,
             logprob_threshold: -1.0,
@@ -59,14 +60,55 @@ impl Default for TranscribeOptions {
     }
 }
 
-/// A loaded model with its tokenizer.
-#[derive(Debug)]
+/// A loaded model with its tokenizer and the ops that run it.
 pub struct Transcriber {
     pub model: Model,
     pub tokenizer: WhisperTokenizer,
+    ops: Arc<dyn Ops>,
+}
+
+impl std::fmt::Debug for Transcriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcriber")
+            .field("model", &self.model)
+            .field("tokenizer", &self.tokenizer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transcriber {
+    /// A transcriber for `model` and `tokenizer` whose heavy ops (log-mel included) run on
+    /// `ops`, e.g. `Arc::new(CpuOps::new(threads)?)`. Fails when the tokenizer's vocabulary
+    /// does not fit the model's.
+    pub fn new(model: Model, tokenizer: WhisperTokenizer, ops: Arc<dyn Ops>) -> Result<Self, ModelError> {
+        let dims = &model.dims;
+        if dims.is_multilingual() != tokenizer.is_multilingual() {
+            return Err(ModelError::VocabMismatch {
+                problem: format!(
+                    "model vocabulary of {} tokens is {}, tokenizer is {}",
+                    dims.n_vocab,
+                    if dims.is_multilingual() { "multilingual" } else { "English-only" },
+                    if tokenizer.is_multilingual() { "multilingual" } else { "English-only" },
+                ),
+            });
+        }
+        if (tokenizer.timestamp_begin as usize) >= dims.n_vocab {
+            return Err(ModelError::VocabMismatch {
+                problem: format!(
+                    "model vocabulary of {} tokens has no timestamp tokens (they start at {})",
+                    dims.n_vocab, tokenizer.timestamp_begin
+                ),
+            });
+        }
+        Ok(Self { model, tokenizer, ops })
+    }
+
+    /// The ops every heavy computation of this transcriber goes through; compute the log-mel
+    /// to transcribe with `ops().log_mel(&samples, model.dims.n_mels)`.
+    pub fn ops(&self) -> &Arc<dyn Ops> {
+        &self.ops
+    }
+
     /// Checks, without loading anything, that `model_dir` is a directory holding the files
     /// [`Self::load`] reads and that they can be opened. Loading takes seconds; this takes
     /// microseconds, so a program can report a wrong `model_dir` before other slow work.
@@ -112,35 +154,18 @@ impl Transcriber {
         readable(tokenizer)
     }
 
-    /// Loads `model_dir/{model.bin | model.safetensors + config.json}` and `model_dir/tokenizer.json`.
-    pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
+    /// Loads `model_dir/{model.bin | model.safetensors + config.json}` and
+    /// `model_dir/tokenizer.json`; the model runs on `ops` ([`Self::new`]).
+    pub fn load(model_dir: &Path, ops: Arc<dyn Ops>) -> Result<Self, ModelError> {
         crate::ops::single_threaded_sgemm();
         Self::check_dir(model_dir)?;
         let model = Model::load(model_dir)?;
         let tokenizer = WhisperTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
-        let dims = &model.dims;
-        if dims.is_multilingual() != tokenizer.is_multilingual() {
-            return Err(ModelError::VocabMismatch {
-                problem: format!(
-                    "model vocabulary of {} tokens is {}, tokenizer is {}",
-                    dims.n_vocab,
-                    if dims.is_multilingual() { "multilingual" } else { "English-only" },
-                    if tokenizer.is_multilingual() { "multilingual" } else { "English-only" },
-                ),
-            });
-        }
-        if (tokenizer.timestamp_begin as usize) >= dims.n_vocab {
-            return Err(ModelError::VocabMismatch {
-                problem: format!(
-                    "model vocabulary of {} tokens has no timestamp tokens (they start at {})",
-                    dims.n_vocab, tokenizer.timestamp_begin
-                ),
-            });
-        }
-        Ok(Self { model, tokenizer })
+        Self::new(model, tokenizer, ops)
     }
 
-    /// Transcribes `mel` (`[n_mels, frames]`, the audio's log-mel followed by 30 s of padding);
+    /// Transcribes `mel` (`[n_mels, frames]`, the audio's log-mel followed by 30 s of padding, as
+    /// [`Ops::log_mel`] of [`Self::ops`] computes it);
     /// `n_audio_frames` of it are real audio. `progress` receives the seconds done.
     /// Windows whose log-mel is flat (digital silence) are skipped; prefer
     /// [`Self::transcribe_with_signal`] when the samples are at hand, which skips near-silence too.
@@ -189,8 +214,7 @@ impl Transcriber {
         }
         let content = n_audio_frames.min(mel.ncols());
         let window = dims.n_frames();
-        let ops = CpuOps::new(opts.threads)?;
-        let decoder = Decoder::new(&self.model, &ops, tok)?;
+        let decoder = Decoder::new(&self.model, self.ops.as_ref(), tok)?;
         let duration = n_audio_frames as f64 / FRAMES_PER_SECOND as f64;
 
         if !tok.is_multilingual() {

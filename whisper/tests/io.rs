@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use whisper::audio::{check_audio_file, load_audio, AudioError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
-use whisper::mel::{frames_with_signal, log_mel_spectrogram, mel_filterbank, pad_or_trim, HOP_LENGTH, N_FFT, N_SAMPLES, SILENCE_RMS};
+use whisper::mel::{
+    check_input, frames_with_signal, log_mel_spectrogram, mel_filterbank, pad_or_trim, padded_signal, periodic_hann, scale_log_mel, HOP_LENGTH, LOG_FLOOR,
+    N_FFT, N_FREQ, N_SAMPLES, SILENCE_RMS,
+};
 use whisper::output::{render, OutputFormat};
 use whisper::{Segment, Transcript};
 
@@ -71,8 +74,8 @@ fn test_signal(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Straightforward evaluation of the definition in f64: explicit padding, direct DFT per bin.
-fn naive_log_mel(samples: &[f32], filters: &Array2<f32>) -> Array2<f64> {
+/// The samples with 30 s of zeros appended and reflect-padded by `N_FFT / 2` at both ends.
+fn naive_padded(samples: &[f32]) -> Vec<f64> {
     let mut signal: Vec<f64> = samples.iter().map(|&x| x as f64).collect();
     signal.resize(samples.len() + N_SAMPLES, 0.0);
     let half = N_FFT / 2;
@@ -85,6 +88,13 @@ fn naive_log_mel(samples: &[f32], filters: &Array2<f32>) -> Array2<f64> {
     for k in 0..half {
         padded.push(signal[len - 2 - k]); // x[L-2], x[L-3], ...
     }
+    padded
+}
+
+/// Straightforward evaluation of the definition in f64: explicit padding, direct DFT per bin.
+fn naive_log_mel(samples: &[f32], filters: &Array2<f32>) -> Array2<f64> {
+    let padded = naive_padded(samples);
+    let len = samples.len() + N_SAMPLES;
     let frames = 1 + len / HOP_LENGTH - 1; // centred STFT frames, minus the dropped last one
     let n_mels = filters.nrows();
     let mut log_mel = Array2::<f64>::zeros((n_mels, frames));
@@ -126,6 +136,56 @@ fn log_mel_matches_naive_dft_computation() {
     assert!(max_err < 1e-4, "max abs difference {max_err}");
     // The signal is loud enough that its frames are far from the clamp floor.
     assert!(mel[[10, 50]] > expected.iter().copied().fold(f64::INFINITY, f64::min) as f32 + 1.0);
+}
+
+/// The public pieces of the front end (what another implementation builds the log-mel from:
+/// padding and framing, window, filterbank, DFT as a matrix product, dynamic-range step) give
+/// the spectrogram `log_mel_spectrogram` computes.
+#[test]
+fn public_mel_pieces_rebuild_the_log_mel() {
+    for n in [0, 1, 150, 200, 201, 20_850] {
+        let samples = test_signal(n);
+        let (padded, frames) = padded_signal(&samples);
+        assert_eq!(padded.len(), n + N_SAMPLES + N_FFT, "{n} samples");
+        assert_eq!(frames, (n + N_SAMPLES) / HOP_LENGTH);
+        let naive = naive_padded(&samples);
+        assert!(padded.iter().zip(&naive).all(|(&a, &b)| a as f64 == b), "{n} samples: padding");
+        assert!((frames - 1) * HOP_LENGTH + N_FFT <= padded.len(), "the last frame fits");
+    }
+
+    let samples = test_signal(20_850);
+    let n_mels = 80;
+    check_input(&samples, n_mels).unwrap();
+    let (padded, frames) = padded_signal(&samples);
+    let window = periodic_hann(N_FFT);
+    assert_eq!(window.len(), N_FFT);
+    assert_eq!(window[0], 0.0);
+    assert_eq!(window[N_FFT / 2], 1.0);
+    let filters = mel_filterbank(n_mels, N_FFT, 16_000);
+    assert_eq!(filters.dim(), (n_mels, N_FREQ));
+    // DFT as two matrix products: frames [frames, N_FFT] times cos/sin [N_FFT, N_FREQ].
+    let cos = Array2::from_shape_fn((N_FFT, N_FREQ), |(t, k)| (2.0 * PI * ((k * t) % N_FFT) as f64 / N_FFT as f64).cos());
+    let sin = Array2::from_shape_fn((N_FFT, N_FREQ), |(t, k)| -(2.0 * PI * ((k * t) % N_FFT) as f64 / N_FFT as f64).sin());
+    let windowed = Array2::from_shape_fn((frames, N_FFT), |(i, t)| padded[i * HOP_LENGTH + t] as f64 * window[t] as f64);
+    let (re, im) = (windowed.dot(&cos), windowed.dot(&sin));
+    let power = &re * &re + &im * &im; // [frames, N_FREQ]
+    let energy = filters.mapv(|w| w as f64).dot(&power.t()); // [n_mels, frames]
+    let mut mel = energy.mapv(|e| (e as f32).max(LOG_FLOOR).log10());
+    scale_log_mel(mel.view_mut());
+    let reference = log_mel_spectrogram(&samples, n_mels).unwrap();
+    assert_eq!(mel.dim(), reference.dim());
+    let max_err = mel.iter().zip(reference.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_err < 1e-4, "max abs difference {max_err}");
+
+    // The dynamic-range step alone: clamp at max - 8, then (x + 4) / 4.
+    let mut m = Array2::from_shape_vec((2, 2), vec![0.0f32, -10.0, -3.0, -9.0]).unwrap();
+    scale_log_mel(m.view_mut());
+    assert_eq!(m.into_raw_vec_and_offset().0, vec![1.0, -1.0, 0.25, -1.0]);
+    // And the input checks are log_mel_spectrogram's.
+    assert!(matches!(check_input(&samples, 0), Err(whisper::mel::MelError::ZeroMelBins)));
+    let mut bad = samples.clone();
+    bad[7] = f32::INFINITY;
+    assert!(matches!(check_input(&bad, 80), Err(whisper::mel::MelError::NonFiniteSample { index: 7, .. })));
 }
 
 #[test]

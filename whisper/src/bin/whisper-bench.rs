@@ -4,9 +4,11 @@
 //! `whisper-bench [--model DIR] [--beam N] [--threads N] [--repeat N] [AUDIO]`
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
+use whisper::ops::CpuOps;
 use whisper::transcribe::{TranscribeOptions, Transcriber};
 
 #[derive(Parser)]
@@ -43,12 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_dir = args.model.unwrap_or_else(whisper::assets::default_model_dir);
 
     let t = Instant::now();
-    let transcriber = Transcriber::load(&model_dir)?;
+    let ops = CpuOps::new(args.threads)?;
+    let threads = ops.threads();
+    let transcriber = Transcriber::load(&model_dir, Arc::new(ops))?;
     let load = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let samples = whisper::audio::load_audio(&audio)?;
-    let mel = whisper::mel::log_mel_spectrogram(&samples, transcriber.model.dims.n_mels)?;
+    let mel = transcriber.ops().log_mel(&samples, transcriber.model.dims.n_mels)?;
     let mel_time = t.elapsed().as_secs_f64();
     let n_frames = samples.len() / whisper::mel::HOP_LENGTH;
     let signal = whisper::mel::frames_with_signal(&samples);
@@ -56,7 +60,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let opts = TranscribeOptions {
         beam_size: args.beam,
-        threads: args.threads,
         language: args.language.clone(),
         ..TranscribeOptions::default()
     };
@@ -79,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "transcribe  {best:.3} s (beam {}, {} threads) = {:.1}x realtime",
         args.beam,
-        whisper::ops::effective_threads(args.threads),
+        threads,
         seconds / best
     );
     if let Some(peak) = peak_rss_kib() {

@@ -6,7 +6,8 @@
 //! self-attention with a growing KV cache, cross-attention on the encoder output whose K/V are
 //! computed once per 30 s window, MLP), final layer norm, logits against the token embedding.
 //!
-//! Every heavy op goes through [`crate::ops::Ops`].
+//! Every heavy op goes through [`crate::ops::Ops`]; an op's failure comes back as
+//! [`ModelError::Ops`].
 //!
 //! Precision: checkpoints are converted to f32 at load. The encoder (compute-bound matrix
 //! products over 1500 positions) keeps f32; the decoder's projections and the token embedding
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
 
-use crate::ops::{Ops, ThreadPoolError};
+use crate::ops::{Ops, OpsError, ThreadPoolError};
 pub use load::{read_ctranslate2, read_safetensors, HfConfig, Tensor, TensorMap};
 
 /// Layer-norm epsilon used by every Whisper checkpoint.
@@ -84,8 +85,13 @@ pub enum ModelError {
     UnknownLanguage { code: String, known: String },
     #[error("this model is English-only; {what} is not available")]
     EnglishOnly { what: String },
+    /// [`crate::ops::CpuOps::new`] failed (lets `CpuOps::new(threads)?` build the ops passed to
+    /// [`crate::transcribe::Transcriber::load`] in a function returning `ModelError`).
     #[error(transparent)]
     ThreadPool(#[from] ThreadPoolError),
+    /// A heavy op failed (see [`crate::ops::Ops`]).
+    #[error(transparent)]
+    Ops(#[from] OpsError),
 }
 
 /// Sizes of a checkpoint, all read from the file.
@@ -139,7 +145,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Result<Array2<f32>, OpsError> {
         let bias = self.bias.as_ref().map(|b| b.view());
         match &self.weight {
             Weights::F32(w) => ops.linear(x, w.view(), bias),
@@ -155,7 +161,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Result<Array2<f32>, OpsError> {
         ops.layer_norm(x, self.gamma.view(), self.beta.view(), LN_EPS)
     }
 }
@@ -189,10 +195,10 @@ pub struct Mlp {
 
 impl Mlp {
     /// Returns the residual to add.
-    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Array2<f32> {
-        let h = self.norm.forward(ops, x);
-        let mut h = self.fc1.forward(ops, h.view());
-        ops.gelu(h.view_mut());
+    pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Result<Array2<f32>, OpsError> {
+        let h = self.norm.forward(ops, x)?;
+        let mut h = self.fc1.forward(ops, h.view())?;
+        ops.gelu(h.view_mut())?;
         self.fc2.forward(ops, h.view())
     }
 }
@@ -204,14 +210,15 @@ pub struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    pub fn forward(&self, ops: &dyn Ops, x: &mut Array2<f32>) {
+    pub fn forward(&self, ops: &dyn Ops, x: &mut Array2<f32>) -> Result<(), OpsError> {
         let d = x.ncols();
-        let h = self.attn.norm.forward(ops, x.view());
-        let qkv = self.attn.qkv.forward(ops, h.view());
+        let h = self.attn.norm.forward(ops, x.view())?;
+        let qkv = self.attn.qkv.forward(ops, h.view())?;
         let (q, k, v) = (qkv.slice(s![.., ..d]), qkv.slice(s![.., d..2 * d]), qkv.slice(s![.., 2 * d..]));
-        let a = ops.attention(q, k, v, self.attn.heads, false);
-        *x += &self.attn.out.forward(ops, a.view());
-        *x += &self.mlp.forward(ops, x.view());
+        let a = ops.attention(q, k, v, self.attn.heads, false)?;
+        *x += &self.attn.out.forward(ops, a.view())?;
+        *x += &self.mlp.forward(ops, x.view())?;
+        Ok(())
     }
 }
 
@@ -240,15 +247,22 @@ impl Encoder {
                 found: format!("{:?}", mel.shape()),
             });
         }
-        let mut x = ops.conv1d(mel.t(), self.conv1_weight.view(), self.conv1_bias.view(), 1, 1);
-        ops.gelu(x.view_mut());
-        let mut x = ops.conv1d(x.view(), self.conv2_weight.view(), self.conv2_bias.view(), 2, 1);
-        ops.gelu(x.view_mut());
+        let mut x = ops.conv1d(mel.t(), self.conv1_weight.view(), self.conv1_bias.view(), 1, 1)?;
+        ops.gelu(x.view_mut())?;
+        let mut x = ops.conv1d(x.view(), self.conv2_weight.view(), self.conv2_bias.view(), 2, 1)?;
+        ops.gelu(x.view_mut())?;
+        if x.dim() != self.positions.dim() {
+            return Err(ModelError::InputShape {
+                what: "encoder convolution output",
+                expected: format!("{:?}", self.positions.shape()),
+                found: format!("{:?}", x.shape()),
+            });
+        }
         x += &self.positions;
         for block in &self.blocks {
-            block.forward(ops, &mut x);
+            block.forward(ops, &mut x)?;
         }
-        Ok(self.norm.forward(ops, x.view()))
+        Ok(self.norm.forward(ops, x.view())?)
     }
 }
 
@@ -324,15 +338,15 @@ pub struct Decoder {
 
 impl Decoder {
     /// Cross-attention K/V for one window of encoder output, computed once per window.
-    pub fn cross_kv(&self, ops: &dyn Ops, audio: ArrayView2<f32>) -> CrossKv {
+    pub fn cross_kv(&self, ops: &dyn Ops, audio: ArrayView2<f32>) -> Result<CrossKv, ModelError> {
         let d = audio.ncols();
         let (mut k, mut v) = (Vec::new(), Vec::new());
         for block in &self.blocks {
-            let kv = block.cross_attn.kv.forward(ops, audio);
+            let kv = block.cross_attn.kv.forward(ops, audio)?;
             k.push(kv.slice(s![.., ..d]).to_owned());
             v.push(kv.slice(s![.., d..]).to_owned());
         }
-        CrossKv { k, v }
+        Ok(CrossKv { k, v })
     }
 
     /// Runs `tokens` (`[batch, t]`, the next `t` tokens of every sequence) through the
@@ -365,8 +379,8 @@ impl Decoder {
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             // Masked self-attention over the cache plus the new tokens.
-            let h = block.self_attn.norm.forward(ops, x.view());
-            let qkv = block.self_attn.qkv.forward(ops, h.view());
+            let h = block.self_attn.norm.forward(ops, x.view())?;
+            let qkv = block.self_attn.qkv.forward(ops, h.view())?;
             let mut attn = Array2::<f32>::zeros((batch * t, d));
             for b in 0..batch {
                 let rows = s![b * t..(b + 1) * t, ..];
@@ -375,28 +389,28 @@ impl Decoder {
                 cache.v[layer].slice_mut(s![b, offset..offset + t, ..]).assign(&qkv_b.slice(s![.., 2 * d..]));
                 let k = cache.k[layer].slice(s![b, ..offset + t, ..]);
                 let v = cache.v[layer].slice(s![b, ..offset + t, ..]);
-                let a = ops.attention(qkv_b.slice(s![.., ..d]), k, v, block.self_attn.heads, true);
+                let a = ops.attention(qkv_b.slice(s![.., ..d]), k, v, block.self_attn.heads, true)?;
                 attn.slice_mut(rows).assign(&a);
             }
-            x += &block.self_attn.out.forward(ops, attn.view());
+            x += &block.self_attn.out.forward(ops, attn.view())?;
 
             // Cross-attention on the window's audio.
-            let h = block.cross_attn.norm.forward(ops, x.view());
-            let q = block.cross_attn.query.forward(ops, h.view());
+            let h = block.cross_attn.norm.forward(ops, x.view())?;
+            let q = block.cross_attn.query.forward(ops, h.view())?;
             // Every sequence attends to the same audio without a mask: one call for all rows
             // reads the window's keys and values once instead of once per beam.
-            let attn = ops.attention(q.view(), cross.k[layer].view(), cross.v[layer].view(), block.cross_attn.heads, false);
-            x += &block.cross_attn.out.forward(ops, attn.view());
+            let attn = ops.attention(q.view(), cross.k[layer].view(), cross.v[layer].view(), block.cross_attn.heads, false)?;
+            x += &block.cross_attn.out.forward(ops, attn.view())?;
 
-            x += &block.mlp.forward(ops, x.view());
+            x += &block.mlp.forward(ops, x.view())?;
         }
         cache.len = offset + t;
-        Ok(self.norm.forward(ops, x.view()))
+        Ok(self.norm.forward(ops, x.view())?)
     }
 
     /// Logits over the vocabulary for hidden states `[n, d]`: `x · embeddingᵀ`.
-    pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Array2<f32> {
-        ops.linear_f16(hidden, self.embedding.view(), None)
+    pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Result<Array2<f32>, ModelError> {
+        Ok(ops.linear_f16(hidden, self.embedding.view(), None)?)
     }
 }
 
