@@ -39,7 +39,7 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import faster_whisp
 fi
 
 log "building whisper-run (release)"
-cargo build -q --release -p whisper --bin whisper-run --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
+cargo build -q --release -p whisper-aiec --bin whisper-run --manifest-path "$ROOT/Cargo.toml" || die "cargo build failed"
 WHISPER_RUN="$CARGO_TARGET_DIR/release/whisper-run"
 
 CLIP30="$WORK/long-speech-30s.wav"

@@ -5,6 +5,7 @@
 //! * [`cache`] — compiled designs on disk, keyed by kernel, shape, device and compiler build.
 //! * [`ops`] — [`ops::KernelOps`], whisper's `Ops` on those designs: pads to shape classes, lays
 //!   operands out as the kernels want, keeps weights resident, and records what ran.
+//! * [`shapes`] — which design serves a call of a given shape; the bound on designs per model.
 //! * [`report`] — per op: calls, shapes, backend, host time and the cost model's estimate.
 //!
 //! Dependencies point one way: this crate uses `aiec` (to generate and compile kernels),
@@ -15,3 +16,4 @@ pub mod cache;
 pub mod kernels;
 pub mod ops;
 pub mod report;
+pub mod shapes;

@@ -1,11 +1,8 @@
 //! [`KernelOps`]: whisper's `Ops` on compiled aiec designs.
 //!
-//! Every call maps to designs of [`KernelSpec`] shape classes: rows are padded to 4, 16, 64 or a
-//! multiple of 256; columns to a multiple of 64 (of 256 above 4096, so the logits projection
-//! splits over whole columns of the array); attention keys to a multiple of 64. Padding is zeros
-//! where zeros change nothing (extra rows and reduction terms) and masked where they would (keys
-//! beyond the real ones get -inf before the softmax). That bounds the designs per model: one per
-//! linear-layer shape, one per key-length step.
+//! Every call maps to designs of [`KernelSpec`] shape classes ([`crate::shapes`]). Padding is
+//! zeros where zeros change nothing (extra rows and reduction terms) and masked where they would
+//! (keys beyond the real ones get -inf before the softmax).
 //!
 //! Weights (and the conv kernels as im2col matrices, the bias as one more row, the mel basis) are
 //! converted to bf16 and laid out once, then kept in the loaded design
@@ -26,8 +23,9 @@ use aiec_runtime::{ArgData, LoadedKernel, ResidentId, RuntimeError};
 use whisper::ops::{Ops, OpsError};
 
 use crate::cache::{CacheError, KernelCache};
-use crate::kernels::{KernelSpec, MATMUL_TILE_K, MEL_AUDIO, MEL_BINS, MEL_BINS_PADDED, MEL_FRAMES, MEL_HOP, MEL_N_FFT};
+use crate::kernels::{KernelSpec, MEL_AUDIO, MEL_BINS, MEL_BINS_PADDED, MEL_FRAMES, MEL_HOP, MEL_N_FFT};
 use crate::report::Report;
+use crate::shapes;
 
 /// Where the designs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +109,14 @@ impl KernelOps {
             loaded: Mutex::new(HashMap::new()),
             report: Mutex::new(report),
         })
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    pub fn cache_dir(&self) -> &std::path::Path {
+        self.cache.dir()
     }
 
     /// What ran so far.
@@ -197,10 +203,10 @@ impl KernelOps {
                 problem: format!("x is {n}x{inputs}, the weight {outputs}x{w_inputs}, the bias {:?}", bias.map(|b| b.len())),
             });
         }
-        let m = pad_rows(n);
-        let k = round_up(inputs + bias.is_some() as usize, MATMUL_TILE_K);
-        let np = pad_cols(outputs);
-        let spec = KernelSpec::Matmul { batch: 1, m, k, n: np };
+        let spec = shapes::linear(n, inputs, outputs, bias.is_some());
+        let KernelSpec::Matmul { m, k, n: np, .. } = spec else {
+            unreachable!("a linear layer is a matmul")
+        };
         let key = (weight.kind(), weight.address(), weight.shape3(), bias.map_or(0, |b| b.as_ptr() as usize));
         let b_id = self.resident(spec, 1, key, || {
             let mut b = vec![bf16::ZERO; k * np];
@@ -351,8 +357,8 @@ impl Ops for KernelOps {
                     problem: format!("x {n}x{d}, gamma {}, beta {}, eps {eps} (the kernel has eps 1e-5)", gamma.len(), beta.len()),
                 });
             }
-            let m = pad_rows(n);
-            let spec = KernelSpec::LayerNorm { m, d };
+            let spec = shapes::layer_norm(n, d);
+            let m = shapes::pad_rows(n);
             let key = (3, gamma.as_ptr() as usize, [d, 0, 0], beta.as_ptr() as usize);
             let gb = self.resident(spec, 1, key, || f32_bytes(gamma.iter().chain(beta.iter()).copied()))?;
             let xin = f32_bytes(padded_rows(x, m));
@@ -371,8 +377,8 @@ impl Ops for KernelOps {
         let mut spent = Spent::default();
         let (n, f) = x.dim();
         let result = (|| {
-            let m = pad_rows(n);
-            let spec = KernelSpec::Gelu { m, n: f };
+            let spec = shapes::gelu(n, f);
+            let m = shapes::pad_rows(n);
             let xin = f32_bytes(padded_rows(x.view(), m));
             let mut y = vec![0u8; m * f * 4];
             self.run(spec, &mut [ArgData::Input(&xin), ArgData::Output(&mut y)], &mut spent)?;
@@ -422,9 +428,10 @@ impl KernelOps {
             });
         }
         let hd = d / heads;
-        let m = pad_rows(nq);
-        let np = round_up(nk, 64);
-        let hdp = round_up(hd, 64);
+        let [scores_spec, softmax_spec, pv_spec] = shapes::attention(nq, nk, d, heads);
+        let KernelSpec::Matmul { m, k: hdp, n: np, .. } = scores_spec else {
+            unreachable!("attention scores are a matmul")
+        };
         // Q as [H, m, hdp], Kᵀ as [H, hdp, np], V as [H, np, hdp]; zeros elsewhere.
         let mut qh = vec![bf16::ZERO; heads * m * hdp];
         let mut kt = vec![bf16::ZERO; heads * hdp * np];
@@ -455,36 +462,18 @@ impl KernelOps {
                 }
             })
             .collect();
-        let scores_spec = KernelSpec::Matmul {
-            batch: heads,
-            m,
-            k: hdp,
-            n: np,
-        };
         let mut scores = vec![0u8; heads * m * np * 4];
         self.run(
             scores_spec,
             &mut [ArgData::Input(&bf16_bytes(&qh)), ArgData::Input(&bf16_bytes(&kt)), ArgData::Output(&mut scores)],
             spent,
         )?;
-        let softmax_spec = KernelSpec::Softmax {
-            batch: heads,
-            m,
-            n: np,
-            head_dim: hd,
-        };
         let mut probs = vec![0u8; heads * m * np * 2];
         self.run(
             softmax_spec,
             &mut [ArgData::Input(&scores), ArgData::Input(&bf16_bytes(&mask)), ArgData::Output(&mut probs)],
             spent,
         )?;
-        let pv_spec = KernelSpec::Matmul {
-            batch: heads,
-            m,
-            k: np,
-            n: hdp,
-        };
         let mut out = vec![0u8; heads * m * hdp * 4];
         self.run(
             pv_spec,
@@ -564,30 +553,6 @@ fn build_for_npu(spec: &KernelSpec, dir: &std::path::Path, device: &str) -> Resu
     aiec::toolchain::driver::build(&dir.join("design.mlir"), dir, device, &tc, &mut log)
         .map_err(|source| KernelOpsError::Build { kernel: spec.name(), source })?;
     Ok(())
-}
-
-/// Rows of a matmul-like kernel: 4, 16, 64, then multiples of 256.
-pub fn pad_rows(n: usize) -> usize {
-    match n {
-        0..=4 => 4,
-        5..=16 => 16,
-        17..=64 => 64,
-        _ => round_up(n, 256),
-    }
-}
-
-/// Output columns of a linear layer: multiples of 64; above 4096 of 256, so the column tiles
-/// spread evenly over the array's columns.
-pub fn pad_cols(n: usize) -> usize {
-    if n > 4096 {
-        round_up(n, 256)
-    } else {
-        round_up(n, 64)
-    }
-}
-
-fn round_up(n: usize, to: usize) -> usize {
-    n.div_ceil(to).max(1) * to
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

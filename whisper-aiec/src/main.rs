@@ -1,4 +1,7 @@
-//! `whisper-run`: transcribe or translate audio files with a Whisper model on the CPU.
+//! `whisper-run`: transcribe or translate audio files with a Whisper model, its heavy ops on the
+//! CPU (`--backend cpu`, the default) or as aiec kernels on the emulator or the NPU
+//! (`--backend emulate|npu`; see `whisper_aiec`). `--report` says per op what ran where and what
+//! the NPU would take by the cost model.
 //!
 //! The transcript goes to stdout (or `-o FILE`); progress and timing go to stderr.
 //! Exit status: 0 on success, 1 when a file or the model fails, 2 on bad usage.
@@ -16,15 +19,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use aiec::DeviceModel;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use whisper::audio::{check_audio_file, load_audio, AudioError, SAMPLE_RATE};
 use whisper::mel::{frames_with_signal, HOP_LENGTH};
 use whisper::model::ModelError;
-use whisper::ops::{CpuOps, OpsError};
+use whisper::ops::{CpuOps, Ops, OpsError};
 use whisper::output::{render, OutputFormat};
 use whisper::tokenizer::Task;
 use whisper::transcribe::{TranscribeOptions, Transcriber};
+use whisper_aiec::cache::KernelCache;
+use whisper_aiec::ops::{KernelOps, KernelOpsError, Target};
 
 /// Audio longer than this (seconds) gets a progress bar: it spans more than one model window.
 const PROGRESS_MIN_SECONDS: f64 = 30.0;
@@ -66,9 +72,40 @@ struct Args {
     #[arg(short = 'q', long)]
     quiet: bool,
 
+    /// Where the heavy ops run: the CPU, aiec kernels on the emulator, aiec kernels on the NPU
+    /// (needs an NPU, XRT and the full mlir-aie toolchain with Peano), or auto (the NPU when it
+    /// is usable, else the CPU, said on stderr)
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
+
+    /// The NPU the kernels are compiled for (and the cost model estimates)
+    #[arg(long, value_name = "DEVICE", default_value = "npu1", value_parser = ["npu1", "npu2"])]
+    device: String,
+
+    /// After the run, print per op the calls, shapes, backend, host time and the cost model's
+    /// device estimate to stderr (kernel backends)
+    #[arg(long)]
+    report: bool,
+
+    /// Write the same report as JSON to FILE
+    #[arg(long = "report-json", value_name = "FILE")]
+    report_json: Option<PathBuf>,
+
+    /// Directory of compiled kernels [default: $AIEC_CACHE_DIR, else ~/.cache/aiec/kernels]
+    #[arg(long = "kernel-cache", value_name = "DIR")]
+    kernel_cache: Option<PathBuf>,
+
     /// Audio files (wav, flac, mp3, ogg/vorbis)
     #[arg(value_name = "AUDIO", required = true)]
     audio: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Emulate,
+    Npu,
+    Auto,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -96,6 +133,10 @@ enum RunError {
     Output { path: PathBuf, problem: String },
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
+    #[error("--backend {backend}: {source}")]
+    Backend { backend: &'static str, source: KernelOpsError },
+    #[error("{path}: cannot write the report: {source}")]
+    Report { path: PathBuf, source: std::io::Error },
     #[error("cannot set up {threads} worker threads: {source}")]
     Threads { threads: usize, source: rayon::ThreadPoolBuildError },
 }
@@ -176,14 +217,30 @@ fn run(args: &Args) -> Result<bool, RunError> {
     }
 
     let started = Instant::now();
-    let ops = CpuOps::new(threads).map_err(|e| RunError::Threads {
-        threads: e.threads,
-        source: e.source,
-    })?;
-    let transcriber = Transcriber::load(&model_dir, Arc::new(ops)).map_err(|source| RunError::Model {
+    let kernels = kernel_ops(args)?;
+    let ops: Arc<dyn Ops> = match &kernels {
+        Some(k) => k.clone(),
+        None => Arc::new(CpuOps::new(threads).map_err(|e| RunError::Threads {
+            threads: e.threads,
+            source: e.source,
+        })?),
+    };
+    let transcriber = Transcriber::load(&model_dir, ops).map_err(|source| RunError::Model {
         dir: model_dir.clone(),
         source,
     })?;
+    if let Some(k) = &kernels {
+        if !args.quiet {
+            let bound = whisper_aiec::shapes::model_design_classes(&transcriber.model, args.beam as usize).len();
+            eprintln!(
+                "whisper-run: heavy ops on aiec kernels ({}, compiled for {}); at most {bound} distinct designs for this model at beam {}; cache {}",
+                k.target().name(),
+                args.device,
+                args.beam,
+                k.cache_dir().display()
+            );
+        }
+    }
     if !args.quiet {
         eprintln!("whisper-run: loaded {} in {:.2} s", model_dir.display(), started.elapsed().as_secs_f64());
     }
@@ -214,8 +271,9 @@ fn run(args: &Args) -> Result<bool, RunError> {
         }
     }
 
+    let mut audio_seconds = 0.0;
     for path in inputs {
-        match transcribe_file(&transcriber, path, &opts, args) {
+        match transcribe_file(&transcriber, path, &opts, args, &mut audio_seconds) {
             Ok(()) => {}
             // Losing stdout ends the run; other failures move on to the next file.
             Err(err @ RunError::Stdout(_)) => return Err(err),
@@ -225,13 +283,54 @@ fn run(args: &Args) -> Result<bool, RunError> {
             }
         }
     }
+    if let Some(k) = &kernels {
+        k.set_audio_seconds(audio_seconds);
+        let report = k.report();
+        if args.report {
+            eprint!("{}", report.to_text());
+        } else if !args.quiet {
+            eprintln!("whisper-run: {}", report.total_line());
+        }
+        if let Some(path) = &args.report_json {
+            write_atomically(path, report.to_json().as_bytes()).map_err(|source| RunError::Report { path: path.clone(), source })?;
+        }
+    } else if args.report || args.report_json.is_some() {
+        eprintln!("whisper-run: note: --report describes kernel backends; with --backend cpu every op ran on the CPU");
+    }
     Ok(all_ok)
 }
 
-fn transcribe_file(transcriber: &Transcriber, path: &Path, opts: &TranscribeOptions, args: &Args) -> Result<(), RunError> {
+/// The kernel backend `--backend` asks for, or `None` for the CPU. `npu` without an NPU, XRT or
+/// the toolchain is an error naming what is missing; `auto` says which it chose.
+fn kernel_ops(args: &Args) -> Result<Option<Arc<KernelOps>>, RunError> {
+    let device = DeviceModel::by_name(&args.device).unwrap_or_else(DeviceModel::npu1);
+    let cache = KernelCache::new(args.kernel_cache.clone().unwrap_or_else(KernelCache::default_dir));
+    let target = match args.backend {
+        BackendArg::Cpu => return Ok(None),
+        BackendArg::Emulate => Target::Emulate,
+        BackendArg::Npu => Target::Npu,
+        BackendArg::Auto => match aiec_runtime::npu::NpuBackend::probe() {
+            Ok(()) => Target::Npu,
+            Err(why) => {
+                if !args.quiet {
+                    eprintln!("whisper-run: --backend auto: using the CPU ({why})");
+                }
+                return Ok(None);
+            }
+        },
+    };
+    let ops = KernelOps::new(target, device, cache).map_err(|source| RunError::Backend {
+        backend: target.name(),
+        source,
+    })?;
+    Ok(Some(Arc::new(ops)))
+}
+
+fn transcribe_file(transcriber: &Transcriber, path: &Path, opts: &TranscribeOptions, args: &Args, audio_seconds: &mut f64) -> Result<(), RunError> {
     let started = Instant::now();
     let samples = load_audio(path)?;
     let seconds = samples.len() as f64 / SAMPLE_RATE as f64;
+    *audio_seconds += seconds;
     let mel = transcriber
         .ops()
         .log_mel(&samples, transcriber.model.dims.n_mels)
