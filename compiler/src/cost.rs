@@ -1,83 +1,369 @@
-//! The cost model: a first-order estimate of a design's time on the NPU. Never a measurement —
-//! every figure it produces is labelled an estimate.
+//! The cost model: a first-order estimate of one kernel invocation's time on the NPU. Never a
+//! measurement — every figure it produces is labelled an estimate.
 //!
-//! Compute: contractions run at the tile's MAC rate (int8/int16 at the int8 rate halved for int16,
-//! bf16 at the bf16 rate); other statements at 16 lanes per cycle per operation, or 1 when they
-//! select on indices or the target's toolchain takes them only as scalar code (the lowering says
-//! which). DMA: every byte
-//! crossing the shim at 4 bytes per cycle per channel in use. The estimate is the larger of the
-//! two (they overlap with double buffering), at the device's nominal clock.
+//! ```text
+//! total   = launch overhead + max(compute, data)            (double buffering overlaps the two)
+//! compute = Σ statements: MAC work / (MAC peak × MAC efficiency)     on the MAC unit,
+//!                         work × ops / 16                            on 16-lane vectors,
+//!                         work × ops                                 as scalar code,
+//!           divided over the cores the design uses, at the device clock
+//! data    = max(busiest shim DMA channel's bytes / shim channel rate,
+//!               all shim bytes (in + out) / DDR bandwidth,
+//!               busiest memory-tile DMA channel's bytes / memory-tile channel rate)
+//! ```
+//!
+//! How a statement runs is read off the lowering's own output: statements it turned into
+//! `vector.contract` run on the MAC unit, statements with 16-lane vector ops on the vector unit, and
+//! everything else is scalar code (see [`StmtCode`]). The MAC peak of a tile is the smaller of the
+//! device's rate for the input type ([`DeviceModel`]'s `int8_macs_per_cycle`,
+//! `bf16_macs_per_cycle`; int16 at a quarter of int8) and the MACs of one `aievec.matmul` on the
+//! shape the lowering uses ([`mac_shape`]), at one such instruction per cycle.
+//!
+//! Every constant of the model is in [`CostConstants`] (per-device values from [`DeviceModel`] and
+//! the documented consts below); [`estimate_with`] and [`breakdown`] take them as a parameter.
+//!
+//! Clock ([`DeviceModel::clock_hz`]): npu1 at 1.0 GHz is Phoenix's rating (10 TOPS = 20 tiles ×
+//! 256 int8 MACs × 2 ops × ~1.0 GHz); the amdxdna driver's npu1 DPM table (npu1_regs.c) lets
+//! the array clock (H-clock) reach 1.6 GHz, which is Hawk Point's 16 TOPS rating, so on a Hawk
+//! Point at its top power level compute and DMA run up to 1.6× faster than estimated here. npu2
+//! at 1.5 GHz is Strix's 50 TOPS rating (32 tiles × 512 int8 MACs × 2 ops × ~1.5 GHz); the
+//! driver's npu4 table tops out at 1.8 GHz.
 
+use crate::device::DeviceModel;
 use crate::diag::Span;
 use crate::dsl::ast::ReduceOp;
 use crate::ir::{Expr, Kernel};
-use crate::schedule::{Design, SequenceOp};
+use crate::schedule::{Design, FifoLevel, SequenceOp};
+use crate::target_rules::{mac_shape, AieTarget};
 use aiec_runtime::artifact::CostEstimate;
 use aiec_runtime::DType;
+use std::collections::BTreeMap;
 
-/// `scalar_stmts`: spans of the statements the lowering emitted as scalar code for the target.
+/// Fraction of the MAC peak the lowered `vector.contract` loops sustain. ASSUMPTION anchored on
+/// published measurements of compiled (not hand-written) AIE matmul code: iree-amd-aie issue
+/// #1198 (2025) measured bf16 512×512×512 on one Phoenix core at 29 % of peak for Peano direct
+/// codegen, 39 % with unroll-and-jam and 43 % for a hand-written microkernel, and 26–34 % for
+/// int8 microkernels on Strix. aiec emits one unblocked `vector.contract` per MAC block straight
+/// from the row-major tiles, like the direct-codegen case, hence 0.3. Not measured for aiec.
+pub const MAC_EFFICIENCY: f64 = 0.3;
+
+/// Host-side time of one kernel invocation through XRT (`kernel(...)` then `run.wait()`),
+/// seconds. From mlir-aie issue #2381 (2025): an mlir-aie kernel that computes nothing and moves
+/// no data measured about 45 µs per invocation through XRT (about 60 µs with a small kernel).
+/// Host buffer syncs around the call are not included.
+pub const LAUNCH_OVERHEAD_S: f64 = 45e-6;
+
+/// DDR bandwidth an npu2 (Strix, XDNA2) NPU can draw, bytes/s: FastFlowLM's description of the
+/// Ryzen AI XDNA2 NPU ("the NPU sits at 60 GB/s" of memory bandwidth, against 125 GB/s for the
+/// iGPU). A figure from a vendor-ecosystem runtime, not from a datasheet.
+pub const NPU2_DDR_BYTES_PER_S: f64 = 60e9;
+
+/// DDR bandwidth an npu1 (Phoenix / Hawk Point, XDNA) NPU can draw, bytes/s. ASSUMPTION: no
+/// public figure found. The platforms' DRAM is DDR5-5600 (89.6 GB/s) or LPDDR5x-7500 (120 GB/s)
+/// in theory, shared with CPU and iGPU; we take the npu2 figure scaled by the array width (4
+/// columns against 8), just below the 32 GB/s the four shim tiles could read at 1 GHz.
+pub const NPU1_DDR_BYTES_PER_S: f64 = 30e9;
+
+/// The constants of the cost model for one device. [`CostConstants::for_device`] gives the
+/// defaults; tests and what-if studies pass modified copies to [`estimate_with`] / [`breakdown`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostConstants {
+    /// Array clock, Hz ([`DeviceModel::clock_hz`]).
+    pub clock_hz: f64,
+    /// Fraction of the MAC peak reached ([`MAC_EFFICIENCY`]).
+    pub mac_efficiency: f64,
+    /// Seconds per invocation ([`LAUNCH_OVERHEAD_S`]).
+    pub launch_overhead_s: f64,
+    /// DDR bytes/s available to the NPU ([`NPU1_DDR_BYTES_PER_S`], [`NPU2_DDR_BYTES_PER_S`]).
+    pub ddr_bytes_per_s: f64,
+    /// Bytes per cycle one shim DMA channel moves: AM020 (AIE-ML architecture manual), "Array
+    /// Interface DMA": each channel sustains 4 bytes per cycle, two MM2S and two S2MM per shim
+    /// tile ([`DeviceModel::dma_bytes_per_cycle`]).
+    pub shim_channel_bytes_per_cycle: f64,
+    /// Bytes per cycle one memory-tile DMA channel moves (six MM2S and six S2MM per memory tile).
+    /// ASSUMPTION: the same 4 bytes per cycle as a shim channel ([`DeviceModel::dma_bytes_per_cycle`]),
+    /// i.e. a 32-bit stream port; the later AIE-ML v2 manual (AM027) gives its memory tile
+    /// 64-bit channels, which would halve this term.
+    pub memtile_channel_bytes_per_cycle: f64,
+}
+
+impl CostConstants {
+    pub fn for_device(device: &DeviceModel) -> CostConstants {
+        CostConstants {
+            clock_hz: device.clock_hz,
+            mac_efficiency: MAC_EFFICIENCY,
+            launch_overhead_s: LAUNCH_OVERHEAD_S,
+            ddr_bytes_per_s: match device.target {
+                AieTarget::Aie2 => NPU1_DDR_BYTES_PER_S,
+                AieTarget::Aie2p => NPU2_DDR_BYTES_PER_S,
+            },
+            shim_channel_bytes_per_cycle: device.dma_bytes_per_cycle as f64,
+            memtile_channel_bytes_per_cycle: device.dma_bytes_per_cycle as f64,
+        }
+    }
+}
+
+/// What bounds the estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The launch overhead exceeds both compute and data time.
+    Launch,
+    Compute,
+    Ddr,
+    Shim,
+    MemoryTile,
+}
+
+impl Bound {
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Bound::Launch => "launch-overhead-bound",
+            Bound::Compute => "compute-bound",
+            Bound::Ddr => "DDR-bound",
+            Bound::Shim => "shim-DMA-bound",
+            Bound::MemoryTile => "memory-tile-DMA-bound",
+        }
+    }
+}
+
+/// How the lowering emitted a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StmtCode {
+    /// `vector.contract` on the MAC unit, inputs of this type.
+    Mac(DType),
+    /// 16-lane vector code.
+    Vector,
+    /// Scalar code.
+    Scalar,
+}
+
+/// Every term of an estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostBreakdown {
+    /// Multiply-accumulates of every `sum` of products, wherever they run.
+    pub macs: u64,
+    /// How each statement of the kernel runs, in statement order.
+    pub stmt_code: Vec<StmtCode>,
+    /// Per-core compute cycles (MAC efficiency included).
+    pub compute_cycles: u64,
+    pub compute_s: f64,
+    /// Bytes through the shim DMAs, in and out.
+    pub shim_bytes: u64,
+    /// Bytes on the busiest shim DMA channel.
+    pub shim_channel_max_bytes: u64,
+    pub shim_s: f64,
+    pub ddr_s: f64,
+    /// Bytes on the busiest memory-tile DMA channel.
+    pub memtile_channel_max_bytes: u64,
+    pub memtile_s: f64,
+    /// max(shim, DDR, memory tile).
+    pub data_s: f64,
+    pub launch_s: f64,
+    pub total_s: f64,
+    pub bound: Bound,
+}
+
+/// The estimate with the device's default constants. `scalar_stmts`: spans of the statements the
+/// lowering emitted as scalar code for the target.
 pub fn estimate(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> CostEstimate {
-    let cores = (design.rows_used * design.cols_used) as u64;
+    estimate_with(kernel, design, scalar_stmts, &CostConstants::for_device(&design.device))
+}
+
+pub fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostEstimate {
+    let b = breakdown(kernel, design, scalar_stmts, k);
+    CostEstimate {
+        macs: b.macs,
+        compute_cycles: b.compute_cycles,
+        dma_bytes: b.shim_bytes,
+        estimated_seconds: b.total_s,
+        note: format!(
+            "cost-model estimate for {} at {:.1} GHz, {} ({:.3} ms compute, {:.3} ms data, {:.0} µs launch), not a measurement",
+            design.device.name,
+            k.clock_hz / 1e9,
+            b.bound.phrase(),
+            b.compute_s * 1e3,
+            b.data_s * 1e3,
+            b.launch_s * 1e6
+        ),
+    }
+}
+
+pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostBreakdown {
+    let device = &design.device;
+    let cores = (design.rows_used * design.cols_used).max(1) as f64;
+    let stmt_code = stmt_codes(kernel, design, scalar_stmts);
     let mut macs = 0u64;
     let mut cycles_total = 0f64;
-    for stmt in &kernel.stmts {
+    for (stmt, code) in kernel.stmts.iter().zip(&stmt_code) {
         let target_elems: u64 = stmt.target_dims.iter().map(|&d| kernel.dims[d].size).product();
         let mut ops_per_elem = 0u64;
         let mut reduce_len = 1u64;
-        let mut is_mac = None;
-        let mut scalar = scalar_stmts.contains(&stmt.span);
+        let mut sum_of_products = false;
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
-            scalar |= matches!(e, Expr::Select { .. });
-            if let Expr::Reduce {
-                op: ReduceOp::Sum, dims, body, ..
-            } = e
-            {
+            if let Expr::Reduce { op, dims, body, .. } = e {
                 reduce_len *= dims.iter().map(|&d| kernel.dims[d].size).product::<u64>();
-                if let Expr::Binary { lhs, .. } = body.as_ref() {
-                    if let Expr::Load { tensor, .. } = lhs.as_ref() {
-                        is_mac = Some(kernel.tensors[*tensor].dtype);
+                if *op == ReduceOp::Sum {
+                    if let Expr::Binary { lhs, .. } = body.as_ref() {
+                        sum_of_products |= matches!(lhs.as_ref(), Expr::Load { .. });
                     }
                 }
-            } else if let Expr::Reduce { dims, .. } = e {
-                reduce_len *= dims.iter().map(|&d| kernel.dims[d].size).product::<u64>();
             }
         });
         let work = target_elems * reduce_len;
-        match is_mac {
-            Some(dt) => {
-                macs += work;
-                let rate = match dt {
-                    DType::I8 => design.device.int8_macs_per_cycle,
-                    DType::I16 => design.device.int8_macs_per_cycle / 2,
-                    _ => design.device.bf16_macs_per_cycle,
-                };
-                cycles_total += work as f64 / rate as f64;
-            }
-            None => cycles_total += (work * ops_per_elem) as f64 / if scalar { 1.0 } else { crate::lower::VECTOR_LANES as f64 },
+        if sum_of_products {
+            macs += work;
         }
+        cycles_total += match *code {
+            StmtCode::Mac(dt) => work as f64 / (mac_peak(device, dt) * k.mac_efficiency),
+            StmtCode::Vector => (work * ops_per_elem) as f64 / crate::lower::VECTOR_LANES as f64,
+            StmtCode::Scalar => (work * ops_per_elem) as f64,
+        };
     }
-    let compute_cycles = (cycles_total / cores as f64).ceil() as u64;
-    let mut dma_bytes = 0u64;
-    let mut channels = std::collections::BTreeSet::new();
+    let compute_cycles = (cycles_total / cores).ceil() as u64;
+    let compute_s = compute_cycles as f64 / k.clock_hz;
+
+    // Bytes per shim channel: every FIFO with a shim end is one shim DMA channel.
+    let mut channel_bytes: BTreeMap<usize, u64> = BTreeMap::new();
     for op in &design.sequence {
         if let SequenceOp::Dma(d) = op {
             let n: u64 = d.sizes.iter().product();
-            dma_bytes += n * kernel.tensors[design.args[d.arg]].dtype.size_bytes() as u64;
-            channels.insert(d.fifo);
+            *channel_bytes.entry(d.fifo).or_default() += n * kernel.tensors[design.args[d.arg]].dtype.size_bytes() as u64;
         }
     }
-    let dma_cycles = dma_bytes / (design.device.dma_bytes_per_cycle * channels.len().max(1) as u64);
-    let cycles = compute_cycles.max(dma_cycles);
-    CostEstimate {
-        macs,
-        compute_cycles,
-        dma_bytes,
-        estimated_seconds: cycles as f64 / design.device.clock_hz,
-        note: format!(
-            "cost-model estimate for {} at {:.1} GHz, not a measurement",
-            design.device.name,
-            design.device.clock_hz / 1e9
-        ),
+    let shim_bytes: u64 = channel_bytes.values().sum();
+    let shim_channel_max_bytes = channel_bytes.values().copied().max().unwrap_or(0);
+    let memtile_channel_max_bytes = memtile_channel_bytes(design, &channel_bytes).into_iter().max().unwrap_or(0);
+    let shim_s = shim_channel_max_bytes as f64 / (k.shim_channel_bytes_per_cycle * k.clock_hz);
+    let ddr_s = shim_bytes as f64 / k.ddr_bytes_per_s;
+    let memtile_s = memtile_channel_max_bytes as f64 / (k.memtile_channel_bytes_per_cycle * k.clock_hz);
+    let data_s = shim_s.max(ddr_s).max(memtile_s);
+    let launch_s = k.launch_overhead_s;
+    // Ties go to the first: compute, then DDR, then the shim (a memory tile only forwards what
+    // the shim moves, so the two tie on a plain forward).
+    let mut bound = Bound::Compute;
+    let mut worst = compute_s;
+    for (b, t) in [(Bound::Ddr, ddr_s), (Bound::Shim, shim_s), (Bound::MemoryTile, memtile_s)] {
+        if t > worst {
+            bound = b;
+            worst = t;
+        }
     }
+    if launch_s > worst {
+        bound = Bound::Launch;
+    }
+    CostBreakdown {
+        macs,
+        stmt_code,
+        compute_cycles,
+        compute_s,
+        shim_bytes,
+        shim_channel_max_bytes,
+        shim_s,
+        ddr_s,
+        memtile_channel_max_bytes,
+        memtile_s,
+        data_s,
+        launch_s,
+        total_s: launch_s + compute_s.max(data_s),
+        bound,
+    }
+}
+
+/// MACs per cycle of one compute tile for inputs of `dtype`: the device's rate, capped by one
+/// `aievec.matmul` of the lowering's MAC shape per cycle.
+fn mac_peak(device: &DeviceModel, dtype: DType) -> f64 {
+    let rate = match dtype {
+        DType::I8 => device.int8_macs_per_cycle,
+        DType::I16 => device.int8_macs_per_cycle / 4,
+        _ => device.bf16_macs_per_cycle,
+    };
+    let shape = mac_shape(device.target, dtype).map_or(rate, |s| s.m * s.k * s.n);
+    rate.min(shape).max(1) as f64
+}
+
+/// Bytes on each memory-tile DMA channel: a FIFO between the shim and a memory tile carries what
+/// the shim moves on it; the FIFOs a memory tile links to them (forward, split or join) share
+/// those bytes in proportion to their element sizes. A broadcast FIFO is one channel.
+fn memtile_channel_bytes(design: &Design, shim: &BTreeMap<usize, u64>) -> Vec<u64> {
+    let host_side = |f: usize| matches!(design.fifos[f].level, FifoLevel::HostToMem | FifoLevel::MemToHost);
+    let mut bytes: Vec<u64> = (0..design.fifos.len())
+        .map(|f| if host_side(f) { shim.get(&f).copied().unwrap_or(0) } else { 0 })
+        .collect();
+    for link in &design.links {
+        let all: Vec<usize> = link.inputs.iter().chain(&link.outputs).copied().collect();
+        let host: u128 = all.iter().filter(|&&f| host_side(f)).map(|&f| bytes[f] as u128).sum();
+        let core: Vec<usize> = all.iter().copied().filter(|&f| !host_side(f)).collect();
+        let total: u128 = core.iter().map(|&f| design.fifos[f].bytes() as u128).sum();
+        if total == 0 {
+            continue;
+        }
+        for f in core {
+            bytes[f] = (host * design.fifos[f].bytes() as u128 / total) as u64;
+        }
+    }
+    bytes
+}
+
+/// How the lowering emitted each statement, read from the lowered module: every op a statement
+/// produces carries its source location. If the lowering cannot be rerun, a statement counts as
+/// MAC work when it is a `sum` of a product of loads, as scalar code when it selects on indices
+/// or is in `scalar_stmts`, and as vector code otherwise.
+pub fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Vec<StmtCode> {
+    let lowered = crate::lower::lower(kernel, design).ok();
+    let mut seen: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    if let Some(l) = &lowered {
+        for line in l.text.lines() {
+            if let Some(at) = line.rfind(" loc(") {
+                let e = seen.entry(&line[at + 1..]).or_default();
+                e.0 |= line.contains("vector.contract");
+                e.1 |= line.contains("vector<");
+            }
+        }
+    }
+    kernel
+        .stmts
+        .iter()
+        .map(|stmt| {
+            let mac_dtype = contraction_dtype(kernel, &stmt.value);
+            if lowered.is_some() {
+                return match seen.get(loc(&stmt.span).as_str()) {
+                    Some((true, _)) => StmtCode::Mac(mac_dtype.unwrap_or(DType::Bf16)),
+                    Some((false, true)) => StmtCode::Vector,
+                    _ => StmtCode::Scalar,
+                };
+            }
+            let mut select = false;
+            stmt.value.walk(&mut |e| select |= matches!(e, Expr::Select { .. }));
+            match mac_dtype {
+                _ if select || scalar_stmts.contains(&stmt.span) => StmtCode::Scalar,
+                Some(dt) => StmtCode::Mac(dt),
+                None => StmtCode::Vector,
+            }
+        })
+        .collect()
+}
+
+/// The input type of a `sum[K](A[..] * B[..])` statement.
+fn contraction_dtype(kernel: &Kernel, value: &Expr) -> Option<DType> {
+    let Expr::Reduce { op: ReduceOp::Sum, body, .. } = value else {
+        return None;
+    };
+    match body.as_ref() {
+        Expr::Binary { lhs, .. } => match lhs.as_ref() {
+            Expr::Load { tensor, .. } => Some(kernel.tensors[*tensor].dtype),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The MLIR location the lowering attaches to a statement's ops (as `lower::mlir_loc` writes it).
+fn loc(span: &Span) -> String {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    if span.source.text.is_empty() {
+        return format!("loc(\"{}\")", quote(&span.source.name));
+    }
+    let (line, col) = span.source.line_col(span.start);
+    format!("loc(\"{}\":{line}:{col})", quote(&span.source.name))
 }

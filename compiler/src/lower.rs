@@ -1088,9 +1088,21 @@ impl<'a> CoreEmitter<'a> {
         let (Expr::Load { tensor: a, .. }, Expr::Load { tensor: b, .. }) = (lhs.as_ref(), rhs.as_ref()) else {
             return None;
         };
-        let [m, n] = stmt.target_dims.as_slice() else { return None };
+        // Leading dims of tile 1 (a batch, e.g. attention heads) index the same element of all
+        // three buffers; the product runs on the trailing two.
+        let [batch @ .., m, n] = stmt.target_dims.as_slice() else { return None };
+        if batch.iter().any(|&d| self.kernel.dims[d].tile != 1) {
+            return None;
+        }
+        let with_batch = |last: [DimId; 2]| batch.iter().copied().chain(last).collect::<Vec<DimId>>();
         let (ba, bb, bc) = (self.buffers.get(a)?, self.buffers.get(b)?, self.buffers.get(&stmt.target)?);
-        if ba.axes.is_some() || bb.axes.is_some() || ba.dims != [*m, *k] || bb.dims != [*k, *n] || bc.dims != [*m, *n] || ba.dtype != bb.dtype {
+        if ba.axes.is_some()
+            || bb.axes.is_some()
+            || ba.dims != with_batch([*m, *k])
+            || bb.dims != with_batch([*k, *n])
+            || bc.dims != with_batch([*m, *n])
+            || ba.dtype != bb.dtype
+        {
             return None;
         }
         let target = self.design.device.target;
@@ -1107,6 +1119,7 @@ impl<'a> CoreEmitter<'a> {
         Some(Contraction {
             a: *a,
             b: *b,
+            batch: batch.len(),
             m: *m,
             n: *n,
             k: *k,
@@ -1176,6 +1189,7 @@ impl<'a> CoreEmitter<'a> {
             self.constant("0".into(), store_ty)
         };
         let zero_acc = self.constant(if c.acc == DType::F32 { "dense<0.0>".into() } else { "dense<0>".into() }, &vc_ty);
+        let lead: String = (0..c.batch).map(|_| format!("{zero_idx}, ")).collect();
         let i = self.fresh();
         self.line(format!("scf.for {i} = {zero_idx} to {cm} step {sr} {{"));
         self.indent += 2;
@@ -1185,7 +1199,7 @@ impl<'a> CoreEmitter<'a> {
         let init = if stmt.accumulate || partial {
             let stored_ty = format!("vector<{r}x{t}x{store_ty}>");
             let v = self.op(format!(
-                "vector.transfer_read {}[{i}, {j}], {pad_c} {{in_bounds = [true, true]}} : {}, {stored_ty}",
+                "vector.transfer_read {}[{lead}{i}, {j}], {pad_c} {{in_bounds = [true, true]}} : {}, {stored_ty}",
                 bc.name, bc.ty
             ));
             if bc.dtype == DType::Bf16 {
@@ -1204,11 +1218,11 @@ impl<'a> CoreEmitter<'a> {
         ));
         self.indent += 2;
         let va = self.op(format!(
-            "vector.transfer_read {}[{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}",
+            "vector.transfer_read {}[{lead}{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}",
             ba.name, ba.ty
         ));
         let vb = self.op(format!(
-            "vector.transfer_read {}[{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}",
+            "vector.transfer_read {}[{lead}{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}",
             bb.name, bb.ty
         ));
         let ext = if c.acc == DType::F32 { "arith.extf" } else { "arith.extsi" };
@@ -1227,7 +1241,7 @@ impl<'a> CoreEmitter<'a> {
         };
         let out_ty = format!("vector<{r}x{t}x{store_ty}>");
         self.line(format!(
-            "vector.transfer_write {out}, {}[{i}, {j}] {{in_bounds = [true, true]}} : {out_ty}, {}",
+            "vector.transfer_write {out}, {}[{lead}{i}, {j}] {{in_bounds = [true, true]}} : {out_ty}, {}",
             bc.name, bc.ty
         ));
         self.indent -= 2;
@@ -1241,6 +1255,8 @@ impl<'a> CoreEmitter<'a> {
 struct Contraction {
     a: TensorId,
     b: TensorId,
+    /// Leading tile-1 dims before `m`/`n`: indexed at 0.
+    batch: usize,
     m: DimId,
     n: DimId,
     k: DimId,

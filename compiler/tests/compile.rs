@@ -413,3 +413,20 @@ fn vector_ops_the_target_rejects_become_scalar_code_with_a_note() {
     assert!(note.contains("scale.tile:5:3"), "{note}");
     assert!(!npu2.mlir.contains("vector<16xf32>"), "no vector left behind by the undone attempt");
 }
+
+#[test]
+fn a_batched_bf16_product_runs_on_the_mac_per_batch_step() {
+    let src = "kernel heads {\n  dim H = 6 tile 1\n  dim M = 256 tile 64\n  dim N = 256 tile 64\n  dim K = 64 tile 32\n  in  A: bf16[H, M, K]\n  in  B: bf16[H, K, N]\n  out C: f32[H, M, N]\n  spread M over rows, N over cols\n  C[H, M, N] = sum[K](A[H, M, K] * B[H, K, N])\n}\n";
+    for device in [aiec::DeviceModel::npu1(), aiec::DeviceModel::npu2()] {
+        let c = aiec::compile_source("heads.tile", src, &device).expect("compiles");
+        assert!(c.mlir.contains("vector.contract"), "{}: no vector.contract", device.name);
+        // The batch dim is indexed at 0 inside the tile-1 buffer: a 3-D transfer of a 2-D vector.
+        assert!(
+            c.mlir
+                .lines()
+                .any(|l| l.contains("vector.transfer_read") && l.contains("memref<1x64x32xbf16>") && l.contains("vector<4x8xbf16>")),
+            "{}: no 2-D read from the 3-D A buffer",
+            device.name
+        );
+    }
+}
