@@ -125,7 +125,11 @@ impl State {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The event loop waits here for core activity.
     cv: Condvar,
+    /// Each core waits on its own: waking only the cores whose acquire can now succeed keeps a run of
+    /// many cores on few host threads from spending its time in wake-ups that find nothing to do.
+    core_cv: Vec<Condvar>,
     file: String,
     /// Mirrors `State::abort` for `aiec_poll`, which must be cheap.
     stop: AtomicBool,
@@ -140,6 +144,26 @@ impl Shared {
         st.abort = true;
         self.stop.store(true, Ordering::Relaxed);
         self.cv.notify_all();
+        for cv in &self.core_cv {
+            cv.notify_all();
+        }
+    }
+    /// After a change of FIFO state: tells the event loop, and wakes each blocked core whose acquire
+    /// can now succeed.
+    fn wake(&self, st: &State) {
+        self.cv.notify_all();
+        for (i, c) in st.cores.iter().enumerate() {
+            if let CoreStatus::Blocked { ep, n, .. } = c {
+                let f = &st.fifos[ep.fifo];
+                let released = match ep.port {
+                    Port::Produce => f.produced,
+                    Port::Consume => f.cons_released[ep.index],
+                };
+                if f.available(ep.port, released + n) {
+                    self.core_cv[i].notify_one();
+                }
+            }
+        }
     }
 }
 
@@ -166,7 +190,7 @@ fn park_forever(ctx: &CoreCtx, mut st: MutexGuard<'_, State>) -> ! {
     let code = st.code[ctx.core].take();
     st.events += 1;
     st.free_storage_if_idle();
-    ctx.shared.cv.notify_all();
+    ctx.shared.wake(&st);
     drop(st);
     drop(code);
     loop {
@@ -200,7 +224,7 @@ fn acquire(ctx: &CoreCtx, e: usize, n: u64, site: i64) -> u64 {
         }
         st.cores[ctx.core] = CoreStatus::Blocked { ep, n, line };
         sh.cv.notify_all();
-        st = sh.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        st = sh.core_cv[ctx.core].wait(st).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -231,7 +255,7 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
     }
     *released += n;
     st.events += 1;
-    sh.cv.notify_all();
+    sh.wake(&st);
 }
 
 /// `index aiec_acquire(i64 ctx, i64 endpoint, i64 n, i64 site)`: blocks until the endpoint holds `n`
@@ -457,6 +481,7 @@ pub(crate) fn run(
             code: vec![Some(compiled.clone()); design.cores.len()],
         }),
         cv: Condvar::new(),
+        core_cv: (0..design.cores.len()).map(|_| Condvar::new()).collect(),
         file: file.to_string(),
         stop: AtomicBool::new(false),
     });
@@ -508,7 +533,7 @@ pub(crate) fn run(
                 let code = st.code[ci].take();
                 st.events += 1;
                 st.free_storage_if_idle();
-                sh.cv.notify_all();
+                sh.wake(&st);
                 drop(st);
                 drop(code);
             });
@@ -669,7 +694,7 @@ pub(crate) fn run(
             progressed |= step_link(&mut st, l);
         }
         if progressed {
-            shared.cv.notify_all();
+            shared.wake(&st);
         }
         let seq_done = pc == ops.len();
         let transfers_done = queues.iter().all(|q| q.is_empty());
