@@ -2,6 +2,7 @@
 //! kept resident, each run matching the reference; malformed calls are errors naming the argument.
 
 #[path = "common/matmul_design.rs"]
+#[allow(dead_code)]
 mod matmul_design;
 
 use aiec_runtime::emulator::Emulator;
