@@ -51,9 +51,7 @@ impl Compiled {
 
 /// Schedules, checks, lowers and emits a typed kernel.
 pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
-    let design = schedule::schedule(kernel, device)?;
-    let budgets = check::check(kernel, &design)?;
-    check::check_balance(kernel, &design)?;
+    let (design, budgets, placement_note) = place(kernel, device)?;
     let lowered = lower::lower(kernel, &design)?;
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
@@ -67,9 +65,60 @@ pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compi
         mlir: emitted.custom,
         generic: emitted.generic,
         json,
-        notes: lowered.notes,
+        notes: placement_note.into_iter().chain(lowered.notes).collect(),
         source_lines: emitted.source_lines,
     })
+}
+
+/// Schedules and checks `kernel`. When the placement as written needs more DMA channels than a
+/// tile has, tries the same spread on fewer rows and columns, most cores first, and keeps the
+/// first that passes every check, with a note saying what changed and why; if none does, the
+/// original error stands, with a note that no smaller placement fits either.
+fn place(kernel: &ir::Kernel, device: &DeviceModel) -> Result<(schedule::Design, Vec<check::TileMemoryBudget>, Option<Diagnostic>), CompileError> {
+    let attempt = |rows: u64, cols: u64| -> Result<(schedule::Design, Vec<check::TileMemoryBudget>), CompileError> {
+        let design = schedule::schedule_within(kernel, device, rows, cols)?;
+        let budgets = check::check(kernel, &design)?;
+        check::check_balance(kernel, &design)?;
+        Ok((design, budgets))
+    };
+    let (rows, cols) = (device.compute_rows as u64, device.columns as u64);
+    let first = match attempt(rows, cols) {
+        Ok((design, budgets)) => return Ok((design, budgets, None)),
+        Err(e) => e,
+    };
+    let CompileError::Limit(diag) = &first else { return Err(first) };
+    if !diag.message.starts_with("DMA input channels exceeded") && !diag.message.starts_with("DMA output channels exceeded") {
+        return Err(first);
+    }
+    let mut candidates: Vec<(u64, u64)> = (1..=rows)
+        .flat_map(|r| (1..=cols).map(move |c| (r, c)))
+        .filter(|&rc| rc != (rows, cols))
+        .collect();
+    candidates.sort_by_key(|&(r, c)| (std::cmp::Reverse(r * c), std::cmp::Reverse(c)));
+    let mut tried = std::collections::HashSet::new();
+    for (r, c) in candidates {
+        let Ok(design) = schedule::schedule_within(kernel, device, r, c) else {
+            continue;
+        };
+        // Caps that lead to the same placement were tried already.
+        if !tried.insert((design.rows_used, design.cols_used)) {
+            continue;
+        }
+        if let Ok((design, budgets)) = attempt(r, c) {
+            let cores = design.rows_used * design.cols_used;
+            let note = Diagnostic::new(
+                format!(
+                    "placement: as written it needs more DMA channels than a tile has ({}); using {} row(s) x {} column(s) ({cores} cores) instead",
+                    diag.message, design.rows_used, design.cols_used
+                ),
+                diag.span.as_ref(),
+            );
+            return Ok((design, budgets, Some(note)));
+        }
+    }
+    Err(CompileError::Limit(diag.clone().note(
+        "no placement on fewer rows or columns fits either: fewer inputs per core (pack them into one tensor) or a spread over columns may",
+    )))
 }
 
 /// Parses, type-checks and compiles `.tile` source text.

@@ -358,6 +358,14 @@ pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
 }
 
 pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, CompileError> {
+    schedule_within(kernel, device, device.compute_rows as u64, device.columns as u64)
+}
+
+/// [`schedule`] using at most `max_rows` compute rows and `max_cols` columns of the array (the
+/// placement search's smaller candidates).
+pub fn schedule_within(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Design, CompileError> {
+    let max_rows = max_rows.clamp(1, device.compute_rows as u64);
+    let max_cols = max_cols.clamp(1, device.columns as u64);
     let outputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
     let inputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::In).map(|(i, _)| i).collect();
     if outputs.is_empty() {
@@ -476,8 +484,6 @@ pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, Compile
             ));
         }
     }
-    let max_rows = device.compute_rows as u64;
-    let max_cols = device.columns as u64;
     let (rows_used, cols_used);
     let cores_mode = rows_dim.is_some() && rows_dim == cols_dim;
     if cores_mode {

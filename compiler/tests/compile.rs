@@ -430,3 +430,26 @@ fn a_batched_bf16_product_runs_on_the_mac_per_batch_step() {
         );
     }
 }
+
+#[test]
+fn placement_search_fits_two_per_core_inputs_on_fewer_rows_and_says_so() {
+    let src = "kernel add2 {\n  dim N = 4096 tile 256\n  in  a: f32[N]\n  in  b: f32[N]\n  out c: f32[N]\n  spread N over cores\n  c[N] = a[N] + b[N]\n}\n";
+    let c = aiec::compile_source("add2.tile", src, &aiec::DeviceModel::npu1()).expect("a smaller placement fits");
+    assert_eq!((c.design.rows_used, c.design.cols_used), (2, 4));
+    let note = c.notes.iter().find(|n| n.message.starts_with("placement:")).expect("a placement note");
+    assert!(
+        note.message.contains("9 streams leave, limit 6") && note.message.contains("8 cores"),
+        "{}",
+        note.message
+    );
+    // Where fewer cores cannot help, the error stands and says so.
+    let src = "kernel three {\n  dim M = 64 tile 16\n  dim N = 64\n  in  a: f32[M, N]\n  in  b: f32[M, N]\n  in  c: f32[M, N]\n  out y: f32[M, N]\n  y[M, N] = a[M, N] + b[M, N] + c[M, N]\n}\n";
+    let err = aiec::compile_source("three.tile", src, &aiec::DeviceModel::npu1())
+        .err()
+        .expect("no placement fits")
+        .to_string();
+    assert!(
+        err.contains("3 streams arrive, limit 2") && err.contains("no placement on fewer rows or columns fits"),
+        "{err}"
+    );
+}
