@@ -196,46 +196,64 @@ pub struct Comparison {
     pub max_abs: f64,
     pub max_rel: f64,
     pub mismatches: usize,
+    /// (flat index, got, want) of the first element out of its bound.
     pub first_mismatch: Option<(usize, f64, f64)>,
-    pub rtol: f64,
-    pub atol: f64,
+    /// The checked element whose error is the largest fraction of its bound
+    /// (the worst mismatch when there are some).
+    pub worst: Option<Worst>,
+    /// Elements whose bound is infinite, so not checked.
+    pub unbounded: usize,
+}
+
+/// One element of a [`compare_bounded`] comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worst {
+    /// Index into the reference's shape.
+    pub index: Vec<usize>,
+    pub got: f64,
+    pub want: f64,
+    pub bound: f64,
+    /// `|got - want| / bound`: at most 1 inside the bound; infinite for a difference where the
+    /// bound is 0 or for a wrong special value.
+    pub fraction: f64,
 }
 
 impl Comparison {
     pub fn passed(&self) -> bool {
         self.mismatches == 0
     }
-}
 
-/// Tolerances by output type: integers exact; bf16 two units in the last place (2^-7 relative)
-/// plus 1e-3 of the output's largest magnitude (summation order across tiles, arith-only
-/// transcendentals before rounding); f32 1e-4 relative plus 1e-4 of the largest magnitude.
-pub fn tolerance(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::Bf16 => (1.0 / 128.0, 1e-3),
-        DType::F32 => (1e-4, 1e-4),
-        _ => (0.0, 0.0),
+    /// The worst checked element's error as a fraction of its bound (0 when none was checked).
+    pub fn worst_fraction(&self) -> f64 {
+        self.worst.as_ref().map_or(0.0, |w| w.fraction)
     }
 }
 
-pub fn compare(got: &ArrayD<f64>, want: &ArrayD<f64>, dtype: DType) -> Comparison {
-    let (rtol, atol_frac) = tolerance(dtype);
-    let scale = want.iter().fold(0f64, |m, v| if v.is_finite() { m.max(v.abs()) } else { m });
-    let atol = atol_frac * scale;
+/// Compares `got` with the reference's values `want` element by element against the reference's
+/// error bounds `bound` (`reference::run_reference_with_bounds`): `|got - want| <= bound`.
+/// A NaN or infinite reference value with bound 0 must be matched exactly (same class and sign);
+/// a finite one may come back as an infinity of its sign when `|want| + bound` reaches the
+/// largest finite value of `dtype` (the backend overflowed); an infinite bound checks nothing
+/// (counted in `unbounded`). Integer outputs have bound 0 unless computed from floats, so they
+/// compare exactly.
+pub fn compare_bounded(got: &ArrayD<f64>, want: &ArrayD<f64>, bound: &ArrayD<f64>, dtype: DType) -> Comparison {
+    let largest = match dtype {
+        DType::Bf16 => bf16::MAX.to_f64(),
+        DType::F32 => f32::MAX as f64,
+        _ => f64::INFINITY,
+    };
     let mut c = Comparison {
         exact: true,
         max_abs: 0.0,
         max_rel: 0.0,
         mismatches: 0,
         first_mismatch: None,
-        rtol,
-        atol,
+        worst: None,
+        unbounded: 0,
     };
-    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+    for (i, ((&g, &w), &b)) in got.iter().zip(want.iter()).zip(bound.iter()).enumerate() {
         let same = g == w || (g.is_nan() && w.is_nan());
-        if !same {
-            c.exact = false;
-        }
+        c.exact &= same;
         let err = if same { 0.0 } else { (g - w).abs() };
         if err.is_finite() {
             c.max_abs = c.max_abs.max(err);
@@ -243,15 +261,55 @@ pub fn compare(got: &ArrayD<f64>, want: &ArrayD<f64>, dtype: DType) -> Compariso
                 c.max_rel = c.max_rel.max(err / w.abs());
             }
         }
-        let ok = same || err <= rtol * w.abs() + atol;
-        if !ok {
+        if b.is_nan() || b == f64::INFINITY {
+            c.unbounded += 1;
+            continue;
+        }
+        let fraction = if same {
+            0.0
+        } else if !w.is_finite() || g.is_nan() {
+            f64::INFINITY
+        } else if g.is_infinite() {
+            // Overflow on the backend's side: fine when the bound reaches the largest value.
+            if (g > 0.0 && w + b >= largest) || (g < 0.0 && w - b <= -largest) {
+                1.0
+            } else {
+                f64::INFINITY
+            }
+        } else if b > 0.0 {
+            err / b
+        } else {
+            f64::INFINITY
+        };
+        if fraction > 1.0 {
             c.mismatches += 1;
             c.first_mismatch.get_or_insert((i, g, w));
         }
+        if c.worst.as_ref().is_none_or(|x| fraction > x.fraction) {
+            c.worst = Some(Worst {
+                index: unravel(i, want.shape()),
+                got: g,
+                want: w,
+                bound: b,
+                fraction,
+            });
+        }
     }
-    if got.shape() != want.shape() {
+    if got.shape() != want.shape() || bound.shape() != want.shape() {
         c.mismatches += 1;
         c.exact = false;
     }
     c
+}
+
+/// The index in `shape` (row-major) of flat position `flat`.
+pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (k, &n) in shape.iter().enumerate().rev() {
+        if n > 0 {
+            index[k] = flat % n;
+            flat /= n;
+        }
+    }
+    index
 }

@@ -249,7 +249,7 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let kernel = &compiled.kernel;
     let (inputs, mut bufs) = hostdata::try_random_arguments(&compiled.json.arguments, a.seed, |_, _| {}).map_err(failed)?;
     let t1 = Instant::now();
-    let expected = aiec::reference::run_reference(kernel, &inputs).map_err(failed)?;
+    let expected = aiec::reference::run_reference_with_bounds(kernel, &inputs).map_err(failed)?;
     let reference_time = t1.elapsed();
     let report = backend.run(&dir, &mut bufs).map_err(failed)?;
 
@@ -265,22 +265,10 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
     for (k, &i) in outs.iter().enumerate() {
         let arg = &compiled.json.arguments[i];
         let got = hostdata::try_from_buffer(&bufs[i]).map_err(failed)?;
-        let c = hostdata::compare(&got, &expected[k], arg.dtype);
+        let (want, bound) = &expected[k];
+        let c = hostdata::compare_bounded(&got, want, bound, arg.dtype);
         all_ok &= c.passed();
-        let verdict = if c.exact {
-            "bit-exact match".to_string()
-        } else if c.passed() {
-            format!(
-                "match within tolerance (max abs error {:.3e}, max rel error {:.3e}; rtol {:.1e}, atol {:.3e})",
-                c.max_abs, c.max_rel, c.rtol, c.atol
-            )
-        } else {
-            let (idx, g, w) = c.first_mismatch.unwrap_or((0, f64::NAN, f64::NAN));
-            format!(
-                "MISMATCH: {} elements out of tolerance; first at flat index {idx}: got {g}, expected {w}",
-                c.mismatches
-            )
-        };
+        let verdict = verdict(&c);
         println!("{} {}{:?} vs reference: {}", arg.name, arg.dtype, arg.shape, verdict);
     }
     println!(
@@ -304,6 +292,60 @@ pub fn run(a: RunArgs) -> Result<i32, CliError> {
         );
     }
     Ok(if all_ok { 0 } else { 1 })
+}
+
+/// How an output compared with the reference's values and error bounds, for `aiec run`.
+fn verdict(c: &hostdata::Comparison) -> String {
+    let at = |index: &[usize]| format!("{index:?}");
+    let unbounded = match c.unbounded {
+        0 => String::new(),
+        1 => "; 1 element has no finite bound (not checked)".to_string(),
+        n => format!("; {n} elements have no finite bound (not checked)"),
+    };
+    if c.exact {
+        return "bit-exact match".to_string();
+    }
+    let Some(w) = &c.worst else {
+        return format!("no element has a finite error bound: nothing checked{unbounded}");
+    };
+    if c.passed() {
+        return format!(
+            "every element within its error bound (worst {} of its bound at {}){unbounded}",
+            fraction(w.fraction),
+            at(&w.index)
+        );
+    }
+    let what = if c.mismatches == 1 {
+        "element outside its error bound"
+    } else {
+        "elements outside their error bounds"
+    };
+    format!(
+        "MISMATCH: {} {what}; worst at {}: value {}, reference {}, bound {:.3e} ({}){unbounded}",
+        c.mismatches,
+        at(&w.index),
+        w.got,
+        w.want,
+        w.bound,
+        if w.fraction.is_finite() {
+            format!("{} of its bound", fraction(w.fraction))
+        } else if !w.want.is_finite() {
+            "a special value must match exactly".to_string()
+        } else if !w.got.is_finite() {
+            "not a finite value".to_string()
+        } else {
+            "the bound is 0: must match exactly".to_string()
+        }
+    )
+}
+
+/// A fraction of a bound, two decimals, or two significant digits below 0.01.
+fn fraction(f: f64) -> String {
+    if f == 0.0 || f >= 0.01 {
+        format!("{f:.2}")
+    } else {
+        format!("{f:.1e}")
+    }
 }
 
 struct ScratchDir(PathBuf);
@@ -450,4 +492,40 @@ pub fn doctor(a: DoctorArgs) -> Result<i32, CliError> {
     let mut out = std::io::stdout();
     let report = toolchain::doctor::run(&tc, &mut out);
     Ok(if report.can_build() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+    use aiec::hostdata::compare_bounded;
+    use aiec_runtime::DType;
+    use ndarray::ArrayD;
+
+    fn a(v: &[f64]) -> ArrayD<f64> {
+        ArrayD::from_shape_vec(vec![2, 2], v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn verdicts_name_the_worst_element_and_its_bound() {
+        let want = a(&[1.0, 2.0, 3.0, 4.0]);
+        let bound = a(&[0.1, 0.1, f64::INFINITY, 0.2]);
+        let c = compare_bounded(&want, &want, &bound, DType::F32);
+        assert_eq!(verdict(&c), "bit-exact match");
+        let c = compare_bounded(&a(&[1.0, 2.05, 3.0, 4.0]), &want, &bound, DType::F32);
+        assert_eq!(
+            verdict(&c),
+            "every element within its error bound (worst 0.50 of its bound at [0, 1]); 1 element has no finite bound (not checked)"
+        );
+        let c = compare_bounded(&a(&[1.0, 2.05, 30.0, 5.0]), &want, &bound, DType::F32);
+        assert_eq!(
+            verdict(&c),
+            "MISMATCH: 1 element outside its error bound; worst at [1, 1]: value 5, reference 4, bound 2.000e-1 (5.00 of its bound); 1 element has no finite bound (not checked)"
+        );
+        let c = compare_bounded(&a(&[1.0, 2.0, 3.0, f64::NAN]), &want, &bound, DType::F32);
+        assert!(
+            verdict(&c).contains("value NaN, reference 4, bound 2.000e-1 (not a finite value)"),
+            "{}",
+            verdict(&c)
+        );
+    }
 }
