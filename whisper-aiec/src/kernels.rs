@@ -135,9 +135,9 @@ fn softmax(batch: usize, m: usize, n: usize, head_dim: usize) -> Result<ir::Kern
     let p = kn.output("P", DType::Bf16, [h, md, nd]);
     let mx = kn.local("mx", DType::F32, [h, md]);
     let inv = kn.local("inv", DType::F32, [h, md]);
-    // Over the columns: S and mask both arrive per row, and the memory tile of one column feeds
-    // only that column's cores (spread over all cores, 9 streams would leave a memory tile; 6 can).
-    kn.spread_cols(md);
+    // S and mask both arrive per row: over all 16 cores, 9 streams would leave a memory tile (6
+    // can), so the compiler's placement search settles on 2 rows x 4 columns (8 cores).
+    kn.spread_cores(md);
     let logit = || s.at([h, md, nd]) * scale + mask.at([md, nd]);
     kn.assign(mx.at([h, md]), maxr([nd], logit()));
     kn.assign(inv.at([h, md]), recip(sum([nd], exp(logit() - mx.at([h, md])))));
