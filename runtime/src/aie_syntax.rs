@@ -52,9 +52,14 @@
 //! properties are what `OperationMutLike::set_inherent_attribute` sets on an unregistered op and are the
 //! documented form above.
 //!
-//! Ops of mlir-aie that describe lower-level designs (`aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.lock`,
-//! `aie.external_buffer`, ...), data-layout transforms on object FIFOs and per-consumer depths are not
-//! supported: they are an error naming the op and its line.
+//! Hardware-level ops (`aie.lock`, `aie.use_lock`, `aie.mem`, `aie.dma_bd`, `aie.flow`, `aie.packet_flow`,
+//! register writes and DMA tasks in the runtime sequence; [`HW_OPS`]) are kept as [`AieOp::Hw`] with their
+//! text, which the emulator's hardware model reads; their regions may close with `}]`, `}, {` or `} {attrs}`.
+//! In the generic form a lock is `%l = "aie.lock"(%tile) : (index) -> index` and a lock use
+//! `"aie.use_lock"(%l) : (index) -> ()` (so that core code naming them parses); every other hardware-level
+//! line, the lines inside their regions and the `memref.global`s register writes use are left empty.
+//! Routed switchboxes, cascade and core stream ports, external buffers and reconfiguration (`aiex.configure`,
+//! `aiex.npu.load_pdi`) are an error naming the op and its line.
 
 use std::collections::HashMap;
 
@@ -120,6 +125,9 @@ pub enum AieOp {
     Tile {
         col: i64,
         row: i64,
+        /// The attribute dictionary written after the tile (`{controller_id = ...}`), as written; the emulator
+        /// does not use it.
+        attrs: Option<String>,
     },
     ObjectFifo {
         name: String,
@@ -177,9 +185,18 @@ pub enum AieOp {
         id: i64,
         issue_token: Option<bool>,
         memref_type: String,
+        /// `packet = <pkt_type = T, pkt_id = I>`: (type, id).
+        packet: Option<(i64, i64)>,
     },
     DmaWait {
         symbol: String,
+    },
+    /// An op of a lower-level (hardware-level) design: locks, DMAs, buffer descriptors, flows, register
+    /// writes, DMA tasks. `text` is the op as written (after its result names); the emulator's hardware model
+    /// reads it.
+    Hw {
+        name: &'static str,
+        text: String,
     },
 }
 
@@ -200,6 +217,7 @@ impl AieOp {
             AieOp::RuntimeSequence { .. } => "aie.runtime_sequence",
             AieOp::DmaMemcpyNd { .. } => "aiex.npu.dma_memcpy_nd",
             AieOp::DmaWait { .. } => "aiex.npu.dma_wait",
+            AieOp::Hw { name, .. } => name,
         }
     }
     pub fn opens_region(&self) -> Option<RegionKind> {
@@ -207,6 +225,7 @@ impl AieOp {
             AieOp::Device { .. } => Some(RegionKind::Device),
             AieOp::Core { .. } => Some(RegionKind::Core),
             AieOp::RuntimeSequence { .. } => Some(RegionKind::Sequence),
+            AieOp::Hw { text, .. } if text.trim_end().ends_with('{') => Some(RegionKind::Hw),
             _ => None,
         }
     }
@@ -218,6 +237,8 @@ pub enum RegionKind {
     Device,
     Core,
     Sequence,
+    /// The region of a hardware-level op (`aie.mem`, `aie.packet_flow`, `aiex.dma_configure_task`, ...).
+    Hw,
     /// Any other region or brace pair (scf.for bodies, attribute dictionaries spanning lines, ...).
     Other,
 }
@@ -276,26 +297,25 @@ fn device_name(value: i64) -> Option<&'static str> {
     DEVICES.iter().find(|(_, v)| *v == value).map(|(n, _)| *n)
 }
 
-const LOWER_LEVEL: &[&str] = &[
+/// The hardware-level ops the emulator's hardware model reads (`AieOp::Hw`).
+pub const HW_OPS: &[&str] = &[
     "aie.mem",
     "aie.memtile_dma",
     "aie.shim_dma",
     "aie.dma_bd",
+    "aie.dma_bd_packet",
     "aie.dma_start",
     "aie.dma",
     "aie.next_bd",
     "aie.flow",
     "aie.packet_flow",
+    "aie.packet_source",
+    "aie.packet_dest",
     "aie.lock",
     "aie.use_lock",
-    "aie.switchbox",
-    "aie.shim_mux",
-    "aie.connect",
-    "aie.wire",
     "aie.shim_dma_allocation",
-    "aie.external_buffer",
-    "aiex.npu.dma_memcpy_nd_task",
     "aiex.npu.write32",
+    "aiex.npu.maskwrite32",
     "aiex.npu.blockwrite",
     "aiex.npu.sync",
     "aiex.npu.push_queue",
@@ -308,11 +328,34 @@ const LOWER_LEVEL: &[&str] = &[
     "aiex.dma_free_task",
 ];
 
+/// Lower-level ops the emulator does not model.
+const LOWER_LEVEL: &[&str] = &[
+    "aie.switchbox",
+    "aie.shim_switchbox",
+    "aie.shim_mux",
+    "aie.connect",
+    "aie.masterset",
+    "aie.packet_rules",
+    "aie.rule",
+    "aie.amsel",
+    "aie.wire",
+    "aie.external_buffer",
+    "aie.cascade_flow",
+    "aie.put_cascade",
+    "aie.get_cascade",
+    "aie.put_stream",
+    "aie.get_stream",
+    "aiex.npu.dma_memcpy_nd_task",
+    "aiex.npu.load_pdi",
+    "aiex.configure",
+    "aiex.run",
+];
+
 fn unsupported(line: usize, op: &str) -> SyntaxError {
     let why = if LOWER_LEVEL.contains(&op) {
-        "lower-level designs (aie.mem/aie.dma_bd/aie.flow)".to_string()
+        "routed switchboxes, cascade and core stream ports, external buffers and reconfiguration are not modelled".to_string()
     } else {
-        "only tiles, object FIFOs, links, buffers, cores and runtime sequences with dma_memcpy_nd/dma_wait are".to_string() + " emulated"
+        "not an op the emulator models".to_string()
     };
     SyntaxError::Unsupported { line, op: op.to_string(), why }
 }
@@ -718,14 +761,14 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             let row = c.int()?;
             c.expect(")")?;
             c.ws();
-            if c.rest().starts_with('{') {
-                return Err(SyntaxError::Unsupported {
-                    line,
-                    op: name.into(),
-                    why: "tile attributes".into(),
-                });
-            }
-            AieOp::Tile { col, row }
+            let attrs = if c.rest().starts_with('{') {
+                let start = c.pos;
+                c.dict("{", "}")?;
+                Some(c.s[start..c.pos].trim().to_string())
+            } else {
+                None
+            };
+            AieOp::Tile { col, row, attrs }
         }
         "aie.objectfifo" => {
             let fifo = c.symbol()?;
@@ -906,13 +949,17 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
                     return Err(c.err(format!("{what} must have 4 entries, found {}", l.len())));
                 }
             }
-            if c.eat(",") {
-                return Err(SyntaxError::Unsupported {
-                    line,
-                    op: name.into(),
-                    why: "packet".into(),
-                });
-            }
+            let packet = if c.eat(",") {
+                c.expect("packet")?;
+                c.expect("=")?;
+                let d = c.dict("<", ">")?;
+                no_extra_keys(&d, &["pkt_type", "pkt_id"], &c)?;
+                let t = int_value(d.get("pkt_type").map(String::as_str).unwrap_or("0"), &c, "pkt_type", "i32")?;
+                let i = int_value(d.get("pkt_id").ok_or_else(|| c.err("missing `pkt_id`"))?, &c, "pkt_id", "i32")?;
+                Some((t, i))
+            } else {
+                None
+            };
             c.expect(")")?;
             let d = c.dict("{", "}")?;
             no_extra_keys(&d, &["id", "metadata", "issue_token"], &c)?;
@@ -930,6 +977,7 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
                 id,
                 issue_token,
                 memref_type,
+                packet,
             }
         }
         "aiex.npu.dma_wait" => {
@@ -958,8 +1006,15 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
         let indent = indent_of(code).to_string();
         let (result, rest) = split_result(code);
         let item = if let Some(name) = aie_op_name(rest) {
-            let sname = static_name(name).ok_or_else(|| unsupported(number, name))?;
-            let op = parse_custom_op(sname, rest.trim_end(), number)?;
+            let op = if let Some(hw) = HW_OPS.iter().copied().find(|n| *n == name) {
+                AieOp::Hw {
+                    name: hw,
+                    text: rest.trim().to_string(),
+                }
+            } else {
+                let sname = static_name(name).ok_or_else(|| unsupported(number, name))?;
+                parse_custom_op(sname, rest.trim_end(), number)?
+            };
             if let Some(kind) = op.opens_region() {
                 stack.push(kind);
             }
@@ -979,6 +1034,19 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
                     line: number,
                     message: "`}` without a matching `{`".into(),
                 })?;
+                if kind == RegionKind::Hw {
+                    // `}]`, `}, {`, `} {issue_token = true}`: hardware-level regions are read by the hardware model.
+                    if k == 0 {
+                        let after = code.trim().strip_prefix('}').map(str::trim).unwrap_or("");
+                        if after.starts_with('{') && after.ends_with('}') {
+                            region_attrs = after.to_string();
+                            item = LineItem::Close(kind);
+                            break;
+                        }
+                        item = LineItem::Close(kind);
+                    }
+                    continue;
+                }
                 if kind != RegionKind::Other {
                     // `} {stack_size = 2048 : i32}`: a core's attribute dictionary after its region.
                     let after = code.trim().strip_prefix('}').map(str::trim).unwrap_or("");
@@ -1039,7 +1107,10 @@ pub fn print_custom(op: &AieOp) -> String {
             Some(s) => format!("aie.device({device}) @{s} {{"),
             None => format!("aie.device({device}) {{"),
         },
-        AieOp::Tile { col, row } => format!("aie.tile({col}, {row})"),
+        AieOp::Tile { col, row, attrs } => match attrs {
+            Some(a) => format!("aie.tile({col}, {row}) {a}"),
+            None => format!("aie.tile({col}, {row})"),
+        },
         AieOp::ObjectFifo {
             name,
             producer,
@@ -1115,13 +1186,18 @@ pub fn print_custom(op: &AieOp) -> String {
             id,
             issue_token,
             memref_type,
+            packet,
         } => {
             let tok = match issue_token {
                 Some(b) => format!(", issue_token = {b}"),
                 None => String::new(),
             };
+            let pkt = match packet {
+                Some((t, i)) => format!(", packet = <pkt_type = {t}, pkt_id = {i}>"),
+                None => String::new(),
+            };
             format!(
-                "aiex.npu.dma_memcpy_nd({memref}[{}][{}][{}]) {{id = {id} : i64, metadata = @{metadata}{tok}}} : \
+                "aiex.npu.dma_memcpy_nd({memref}[{}][{}][{}]{pkt}) {{id = {id} : i64, metadata = @{metadata}{tok}}} : \
                  {memref_type}",
                 join_indices(offsets),
                 join_indices(sizes),
@@ -1129,6 +1205,7 @@ pub fn print_custom(op: &AieOp) -> String {
             )
         }
         AieOp::DmaWait { symbol } => format!("aiex.npu.dma_wait {{symbol = @{symbol}}}"),
+        AieOp::Hw { text, .. } => text.clone(),
     }
 }
 
@@ -1136,6 +1213,21 @@ pub fn print_custom(op: &AieOp) -> String {
 // Generic form.
 
 const UNNAMED_PREFIX: &str = "%aiec_unnamed_";
+
+/// The generic form of the hardware-level ops that core code refers to (locks and their uses); the others
+/// have none here.
+fn hw_generic(name: &str, text: &str, result: &str) -> String {
+    let operand = text.find('%').map(|i| {
+        let r = &text[i + 1..];
+        let n = r.find(|c: char| !(c.is_ascii_alphanumeric() || "_$.-".contains(c))).unwrap_or(r.len());
+        format!("%{}", &r[..n])
+    });
+    match (name, operand) {
+        ("aie.lock", Some(t)) => format!("{result} = \"aie.lock\"({t}) : (index) -> index"),
+        ("aie.use_lock", Some(l)) => format!("\"aie.use_lock\"({l}) : (index) -> ()"),
+        _ => String::new(),
+    }
+}
 
 /// Prints one op in generic form, with `result` (which it needs for ops that have one).
 fn print_generic(op: &AieOp, result: &str) -> String {
@@ -1152,9 +1244,10 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             }
             format!("\"aie.device\"() {} ({{", props(kv))
         }
-        AieOp::Tile { col, row } => format!(
-            "{result} = \"aie.tile\"() {} : () -> index",
-            props(vec![("col", format!("{col} : i32")), ("row", format!("{row} : i32"))])
+        AieOp::Tile { col, row, attrs } => format!(
+            "{result} = \"aie.tile\"() {}{} : () -> index",
+            props(vec![("col", format!("{col} : i32")), ("row", format!("{row} : i32"))]),
+            attrs.as_ref().map(|a| format!(" {a}")).unwrap_or_default()
         ),
         AieOp::ObjectFifo {
             name,
@@ -1258,6 +1351,7 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             id,
             issue_token,
             memref_type,
+            packet,
         } => {
             let mut operands = vec![memref.clone()];
             let mut types = vec![memref_type.clone()];
@@ -1292,6 +1386,9 @@ fn print_generic(op: &AieOp, result: &str) -> String {
             if let Some(b) = issue_token {
                 kv.push(("issue_token", b.to_string()));
             }
+            if let Some((t, i)) = packet {
+                kv.push(("packet", format!("#aie.packet_info<pkt_type = {t}, pkt_id = {i}>")));
+            }
             format!(
                 "\"aiex.npu.dma_memcpy_nd\"({}) {} : ({}) -> ()",
                 operands.join(", "),
@@ -1302,6 +1399,7 @@ fn print_generic(op: &AieOp, result: &str) -> String {
         AieOp::DmaWait { symbol } => {
             format!("\"aiex.npu.dma_wait\"() {} : () -> ()", props(vec![("symbol", format!("@{symbol}"))]))
         }
+        AieOp::Hw { name, text } => hw_generic(name, text, result),
     }
 }
 
@@ -1312,7 +1410,48 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
     let mut unnamed = 0usize;
     // Per open device: whether an explicit aie.end was written directly inside it.
     let mut stack: Vec<(RegionKind, bool)> = Vec::new();
+    // Hardware-level designs: the generic text keeps locks and lock uses (so that core code referring to
+    // them parses) and leaves the other hardware-level lines, and the globals only they use, empty.
+    let has_hw = lines.iter().any(|l| matches!(l.item, LineItem::Op { op: AieOp::Hw { .. }, .. }));
     for l in &lines {
+        let in_hw = stack.iter().any(|(k, _)| *k == RegionKind::Hw);
+        let blank = match &l.item {
+            _ if in_hw => true,
+            LineItem::Op {
+                op: AieOp::Hw { name, .. }, ..
+            } => !matches!(*name, "aie.lock" | "aie.use_lock"),
+            LineItem::Plain => {
+                has_hw && split_comment(&l.text).0.contains("memref.get_global") || has_hw && split_comment(&l.text).0.trim_start().starts_with("memref.global")
+            }
+            _ => false,
+        };
+        if blank {
+            match &l.item {
+                LineItem::Plain => {
+                    for b in braces(split_comment(&l.text).0) {
+                        if b == '{' {
+                            stack.push((RegionKind::Other, false));
+                        } else {
+                            stack.pop();
+                        }
+                    }
+                }
+                LineItem::Op { op, .. } => {
+                    if let Some(kind) = op.opens_region() {
+                        stack.push((kind, false));
+                    }
+                }
+                LineItem::Close(_) => {
+                    stack.pop();
+                    // `}, {` in an aie.dma op opens the next descriptor's region.
+                    if split_comment(&l.text).0.trim_end().ends_with('{') {
+                        stack.push((RegionKind::Other, false));
+                    }
+                }
+            }
+            out.push('\n');
+            continue;
+        }
         match &l.item {
             LineItem::Plain => {
                 for b in braces(split_comment(&l.text).0) {
@@ -1439,6 +1578,7 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
         "aie.tile" => AieOp::Tile {
             col: int_value(get("col")?, &c, "col", "i32")?,
             row: int_value(get("row")?, &c, "row", "i32")?,
+            attrs: None,
         },
         "aie.objectfifo" => {
             let (producer, consumers) = operands.split_first().ok_or_else(|| c.err("expected a producer tile operand"))?;
@@ -1589,6 +1729,7 @@ fn parse_generic_op(name: &'static str, text: &str, line: usize) -> Result<AieOp
                 id: int_value(get("id")?, &c, "id", "i64")?,
                 issue_token: d.get("issue_token").map(|v| bool_value(v, &c, "issue_token")).transpose()?,
                 memref_type,
+                packet: None,
             }
         }
         "aiex.npu.dma_wait" => AieOp::DmaWait {
@@ -1806,9 +1947,14 @@ mod tests {
 
     #[test]
     fn lower_level_ops_are_named() {
-        let e = custom_to_generic("aie.device(npu1) {\n  %l = aie.lock(%t, 0)\n}\n").unwrap_err();
+        let e = custom_to_generic("aie.device(npu1) {\n  aie.switchbox(%t) {\n}\n").unwrap_err();
         assert_eq!(e.line(), 2);
-        assert!(e.to_string().contains("aie.lock"), "{e}");
-        assert!(e.to_string().contains("lower-level designs"), "{e}");
+        assert!(e.to_string().contains("aie.switchbox"), "{e}");
+        assert!(e.to_string().contains("not modelled"), "{e}");
+        // Locks become generic ops that core code can refer to; other hardware-level lines are left empty.
+        let g = custom_to_generic("aie.device(npu1) {\n  %l = aie.lock(%t, 0) {init = 1 : i32}\n  aie.flow(%t, DMA : 0, %u, DMA : 0)\n}\n").unwrap();
+        let lines: Vec<&str> = g.lines().collect();
+        assert_eq!(lines[1].trim(), "%l = \"aie.lock\"(%t) : (index) -> index");
+        assert_eq!(lines[2].trim(), "");
     }
 }

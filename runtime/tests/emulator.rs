@@ -210,11 +210,11 @@ fn unknown_symbol_is_an_error() {
 
 #[test]
 fn unsupported_op_is_named() {
-    let text = design("add_one_link.mlir").replace("    %t02 = aie.tile(0, 2)\n", "    %t02 = aie.tile(0, 2)\n    %lock = aie.lock(%t02, 0)\n");
+    let text = design("add_one_link.mlir").replace("    %t02 = aie.tile(0, 2)\n", "    %t02 = aie.tile(0, 2)\n    aie.cascade_flow(%t02, %t02)\n");
     let m = design_error(&text, &mut add_one_args());
-    let line = line_of(&text, "aie.lock");
+    let line = line_of(&text, "aie.cascade_flow");
     assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
-    assert!(m.contains("aie.lock") && m.contains("lower-level designs"), "{m}");
+    assert!(m.contains("aie.cascade_flow") && m.contains("not modelled"), "{m}");
 }
 
 #[test]

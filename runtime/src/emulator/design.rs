@@ -144,6 +144,9 @@ pub struct Buffer {
     pub ty: MemrefType,
     /// The initial value's attribute text (`dense<...>`, without its type); `None`: zero-initialised.
     pub initial_value: Option<String>,
+    /// Byte address in its tile's memory (`address` attribute), which register writes and descriptors
+    /// written as registers refer to.
+    pub address: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +196,10 @@ pub struct Design {
     pub buffers: Vec<Buffer>,
     pub cores: Vec<Core>,
     pub sequence: Sequence,
+    /// `aie.lock`s (hardware-level designs).
+    pub locks: Vec<super::hw::Lock>,
+    /// The hardware-level model, for designs written with locks, DMAs and flows instead of object FIFOs.
+    pub hw: Option<Box<super::hw::HwModel>>,
 }
 
 /// The SSA values (`%name`, with the `%`) a line of MLIR uses or defines, outside string literals.
@@ -253,6 +260,9 @@ fn first_word(code: &str) -> String {
 impl Design {
     /// Builds the model from the analysed lines of a custom-syntax design.
     pub fn from_lines(lines: &[Line]) -> Result<Design, DesignError> {
+        if super::hw::is_hw(lines) {
+            return super::hw::build(lines);
+        }
         let mut tiles: HashMap<String, TileId> = HashMap::new();
         let mut device: Option<String> = None;
         let mut fifos: Vec<Fifo> = Vec::new();
@@ -359,7 +369,7 @@ impl Design {
                             }
                             device = Some(d.clone());
                         }
-                        AieOp::Tile { col, row } => {
+                        AieOp::Tile { col, row, .. } => {
                             let name = result.clone().unwrap_or_default();
                             tiles.insert(name, TileId { col: *col, row: *row });
                         }
@@ -431,6 +441,7 @@ impl Design {
                             ty,
                             sym_name,
                             initial_value,
+                            address,
                             ..
                         } => {
                             let tile = tile_of(&tiles, tile, l.number)?;
@@ -449,9 +460,11 @@ impl Design {
                                 tile,
                                 ty: MemrefType::parse(ty, l.number)?,
                                 initial_value: initial_value.clone(),
+                                address: *address,
                             });
                         }
                         AieOp::End => {}
+                        AieOp::Hw { .. } => unreachable!("hardware-level designs are built by hw::build"),
                         AieOp::Acquire { .. } | AieOp::Access { .. } | AieOp::Release { .. } => {}
                         AieOp::RuntimeSequence { args, .. } => {
                             if sequence.is_some() {
@@ -644,8 +657,15 @@ impl Design {
                     strides,
                     metadata,
                     memref_type,
+                    packet,
                     ..
                 } => {
+                    if packet.is_some() {
+                        return err(
+                            line,
+                            "aiex.npu.dma_memcpy_nd with a packet header needs an aie.packet_flow (hardware-level designs)",
+                        );
+                    }
                     let fifo = fifo_ref(&metadata, line)?;
                     let arg = sequence.args.iter().position(|(n, _)| *n == memref).ok_or_else(|| DesignError {
                         line,
@@ -794,6 +814,8 @@ impl Design {
             buffers,
             cores,
             sequence,
+            locks: Vec::new(),
+            hw: None,
         })
     }
 
@@ -804,11 +826,12 @@ impl Design {
             .iter()
             .enumerate()
             .map(|(i, (name, ty))| {
-                let out = self
-                    .sequence
-                    .ops
-                    .iter()
-                    .any(|o| matches!(o, SeqOp::Dma { arg, to_array: false, .. } if *arg == i));
+                let out = self.hw.as_ref().is_some_and(|h| h.outputs.get(i).copied().unwrap_or(false))
+                    || self
+                        .sequence
+                        .ops
+                        .iter()
+                        .any(|o| matches!(o, SeqOp::Dma { arg, to_array: false, .. } if *arg == i));
                 ArgSpec {
                     name: name.trim_start_matches('%').to_string(),
                     dtype: ty.dtype,
@@ -820,7 +843,7 @@ impl Design {
     }
 }
 
-fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) -> Result<AieOp, DesignError> {
+pub(crate) fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) -> Result<AieOp, DesignError> {
     let AieOp::DmaMemcpyNd {
         memref,
         offsets,
@@ -830,6 +853,7 @@ fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) 
         id,
         issue_token,
         memref_type,
+        packet,
     } = op
     else {
         return Ok(op.clone());
@@ -854,6 +878,7 @@ fn resolve_constants(op: &AieOp, constants: &HashMap<String, i64>, line: usize) 
         id: *id,
         issue_token: *issue_token,
         memref_type: memref_type.clone(),
+        packet: *packet,
     })
 }
 

@@ -3,6 +3,8 @@
 
 use super::checks::{CheckSite, SiteKind};
 use super::design::{show_bytes, Design, SeqOp, TileId};
+use super::hw::run::{try_lock, HwState};
+use super::hw::LockAction;
 use super::jit::{Compiled, Endpoint};
 use crate::aie_syntax::Port;
 use crate::backend::{ArgData, RuntimeError};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy)]
 struct Chunk([u8; 64]);
 
-struct SlotBuf {
+pub(crate) struct SlotBuf {
     chunks: Vec<Chunk>,
 }
 
@@ -32,7 +34,7 @@ impl SlotBuf {
         chunks.resize(n, Chunk([0; 64]));
         Ok(SlotBuf { chunks })
     }
-    fn ptr(&self) -> *mut u8 {
+    pub(crate) fn ptr(&self) -> *mut u8 {
         self.chunks.as_ptr() as *mut u8
     }
 }
@@ -82,11 +84,18 @@ impl FifoRt {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum CoreStatus {
+pub(crate) enum CoreStatus {
     Running,
     Blocked {
         ep: Endpoint,
         n: u64,
+        line: i64,
+    },
+    /// Waiting in `aie.use_lock` on lock `lock` (index into `Design::locks`).
+    BlockedLock {
+        lock: usize,
+        action: LockAction,
+        value: i64,
         line: i64,
     },
     Done,
@@ -94,16 +103,18 @@ enum CoreStatus {
     Parked,
 }
 
-struct State {
+pub(crate) struct State {
     fifos: Vec<FifoRt>,
-    /// The storage of the design's `aie.buffer`s for this run. Only the cores touch it, through the pointers
-    /// passed to their functions.
-    buffers: Vec<SlotBuf>,
-    cores: Vec<CoreStatus>,
+    /// The storage of the design's `aie.buffer`s for this run. The cores touch it through the pointers passed
+    /// to their functions; at the hardware level, DMAs too (while they hold the buffer's lock).
+    pub(crate) buffers: Vec<SlotBuf>,
+    pub(crate) cores: Vec<CoreStatus>,
+    /// Lock values of a hardware-level design.
+    pub(crate) hw: Option<HwState>,
     abort: bool,
-    error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Counts acquires, releases and finished cores, so the event loop sees that something happened.
-    events: u64,
+    pub(crate) events: u64,
     /// The run has returned to its caller.
     finished: bool,
     /// Per core, the compiled code it may still execute: dropped when the core is done or parked.
@@ -126,7 +137,7 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// The event loop waits here for core activity.
-    cv: Condvar,
+    pub(crate) cv: Condvar,
     /// Each core waits on its own: waking only the cores whose acquire can now succeed keeps a run of
     /// many cores on few host threads from spending its time in wake-ups that find nothing to do.
     core_cv: Vec<Condvar>,
@@ -136,11 +147,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// Ends the run: every core parks at its next callback.
-    fn abort(&self, st: &mut State) {
+    pub(crate) fn abort(&self, st: &mut State) {
         st.abort = true;
         self.stop.store(true, Ordering::Relaxed);
         self.cv.notify_all();
@@ -150,9 +161,18 @@ impl Shared {
     }
     /// After a change of FIFO state: tells the event loop, and wakes each blocked core whose acquire
     /// can now succeed.
-    fn wake(&self, st: &State) {
+    pub(crate) fn wake(&self, st: &State) {
         self.cv.notify_all();
         for (i, c) in st.cores.iter().enumerate() {
+            if let CoreStatus::BlockedLock { lock, action, value, .. } = c {
+                if let Some(hw) = &st.hw {
+                    let mut v = hw.locks[*lock];
+                    if try_lock(&mut v, *action, *value).unwrap_or(true) {
+                        self.core_cv[i].notify_one();
+                    }
+                }
+                continue;
+            }
             if let CoreStatus::Blocked { ep, n, .. } = c {
                 let f = &st.fifos[ep.fifo];
                 let released = match ep.port {
@@ -173,6 +193,8 @@ pub(crate) struct CoreCtx {
     core: usize,
     tile: TileId,
     endpoints: Vec<Endpoint>,
+    /// The locks the core uses, by the number its code passes to `aiec_lock`.
+    locks: Vec<usize>,
     /// Design line of each call site.
     sites: Vec<usize>,
     /// The bounds-checked accesses, by site number, and what each function argument is.
@@ -181,6 +203,8 @@ pub(crate) struct CoreCtx {
     /// See [`super::jit::CoreEntry::line_shift`]; `code_tile` is the tile of the core whose text the lines are.
     line_shift: Option<i64>,
     code_tile: TileId,
+    /// How each lock of `locks` is named in messages.
+    lock_names: Vec<String>,
 }
 
 /// Parks the calling core thread for good: used when a run was stopped while a core was inside JIT code.
@@ -256,6 +280,44 @@ fn release(ctx: &CoreCtx, e: usize, n: u64, site: i64) {
     *released += n;
     st.events += 1;
     sh.wake(&st);
+}
+
+fn use_lock(ctx: &CoreCtx, e: usize, action: LockAction, value: i64, site: i64) {
+    let line = ctx.sites.get(site as usize).copied().unwrap_or(0) as i64;
+    let sh = &ctx.shared;
+    let lock = ctx.locks[e];
+    let mut st = sh.lock();
+    loop {
+        if st.abort {
+            park_forever(ctx, st);
+        }
+        let hw = st.hw.as_mut().expect("locks belong to hardware-level designs");
+        match try_lock(&mut hw.locks[lock], action, value) {
+            Ok(true) => {
+                st.cores[ctx.core] = CoreStatus::Running;
+                st.events += 1;
+                sh.wake(&st);
+                return;
+            }
+            Ok(false) => {}
+            Err(m) => {
+                let msg = format!("{}:{line}: core {}: aie.use_lock on {}: {m}", sh.file, ctx.tile, ctx.lock_names[e]);
+                st.error.get_or_insert(msg);
+                sh.abort(&mut st);
+                park_forever(ctx, st);
+            }
+        }
+        st.cores[ctx.core] = CoreStatus::BlockedLock { lock, action, value, line };
+        sh.cv.notify_all();
+        st = sh.core_cv[ctx.core].wait(st).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// `aiec_lock(i64 ctx, i64 lock, i64 action, i64 value, i64 site)`: `aie.use_lock` in core code (action 0
+/// Acquire, 1 AcquireGreaterEqual, 2 Release); blocks until the acquire succeeds.
+pub(crate) extern "C" fn aiec_lock(ctx: i64, lock: i64, action: i64, value: i64, site: i64) {
+    let ctx = unsafe { &*(ctx as *const CoreCtx) };
+    use_lock(ctx, lock as usize, LockAction::from_code(action), value, site)
 }
 
 /// `index aiec_acquire(i64 ctx, i64 endpoint, i64 n, i64 site)`: blocks until the endpoint holds `n`
@@ -474,6 +536,7 @@ pub(crate) fn run(
             fifos,
             buffers,
             cores: vec![CoreStatus::Running; design.cores.len()],
+            hw: design.hw.as_ref().map(|_| HwState::new(design)),
             abort: false,
             error: None,
             events: 0,
@@ -494,6 +557,8 @@ pub(crate) fn run(
             core: ci,
             tile: design.cores[ci].tile,
             endpoints: entry.endpoints.clone(),
+            locks: entry.locks.clone(),
+            lock_names: entry.locks.iter().map(|&l| design.locks[l].describe()).collect(),
             sites: entry.sites.clone(),
             checks: entry.checks.clone(),
             arg_names: entry.arg_names.clone(),
@@ -557,190 +622,196 @@ pub(crate) fn run(
         handles.push(h);
     }
 
-    let mut links: Vec<LinkRt> = design
-        .links
-        .iter()
-        .map(|l| {
-            let (split, single, many, pieces) = if l.ins.len() == 1 && l.outs.len() == 1 {
-                let (a, b) = (design.fifos[l.ins[0]].elem.bytes(), design.fifos[l.outs[0]].elem.bytes());
-                if a >= b {
-                    (true, l.ins[0], vec![l.outs[0]], vec![(0, a)])
+    let result = if design.hw.is_some() {
+        super::hw::run::drive(design, &shared, args, file, stall_timeout)
+    } else {
+        let mut links: Vec<LinkRt> = design
+            .links
+            .iter()
+            .map(|l| {
+                let (split, single, many, pieces) = if l.ins.len() == 1 && l.outs.len() == 1 {
+                    let (a, b) = (design.fifos[l.ins[0]].elem.bytes(), design.fifos[l.outs[0]].elem.bytes());
+                    if a >= b {
+                        (true, l.ins[0], vec![l.outs[0]], vec![(0, a)])
+                    } else {
+                        (false, l.outs[0], vec![l.ins[0]], vec![(0, b)])
+                    }
+                } else if l.ins.len() == 1 {
+                    (true, l.ins[0], l.outs.clone(), l.pieces.clone())
                 } else {
-                    (false, l.outs[0], vec![l.ins[0]], vec![(0, b)])
+                    (false, l.outs[0], l.ins.clone(), l.pieces.clone())
+                };
+                let cursors = many.iter().map(|_| LinkCursor { k: 0, s: 0 }).collect();
+                LinkRt {
+                    line: l.line,
+                    split,
+                    single,
+                    many,
+                    pieces,
+                    cursors,
                 }
-            } else if l.ins.len() == 1 {
-                (true, l.ins[0], l.outs.clone(), l.pieces.clone())
-            } else {
-                (false, l.outs[0], l.ins.clone(), l.pieces.clone())
-            };
-            let cursors = many.iter().map(|_| LinkCursor { k: 0, s: 0 }).collect();
-            LinkRt {
-                line: l.line,
-                split,
-                single,
-                many,
-                pieces,
-                cursors,
-            }
-        })
-        .collect();
+            })
+            .collect();
 
-    let ops = &design.sequence.ops;
-    let mut pc = 0usize;
-    let mut queues: Vec<VecDeque<Transfer>> = (0..design.fifos.len()).map(|_| VecDeque::new()).collect();
-    let mut transfers = 0usize;
-    let mut last_events = u64::MAX;
-    let mut last_change = Instant::now();
-    let result = 'run: loop {
-        let mut st = shared.lock();
-        if let Some(e) = st.error.take() {
-            shared.abort(&mut st);
-            break Err(RuntimeError::Design(e));
-        }
-        let mut progressed = false;
-        // The runtime sequence, in order; only dma_wait blocks it.
-        while pc < ops.len() {
-            match &ops[pc] {
-                SeqOp::Dma {
-                    line,
-                    arg,
-                    fifo,
-                    base,
-                    sizes,
-                    strides,
-                    to_array,
-                    consumer,
-                } => {
-                    queues[*fifo].push_back(Transfer {
-                        line: *line,
-                        arg: *arg,
-                        to_array: *to_array,
-                        consumer: *consumer,
-                        pattern: Pattern::new(*base, *sizes, *strides),
-                        pos: 0,
-                    });
-                    transfers += 1;
+        let ops = &design.sequence.ops;
+        let mut pc = 0usize;
+        let mut queues: Vec<VecDeque<Transfer>> = (0..design.fifos.len()).map(|_| VecDeque::new()).collect();
+        let mut transfers = 0usize;
+        let mut last_events = u64::MAX;
+        let mut last_change = Instant::now();
+        let result = 'run: loop {
+            let mut st = shared.lock();
+            if let Some(e) = st.error.take() {
+                shared.abort(&mut st);
+                break Err(RuntimeError::Design(e));
+            }
+            let mut progressed = false;
+            // The runtime sequence, in order; only dma_wait blocks it.
+            while pc < ops.len() {
+                match &ops[pc] {
+                    SeqOp::Dma {
+                        line,
+                        arg,
+                        fifo,
+                        base,
+                        sizes,
+                        strides,
+                        to_array,
+                        consumer,
+                    } => {
+                        queues[*fifo].push_back(Transfer {
+                            line: *line,
+                            arg: *arg,
+                            to_array: *to_array,
+                            consumer: *consumer,
+                            pattern: Pattern::new(*base, *sizes, *strides),
+                            pos: 0,
+                        });
+                        transfers += 1;
+                    }
+                    SeqOp::Wait { fifo, .. } => {
+                        if !queues[*fifo].is_empty() {
+                            break;
+                        }
+                    }
                 }
-                SeqOp::Wait { fifo, .. } => {
-                    if !queues[*fifo].is_empty() {
+                pc += 1;
+                progressed = true;
+            }
+            // Shim DMAs.
+            for (fi, q) in queues.iter_mut().enumerate() {
+                while let Some(t) = q.front_mut() {
+                    let f = &mut st.fifos[fi];
+                    let host = &mut args[t.arg];
+                    let esize = design.sequence.args[t.arg].1.dtype.size_bytes();
+                    let per_elem = f.elem_bytes / esize;
+                    let mut moved = false;
+                    while t.pos < t.pattern.count {
+                        if t.to_array {
+                            if !f.available(Port::Produce, f.produced + 1) {
+                                break;
+                            }
+                            let dst = f.slot(f.produced);
+                            let src = host.bytes().as_ptr();
+                            let mut i = 0;
+                            while i < per_elem {
+                                let (h, run) = t.pattern.run_at(t.pos + i);
+                                let n = run.min(per_elem - i);
+                                unsafe { std::ptr::copy_nonoverlapping(src.add(h * esize), dst.add(i * esize), n * esize) };
+                                i += n;
+                            }
+                            f.produced += 1;
+                            f.prod_acquired = f.produced;
+                        } else {
+                            let c = t.consumer;
+                            if f.cons_released[c] >= f.produced {
+                                break;
+                            }
+                            let Some(out) = host.bytes_mut() else {
+                                let name = &design.sequence.args[t.arg].0;
+                                shared.abort(&mut st);
+                                break 'run Err(RuntimeError::Design(format!(
+                                    "{file}:{}: the runtime sequence writes argument {} ({name}), which the caller passed as an input",
+                                    t.line, t.arg
+                                )));
+                            };
+                            let src = f.slot(f.cons_released[c]);
+                            let mut i = 0;
+                            while i < per_elem {
+                                let (h, run) = t.pattern.run_at(t.pos + i);
+                                let n = run.min(per_elem - i);
+                                unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), out.as_mut_ptr().add(h * esize), n * esize) };
+                                i += n;
+                            }
+                            f.cons_released[c] += 1;
+                            f.cons_acquired[c] = f.cons_released[c];
+                        }
+                        t.pos += per_elem;
+                        moved = true;
+                    }
+                    progressed |= moved;
+                    if t.pos >= t.pattern.count {
+                        q.pop_front();
+                    } else {
                         break;
                     }
                 }
             }
-            pc += 1;
-            progressed = true;
-        }
-        // Shim DMAs.
-        for (fi, q) in queues.iter_mut().enumerate() {
-            while let Some(t) = q.front_mut() {
-                let f = &mut st.fifos[fi];
-                let host = &mut args[t.arg];
-                let esize = design.sequence.args[t.arg].1.dtype.size_bytes();
-                let per_elem = f.elem_bytes / esize;
-                let mut moved = false;
-                while t.pos < t.pattern.count {
-                    if t.to_array {
-                        if !f.available(Port::Produce, f.produced + 1) {
-                            break;
-                        }
-                        let dst = f.slot(f.produced);
-                        let src = host.bytes().as_ptr();
-                        let mut i = 0;
-                        while i < per_elem {
-                            let (h, run) = t.pattern.run_at(t.pos + i);
-                            let n = run.min(per_elem - i);
-                            unsafe { std::ptr::copy_nonoverlapping(src.add(h * esize), dst.add(i * esize), n * esize) };
-                            i += n;
-                        }
-                        f.produced += 1;
-                        f.prod_acquired = f.produced;
-                    } else {
-                        let c = t.consumer;
-                        if f.cons_released[c] >= f.produced {
-                            break;
-                        }
-                        let Some(out) = host.bytes_mut() else {
-                            let name = &design.sequence.args[t.arg].0;
-                            shared.abort(&mut st);
-                            break 'run Err(RuntimeError::Design(format!(
-                                "{file}:{}: the runtime sequence writes argument {} ({name}), which the caller passed as an input",
-                                t.line, t.arg
-                            )));
-                        };
-                        let src = f.slot(f.cons_released[c]);
-                        let mut i = 0;
-                        while i < per_elem {
-                            let (h, run) = t.pattern.run_at(t.pos + i);
-                            let n = run.min(per_elem - i);
-                            unsafe { std::ptr::copy_nonoverlapping(src.add(i * esize), out.as_mut_ptr().add(h * esize), n * esize) };
-                            i += n;
-                        }
-                        f.cons_released[c] += 1;
-                        f.cons_acquired[c] = f.cons_released[c];
-                    }
-                    t.pos += per_elem;
-                    moved = true;
-                }
-                progressed |= moved;
-                if t.pos >= t.pattern.count {
-                    q.pop_front();
-                } else {
-                    break;
-                }
+            // Links.
+            for l in links.iter_mut() {
+                progressed |= step_link(&mut st, l);
             }
-        }
-        // Links.
-        for l in links.iter_mut() {
-            progressed |= step_link(&mut st, l);
-        }
-        if progressed {
-            shared.wake(&st);
-        }
-        let seq_done = pc == ops.len();
-        let transfers_done = queues.iter().all(|q| q.is_empty());
-        if seq_done && transfers_done {
-            break Ok(transfers);
-        }
-        if progressed || st.events != last_events {
-            last_events = st.events;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > stall_timeout {
-            let running: Vec<String> = st
-                .cores
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c == CoreStatus::Running)
-                .map(|(i, _)| format!("core {}", design.cores[i].tile))
-                .collect();
-            break Err(RuntimeError::Other(format!(
-                "{file}: no object FIFO or DMA activity for {:.0} s while {} kept running (an endless loop?); \
+            if progressed {
+                shared.wake(&st);
+            }
+            let seq_done = pc == ops.len();
+            let transfers_done = queues.iter().all(|q| q.is_empty());
+            if seq_done && transfers_done {
+                break Ok(transfers);
+            }
+            if progressed || st.events != last_events {
+                last_events = st.events;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > stall_timeout {
+                let running: Vec<String> = st
+                    .cores
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c == CoreStatus::Running)
+                    .map(|(i, _)| format!("core {}", design.cores[i].tile))
+                    .collect();
+                break Err(RuntimeError::Other(format!(
+                    "{file}: no object FIFO or DMA activity for {:.0} s while {} kept running (an endless loop?); \
                  stopped waiting",
-                stall_timeout.as_secs_f64(),
-                running.join(", ")
-            )));
-        }
-        if !progressed {
-            let stuck = st.cores.iter().all(|c| match c {
-                CoreStatus::Done | CoreStatus::Parked => true,
-                CoreStatus::Running => false,
-                CoreStatus::Blocked { ep, n, .. } => {
-                    let f = &st.fifos[ep.fifo];
-                    let released = match ep.port {
-                        Port::Produce => f.produced,
-                        Port::Consume => f.cons_released[ep.index],
-                    };
-                    !f.available(ep.port, released + n)
-                }
-            });
-            if stuck {
-                if seq_done {
-                    break Ok(transfers);
-                }
-                let msg = deadlock_message(design, &st, &queues, &links, pc);
-                break Err(RuntimeError::Deadlock(format!("{file}: {msg}")));
+                    stall_timeout.as_secs_f64(),
+                    running.join(", ")
+                )));
             }
-            let _ = shared.cv.wait_timeout(st, Duration::from_millis(20));
-        }
+            if !progressed {
+                let stuck = st.cores.iter().all(|c| match c {
+                    CoreStatus::Done | CoreStatus::Parked => true,
+                    CoreStatus::Running => false,
+                    CoreStatus::BlockedLock { .. } => true,
+                    CoreStatus::Blocked { ep, n, .. } => {
+                        let f = &st.fifos[ep.fifo];
+                        let released = match ep.port {
+                            Port::Produce => f.produced,
+                            Port::Consume => f.cons_released[ep.index],
+                        };
+                        !f.available(ep.port, released + n)
+                    }
+                });
+                if stuck {
+                    if seq_done {
+                        break Ok(transfers);
+                    }
+                    let msg = deadlock_message(design, &st, &queues, &links, pc);
+                    break Err(RuntimeError::Deadlock(format!("{file}: {msg}")));
+                }
+                let _ = shared.cv.wait_timeout(st, Duration::from_millis(20));
+            }
+        };
+        result
     };
     // Stop: blocked and still running cores park for good at their next callback (freeing the run's storage
     // with the last of them); finished ones are joined.

@@ -55,6 +55,8 @@ pub struct Endpoint {
 #[derive(Debug, Clone)]
 pub struct CoreEntry {
     pub endpoints: Vec<Endpoint>,
+    /// The locks the core uses (indices into `Design::locks`), by the number its code passes to `aiec_lock`.
+    pub locks: Vec<usize>,
     /// The FIFOs whose slots are passed as memref arguments, in argument order.
     pub slot_fifos: Vec<usize>,
     /// Design line of each FIFO call site, by the site number the core passes to the callbacks.
@@ -78,6 +80,7 @@ pub struct CoreEntry {
 pub struct CoreModule {
     pub text: String,
     pub endpoints: Vec<Vec<Endpoint>>,
+    pub locks: Vec<Vec<usize>>,
     pub slot_fifos: Vec<Vec<usize>>,
     pub sites: Vec<Vec<usize>>,
     /// Per core, what each argument of its function is (see [`CoreEntry::arg_names`]).
@@ -111,6 +114,14 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
         })
         .collect();
     let mut all_endpoints = Vec::new();
+    let mut all_locks = Vec::new();
+    let lock_index: HashMap<&str, usize> = design
+        .locks
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.name.is_empty())
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
     let mut all_slots = Vec::new();
     let mut all_sites = Vec::new();
     let mut function_of = Vec::new();
@@ -121,6 +132,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
     let mut seen: Vec<(String, usize)> = Vec::new();
     for core in design.cores.iter() {
         let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut locks: Vec<usize> = Vec::new();
         let mut slot_fifos: Vec<usize> = Vec::new();
         let mut sites: Vec<usize> = Vec::new();
         let mut subviews: HashMap<String, (usize, i64)> = HashMap::new();
@@ -229,6 +241,23 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                     s
                 }
                 AieOp::End => "func.return".to_string(),
+                AieOp::Hw { name: "aie.use_lock", text } => {
+                    let (lock, action, value) = super::hw::parse_use_lock(text).map_err(|m| line_err(n, format!("aie.use_lock: {m}")))?;
+                    let li = *lock_index
+                        .get(lock.as_str())
+                        .ok_or_else(|| line_err(n, format!("`{lock}` is not an aie.lock of the device")))?;
+                    let e = match locks.iter().position(|&x| x == li) {
+                        Some(e) => e,
+                        None => {
+                            locks.push(li);
+                            locks.len() - 1
+                        }
+                    };
+                    format!(
+                        "{p}e = arith.constant {e} : i64 {p}a = arith.constant {} : i64 {p}v = arith.constant {value} : i64 {p}l = arith.constant {site} : i64 func.call @aiec_lock(%_aiec_ctx, {p}e, {p}a, {p}v, {p}l) : (i64, i64, i64, i64, i64) -> ()",
+                        action.code()
+                    )
+                }
                 other => {
                     return Err(line_err(n, format!("`{}` inside an aie.core", other.op_name())));
                 }
@@ -276,6 +305,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
             }
         }
         all_endpoints.push(endpoints);
+        all_locks.push(locks);
         all_slots.push(slot_fifos);
         all_sites.push(sites);
     }
@@ -283,11 +313,13 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
     text.push_str("\nfunc.func private @aiec_acquire(i64, i64, i64, i64) -> index\n");
     text.push_str("func.func private @aiec_release(i64, i64, i64, i64)\n");
     text.push_str("func.func private @aiec_poll(i64)\n");
+    text.push_str("func.func private @aiec_lock(i64, i64, i64, i64, i64)\n");
     text.push_str("func.func private @aiec_oob(i64, i64, i64, index, i64, i64)\n");
     text.push_str("func.func private @aiec_fault(i64, i64)\n");
     Ok(CoreModule {
         text,
         endpoints: all_endpoints,
+        locks: all_locks,
         slot_fifos: all_slots,
         sites: all_sites,
         arg_names: all_arg_names,
@@ -507,6 +539,16 @@ pub fn compile(module: &CoreModule, checked: bool) -> Result<Compiled, JitError>
     let mut site_tables: Vec<Arc<Vec<CheckSite>>> = (0..module.functions).map(|_| Arc::new(Vec::new())).collect();
     let engine = {
         let mut m = with_diagnostics(&context, || Module::parse(&context, &module.text)).map_err(|d| first_error(d, "parsing the cores"))?;
+        // affine loops (hand-written designs use them) become scf/memref first, which the checks know.
+        {
+            let pm = PassManager::new(&context);
+            parse_pass_pipeline(pm.as_operation_pass_manager(), "builtin.module(func.func(lower-affine))").map_err(|e| JitError {
+                line: 0,
+                col: 0,
+                message: format!("pass pipeline: {e}"),
+            })?;
+            with_diagnostics(&context, || pm.run(&mut m).ok()).map_err(|d| first_error(d, "lowering affine loops"))?;
+        }
         unsafe { checks::validate(m.as_operation().to_raw(), checked) }.map_err(|e| JitError {
             line: e.line,
             col: 0,
@@ -557,6 +599,7 @@ pub fn compile(module: &CoreModule, checked: bool) -> Result<Compiled, JitError>
         engine.register_symbol("aiec_acquire", super::exec::aiec_acquire as *mut ());
         engine.register_symbol("aiec_release", super::exec::aiec_release as *mut ());
         engine.register_symbol("aiec_poll", super::exec::aiec_poll as *mut ());
+        engine.register_symbol("aiec_lock", super::exec::aiec_lock as *mut ());
         engine.register_symbol("aiec_oob", super::exec::aiec_oob as *mut ());
         engine.register_symbol("aiec_fault", super::exec::aiec_fault as *mut ());
         // Safety net for f32 -> bf16 truncations LLVM itself introduces (the pipeline expands MLIR's own).
@@ -584,6 +627,7 @@ pub fn compile(module: &CoreModule, checked: bool) -> Result<Compiled, JitError>
             let line_shift = (kept == f).then(|| module.open_lines[i] as i64 - module.open_lines[code_of] as i64);
             CoreEntry {
                 endpoints: module.endpoints[i].clone(),
+                locks: module.locks[i].clone(),
                 slot_fifos: module.slot_fifos[i].clone(),
                 sites: module.sites[i].clone(),
                 checks: site_tables[kept].clone(),

@@ -57,15 +57,32 @@
 //! * `tests/fuzz_design.rs` runs mutated designs (numbers replaced, lines deleted or duplicated, tokens
 //!   swapped) and requires a result or an error for each, within a time bound, without a panic.
 //!
-//! Not emulated (an error naming the op): lower-level designs (`aie.lock`, `aie.mem`, `aie.dma_bd`,
-//! `aie.flow`, `aie.external_buffer`, ...), buffers shared with neighbouring tiles, several `aie.device`s,
-//! object FIFO data-layout transforms, per-tile depths, `repeat_count`/`via_DMA` and other FIFO attributes,
-//! packet headers, external kernels (`func.func` with `link_with`), and runtime-sequence ops other than
-//! `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
+//! * Hardware-level designs (the level mlir-aie lowers object FIFOs to, and its own hardware tests use) run
+//!   on the model in [`hw`]: `aie.lock` (AIE-ML semaphores: `AcquireGreaterEqual` waits for >= v and
+//!   subtracts v, `Acquire` waits for == v, `Release` adds v; values 0..=63) used by cores (`aie.use_lock`
+//!   becomes a call like the FIFO ops) and by buffer descriptors; `aie.mem` / `aie.memtile_dma` /
+//!   `aie.shim_dma` with `aie.dma_start` chains or `aie.dma` ops, `aie.dma_bd` (offset, length, `[<size,
+//!   stride>]` dimensions, memory-tile padding, packet headers), `aie.next_bd`, repeat counts;
+//!   `aie.shim_dma_allocation`; `aie.flow` and `aie.packet_flow` (ids, fan-in/out, `keep_pkt_header`) between
+//!   DMA ports, each stream buffering up to 64 KiB; and in the runtime sequence `dma_memcpy_nd` (also with
+//!   `packet`), `dma_wait`, `npu.sync`, `npu.write32`/`maskwrite32`/`blockwrite`/`writebd`/`address_patch`/
+//!   `push_queue` on the state the model has (descriptor registers, task queues, channel control, lock values,
+//!   data memory of buffers with an `address`; any other address is an error naming it), and DMA tasks
+//!   (`dma_configure_task[_for]`, `dma_start_task`, `dma_await_task`, `dma_free_task`). A hardware-level run
+//!   ends when the sequence is done and every shim transfer it started has finished; a deadlock names the
+//!   blocked cores and channels with their locks' values and descriptor lines.
+//!
+//! Not emulated (an error naming the op): routed `aie.switchbox`/`aie.connect`, core stream and cascade ports,
+//! control and trace packets, `aie.external_buffer`, buffers shared with neighbouring tiles, several
+//! `aie.device`s (`aiex.configure`, `aiex.run`, `npu.load_pdi`), object FIFOs mixed with locks/DMAs in one
+//! design, object FIFO data-layout transforms, per-tile depths, `repeat_count`/`via_DMA` and other FIFO
+//! attributes, external kernels (`func.func` with `link_with`), and runtime-sequence ops of object-FIFO
+//! designs other than `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
 
 pub mod checks;
 pub mod design;
 pub mod exec;
+pub mod hw;
 pub mod jit;
 
 use crate::aie_syntax::{custom_to_generic, parse_custom, Line};
