@@ -861,13 +861,20 @@ fn parse_custom_op(name: &'static str, text: &str, line: usize) -> Result<AieOp,
             c.expect(")")?;
             c.ws();
             let d = if c.rest().starts_with('{') { c.dict("{", "}")? } else { HashMap::new() };
-            no_extra_keys(&d, &["sym_name", "address", "mem_bank"], &c)?;
+            no_extra_keys(&d, &["sym_name", "address", "mem_bank", "initial_value"], &c)?;
             let sym_name = d.get("sym_name").map(|v| string_value(v, &c, "sym_name")).transpose()?;
             let address = d.get("address").map(|v| int_value(v, &c, "address", "i32")).transpose()?;
             let mem_bank = d.get("mem_bank").map(|v| int_value(v, &c, "mem_bank", "i32")).transpose()?;
+            // `{initial_value = dense<...> : tensor<...>}` in the dictionary: the same value as `= dense<...>`.
+            let dict_value = d.get("initial_value").map(|v| match v.rfind("> :") {
+                Some(i) => v[..i + 1].trim().to_string(),
+                None => v.trim().to_string(),
+            });
             c.expect(":")?;
             let ty = c.ty()?;
-            let initial_value = if c.eat("=") {
+            let initial_value = if dict_value.is_some() {
+                dict_value
+            } else if c.eat("=") {
                 c.ws();
                 let v = c.rest().trim_end().to_string();
                 if v.is_empty() {
@@ -1421,7 +1428,7 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
                 op: AieOp::Hw { name, .. }, ..
             } => !matches!(*name, "aie.lock" | "aie.use_lock"),
             LineItem::Plain => {
-                has_hw && split_comment(&l.text).0.contains("memref.get_global") || has_hw && split_comment(&l.text).0.trim_start().starts_with("memref.global")
+                has_hw && (split_comment(&l.text).0.contains("memref.get_global") || split_comment(&l.text).0.trim_start().starts_with("memref.global"))
             }
             _ => false,
         };

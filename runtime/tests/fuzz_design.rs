@@ -2,7 +2,8 @@
 //! panic, a crash, a hang or an unbounded allocation.
 //!
 //! The seeds are aiec's designs for small variants of dsl-examples/{matmul,softmax,layernorm}.tile
-//! (tests/designs/fuzz/). Each case applies one to three mutations: a number replaced (by 0, -1, a huge value,
+//! (tests/designs/fuzz/) and two hardware-level designs (tests/designs/hw_registers_raw.mlir: register writes,
+//! raw data memory, queued chains; hw_reconfigure.mlir: several devices run by `aiex.configure`). Each case applies one to three mutations: a number replaced (by 0, -1, a huge value,
 //! or slightly larger), a line deleted or duplicated, two tokens swapped, two lines swapped; then runs the
 //! result with zero inputs under a time bound. 100 cases by default;
 //! `AIEC_FUZZ_CASES=2000 cargo test --release -p aiec-runtime --test fuzz_design -- --nocapture` for a long run
@@ -17,7 +18,13 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const SEEDS: [&str; 3] = ["matmul.mlir", "softmax.mlir", "layernorm.mlir"];
+const SEEDS: [&str; 5] = [
+    "matmul.mlir",
+    "softmax.mlir",
+    "layernorm.mlir",
+    "../hw_registers_raw.mlir",
+    "../hw_reconfigure.mlir",
+];
 
 /// How long one case may take: JIT-compiling a mutated design, the stall timeout and some slack.
 const CASE_LIMIT: Duration = Duration::from_secs(90);

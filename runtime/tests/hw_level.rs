@@ -84,3 +84,66 @@ fn a_descriptor_outside_its_buffer_is_rejected_before_running() {
     let m = run_text(&text, &mut args).unwrap_err().to_string();
     assert!(m.contains("reaches element 11") && m.contains("%out"), "{m}");
 }
+
+#[test]
+fn register_writes_by_buffer_symbol_raw_data_memory_and_queued_chains() {
+    let a0: Vec<i32> = (0..8).map(|i| i * 5 - 3).collect();
+    let b0: Vec<i32> = (0..16).map(|i| 100 + i * i).collect();
+    let mut args = [
+        i32_buf(&a0),
+        HostBuffer::zeros(DType::I32, &[8]),
+        i32_buf(&b0),
+        HostBuffer::zeros(DType::I32, &[16]),
+    ];
+    run_text(&design("hw_registers_raw.mlir"), &mut args).unwrap();
+    // blockwrite of 10..80, then word 2 = (30 & !0xF00) | (0x100 & 0xF00).
+    let mut table = [10, 20, 30, 40, 50, 60, 70, 80];
+    table[2] = (30 & !0xF00) | (0x100 & 0xF00);
+    // The first chain on S2MM 0 fills `lo` (words 0..4), the second `hi` (words 4..8).
+    let want: Vec<i32> = (0..8).map(|i| a0[i] + table[i]).collect();
+    assert_eq!(i32s(&args[1]), want);
+    // Received contiguously at byte 0 of the memory tile, sent as a 4x4 transpose.
+    let want_b: Vec<i32> = (0..16).map(|k| b0[(k % 4) * 4 + k / 4]).collect();
+    assert_eq!(i32s(&args[3]), want_b);
+}
+
+#[test]
+fn configurations_run_in_order_and_memory_persists_between_them() {
+    let input: Vec<i32> = (1..=16).collect();
+    let mut args = [i32_buf(&input)];
+    run_text(&design("hw_reconfigure.mlir"), &mut args).unwrap();
+    let first = &input[0..4];
+    let mut want: Vec<i32> = Vec::new();
+    want.extend(first);
+    want.extend(first);
+    want.extend(first);
+    want.extend(input[12..16].iter().map(|x| x + 100));
+    assert_eq!(i32s(&args[0]), want);
+    let specs = aiec_runtime::emulator::sequence_args(&design("hw_reconfigure.mlir")).unwrap();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].shape, vec![16]);
+}
+
+#[test]
+fn one_device_of_several_is_chosen_by_name() {
+    // The configurations' devices, each run on its own.
+    let text = design("hw_reconfigure.mlir");
+    let mut e = Emulator::new();
+    let mut args = [i32_buf(&[1, 2, 3, 4])];
+    let m = e.run_mlir(&text, "design.mlir", &mut [i32_buf(&[0; 4]), i32_buf(&[0; 4])]).unwrap_err().to_string();
+    assert!(m.contains("argument"), "{m}");
+    e.device = Some("add_hundred".into());
+    e.run_mlir(&text, "design.mlir", &mut args).unwrap();
+    assert_eq!(i32s(&args[0]), vec![101, 102, 103, 104]);
+    e.device = Some("nowhere".into());
+    let m = e.run_mlir(&text, "design.mlir", &mut args).unwrap_err().to_string();
+    assert!(m.contains("no aie.device @nowhere") && m.contains("@store"), "{m}");
+}
+
+#[test]
+fn a_bad_configuring_sequence_is_a_located_error() {
+    let text = design("hw_reconfigure.mlir").replace("aiex.run @recall_seq (%a2)", "aiex.run @missing_seq (%a2)");
+    let mut args = [i32_buf(&[0; 16])];
+    let m = run_text(&text, &mut args).unwrap_err().to_string();
+    assert!(m.contains("design.mlir:20:") && m.contains("@missing_seq"), "{m}");
+}

@@ -234,7 +234,8 @@ fn allowed_op(name: &str) -> Result<(), &'static str> {
         "ub" if name == "ub.poison" => Ok(()),
         "memref" => match name {
             "memref.load" | "memref.store" | "memref.dim" | "memref.rank" | "memref.cast" | "memref.collapse_shape" | "memref.expand_shape" => Ok(()),
-            _ => Err("only memref.load/store (bounds-checked), dim, rank, cast, collapse_shape and expand_shape are"),
+            "memref.copy" => Ok(()),
+            _ => Err("only memref.load/store (bounds-checked), copy (between equal static types), dim, rank, cast, collapse_shape and expand_shape are"),
         },
         "affine" if matches!(name, "affine.apply" | "affine.min" | "affine.max") => Ok(()),
         "func" if matches!(name, "func.call" | "func.return") => Ok(()),
@@ -287,6 +288,14 @@ pub(crate) unsafe fn validate(module_op: MlirOperation, checked: bool) -> Result
                     "`{name}` in a core is not supported by the emulator's checked mode ({why} allowed; `--unchecked` runs \
                      core code as it is, without bounds checks)"
                 ));
+            }
+            if name == "memref.copy" {
+                // Whole memrefs of one static type: source and target are the same size.
+                let t: Vec<MlirType> = operands(op).into_iter().map(|v| mlirValueGetType(v)).collect();
+                let same = t.len() == 2 && plain_memref(t[0]) && plain_memref(t[1]) && type_text(t[0]) == type_text(t[1]);
+                if !same {
+                    return fail("`memref.copy` in a core between memrefs of different or non-static types is not supported by the emulator's checked mode".into());
+                }
             }
             if name == "func.call" {
                 // Only the emulator's own callbacks (the design's text cannot name them).

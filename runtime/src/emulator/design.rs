@@ -178,6 +178,13 @@ pub enum SeqOp {
         line: usize,
         fifo: usize,
     },
+    /// A 32-bit word written into a buffer (`aiex.npu.rtp_write`): buffer, word index, value.
+    BufferWrite {
+        line: usize,
+        buffer: usize,
+        word: usize,
+        value: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +279,8 @@ impl Design {
         let mut buffers: Vec<Buffer> = Vec::new();
         let mut sequence: Option<Sequence> = None;
         let mut raw_seq: Vec<(usize, AieOp)> = Vec::new();
+        // `"aiec.buffer_write"` lines, placed among raw_seq by line number below.
+        let mut raw_writes: Vec<(usize, String)> = Vec::new();
         let mut constants: HashMap<String, i64> = HashMap::new();
         // Which aie region we are in (innermost aie region kind), with nesting of other braces.
         let mut stack: Vec<RegionKind> = Vec::new();
@@ -294,6 +303,9 @@ impl Design {
                             match parse_constant(code) {
                                 Some((n, v)) => {
                                     constants.insert(n, v);
+                                }
+                                None if code.trim_start().starts_with("\"aiec.buffer_write\"") => {
+                                    raw_writes.push((l.number, code.to_string()));
                                 }
                                 None => {
                                     return err(
@@ -648,7 +660,34 @@ impl Design {
         }
 
         // Runtime sequence.
-        for (line, op) in raw_seq {
+        let mut writes = raw_writes.into_iter().peekable();
+        let mut seq_items: Vec<(usize, Option<AieOp>)> = raw_seq.into_iter().map(|(l, o)| (l, Some(o))).collect();
+        for (l, _) in writes.by_ref() {
+            seq_items.push((l, None));
+        }
+        seq_items.sort_by_key(|(l, _)| *l);
+        for (line, op) in seq_items {
+            let Some(op) = op else {
+                let code = crate::aie_syntax::strip_comment(&lines[line - 1].text);
+                let d = super::hw::text::dict(code);
+                let sym = d.get("buffer").and_then(|v| super::hw::text::symbol(v)).unwrap_or_default();
+                let buffer = buffers.iter().position(|b| b.sym_name.as_deref() == Some(sym.as_str())).ok_or_else(|| DesignError {
+                    line,
+                    message: format!("aiex.npu.rtp_write to @{sym}, which is not an aie.buffer of the device"),
+                })?;
+                let index = d.get("index").and_then(|v| super::hw::text::int(v)).unwrap_or(-1);
+                let value = d.get("value").and_then(|v| super::hw::text::int(v)).unwrap_or(0);
+                if index < 0 || (index as u128 + 1) * 4 > buffers[buffer].ty.bytes() as u128 {
+                    return err(line, format!("aiex.npu.rtp_write: word {index} is outside @{sym} ({} bytes)", buffers[buffer].ty.bytes()));
+                }
+                sequence.ops.push(SeqOp::BufferWrite {
+                    line,
+                    buffer,
+                    word: index as usize,
+                    value: value as u32,
+                });
+                continue;
+            };
             match op {
                 AieOp::DmaMemcpyNd {
                     memref,

@@ -500,6 +500,7 @@ pub(crate) fn run(
     file: &str,
     args: &mut [ArgData<'_>],
     stall_timeout: Duration,
+    finals: Option<&mut Vec<Vec<u8>>>,
 ) -> Result<usize, RuntimeError> {
     let fifos = design
         .fifos
@@ -694,6 +695,11 @@ pub(crate) fn run(
                             break;
                         }
                     }
+                    SeqOp::BufferWrite { buffer, word, value, .. } => {
+                        // Checked against the buffer's size when the design was read.
+                        let p = unsafe { st.buffers[*buffer].ptr().add(word * 4) };
+                        unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), p, 4) };
+                    }
                 }
                 pc += 1;
                 progressed = true;
@@ -819,6 +825,10 @@ pub(crate) fn run(
         let mut st = shared.lock();
         st.finished = true;
         shared.abort(&mut st);
+        if let Some(out) = finals {
+            // What the run leaves in its buffers (data memory outlives a run on the hardware).
+            *out = st.buffers.iter().zip(&design.buffers).map(|(b, d)| unsafe { std::slice::from_raw_parts(b.ptr(), d.ty.bytes()) }.to_vec()).collect();
+        }
         st.free_storage_if_idle();
         let done: Vec<bool> = st.cores.iter().map(|c| *c == CoreStatus::Done).collect();
         drop(st);

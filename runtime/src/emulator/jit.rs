@@ -99,6 +99,38 @@ fn line_err(line: usize, m: String) -> DesignError {
     DesignError { line, message: m }
 }
 
+/// Core code with memref types' integer memory spaces (`memref<8xi32, 2 : i32>`, as mlir-aie writes tile
+/// memory) removed: core functions take their buffers as plain host memrefs.
+fn drop_memory_spaces(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("memref<") {
+        let (head, tail) = rest.split_at(i + "memref<".len());
+        out.push_str(head);
+        let Some(close) = tail.find(['>', '<']) else {
+            rest = tail;
+            continue;
+        };
+        let inner = &tail[..close];
+        match inner.rsplit_once(',') {
+            Some((shape, space)) if tail[close..].starts_with('>') && is_int_space(space) => {
+                out.push_str(shape);
+            }
+            _ => out.push_str(inner),
+        }
+        rest = &tail[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// ` 2 : i32` or ` 2`.
+fn is_int_space(s: &str) -> bool {
+    let v = s.trim();
+    let v = v.strip_suffix(": i32").map(str::trim).unwrap_or(v);
+    !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit())
+}
+
 /// Builds the module text holding one function per core.
 pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, DesignError> {
     // Lines outside the cores stay empty, except the module's attribute/type alias definitions.
@@ -142,7 +174,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 if crate::aie_syntax::strip_comment(&l.text).contains("@aiec_") {
                     return Err(line_err(l.number, "a core refers to `@aiec_...`, a name the emulator reserves".into()));
                 }
-                out[l.number - 1] = l.text.clone();
+                out[l.number - 1] = drop_memory_spaces(&l.text);
                 continue;
             };
             let n = l.number;

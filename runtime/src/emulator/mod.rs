@@ -62,25 +62,46 @@
 //!   subtracts v, `Acquire` waits for == v, `Release` adds v; values 0..=63) used by cores (`aie.use_lock`
 //!   becomes a call like the FIFO ops) and by buffer descriptors; `aie.mem` / `aie.memtile_dma` /
 //!   `aie.shim_dma` with `aie.dma_start` chains or `aie.dma` ops, `aie.dma_bd` (offset, length, `[<size,
-//!   stride>]` dimensions, memory-tile padding, packet headers), `aie.next_bd`, repeat counts;
+//!   stride>]` dimensions, memory-tile padding, packet headers; `len`/`offset` also as attributes), `aie.next_bd`,
+//!   repeat counts;
 //!   `aie.shim_dma_allocation`; `aie.flow` and `aie.packet_flow` (ids, fan-in/out, `keep_pkt_header`) between
 //!   DMA ports, each stream buffering up to 64 KiB; and in the runtime sequence `dma_memcpy_nd` (also with
 //!   `packet`), `dma_wait`, `npu.sync`, `npu.write32`/`maskwrite32`/`blockwrite`/`writebd`/`address_patch`/
 //!   `push_queue` on the state the model has (descriptor registers, task queues, channel control, lock values,
-//!   data memory of buffers with an `address`; any other address is an error naming it), and DMA tasks
-//!   (`dma_configure_task[_for]`, `dma_start_task`, `dma_await_task`, `dma_free_task`). A hardware-level run
-//!   ends when the sequence is done and every shim transfer it started has finished; a deadlock names the
-//!   blocked cores and channels with their locks' values and descriptor lines.
+//!   data memory; any other address is an error naming it), and DMA tasks (`dma_configure_task[_for]`,
+//!   `dma_start_task`, `dma_await_task`, `dma_free_task`). Buffers without an `address` get the one mlir-aie's
+//!   bank-aware allocation would give them (largest first, banks round robin, the core's stack at the bottom
+//!   of bank 0), so register writes and register-built descriptors find them; `write32`/`maskwrite32`/
+//!   `blockwrite` with `buffer = @sym` address words of that buffer; a tile whose registers the sequence writes
+//!   has its whole data memory behind its buffers (descriptors at addresses no buffer holds). Several
+//!   `aie.dma_start`s of one channel queue their chains in order. Cores start before the sequence: it begins
+//!   once every core waits on a lock or has ended. A hardware-level run ends when the sequence is done and
+//!   every shim transfer it started has finished; a deadlock names the blocked cores and channels with their
+//!   locks' values and descriptor lines.
+//! * The two levels agree: `tests/tests/lowered_fifo.rs` (crate `aiec-e2e`) runs every dsl-examples kernel for
+//!   npu1 and npu2 as aiec emits it and after mlir-aie's own lowering with `aie-opt` (the object-FIFO
+//!   transform alone; and aiecc's resource passes plus its runtime-sequence lowering to `blockwrite`,
+//!   `address_patch`, queue writes and `sync`) on the same inputs, and requires identical output bytes. Cached
+//!   runs of the 512x512x512 int8 matmul (npu1, 16 cores; `matmul_time_at_each_level` there, 15 interleaved
+//!   runs on the shared 2-core machine): object FIFOs 34 ms median, lowered 41 ms (1.18x), NPU-instruction
+//!   level 43 ms (1.24x).
+//! * Modules with several `aie.device`s ([`devices`]): a main device's `aiex.configure @dev { aiex.run
+//!   @seq(...) }` run lists execute each run in order on contiguous views (`memref.subview`) of the main
+//!   sequence's arguments, data memory persisting between runs and configurations as on the hardware (a
+//!   configuration loads its buffers' initial values; other buffers keep the bytes at their tile and address);
+//!   without one, [`Emulator::device`] picks the device to run. Object-FIFO designs may drive FIFOs with DMA
+//!   tasks (`dma_configure_task_for @fifo`) and start with `aiex.npu.load_pdi` of their own device.
 //!
 //! Not emulated (an error naming the op): routed `aie.switchbox`/`aie.connect`, core stream and cascade ports,
-//! control and trace packets, `aie.external_buffer`, buffers shared with neighbouring tiles, several
-//! `aie.device`s (`aiex.configure`, `aiex.run`, `npu.load_pdi`), object FIFOs mixed with locks/DMAs in one
-//! design, object FIFO data-layout transforms, per-tile depths, `repeat_count`/`via_DMA` and other FIFO
-//! attributes, external kernels (`func.func` with `link_with`), and runtime-sequence ops of object-FIFO
-//! designs other than `arith.constant`, `dma_memcpy_nd` and `dma_wait`.
+//! control and trace packets, `aie.external_buffer`, buffers shared with neighbouring tiles, `load_pdi` other
+//! than at the start of a sequence, object FIFOs mixed with locks/DMAs in one design, object FIFO data-layout
+//! transforms, per-tile depths, `repeat_count`/`via_DMA` and other FIFO attributes, external kernels
+//! (`func.func` with `link_with`), and runtime-sequence ops of object-FIFO designs other than `arith.constant`,
+//! `dma_memcpy_nd`, `dma_wait` and DMA tasks on FIFOs (`aiex.npu.rtp_write` among them).
 
 pub mod checks;
 pub mod design;
+pub mod devices;
 pub mod exec;
 pub mod hw;
 pub mod jit;
@@ -134,22 +155,56 @@ fn jit_error(file: &str, e: jit::JitError) -> RuntimeError {
 }
 
 fn analyse(mlir_text: &str, file: &str) -> Result<(Vec<Line>, Design), RuntimeError> {
-    let lines = parse_custom(mlir_text).map_err(|e| syntax_error(file, e))?;
+    let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e.line, e.message))?;
+    let text = rewritten.as_deref().unwrap_or(mlir_text);
+    let lines = parse_custom(text).map_err(|e| syntax_error(file, e))?;
     let design = Design::from_lines(&lines).map_err(|e| design_error(file, e.line, e.message))?;
     Ok((lines, design))
+}
+
+/// The runtime-sequence arguments of a module: of its device, or of the device that configures the others
+/// (an argument is an output when a run writes any part of it).
+fn module_args(mlir_text: &str, file: &str) -> Result<(String, Vec<ArgSpec>), RuntimeError> {
+    match devices::plan(mlir_text, None).map_err(|e| design_error(file, e.line, e.message))? {
+        devices::Plan::Configure { args, steps } => {
+            let mut out = vec![false; args.len()];
+            let mut device = String::new();
+            for s in &steps {
+                let (_, d) = analyse(&s.text, file)?;
+                device = d.device.clone();
+                for (spec, v) in d.arg_specs().iter().zip(&s.args) {
+                    out[v.parent] |= spec.direction == crate::artifact::ArgDirection::Out;
+                }
+            }
+            let specs = args
+                .iter()
+                .zip(out)
+                .map(|((name, ty), o)| ArgSpec {
+                    name: name.trim_start_matches('%').to_string(),
+                    dtype: ty.dtype,
+                    shape: ty.shape.clone(),
+                    direction: if o { crate::artifact::ArgDirection::Out } else { crate::artifact::ArgDirection::In },
+                })
+                .collect();
+            Ok((device, specs))
+        }
+        _ => {
+            let (_, design) = analyse(mlir_text, file)?;
+            Ok((design.device.clone(), design.arg_specs()))
+        }
+    }
 }
 
 /// The runtime-sequence arguments of a design (shape and dtype from the memref types; an argument a DMA
 /// drains into is an output).
 pub fn sequence_args(mlir_text: &str) -> Result<Vec<ArgSpec>, RuntimeError> {
-    let (_, design) = analyse(mlir_text, "design.mlir")?;
-    Ok(design.arg_specs())
+    Ok(module_args(mlir_text, "design.mlir")?.1)
 }
 
 /// A `design.json` for a design that comes without one (a hand-written mlir-aie design): the kernel is named
 /// after the file, the device and arguments come from the MLIR.
 pub fn design_json_from_mlir(mlir_text: &str, file_name: &str) -> Result<DesignJson, RuntimeError> {
-    let (_, design) = analyse(mlir_text, file_name)?;
+    let (device, arguments) = module_args(mlir_text, file_name)?;
     let kernel = Path::new(file_name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -157,9 +212,9 @@ pub fn design_json_from_mlir(mlir_text: &str, file_name: &str) -> Result<DesignJ
     Ok(DesignJson {
         format: crate::artifact::DESIGN_JSON_FORMAT,
         kernel,
-        device: design.device.clone(),
+        device,
         source: Some(file_name.to_string()),
-        arguments: design.arg_specs(),
+        arguments,
         tiles: Vec::new(),
         estimate: None,
     })
@@ -177,6 +232,9 @@ pub struct Emulator {
     /// may use (`aiec emulate --unchecked`). A core that indexes outside its buffers then corrupts host memory
     /// or crashes the process. Off by default.
     pub unchecked: bool,
+    /// In a module with several `aie.device`s and no `aiex.configure`, the device (its symbol, without `@`)
+    /// [`Emulator::run_mlir`] runs.
+    pub device: Option<String>,
 }
 
 impl Default for Emulator {
@@ -185,6 +243,7 @@ impl Default for Emulator {
             compiled: 0,
             stall_timeout: Duration::from_secs(60),
             unchecked: false,
+            device: None,
         }
     }
 }
@@ -209,9 +268,11 @@ impl Emulator {
                 return Ok(p);
             }
         }
-        let (lines, design) = analyse(mlir_text, file)?;
+        let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e.line, e.message))?;
+        let text = rewritten.as_deref().unwrap_or(mlir_text);
+        let (lines, design) = analyse(text, file)?;
         // The whole design must be valid MLIR (aie ops as unregistered generic ops).
-        let generic = custom_to_generic(mlir_text).map_err(|e| syntax_error(file, e))?;
+        let generic = custom_to_generic(text).map_err(|e| syntax_error(file, e))?;
         jit::check_parses(&generic).map_err(|e| jit_error(file, e))?;
         let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
         let compiled = jit::compile(&module, checked).map_err(|e| jit_error(file, e))?;
@@ -235,6 +296,94 @@ impl Emulator {
     /// Runs a design given as mlir-aie text; `file_name` names it in errors. `args` follow the runtime
     /// sequence's parameters; outputs are overwritten.
     pub fn run_mlir(&mut self, mlir_text: &str, file_name: &str, args: &mut [HostBuffer]) -> Result<RunReport, RuntimeError> {
+        let plan = devices::plan(mlir_text, self.device.as_deref()).map_err(|e| design_error(file_name, e.line, e.message))?;
+        match plan {
+            devices::Plan::Single => self.run_one(mlir_text, file_name, args, None),
+            devices::Plan::Select(text) => self.run_one(&text, file_name, args, None),
+            devices::Plan::Configure { args: params, steps } => self.run_configurations(file_name, args, &params, &steps),
+        }
+    }
+
+    /// Runs a main device's `aiex.run`s in order on views of `args` (see [`devices`]).
+    fn run_configurations(
+        &mut self,
+        file_name: &str,
+        args: &mut [HostBuffer],
+        params: &[(String, design::MemrefType)],
+        steps: &[devices::Step],
+    ) -> Result<RunReport, RuntimeError> {
+        let t0 = Instant::now();
+        for (i, (a, (name, ty))) in args.iter().zip(params).enumerate() {
+            if a.dtype != ty.dtype || a.bytes.len() != ty.bytes() {
+                return Err(RuntimeError::BadArgument {
+                    index: i,
+                    name: name.clone(),
+                    message: format!("expected {} ({} elements), got {:?} of {}", ty.text, ty.elements(), a.shape, a.dtype),
+                });
+            }
+        }
+        if args.len() != params.len() {
+            return Err(RuntimeError::BadArgument {
+                index: args.len().min(params.len()),
+                name: params.get(args.len()).map(|p| p.0.clone()).unwrap_or_default(),
+                message: format!("the runtime sequence takes {} arguments, {} given", params.len(), args.len()),
+            });
+        }
+        let mut memory = devices::Memory::default();
+        let mut loaded = None;
+        let mut report = RunReport {
+            backend: "emulator".into(),
+            prepare: Duration::ZERO,
+            run: Duration::ZERO,
+            cores: 0,
+            dma_transfers: 0,
+        };
+        for s in steps {
+            let mut sub: Vec<HostBuffer> = s
+                .args
+                .iter()
+                .map(|v| {
+                    let es = v.ty.dtype.size_bytes();
+                    let start = v.offset * args[v.parent].dtype.size_bytes();
+                    HostBuffer {
+                        dtype: v.ty.dtype,
+                        shape: v.ty.shape.clone(),
+                        bytes: args[v.parent].bytes[start..start + v.ty.elements() * es].to_vec(),
+                    }
+                })
+                .collect();
+            let fresh = loaded != Some(s.configuration);
+            loaded = Some(s.configuration);
+            let r = self
+                .run_one(&s.text, file_name, &mut sub, Some((&mut memory, fresh)))
+                .map_err(|e| match e {
+                    RuntimeError::BadArgument { index, message, .. } => {
+                        design_error(file_name, s.line, format!("aiex.run on @{}: argument {index}: {message}", s.device))
+                    }
+                    other => other,
+                })?;
+            for (v, b) in s.args.iter().zip(&sub) {
+                let start = v.offset * args[v.parent].dtype.size_bytes();
+                args[v.parent].bytes[start..start + b.bytes.len()].copy_from_slice(&b.bytes);
+            }
+            report.prepare += r.prepare;
+            report.run += r.run;
+            report.cores = report.cores.max(r.cores);
+            report.dma_transfers += r.dma_transfers;
+        }
+        report.run = t0.elapsed().saturating_sub(report.prepare);
+        Ok(report)
+    }
+
+    /// Runs one device; with `memory`, its buffers start from (and leave their bytes in) the tiles' data
+    /// memories, loading initial values when the configuration is `fresh`.
+    fn run_one(
+        &mut self,
+        mlir_text: &str,
+        file_name: &str,
+        args: &mut [HostBuffer],
+        memory: Option<(&mut devices::Memory, bool)>,
+    ) -> Result<RunReport, RuntimeError> {
         let t0 = Instant::now();
         let prepared = self.prepare(mlir_text, file_name)?;
         let prepare = t0.elapsed();
@@ -258,7 +407,16 @@ impl Emulator {
         }
         let t1 = Instant::now();
         let mut data: Vec<ArgData<'_>> = args.iter_mut().map(|a| ArgData::Output(&mut a.bytes)).collect();
-        let transfers = exec::run(design, &prepared.compiled, &prepared.buffers, file_name, &mut data, self.stall_timeout)?;
+        let transfers = match memory {
+            None => exec::run(design, &prepared.compiled, &prepared.buffers, file_name, &mut data, self.stall_timeout, None)?,
+            Some((memory, fresh)) => {
+                let initial = memory.initial(design, &prepared.buffers, fresh);
+                let mut finals = Vec::new();
+                let t = exec::run(design, &prepared.compiled, &initial, file_name, &mut data, self.stall_timeout, Some(&mut finals))?;
+                memory.store(design, &finals);
+                t
+            }
+        };
         Ok(RunReport {
             backend: "emulator".into(),
             prepare,
@@ -346,6 +504,7 @@ impl LoadedKernel for EmulatedKernel {
             &self.file,
             &mut data,
             self.stall_timeout,
+            None,
         )?;
         Ok(RunReport {
             backend: "emulator".into(),

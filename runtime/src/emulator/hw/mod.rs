@@ -2,6 +2,12 @@
 //! are written: locks (AIE-ML counting semaphores), tile / memory-tile / shim DMAs with their buffer
 //! descriptors and channels, circuit- and packet-switched stream flows, and the runtime sequence's register
 //! writes and DMA tasks. [`build`] reads a design into [`HwModel`]; [`run`] executes it.
+//!
+//! Addresses follow mlir-aie: buffers keep a given `address`, the others get the one its default bank-aware
+//! allocation assigns (so `write32` at a tile address, register-built descriptors and `buffer = @sym` writes
+//! meet the same bytes the cores use), and a tile whose registers the runtime sequence writes also has its
+//! whole data memory (`data_memory_C_R`, looked up after the buffers) for descriptors at addresses no buffer
+//! holds.
 
 pub mod regs;
 pub mod run;
@@ -363,6 +369,8 @@ struct Builder<'a> {
     globals: HashMap<String, Vec<i64>>,
     global_values: HashMap<String, String>,
     tasks_by_name: HashMap<String, usize>,
+    /// Stack bytes per core tile (the bottom of bank 0).
+    stacks: HashMap<TileId, i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -479,6 +487,15 @@ impl Builder<'_> {
                     packet = Some((t as u8, i as u8));
                 }
                 "pad_value" => {}
+                // Older syntax: the length (and offset) as attributes.
+                "len" | "offset" => {
+                    let v = int(v).ok_or_else(|| bad(format!("`{k}` must be an integer, found `{v}`")))?;
+                    if k == "len" {
+                        len = len.or(Some(v));
+                    } else if ints == 0 {
+                        offset = v;
+                    }
+                }
                 other => return Err(bad(format!("attribute `{other}` is not modelled"))),
             }
         }
@@ -661,6 +678,7 @@ pub fn build(lines: &[Line]) -> Result<Design, DesignError> {
         globals: HashMap::new(),
         global_values: HashMap::new(),
         tasks_by_name: HashMap::new(),
+        stacks: HashMap::new(),
     };
     let mut device: Option<String> = None;
     let mut stack: Vec<Ctx> = Vec::new();
@@ -811,11 +829,13 @@ pub fn build(lines: &[Line]) -> Result<Design, DesignError> {
                     Some(Ctx::Core) => {
                         if let Some(c) = b.cores.last_mut() {
                             c.close_line = n;
+                            let stack = dict(&attrs).get("stack_size").and_then(|v| int(v)).unwrap_or(DEFAULT_STACK);
+                            b.stacks.insert(c.tile, stack);
                         }
                     }
                     _ => {}
                 }
-                if matches!(stack.last(), None) {
+                if stack.last().is_none() {
                     // closed the device
                 }
             }
@@ -943,7 +963,9 @@ pub fn build(lines: &[Line]) -> Result<Design, DesignError> {
         return err(1, "no aie.runtime_sequence in the design");
     }
     b.m.outputs = vec![false; b.seq_args.len()];
+    assign_addresses(&mut b);
     sequence(&mut b, &seq_lines)?;
+    add_data_memories(&mut b);
     // Buffers each core uses: those of its own tile it names.
     let buffer_index: HashMap<&str, usize> = b
         .design_buffers
@@ -1005,6 +1027,79 @@ pub fn build(lines: &[Line]) -> Result<Design, DesignError> {
         locks: b.locks,
         hw: Some(Box::new(b.m)),
     })
+}
+
+/// mlir-aie's default core stack size in bytes (`aie.core` `stack_size`).
+const DEFAULT_STACK: i64 = 0x400;
+
+/// Gives every buffer without an `address` the one `aie-assign-buffer-addresses` (its default bank-aware
+/// allocation) would: per tile, largest buffers first, each in the next bank with room, round robin; bank 0
+/// starts after the core's stack. Register writes and register-built descriptors address these bytes. A tile
+/// whose buffers do not fit keeps them unaddressed.
+fn assign_addresses(b: &mut Builder) {
+    let mut tiles: Vec<TileId> = b.design_buffers.iter().filter(|x| x.address.is_none()).map(|x| x.tile).collect();
+    tiles.sort_by_key(|t| (t.col, t.row));
+    tiles.dedup();
+    for t in tiles {
+        let size = regs::data_memory(t) as i64;
+        let banks: i64 = if t.is_mem() { 8 } else { 4 };
+        let bank = size / banks;
+        let mut next: Vec<i64> = (0..banks).map(|i| i * bank).collect();
+        next[0] += b.stacks.get(&t).copied().unwrap_or(0).clamp(0, bank);
+        let mine: Vec<usize> = (0..b.design_buffers.len()).filter(|&i| b.design_buffers[i].tile == t).collect();
+        for &i in &mine {
+            if let Some(a) = b.design_buffers[i].address {
+                let k = (a / bank).clamp(0, banks - 1) as usize;
+                next[k] = next[k].max(a + b.design_buffers[i].ty.bytes() as i64);
+            }
+        }
+        let mut todo: Vec<usize> = mine.into_iter().filter(|&i| b.design_buffers[i].address.is_none()).collect();
+        todo.sort_by_key(|&i| std::cmp::Reverse(b.design_buffers[i].ty.bytes()));
+        let mut placed = Vec::new();
+        let mut start = 0usize;
+        for i in todo {
+            let len = b.design_buffers[i].ty.bytes() as i64;
+            let fit = (0..banks as usize).map(|k| (start + k) % banks as usize).find(|&k| next[k] + len <= (k as i64 + 1) * bank);
+            let Some(k) = fit else {
+                placed.clear();
+                break;
+            };
+            placed.push((i, next[k]));
+            next[k] += len;
+            start = (k + 1) % banks as usize;
+        }
+        for (i, a) in placed {
+            b.design_buffers[i].address = Some(a);
+        }
+    }
+}
+
+/// Tiles whose registers the runtime sequence writes get their whole data memory as a last buffer, so
+/// descriptors and writes reach bytes no `aie.buffer` covers (buffers come first when looking an address up).
+fn add_data_memories(b: &mut Builder) {
+    let mut tiles = Vec::new();
+    for op in &b.m.seq {
+        let t = match op {
+            HwSeqOp::Write { address, .. } => regs::split_address(*address).0,
+            HwSeqOp::WriteBd { tile, .. } => *tile,
+            _ => continue,
+        };
+        if !t.is_shim() && b.m.tiles.contains(&t) && !tiles.contains(&t) {
+            tiles.push(t);
+        }
+    }
+    for t in tiles {
+        let words = regs::data_memory(t) / 4;
+        b.design_buffers.push(Buffer {
+            name: String::new(),
+            sym_name: Some(format!("data_memory_{}_{}", t.col, t.row)),
+            line: b.seq_line,
+            tile: t,
+            ty: MemrefType::parse(&format!("memref<{words}xi32>"), b.seq_line).expect("a valid memref type"),
+            initial_value: None,
+            address: Some(0),
+        });
+    }
 }
 
 fn task_channel(b: &Builder, name: &str, text: &str, n: usize) -> Result<(ChanId, usize), DesignError> {
@@ -1076,10 +1171,8 @@ fn finish_dma_op(b: &mut Builder, line: usize, chan: ChanId, looped: bool, repea
     add_start(b, ChannelStart { line, chan, bd: first, repeat })
 }
 
+/// Several starts of one channel queue their chains in order, as the channel's task queue does.
 fn add_start(b: &mut Builder, s: ChannelStart) -> Result<(), DesignError> {
-    if let Some(o) = b.m.starts.iter().find(|o| o.chan == s.chan) {
-        return err(s.line, format!("{} is started twice (first at line {})", s.chan, o.line));
-    }
     let max = if s.chan.tile.is_mem() { 6 } else { 2 };
     if s.chan.ch >= max {
         return err(
@@ -1395,7 +1488,7 @@ fn memcpy(b: &mut Builder, op: &AieOp, n: usize) -> Result<(), DesignError> {
         a
     };
     let (o, s, t) = (st(offsets), st(sizes), st(strides));
-    if s.iter().any(|&x| x < 1 || x > 1 << 20) || t.iter().any(|&x| !(0..1 << 30).contains(&x)) || o.iter().any(|&x| !(0..1 << 30).contains(&x)) {
+    if s.iter().any(|&x| !(1..=1 << 20).contains(&x)) || t.iter().any(|&x| !(0..1 << 30).contains(&x)) || o.iter().any(|&x| !(0..1 << 30).contains(&x)) {
         return err(n, "aiex.npu.dma_memcpy_nd: sizes must be in 1..2^20, offsets and strides in 0..2^30");
     }
     let base: u64 = (0..4).map(|d| o[d] as u64 * t[d] as u64).sum();
@@ -1463,9 +1556,23 @@ fn seq_hw_op(b: &mut Builder, _result: Option<&str>, name: &str, text: &str, n: 
         })
     };
     let opt = |k: &str| d.get(k).and_then(|v| int(v));
-    // Addresses given with column and row are relative to that tile.
+    // Addresses given with column and row are relative to that tile; with `buffer`, a word index into it.
+    let buffer = d.get("buffer").and_then(|v| symbol(v));
     let addr = |address: i64| -> Result<u64, DesignError> {
         let a = address as u64 & 0xFFFF_FFFF;
+        if let Some(sym) = &buffer {
+            let buf = b
+                .design_buffers
+                .iter()
+                .find(|x| x.sym_name.as_deref() == Some(sym.as_str()))
+                .ok_or_else(|| bad(format!("@{sym} is not an aie.buffer")))?;
+            let base = buf.address.ok_or_else(|| bad(format!("@{sym} has no address (its tile's buffers do not fit)")))?;
+            let at = base as u64 + a * 4;
+            if a * 4 >= buf.ty.bytes() as u64 {
+                return Err(bad(format!("word {a} is outside @{sym} ({} bytes)", buf.ty.bytes())));
+            }
+            return Ok(regs::tile_address(buf.tile.col as u64, buf.tile.row as u64, at));
+        }
         match (opt("column"), opt("row")) {
             (Some(c), Some(r)) => Ok(regs::tile_address(c as u64, r as u64, a & regs::TILE_OFFSET_MASK)),
             _ => Ok(a),
@@ -1543,12 +1650,27 @@ fn seq_hw_op(b: &mut Builder, _result: Option<&str>, name: &str, text: &str, n: 
             });
         }
         "aiex.npu.push_queue" => {
-            let tile = TileId {
-                col: get("column")?,
-                row: get("row")?,
+            // `(column, row, DIR : channel) {attrs}` as mlir-aie prints it, or everything in the dictionary.
+            let (tile, dir, ch) = match operands(text, name).filter(|(o, _)| o.len() == 3) {
+                Some((o, _)) => {
+                    let (dir, ch) = o[2].split_once(':').ok_or_else(|| bad(format!("expected `DIR : channel`, found `{}`", o[2])))?;
+                    let tile = TileId {
+                        col: int(&o[0]).ok_or_else(|| bad(format!("bad column `{}`", o[0])))?,
+                        row: int(&o[1]).ok_or_else(|| bad(format!("bad row `{}`", o[1])))?,
+                    };
+                    let dir = dir_of(dir.trim()).ok_or_else(|| bad(format!("expected S2MM or MM2S, found `{}`", dir.trim())))?;
+                    let ch = int(ch).filter(|c| (0..16).contains(c)).ok_or_else(|| bad(format!("bad channel `{}`", ch.trim())))?;
+                    (tile, dir, ch as u32)
+                }
+                None => (
+                    TileId {
+                        col: get("column")?,
+                        row: get("row")?,
+                    },
+                    if get("direction")? == 0 { Dir::S2MM } else { Dir::MM2S },
+                    get("channel")? as u32,
+                ),
             };
-            let dir = if get("direction")? == 0 { Dir::S2MM } else { Dir::MM2S };
-            let ch = get("channel")? as u32;
             let q = regs::queue_address(tile, dir, ch).ok_or_else(|| bad("no such channel".into()))?;
             let value = (get("bd_id")? as u32 & 0x3F)
                 | ((opt("repeat_count").unwrap_or(0) as u32 & 0xFF) << 16)

@@ -154,7 +154,7 @@ pub fn decode(t: TileId, offset: u64) -> Option<Reg> {
         });
     }
     let lb = lock_base(t);
-    if offset >= lb && offset < lb + 0x10 * lock_count(t) && (offset - lb) % 0x10 == 0 {
+    if offset >= lb && offset < lb + 0x10 * lock_count(t) && (offset - lb).is_multiple_of(0x10) {
         return Some(Reg::Lock {
             id: ((offset - lb) / 0x10) as u32,
         });

@@ -11,6 +11,9 @@ use crate::emulator::exec::{CoreStatus, Shared, State};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+/// How long cores may compute without lock activity before the runtime sequence starts anyway.
+const SEQUENCE_GATE: Duration = Duration::from_secs(2);
+
 /// Bytes a stream connection buffers between its source and destination.
 const STREAM_CAPACITY: usize = 64 << 10;
 
@@ -491,22 +494,20 @@ impl<'a> Engine<'a> {
             let (at, run) = cur.walk.at(cur.pos);
             let n = run.min((data.len() / elem) as u64);
             let bytes = n as usize * elem;
-            match at {
-                Some(e) => {
-                    let start = e as usize * elem;
-                    if start + bytes > size {
-                        return Err(located(self.file, line, format!("{id}: the access pattern leaves its memory ({size} bytes)")));
-                    }
-                    let dst = unsafe { std::slice::from_raw_parts_mut(ptr.add(start), bytes) };
-                    let (a, b) = data.as_slices();
-                    if a.len() >= bytes {
-                        dst.copy_from_slice(&a[..bytes]);
-                    } else {
-                        dst[..a.len()].copy_from_slice(a);
-                        dst[a.len()..].copy_from_slice(&b[..bytes - a.len()]);
-                    }
+            // Padding positions (None) take stream data but write nothing.
+            if let Some(e) = at {
+                let start = e as usize * elem;
+                if start + bytes > size {
+                    return Err(located(self.file, line, format!("{id}: the access pattern leaves its memory ({size} bytes)")));
                 }
-                None => {}
+                let dst = unsafe { std::slice::from_raw_parts_mut(ptr.add(start), bytes) };
+                let (a, b) = data.as_slices();
+                if a.len() >= bytes {
+                    dst.copy_from_slice(&a[..bytes]);
+                } else {
+                    dst[..a.len()].copy_from_slice(a);
+                    dst[a.len()..].copy_from_slice(&b[..bytes - a.len()]);
+                }
             }
             data.drain(..bytes);
             cur.pos += n;
@@ -755,7 +756,7 @@ fn r_next_loop(made: &HashMap<u32, usize>, regfile: &HashMap<(TileId, u32), Vec<
 /// An AIE-ML stream packet header: id, type, source row and column, odd parity in bit 31.
 pub fn packet_header(id: u8, ty: u8, src: TileId) -> u32 {
     let h = (id as u32 & 0x1F) | ((ty as u32 & 0x7) << 12) | ((src.row as u32 & 0x1F) << 16) | ((src.col as u32 & 0x7F) << 21);
-    if h.count_ones() % 2 == 0 {
+    if h.count_ones().is_multiple_of(2) {
         h | 1 << 31
     } else {
         h
@@ -805,14 +806,26 @@ pub(crate) fn drive(design: &Design, shared: &Shared, args: &mut [ArgData<'_>], 
     let mut last_events = u64::MAX;
     let mut last_change = Instant::now();
     let shim_busy = |e: &Engine| e.chans.iter().any(|c| c.id.tile.is_shim() && c.busy());
+    // Cores start when the configuration is loaded, before the host issues the runtime sequence: the sequence
+    // begins once every core waits on a lock or has ended (or has run for SEQUENCE_GATE without lock activity).
+    let mut started = false;
+    let mut gate_events = u64::MAX;
+    let mut gate_change = Instant::now();
     loop {
         let mut st = shared.lock();
         if let Some(msg) = st.error.take() {
             shared.abort(&mut st);
             return Err(RuntimeError::Design(msg));
         }
+        if !started {
+            if st.events != gate_events {
+                gate_events = st.events;
+                gate_change = Instant::now();
+            }
+            started = st.cores.iter().all(|c| *c != CoreStatus::Running) || gate_change.elapsed() > SEQUENCE_GATE;
+        }
         let mut progressed = false;
-        while pc < seq.len() {
+        while started && pc < seq.len() {
             match &seq[pc] {
                 HwSeqOp::Push { line, chan, bd, repeat, task } => {
                     let c = e.chan(*chan, *line)?;
@@ -898,7 +911,7 @@ pub(crate) fn drive(design: &Design, shared: &Shared, args: &mut [ArgData<'_>], 
                 running.join(", ")
             )));
         }
-        if !progressed {
+        if !progressed && started {
             let stuck = st.cores.iter().all(|c| match c {
                 CoreStatus::Running => false,
                 CoreStatus::BlockedLock { lock, action, value, .. } => {
@@ -910,6 +923,8 @@ pub(crate) fn drive(design: &Design, shared: &Shared, args: &mut [ArgData<'_>], 
             if stuck {
                 return Err(RuntimeError::Deadlock(format!("{file}: {}", deadlock_message(&e, &st, seq.get(pc)))));
             }
+            let _ = shared.cv.wait_timeout(st, Duration::from_millis(20));
+        } else if !progressed {
             let _ = shared.cv.wait_timeout(st, Duration::from_millis(20));
         }
     }
