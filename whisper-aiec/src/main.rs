@@ -78,6 +78,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     backend: BackendArg,
 
+    /// Precision of the matrix products: int8 (weights per output channel, activations per
+    /// row) or f32 [default: int8 on the CPU, f32 on the kernel backends]
+    #[arg(long = "compute-type", value_enum, value_name = "TYPE")]
+    compute_type: Option<ComputeTypeArg>,
+
     /// The NPU the kernels are compiled for (and the cost model estimates)
     #[arg(long, value_name = "DEVICE", default_value = "npu1", value_parser = ["npu1", "npu2"])]
     device: String,
@@ -106,6 +111,12 @@ enum BackendArg {
     Emulate,
     Npu,
     Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ComputeTypeArg {
+    F32,
+    Int8,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -225,7 +236,14 @@ fn run(args: &Args) -> Result<bool, RunError> {
             source: e.source,
         })?),
     };
-    let transcriber = Transcriber::load(&model_dir, ops).map_err(|source| RunError::Model {
+    let compute = match args
+        .compute_type
+        .unwrap_or(if kernels.is_some() { ComputeTypeArg::F32 } else { ComputeTypeArg::Int8 })
+    {
+        ComputeTypeArg::F32 => whisper::model::ComputeType::F32,
+        ComputeTypeArg::Int8 => whisper::model::ComputeType::Int8,
+    };
+    let transcriber = Transcriber::load_with(&model_dir, ops, compute).map_err(|source| RunError::Model {
         dir: model_dir.clone(),
         source,
     })?;

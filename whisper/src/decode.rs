@@ -233,7 +233,14 @@ impl<'a> Decoder<'a> {
                     new_sums.push(new_sums[0]);
                     sources.push(sources[0]);
                 }
-                cache.reorder(&sources);
+                // The prompt and the tokens two beams share hold the same keys and values.
+                let same: Vec<usize> = (0..n)
+                    .map(|b| {
+                        let (old, src) = (&seqs[b], &seqs[sources[b]]);
+                        prompt.len() + old.iter().zip(src.iter()).take_while(|(x, y)| x == y).count()
+                    })
+                    .collect();
+                cache.reorder_keeping(&sources, &same);
                 seqs = new_seqs;
                 sums = new_sums;
             } else {
@@ -386,7 +393,7 @@ impl TimestampRules {
             return;
         }
         let ts_lse = ts_max + ts_part.iter().map(|&x| (x - ts_max).exp()).sum::<f32>().ln();
-        let text_max = logits[..ts].iter().copied().fold(ninf, f32::max);
+        let text_max = max_of(&logits[..ts]);
         if ts_lse > text_max {
             logits[..ts].fill(ninf);
         }
@@ -406,11 +413,57 @@ fn softmax(x: &mut [f32]) {
 }
 
 fn log_softmax(x: &[f32], out: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + x.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+    let max = max_of(x);
+    if max == f32::NEG_INFINITY {
+        out.fill(f32::NEG_INFINITY);
+        return;
+    }
+    let lse = max + sum_exp(x, max).ln();
     for (o, &v) in out.iter_mut().zip(x) {
         *o = v - lse;
     }
+}
+
+/// The largest entry (-inf for none), in a form that vectorises.
+fn max_of(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.iter().copied().fold(tail, f32::max)
+}
+
+/// Σ e^(x - max) over the vocabulary, once per step and beam: the polynomial exp, vectorised
+/// (-inf entries clamp to e^-87, far below the sum's rounding), instead of libm's.
+#[inline(always)]
+fn sum_exp_body(x: &[f32], max: f32) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += crate::ops::exp_f32(v - max);
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| crate::ops::exp_f32(v - max)).sum::<f32>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_exp_avx2(x: &[f32], max: f32) -> f32 {
+    sum_exp_body(x, max)
+}
+
+fn sum_exp(x: &[f32], max: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the enabled features.
+        return unsafe { sum_exp_avx2(x, max) };
+    }
+    sum_exp_body(x, max)
 }
 
 fn argmax(x: &[f32]) -> u32 {

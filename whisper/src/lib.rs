@@ -6,15 +6,18 @@
 //! * [`ops`] is the one boundary every heavy op goes through (the CPU reference implements it).
 //! * [`tokenizer`] wraps `tokenizer.json` with Whisper's special, language and timestamp tokens.
 //! * [`decode`] greedy/beam search with timestamp rules; [`transcribe`] long-form windows.
+//! * [`quant`] int8 weights and the int8 matrix-product kernels (AVX-512 VNNI, AVX2, scalar).
 //! * [`output`] txt/srt/vtt/json writers; [`assets`] where the default model and samples live.
 
 pub mod assets;
+mod attn;
 pub mod audio;
 pub mod decode;
 pub mod mel;
 pub mod model;
 pub mod ops;
 pub mod output;
+pub mod quant;
 pub mod tokenizer;
 pub mod transcribe;
 

@@ -11,7 +11,8 @@
 //!   crate) can take over every heavy op, the log-mel front end included.
 //!
 //! [`CpuOps`] is the reference implementation (matrixmultiply sgemm and rustfft, parallel with
-//! rayon); other implementations are checked against it.
+//! rayon; int8 products in [`crate::quant`] and, on CPUs with AVX-512, fused attention for
+//! 64-wide heads); other implementations are checked against it.
 //!
 //! Layout conventions: activations are row-major `[rows, features]` (time-major for the
 //! encoder), weights are stored as the checkpoints store them, `[out_features, in_features]`.
@@ -19,6 +20,8 @@
 use half::f16;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 use rayon::prelude::*;
+
+use crate::quant::QuantWeights;
 
 /// Failure of one op: which op, and why (a backend's own error, boxed).
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,70 @@ pub trait Ops: Send + Sync {
     /// `d = heads * head_dim`. With `causal`, query `i` sees keys `0 ..= i + (n_k - n_q)` (the
     /// queries are the last `n_q` positions of the sequence). Returns `[n_q, d]`.
     fn attention(&self, q: ArrayView2<f32>, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize, causal: bool) -> Result<Array2<f32>, OpsError>;
+
+    /// [`Ops::linear`] with int8 weights quantised per output channel (the `int8` compute
+    /// type). The default widens the weights and calls [`Ops::linear`]; [`CpuOps`] quantises
+    /// the activations per row too and multiplies in integers.
+    fn linear_i8(&self, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
+        self.linear(x, w.dequantize().view(), bias)
+    }
+
+    /// [`Ops::linear_i8`] followed by [`Ops::gelu`] (the MLP's first layer), which a backend
+    /// may fuse.
+    fn linear_i8_gelu(&self, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
+        let mut y = self.linear_i8(x, w, bias)?;
+        self.gelu(y.view_mut())?;
+        Ok(y)
+    }
+
+    /// [`Ops::conv1d`] with int8 weights: `w` is the `[c_out, c_in, k]` kernel flattened to
+    /// `[c_out, c_in * k]` and quantised; with `gelu`, GELU follows (the encoder's convolutions).
+    #[allow(clippy::too_many_arguments)]
+    fn conv1d_i8(
+        &self,
+        x: ArrayView2<f32>,
+        w: &QuantWeights,
+        k: usize,
+        bias: ArrayView1<f32>,
+        stride: usize,
+        pad: usize,
+        gelu: bool,
+    ) -> Result<Array2<f32>, OpsError> {
+        let (c_out, cols) = w.dim();
+        if k == 0 || cols % k != 0 {
+            return Err(shape_error("conv1d_i8", format!("weight [{c_out}, {cols}] is not [c_out, c_in * {k}]")));
+        }
+        let w3 = w.dequantize().into_shape_with_order((c_out, cols / k, k)).expect("same length");
+        let mut y = self.conv1d(x, w3.view(), bias, stride, pad)?;
+        if gelu {
+            self.gelu(y.view_mut())?;
+        }
+        Ok(y)
+    }
+
+    /// Keys and values `[n_k, d]` that many [`Ops::attention_prepared`] calls will attend to
+    /// (a window's cross-attention), converted once into this backend's own form; `None` (the
+    /// default) when the backend has none, and then [`Ops::attention`] is used.
+    fn prepare_kv(&self, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize) -> Result<Option<PreparedKv>, OpsError> {
+        let _ = (k, v, heads);
+        Ok(None)
+    }
+
+    /// [`Ops::attention`] without a mask against keys and values from [`Ops::prepare_kv`].
+    fn attention_prepared(&self, q: ArrayView2<f32>, kv: &PreparedKv) -> Result<Array2<f32>, OpsError> {
+        let _ = (q, kv);
+        Err(OpsError::new("attention_prepared", "this backend prepares no keys and values"))
+    }
+}
+
+/// Keys and values prepared by [`CpuOps::prepare_kv`]: per head, the keys in blocks of 32
+/// positions and the values, both f16 (half the memory traffic of every decoding step).
+pub struct PreparedKv(crate::attn::PackedKv<f16>);
+
+impl std::fmt::Debug for PreparedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedKv({} keys, {} heads, f16)", self.0.keys(), self.0.heads())
+    }
 }
 
 /// CPU reference implementation: f32 sgemm from matrixmultiply, parallel over rows/heads with
@@ -336,7 +403,12 @@ unsafe fn gelu_avx2(x: &mut [f32]) {
     gelu_body(x)
 }
 
-fn gelu_slice(x: &mut [f32]) {
+pub(crate) fn gelu_slice(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::attn::available() {
+        // SAFETY: the CPU has AVX-512F (checked).
+        return unsafe { crate::attn::avx512::gelu(x) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports the enabled features (checked above).
@@ -398,7 +470,99 @@ fn check_bias(op: &'static str, bias: Option<ArrayView1<f32>>, d_out: usize) -> 
     }
 }
 
+impl CpuOps {
+    /// im2col of time-major `x[t, c_in]` for a kernel of width `k`: row `to` holds input
+    /// `c` at time `to * stride + j - pad` in column `c * k + j` (zero outside the input), the
+    /// memory order of a `[c_out, c_in, k]` weight.
+    fn im2col(&self, x: ArrayView2<f32>, k: usize, stride: usize, pad: usize) -> Array2<f32> {
+        let (t, c_in) = x.dim();
+        let t_out = (t + 2 * pad).saturating_sub(k) / stride + 1;
+        let mut cols = Array2::<f32>::zeros((t_out, c_in * k));
+        self.pool.install(|| {
+            cols.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(to, mut row)| {
+                for j in 0..k {
+                    let ti = (to * stride + j) as isize - pad as isize;
+                    if ti < 0 || ti as usize >= t {
+                        continue;
+                    }
+                    let src = x.row(ti as usize);
+                    for c in 0..c_in {
+                        row[c * k + j] = src[c];
+                    }
+                }
+            });
+        });
+        cols
+    }
+}
+
 impl Ops for CpuOps {
+    fn conv1d_i8(
+        &self,
+        x: ArrayView2<f32>,
+        w: &QuantWeights,
+        k: usize,
+        bias: ArrayView1<f32>,
+        stride: usize,
+        pad: usize,
+        gelu: bool,
+    ) -> Result<Array2<f32>, OpsError> {
+        let (c_out, width) = w.dim();
+        if k == 0 || width != x.ncols() * k {
+            return Err(shape_error(
+                "conv1d_i8",
+                format!("input channels {} vs weight [{c_out}, {width}] of width {k}", x.ncols()),
+            ));
+        }
+        if stride == 0 {
+            return Err(shape_error("conv1d_i8", "stride 0".into()));
+        }
+        check_bias("conv1d_i8", Some(bias), c_out)?;
+        let cols = self.im2col(x, k, stride, pad);
+        Ok(self.pool.install(|| crate::quant::linear(cols.view(), w, Some(bias), gelu, self.threads)))
+    }
+
+    fn prepare_kv(&self, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize) -> Result<Option<PreparedKv>, OpsError> {
+        let (n_k, d) = k.dim();
+        if heads == 0 || d != heads * crate::attn::HEAD_DIM || v.dim() != (n_k, d) || n_k == 0 || !crate::attn::available() {
+            return Ok(None);
+        }
+        let packed = self.pool.install(|| crate::attn::PackedKv::pack(k, v, heads, self.threads > 1, f16::from_f32));
+        Ok(Some(PreparedKv(packed)))
+    }
+
+    fn attention_prepared(&self, q: ArrayView2<f32>, kv: &PreparedKv) -> Result<Array2<f32>, OpsError> {
+        if q.ncols() != kv.0.heads() * crate::attn::HEAD_DIM {
+            return Err(shape_error(
+                "attention_prepared",
+                format!("queries of {} features for {} heads", q.ncols(), kv.0.heads()),
+            ));
+        }
+        let parallel = self.threads > 1 && 2 * q.nrows() * kv.0.keys() * q.ncols() >= crate::quant::SERIAL_WORK;
+        Ok(self.pool.install(|| crate::attn::attention_packed_f16(q, &kv.0, parallel)))
+    }
+
+    fn linear_i8(&self, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
+        let (d_out, w_in) = w.dim();
+        if x.ncols() != w_in {
+            return Err(shape_error("linear_i8", format!("input features {} vs weight [{d_out}, {w_in}]", x.ncols())));
+        }
+        check_bias("linear_i8", bias, d_out)?;
+        Ok(self.pool.install(|| crate::quant::linear(x, w, bias, false, self.threads)))
+    }
+
+    fn linear_i8_gelu(&self, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<ArrayView1<f32>>) -> Result<Array2<f32>, OpsError> {
+        let (d_out, w_in) = w.dim();
+        if x.ncols() != w_in {
+            return Err(shape_error(
+                "linear_i8_gelu",
+                format!("input features {} vs weight [{d_out}, {w_in}]", x.ncols()),
+            ));
+        }
+        check_bias("linear_i8_gelu", bias, d_out)?;
+        Ok(self.pool.install(|| crate::quant::linear(x, w, bias, true, self.threads)))
+    }
+
     /// [`crate::mel::log_mel_spectrogram`], run on this instance's thread pool.
     fn log_mel(&self, samples: &[f32], n_mels: usize) -> Result<Array2<f32>, OpsError> {
         self.pool
@@ -495,7 +659,7 @@ impl Ops for CpuOps {
     }
 
     fn conv1d(&self, x: ArrayView2<f32>, w: ArrayView3<f32>, bias: ArrayView1<f32>, stride: usize, pad: usize) -> Result<Array2<f32>, OpsError> {
-        let (t, c_in) = x.dim();
+        let c_in = x.ncols();
         let (c_out, w_in, k) = w.dim();
         if c_in != w_in {
             return Err(shape_error("conv1d", format!("input channels {c_in} vs weight [{c_out}, {w_in}, {k}]")));
@@ -506,23 +670,7 @@ impl Ops for CpuOps {
         if bias.len() != c_out {
             return Err(shape_error("conv1d", format!("bias of {} values for {c_out} output channels", bias.len())));
         }
-        let t_out = (t + 2 * pad).saturating_sub(k) / stride + 1;
-        // im2col: column index c * k + j matches the weight's [c_out, c_in, k] memory order.
-        let mut cols = Array2::<f32>::zeros((t_out, c_in * k));
-        self.pool.install(|| {
-            cols.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(to, mut row)| {
-                for j in 0..k {
-                    let ti = (to * stride + j) as isize - pad as isize;
-                    if ti < 0 || ti as usize >= t {
-                        continue;
-                    }
-                    let src = x.row(ti as usize);
-                    for c in 0..c_in {
-                        row[c * k + j] = src[c];
-                    }
-                }
-            });
-        });
+        let cols = self.im2col(x, k, stride, pad);
         let w2 = w.as_standard_layout();
         let w2 = w2.view().into_shape_with_order((c_out, c_in * k)).expect("contiguous weight");
         self.linear(cols.view(), w2, Some(bias))
@@ -583,6 +731,10 @@ impl Ops for CpuOps {
             return Err(shape_error("attention", format!("causal with fewer keys ({n_k}) than queries ({n_q})")));
         }
         let dh = d / heads;
+        if dh == crate::attn::HEAD_DIM && n_k > 0 && crate::attn::available() {
+            let parallel = self.threads > 1 && 2 * n_q * n_k * d >= crate::quant::SERIAL_WORK;
+            return Ok(self.pool.install(|| crate::attn::attention(q, k, v, heads, causal, parallel)));
+        }
         let scale = 1.0 / (dh as f32).sqrt();
         let offset = n_k - n_q.min(n_k);
         let contiguous = k.row(0).as_slice().is_some() && v.row(0).as_slice().is_some() && q.is_standard_layout();
@@ -691,5 +843,19 @@ mod tests {
         let mut masked = vec![f32::NEG_INFINITY; 4];
         softmax_in_place(&mut masked);
         assert_eq!(masked, [0.0; 4]);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    #[test]
+    #[ignore]
+    fn gelu_speed() {
+        let mut x: Vec<f32> = (0..3_072_000).map(|i| ((i % 1000) as f32 - 500.0) / 100.0).collect();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            super::gelu_slice(&mut x);
+            eprintln!("gelu 3M: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        }
     }
 }

@@ -157,9 +157,14 @@ impl Transcriber {
     /// Loads `model_dir/{model.bin | model.safetensors + config.json}` and
     /// `model_dir/tokenizer.json`; the model runs on `ops` ([`Self::new`]).
     pub fn load(model_dir: &Path, ops: Arc<dyn Ops>) -> Result<Self, ModelError> {
+        Self::load_with(model_dir, ops, crate::model::ComputeType::F32)
+    }
+
+    /// [`Self::load`] with the model converted to `compute`.
+    pub fn load_with(model_dir: &Path, ops: Arc<dyn Ops>, compute: crate::model::ComputeType) -> Result<Self, ModelError> {
         crate::ops::single_threaded_sgemm();
         Self::check_dir(model_dir)?;
-        let model = Model::load(model_dir)?;
+        let model = Model::load_with(model_dir, compute)?;
         let tokenizer = WhisperTokenizer::from_file(&model_dir.join("tokenizer.json"))?;
         Self::new(model, tokenizer, ops)
     }

@@ -616,6 +616,59 @@ fn jfk_with_tiny_en() {
     assert!(matches!(t.transcribe(&mel, frames, &de, &mut |_| {}), Err(ModelError::EnglishOnly { .. })));
 }
 
+fn int8(model: &str) -> Transcriber {
+    Transcriber::load_with(&asset(model), Arc::new(ops()), whisper::model::ComputeType::Int8).expect("load int8")
+}
+
+/// Word error rate in percent (word edit distance over the reference's words).
+fn word_error(reference: &[String], got: &[String]) -> f64 {
+    let mut d: Vec<usize> = (0..=got.len()).collect();
+    for i in 1..=reference.len() {
+        let mut prev = d[0];
+        d[0] = i;
+        for j in 1..=got.len() {
+            let next = (d[j] + 1).min(d[j - 1] + 1).min(prev + usize::from(reference[i - 1] != got[j - 1]));
+            prev = d[j];
+            d[j] = next;
+        }
+    }
+    100.0 * d[got.len()] as f64 / reference.len() as f64
+}
+
+#[test]
+fn int8_compute_type_transcribes_jfk_exactly() {
+    for (model, beams) in [("whisper-base", [1, 5]), ("whisper-tiny.en", [1, 5])] {
+        let t = int8(model);
+        assert!(t.model.decoder.embedding_i8.is_some(), "{model}: int8 logits");
+        let (mel, frames) = mel_of(t.ops().as_ref(), &asset("jfk.wav"), t.model.dims.n_mels);
+        for beam in beams {
+            let o = TranscribeOptions {
+                language: Some("en".into()),
+                ..opts(beam)
+            };
+            assert_jfk(&t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap(), &format!("{model} int8 beam {beam}"));
+        }
+    }
+}
+
+/// The int8 path may not cost words on long speech: its word error against the reference text
+/// stays within half a point of the f32 path's.
+#[test]
+fn int8_long_form_word_error_matches_f32() {
+    let reference = words(&std::fs::read_to_string(asset("long-speech.txt")).unwrap());
+    let o = TranscribeOptions {
+        language: Some("en".into()),
+        ..opts(1)
+    };
+    let f32_path = base();
+    let (mel, frames) = mel_of(f32_path.ops().as_ref(), &asset("long-speech.wav"), f32_path.model.dims.n_mels);
+    let f32_wer = word_error(&reference, &words(&f32_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text()));
+    let int8_path = int8("whisper-base");
+    let int8_text = int8_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
+    let int8_wer = word_error(&reference, &words(&int8_text));
+    assert!(int8_wer <= f32_wer + 0.5, "int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}");
+}
+
 #[test]
 fn translate_task_keeps_english_speech_english() {
     let t = base();

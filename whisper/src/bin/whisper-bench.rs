@@ -28,6 +28,9 @@ struct Args {
     repeat: usize,
     #[arg(long)]
     language: Option<String>,
+    /// f32 or int8.
+    #[arg(long, default_value = "int8")]
+    compute_type: String,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +50,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let ops = CpuOps::new(args.threads)?;
     let threads = ops.threads();
-    let transcriber = Transcriber::load(&model_dir, Arc::new(ops))?;
+    let transcriber = Transcriber::load_with(
+        &model_dir,
+        Arc::new(ops),
+        match args.compute_type.as_str() {
+            "f32" => whisper::model::ComputeType::F32,
+            "int8" => whisper::model::ComputeType::Int8,
+            other => return Err(format!("unknown compute type {other}").into()),
+        },
+    )?;
     let load = t.elapsed().as_secs_f64();
 
     let t = Instant::now();

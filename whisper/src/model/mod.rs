@@ -9,11 +9,15 @@
 //! Every heavy op goes through [`crate::ops::Ops`]; an op's failure comes back as
 //! [`ModelError::Ops`].
 //!
-//! Precision: checkpoints are converted to f32 at load. The encoder (compute-bound matrix
-//! products over 1500 positions) keeps f32; the decoder's projections and the token embedding
-//! are stored as f16 and widened inside the dot products, because decoding a token reads every
-//! decoder weight once and is bound by memory traffic. The CTranslate2 files are f16 already,
-//! so this loses nothing for them.
+//! Precision ([`ComputeType`], chosen at load): with `F32`, checkpoints are converted to f32.
+//! The encoder (compute-bound matrix products over 1500 positions) keeps f32; the decoder's
+//! projections and the token embedding are stored as f16 and widened inside the dot products,
+//! because decoding a token reads every decoder weight once and is bound by memory traffic.
+//! The CTranslate2 files are f16 already, so this loses nothing for them. With `Int8`, every
+//! linear layer, the encoder's convolutions and the logits use int8 weights per output channel
+//! and int8 activations per row ([`crate::quant`]); attention and normalisation stay f32, and the
+//! cross-attention keys and values are kept in the backend's prepared form
+//! ([`Ops::prepare_kv`]: f16 on the CPU).
 //!
 //! Head counts come from the file (`*/num_heads`), else `config.json`, else Whisper's rule of
 //! 64-wide heads (`d_model / 64`).
@@ -26,6 +30,7 @@ use half::f16;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
 
 use crate::ops::{Ops, OpsError, ThreadPoolError};
+use crate::quant::QuantWeights;
 pub use load::{read_ctranslate2, read_safetensors, HfConfig, Tensor, TensorMap};
 
 /// Layer-norm epsilon used by every Whisper checkpoint.
@@ -126,6 +131,8 @@ impl Dims {
 pub enum Weights {
     F32(Array2<f32>),
     F16(Array2<f16>),
+    /// Int8 per output channel ([`ComputeType::Int8`]).
+    I8(QuantWeights),
 }
 
 impl Weights {
@@ -133,8 +140,30 @@ impl Weights {
         match self {
             Weights::F32(w) => w.dim(),
             Weights::F16(w) => w.dim(),
+            Weights::I8(w) => w.dim(),
         }
     }
+
+    /// Quantises to int8 (no-op when already int8).
+    fn to_int8(&mut self) {
+        let q = match self {
+            Weights::F32(w) => QuantWeights::quantize(w.view()),
+            Weights::F16(w) => QuantWeights::quantize(w.mapv(f16::to_f32).view()),
+            Weights::I8(_) => return,
+        };
+        *self = Weights::I8(q);
+    }
+}
+
+/// Precision of the model's matrix products, chosen at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComputeType {
+    /// f32 encoder, f16 decoder weights, f32 arithmetic.
+    #[default]
+    F32,
+    /// Int8 weights per output channel and int8 activations per row for every linear layer, the
+    /// encoder's convolutions and the logits (attention and normalisation stay f32).
+    Int8,
 }
 
 /// `y = x · Wᵀ + b`.
@@ -150,6 +179,7 @@ impl Linear {
         match &self.weight {
             Weights::F32(w) => ops.linear(x, w.view(), bias),
             Weights::F16(w) => ops.linear_f16(x, w.view(), bias),
+            Weights::I8(w) => ops.linear_i8(x, w, bias),
         }
     }
 }
@@ -197,8 +227,14 @@ impl Mlp {
     /// Returns the residual to add.
     pub fn forward(&self, ops: &dyn Ops, x: ArrayView2<f32>) -> Result<Array2<f32>, OpsError> {
         let h = self.norm.forward(ops, x)?;
-        let mut h = self.fc1.forward(ops, h.view())?;
-        ops.gelu(h.view_mut())?;
+        let h = match &self.fc1.weight {
+            Weights::I8(w) => ops.linear_i8_gelu(h.view(), w, self.fc1.bias.as_ref().map(|b| b.view()))?,
+            _ => {
+                let mut h = self.fc1.forward(ops, h.view())?;
+                ops.gelu(h.view_mut())?;
+                h
+            }
+        };
         self.fc2.forward(ops, h.view())
     }
 }
@@ -229,6 +265,8 @@ pub struct Encoder {
     pub conv1_bias: Array1<f32>,
     pub conv2_weight: Array3<f32>,
     pub conv2_bias: Array1<f32>,
+    /// Both kernels flattened to `[c_out, c_in * 3]` and quantised ([`ComputeType::Int8`]).
+    pub conv_i8: Option<[QuantWeights; 2]>,
     /// Sinusoidal positions `[n_audio_ctx, d]`, as stored in the checkpoint.
     pub positions: Array2<f32>,
     pub blocks: Vec<EncoderBlock>,
@@ -236,6 +274,14 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    fn quantize_convs(&mut self) {
+        let flat = |w: &Array3<f32>| {
+            let (c_out, c_in, k) = w.dim();
+            QuantWeights::quantize(w.as_standard_layout().view().into_shape_with_order((c_out, c_in * k)).expect("contiguous"))
+        };
+        self.conv_i8 = Some([flat(&self.conv1_weight), flat(&self.conv2_weight)]);
+    }
+
     /// `mel` is one window `[n_mels, 2 * n_audio_ctx]`; returns `[n_audio_ctx, d]`.
     pub fn forward(&self, ops: &dyn Ops, mel: ArrayView2<f32>) -> Result<Array2<f32>, ModelError> {
         let n_mels = self.conv1_weight.dim().1;
@@ -247,10 +293,20 @@ impl Encoder {
                 found: format!("{:?}", mel.shape()),
             });
         }
-        let mut x = ops.conv1d(mel.t(), self.conv1_weight.view(), self.conv1_bias.view(), 1, 1)?;
-        ops.gelu(x.view_mut())?;
-        let mut x = ops.conv1d(x.view(), self.conv2_weight.view(), self.conv2_bias.view(), 2, 1)?;
-        ops.gelu(x.view_mut())?;
+        let mut x = match &self.conv_i8 {
+            Some([c1, c2]) => {
+                let k = self.conv1_weight.dim().2;
+                let x = ops.conv1d_i8(mel.t(), c1, k, self.conv1_bias.view(), 1, 1, true)?;
+                ops.conv1d_i8(x.view(), c2, self.conv2_weight.dim().2, self.conv2_bias.view(), 2, 1, true)?
+            }
+            None => {
+                let mut x = ops.conv1d(mel.t(), self.conv1_weight.view(), self.conv1_bias.view(), 1, 1)?;
+                ops.gelu(x.view_mut())?;
+                let mut x = ops.conv1d(x.view(), self.conv2_weight.view(), self.conv2_bias.view(), 2, 1)?;
+                ops.gelu(x.view_mut())?;
+                x
+            }
+        };
         if x.dim() != self.positions.dim() {
             return Err(ModelError::InputShape {
                 what: "encoder convolution output",
@@ -278,6 +334,9 @@ pub struct DecoderBlock {
 pub struct CrossKv {
     pub k: Vec<Array2<f32>>,
     pub v: Vec<Array2<f32>>,
+    /// Per layer, the backend's own form of `k` and `v` ([`Ops::prepare_kv`], int8 compute
+    /// type only); when present it is used instead, and `k`, `v` are empty.
+    pub prepared: Vec<Option<crate::ops::PreparedKv>>,
 }
 
 /// Self-attention keys/values of every sequence in the batch, `[batch, n_text_ctx, d]` per
@@ -307,18 +366,43 @@ impl KvCache {
     /// Sequence `b` continues from old sequence `sources[b]` (beam search reordering; also
     /// used to grow a batch-1 prompt cache into `n` beams with `sources = [0; n]`).
     pub fn reorder(&mut self, sources: &[usize]) {
+        self.reorder_keeping(sources, &vec![0; sources.len()]);
+    }
+
+    /// [`Self::reorder`] where sequence `b`'s first `same[b]` positions already hold what
+    /// `sources[b]`'s do (the beams share those tokens, and a position's keys and values depend
+    /// only on the tokens up to it): only the rest is copied.
+    pub fn reorder_keeping(&mut self, sources: &[usize], same: &[usize]) {
         let len = self.len;
         for cache in self.k.iter_mut().chain(self.v.iter_mut()) {
-            if sources.len() == cache.dim().0 && sources.iter().enumerate().all(|(b, &s)| b == s) {
+            let (batch, n_ctx, d) = cache.dim();
+            if batch != sources.len() {
+                let old = cache.slice(s![.., ..len, ..]).to_owned();
+                *cache = Array3::zeros((sources.len(), n_ctx, d));
+                for (b, &src) in sources.iter().enumerate() {
+                    cache.slice_mut(s![b, ..len, ..]).assign(&old.slice(s![src, .., ..]));
+                }
                 continue;
             }
-            let old = cache.slice(s![.., ..len, ..]).to_owned();
-            let (_, n_ctx, d) = cache.dim();
-            if cache.dim().0 != sources.len() {
-                *cache = Array3::zeros((sources.len(), n_ctx, d));
+            // Copy only the positions that differ, from copies of just the rows they need.
+            let from = |b: usize| same.get(b).copied().unwrap_or(0).min(len);
+            let moved: Vec<usize> = (0..batch).filter(|&b| sources[b] != b && from(b) < len).collect();
+            if moved.is_empty() {
+                continue;
             }
-            for (b, &src) in sources.iter().enumerate() {
-                cache.slice_mut(s![b, ..len, ..]).assign(&old.slice(s![src, .., ..]));
+            let mut needed: Vec<(usize, usize)> = Vec::new();
+            for &b in &moved {
+                match needed.iter_mut().find(|(src, _)| *src == sources[b]) {
+                    Some((_, start)) => *start = (*start).min(from(b)),
+                    None => needed.push((sources[b], from(b))),
+                }
+            }
+            let saved: Vec<Array2<f32>> = needed.iter().map(|&(src, start)| cache.slice(s![src, start..len, ..]).to_owned()).collect();
+            for &b in &moved {
+                let i = needed.iter().position(|&(src, _)| src == sources[b]).expect("collected above");
+                let start = needed[i].1;
+                let rows = saved[i].slice(s![from(b) - start.., ..]);
+                cache.slice_mut(s![b, from(b)..len, ..]).assign(&rows);
             }
         }
     }
@@ -330,6 +414,8 @@ pub struct Decoder {
     /// Token embedding `[n_vocab, d]`; also the output projection (tied weights). Kept in f16:
     /// the logits read all of it for every token.
     pub embedding: Array2<f16>,
+    /// The embedding as int8 for the logits ([`ComputeType::Int8`]).
+    pub embedding_i8: Option<QuantWeights>,
     /// Learned positions `[n_text_ctx, d]`.
     pub positions: Array2<f32>,
     pub blocks: Vec<DecoderBlock>,
@@ -340,13 +426,24 @@ impl Decoder {
     /// Cross-attention K/V for one window of encoder output, computed once per window.
     pub fn cross_kv(&self, ops: &dyn Ops, audio: ArrayView2<f32>) -> Result<CrossKv, ModelError> {
         let d = audio.ncols();
-        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let (mut k, mut v, mut prepared) = (Vec::new(), Vec::new(), Vec::new());
         for block in &self.blocks {
             let kv = block.cross_attn.kv.forward(ops, audio)?;
-            k.push(kv.slice(s![.., ..d]).to_owned());
+            if self.embedding_i8.is_some() {
+                if let Some(p) = ops.prepare_kv(kv.slice(s![.., ..d]), kv.slice(s![.., d..]), block.cross_attn.heads)? {
+                    prepared.push(Some(p));
+                    k.push(Array2::zeros((0, d)));
+                    v.push(Array2::zeros((0, d)));
+                    continue;
+                }
+            }
+            prepared.push(None);
+            // Keys stored transposed (`[n_audio_ctx, d]` with strides `[1, n_audio_ctx]`):
+            // each decoding step reads them contiguously along the audio positions.
+            k.push(kv.slice(s![.., ..d]).t().as_standard_layout().into_owned().reversed_axes());
             v.push(kv.slice(s![.., d..]).to_owned());
         }
-        Ok(CrossKv { k, v })
+        Ok(CrossKv { k, v, prepared })
     }
 
     /// Runs `tokens` (`[batch, t]`, the next `t` tokens of every sequence) through the
@@ -399,7 +496,10 @@ impl Decoder {
             let q = block.cross_attn.query.forward(ops, h.view())?;
             // Every sequence attends to the same audio without a mask: one call for all rows
             // reads the window's keys and values once instead of once per beam.
-            let attn = ops.attention(q.view(), cross.k[layer].view(), cross.v[layer].view(), block.cross_attn.heads, false)?;
+            let attn = match cross.prepared.get(layer) {
+                Some(Some(p)) => ops.attention_prepared(q.view(), p)?,
+                _ => ops.attention(q.view(), cross.k[layer].view(), cross.v[layer].view(), block.cross_attn.heads, false)?,
+            };
             x += &block.cross_attn.out.forward(ops, attn.view())?;
 
             x += &block.mlp.forward(ops, x.view())?;
@@ -410,7 +510,10 @@ impl Decoder {
 
     /// Logits over the vocabulary for hidden states `[n, d]`: `x · embeddingᵀ`.
     pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(ops.linear_f16(hidden, self.embedding.view(), None)?)
+        Ok(match &self.embedding_i8 {
+            Some(w) => ops.linear_i8(hidden, w, None)?,
+            None => ops.linear_f16(hidden, self.embedding.view(), None)?,
+        })
     }
 }
 
@@ -430,15 +533,7 @@ impl Model {
         let hf = dir.join("model.safetensors");
         let config_path = dir.join("config.json");
         if ct2.is_file() {
-            let mut map = read_ctranslate2(&ct2)?;
-            // CTranslate2 files carry */num_heads; older ones may not, then config.json may.
-            if !map.ints.contains_key("encoder/num_heads") {
-                if let Some(h) = read_config_value(&config_path, &["num_heads", "encoder_attention_heads"])? {
-                    map.ints.insert("encoder/num_heads".into(), h);
-                    map.ints.entry("decoder/num_heads".into()).or_insert(h);
-                }
-            }
-            Self::from_tensors(map)
+            Self::from_tensors(read_ctranslate2_with_heads(&ct2, &config_path, false)?)
         } else if hf.is_file() {
             let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
                 path: config_path.clone(),
@@ -454,8 +549,51 @@ impl Model {
         }
     }
 
+    /// [`Self::load`], then converts to `compute`.
+    pub fn load_with(dir: &Path, compute: ComputeType) -> Result<Self, ModelError> {
+        let ct2 = dir.join("model.bin");
+        if compute == ComputeType::F32 || !ct2.is_file() {
+            let mut model = Self::load(dir)?;
+            if compute == ComputeType::Int8 {
+                model.to_int8();
+            }
+            return Ok(model);
+        }
+        // Quantised straight from the f32 tensors, without f16 copies in between.
+        Self::from_tensors_with(read_ctranslate2_with_heads(&ct2, &dir.join("config.json"), true)?, compute)
+    }
+
+    /// Quantises every linear layer and the logits projection to int8 ([`ComputeType::Int8`]).
+    pub fn to_int8(&mut self) {
+        let mut linears: Vec<&mut Linear> = Vec::new();
+        for b in &mut self.encoder.blocks {
+            linears.extend([&mut b.attn.qkv, &mut b.attn.out, &mut b.mlp.fc1, &mut b.mlp.fc2]);
+        }
+        for b in &mut self.decoder.blocks {
+            linears.extend([&mut b.self_attn.qkv, &mut b.self_attn.out, &mut b.mlp.fc1, &mut b.mlp.fc2]);
+            linears.extend([&mut b.cross_attn.query, &mut b.cross_attn.kv, &mut b.cross_attn.out]);
+        }
+        for l in linears {
+            l.weight.to_int8();
+        }
+        if self.encoder.conv_i8.is_none() {
+            self.encoder.quantize_convs();
+        }
+        if self.decoder.embedding_i8.is_none() {
+            self.decoder.embedding_i8 = Some(QuantWeights::quantize(self.decoder.embedding.mapv(f16::to_f32).view()));
+        }
+    }
+
     /// Builds the model from tensors in CTranslate2 naming, checking every shape.
-    pub fn from_tensors(mut map: TensorMap) -> Result<Self, ModelError> {
+    pub fn from_tensors(map: TensorMap) -> Result<Self, ModelError> {
+        Self::from_tensors_with(map, ComputeType::F32)
+    }
+
+    /// [`Self::from_tensors`] for the given compute type.
+    pub fn from_tensors_with(mut map: TensorMap, compute: ComputeType) -> Result<Self, ModelError> {
+        let int8 = compute == ComputeType::Int8;
+        // The encoder's weights are f32 and the decoder's f16 (see the module notes), or all int8.
+        let (enc, dec) = if int8 { (I8, I8) } else { (Precision::F32, Precision::F16) };
         let conv1 = map.shape("encoder/conv1/weight")?.to_vec();
         if conv1.len() != 3 || conv1[2] != 3 {
             return Err(ModelError::ShapeMismatch {
@@ -469,11 +607,7 @@ impl Model {
         let n_audio_ctx = first_dim(&map, "encoder/position_encodings/encodings")?;
         let n_vocab = first_dim(&map, "decoder/embeddings/weight")?;
         let n_text_ctx = first_dim(&map, "decoder/position_encodings/encodings")?;
-        let count = |stack: &str| {
-            (0..)
-                .take_while(|i| map.floats.contains_key(&format!("{stack}/layer_{i}/ffn/linear_0/weight")))
-                .count()
-        };
+        let count = |stack: &str| (0..).take_while(|i| map.contains(&format!("{stack}/layer_{i}/ffn/linear_0/weight"))).count();
         // Whisper's heads are 64 wide; used only when neither the file nor config.json says.
         let heads = |key: &str| map.ints.get(key).map(|&h| h as usize).unwrap_or(d / 64);
         let dims = Dims {
@@ -503,40 +637,52 @@ impl Model {
             });
         }
 
-        let encoder = Encoder {
+        let mut encoder = Encoder {
             conv1_weight: arr3(&mut map, "encoder/conv1/weight", [d, n_mels, 3])?,
             conv1_bias: arr1(&mut map, "encoder/conv1/bias", d)?,
             conv2_weight: arr3(&mut map, "encoder/conv2/weight", [d, d, 3])?,
             conv2_bias: arr1(&mut map, "encoder/conv2/bias", d)?,
+            conv_i8: None,
             positions: arr2(&mut map, "encoder/position_encodings/encodings", [n_audio_ctx, d])?,
             blocks: (0..dims.encoder_layers)
                 .map(|i| {
                     let p = format!("encoder/layer_{i}");
                     Ok(EncoderBlock {
-                        attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.encoder_heads, F32)?,
-                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, F32)?,
+                        attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.encoder_heads, enc)?,
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, enc)?,
                     })
                 })
                 .collect::<Result<_, ModelError>>()?,
             norm: layer_norm(&mut map, "encoder/layer_norm", d)?,
         };
+        if int8 {
+            encoder.quantize_convs();
+        }
+        let mut embedding_i8 = None;
         let decoder = Decoder {
-            embedding: arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?.mapv(f16::from_f32),
+            embedding: {
+                let e = arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?;
+                if int8 {
+                    embedding_i8 = Some(QuantWeights::quantize(e.view()));
+                }
+                to_f16(e)
+            },
+            embedding_i8,
             positions: arr2(&mut map, "decoder/position_encodings/encodings", [n_text_ctx, d])?,
             blocks: (0..dims.decoder_layers)
                 .map(|i| {
                     let p = format!("decoder/layer_{i}");
                     Ok(DecoderBlock {
-                        self_attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.decoder_heads, F16)?,
+                        self_attn: self_attention(&mut map, &format!("{p}/self_attention"), d, dims.decoder_heads, dec)?,
                         cross_attn: CrossAttention {
                             norm: layer_norm(&mut map, &format!("{p}/attention/layer_norm"), d)?,
-                            query: linear(&mut map, &format!("{p}/attention/linear_0"), d, d, F16)?,
+                            query: linear(&mut map, &format!("{p}/attention/linear_0"), d, d, dec)?,
                             // Applied to a whole window of audio once: f32 for the matrix product.
-                            kv: linear(&mut map, &format!("{p}/attention/linear_1"), 2 * d, d, F32)?,
-                            out: linear(&mut map, &format!("{p}/attention/linear_2"), d, d, F16)?,
+                            kv: linear(&mut map, &format!("{p}/attention/linear_1"), 2 * d, d, enc)?,
+                            out: linear(&mut map, &format!("{p}/attention/linear_2"), d, d, dec)?,
                             heads: dims.decoder_heads,
                         },
-                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, F16)?,
+                        mlp: mlp(&mut map, &format!("{p}/ffn"), d, dec)?,
                     })
                 })
                 .collect::<Result<_, ModelError>>()?,
@@ -544,6 +690,23 @@ impl Model {
         };
         Ok(Self { dims, encoder, decoder })
     }
+}
+
+/// A CTranslate2 file's tensors; files carry */num_heads, older ones may not, then
+/// config.json may.
+fn read_ctranslate2_with_heads(ct2: &Path, config_path: &Path, compact: bool) -> Result<TensorMap, ModelError> {
+    let mut map = if compact {
+        load::read_ctranslate2_compact(ct2)?
+    } else {
+        read_ctranslate2(ct2)?
+    };
+    if !map.ints.contains_key("encoder/num_heads") {
+        if let Some(h) = read_config_value(config_path, &["num_heads", "encoder_attention_heads"])? {
+            map.ints.insert("encoder/num_heads".into(), h);
+            map.ints.entry("decoder/num_heads".into()).or_insert(h);
+        }
+    }
+    Ok(map)
 }
 
 fn read_config_value(path: &Path, keys: &[&str]) -> Result<Option<i64>, ModelError> {
@@ -605,15 +768,26 @@ fn arr3(map: &mut TensorMap, name: &str, shape: [usize; 3]) -> Result<Array3<f32
 enum Precision {
     F32,
     F16,
+    I8,
 }
-use Precision::{F16, F32};
+use Precision::I8;
+
+/// f32 -> f16 with the slice conversion (F16C when the CPU has it).
+fn to_f16(a: Array2<f32>) -> Array2<f16> {
+    use half::slice::HalfFloatSliceExt;
+    let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
+    let mut out = vec![f16::ZERO; a.len()];
+    out.convert_from_f32_slice(a.as_slice().expect("standard layout"));
+    Array2::from_shape_vec(a.dim(), out).expect("same length")
+}
 
 fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize, precision: Precision) -> Result<Linear, ModelError> {
     let w = arr2(map, &format!("{prefix}/weight"), [out, inp])?;
     Ok(Linear {
         weight: match precision {
-            F32 => Weights::F32(w),
-            F16 => Weights::F16(w.mapv(f16::from_f32)),
+            Precision::F32 => Weights::F32(w),
+            Precision::F16 => Weights::F16(to_f16(w)),
+            Precision::I8 => Weights::I8(QuantWeights::quantize(w.view())),
         },
         bias: Some(arr1(map, &format!("{prefix}/bias"), out)?),
     })
