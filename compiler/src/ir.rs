@@ -171,6 +171,21 @@ pub enum Expr {
         otherwise: Box<Expr>,
         ty: ScalarType,
     },
+    /// `then` where `lhs cmp rhs` holds, else `otherwise`; `lhs` and `rhs` share a type (float
+    /// comparisons are ordered, except `!=`, which holds for NaN).
+    ValueSelect {
+        lhs: Box<Expr>,
+        cmp: CmpOp,
+        rhs: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+        ty: ScalarType,
+    },
+    /// A dim's global index value (I32).
+    Index { dim: DimId },
+    /// The global index (I32) along `dim` of the first largest (`max`) or smallest value of
+    /// `body`; NaNs are never chosen (all NaN: index 0).
+    ArgReduce { max: bool, dim: DimId, body: Box<Expr> },
 }
 
 impl Expr {
@@ -182,15 +197,26 @@ impl Expr {
             | Expr::Binary { ty, .. }
             | Expr::Reduce { ty, .. }
             | Expr::Convert { ty, .. }
-            | Expr::Select { ty, .. } => *ty,
+            | Expr::Select { ty, .. }
+            | Expr::ValueSelect { ty, .. } => *ty,
+            Expr::Index { .. } | Expr::ArgReduce { .. } => ScalarType::I32,
         }
     }
     /// Visits this expression and all sub-expressions, parents first.
     pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Expr)) {
         f(self);
         match self {
-            Expr::Const { .. } | Expr::Load { .. } => {}
+            Expr::Const { .. } | Expr::Load { .. } | Expr::Index { .. } => {}
             Expr::Unary { arg, .. } | Expr::Convert { arg, .. } => arg.walk(f),
+            Expr::ArgReduce { body, .. } => body.walk(f),
+            Expr::ValueSelect {
+                lhs, rhs, then, otherwise, ..
+            } => {
+                lhs.walk(f);
+                rhs.walk(f);
+                then.walk(f);
+                otherwise.walk(f);
+            }
             Expr::Binary { lhs, rhs, .. } => {
                 lhs.walk(f);
                 rhs.walk(f);

@@ -617,6 +617,47 @@ impl State {
         rounded
     }
 
+    /// A value `select`: the comparison in its own type, then the chosen branch; when the
+    /// comparison may come out the other way within the operands' bounds, the result may be
+    /// either branch.
+    fn value_select<D: Domain, V: Val<T>, T: Copy + Into<f64>>(
+        &self,
+        n: &Node,
+        env: &mut [i64],
+        branch: &dyn Fn(&Self, &Node, &mut [i64]) -> V,
+    ) -> V {
+        let Node::ValueSelect {
+            float,
+            cmp,
+            operands,
+            then,
+            otherwise,
+        } = n
+        else {
+            unreachable!("value_select is called on ValueSelect nodes")
+        };
+        let (l, r) = if *float {
+            let (l, r): (D::F, D::F) = (self.eval_f::<D>(&operands.0, env), self.eval_f::<D>(&operands.1, env));
+            ((l.v() as f64, l.e()), (r.v() as f64, r.e()))
+        } else {
+            let (l, r): (D::I, D::I) = (self.eval_i::<D>(&operands.0, env), self.eval_i::<D>(&operands.1, env));
+            ((l.v() as f64, l.e()), (r.v() as f64, r.e()))
+        };
+        let holds = if *float {
+            compare_f(*cmp, l.0 as f32, r.0 as f32)
+        } else {
+            compare_i(*cmp, l.0 as i32, r.0 as i32)
+        };
+        let (chosen, other) = if holds { (then, otherwise) } else { (otherwise, then) };
+        let c = branch(self, chosen, env);
+        if !D::BOUNDS || comparison_certain(*cmp, l, r) {
+            return c;
+        }
+        let o = branch(self, other, env);
+        let (cv, ov): (f64, f64) = (c.v().into(), o.v().into());
+        V::make(c.v(), || c.e().max(o.e()) + (cv - ov).abs())
+    }
+
     fn eval_i<D: Domain>(&self, n: &Node, env: &mut [i64]) -> D::I {
         match n {
             Node::ConstI(v) => D::I::make(*v, || 0.0),
@@ -713,6 +754,52 @@ impl State {
                     self.eval_i::<D>(b, env)
                 }
             }
+            Node::Index(d) => D::I::make(env[*d] as i32, || 0.0),
+            Node::ValueSelect { .. } => self.value_select::<D, D::I, i32>(n, env, &|s, n, env| s.eval_i::<D>(n, env)),
+            Node::ArgReduce {
+                max,
+                float,
+                dim,
+                size,
+                body,
+            } => {
+                let saved = env[*dim];
+                let mut values: Vec<(f64, f64)> = Vec::with_capacity(*size as usize);
+                for i in 0..*size {
+                    env[*dim] = i;
+                    values.push(if *float {
+                        let v: D::F = self.eval_f::<D>(body, env);
+                        (v.v() as f64, v.e())
+                    } else {
+                        let v: D::I = self.eval_i::<D>(body, env);
+                        (v.v() as f64, v.e())
+                    });
+                }
+                env[*dim] = saved;
+                let mut best = 0usize;
+                let mut seen = false;
+                for (i, &(v, _)) in values.iter().enumerate() {
+                    if v.is_nan() {
+                        continue;
+                    }
+                    if !seen || (*max && v > values[best].0) || (!*max && v < values[best].0) {
+                        best = i;
+                        seen = true;
+                    }
+                }
+                D::I::make(best as i32, || {
+                    // Exact when no other candidate's interval reaches the winner's.
+                    let (bv, be) = values[best];
+                    let contested = values.iter().enumerate().any(|(i, &(v, e))| {
+                        i != best && (e > 0.0 || be > 0.0) && (v.is_nan() || bv.is_nan() || (v - bv).abs() <= e + be)
+                    });
+                    if contested {
+                        f64::INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            }
             _ => D::I::make(0, || 0.0), // float nodes never reach here: compile() checks the types
         }
     }
@@ -733,6 +820,9 @@ impl State {
                     UnaryOp::Ln => math::ln(x.v()),
                     UnaryOp::Abs => x.v().abs(),
                     UnaryOp::Recip => math::recip(x.v()),
+                    UnaryOp::Floor => x.v().floor(),
+                    UnaryOp::Round => x.v().round_ties_even(),
+                    UnaryOp::Sigmoid => f32::NAN, // rewritten by type checking; compile() rejects it
                 };
                 D::F::make(r, || bound::unary(*op, x.pair(), r))
             }
@@ -831,6 +921,7 @@ impl State {
                     self.eval_f::<D>(b, env)
                 }
             }
+            Node::ValueSelect { .. } => self.value_select::<D, D::F, f32>(n, env, &|s, n, env| s.eval_f::<D>(n, env)),
             _ => D::F::make(0.0, || 0.0), // int nodes never reach here: compile() checks the types
         }
     }
@@ -902,6 +993,67 @@ enum Node {
     FloatToInt(DType, Box<Node>),
     FloatToFloat(DType, Box<Node>),
     Select(Cond, Box<Node>, Box<Node>),
+    /// `select(lhs cmp rhs, then, otherwise)` on values; `float` says the comparison's type.
+    ValueSelect {
+        float: bool,
+        cmp: CmpOp,
+        operands: Box<(Node, Node)>,
+        then: Box<Node>,
+        otherwise: Box<Node>,
+    },
+    Index(DimId),
+    ArgReduce {
+        max: bool,
+        float: bool,
+        dim: DimId,
+        size: i64,
+        body: Box<Node>,
+    },
+}
+
+/// Whether `l cmp r` holds for floats: ordered comparisons, `!=` true on NaN.
+fn compare_f(cmp: CmpOp, l: f32, r: f32) -> bool {
+    match cmp {
+        CmpOp::Lt => l < r,
+        CmpOp::Le => l <= r,
+        CmpOp::Gt => l > r,
+        CmpOp::Ge => l >= r,
+        CmpOp::Eq => l == r,
+        CmpOp::Ne => l != r,
+    }
+}
+
+fn compare_i(cmp: CmpOp, l: i32, r: i32) -> bool {
+    compare_f64(cmp, l as f64, r as f64)
+}
+
+fn compare_f64(cmp: CmpOp, l: f64, r: f64) -> bool {
+    match cmp {
+        CmpOp::Lt => l < r,
+        CmpOp::Le => l <= r,
+        CmpOp::Gt => l > r,
+        CmpOp::Ge => l >= r,
+        CmpOp::Eq => l == r,
+        CmpOp::Ne => l != r,
+    }
+}
+
+/// Whether the comparison comes out the same for every pair of values within the bounds.
+fn comparison_certain(cmp: CmpOp, (l, el): (f64, f64), (r, er): (f64, f64)) -> bool {
+    if el == 0.0 && er == 0.0 {
+        return true;
+    }
+    if !(l.is_finite() && r.is_finite()) || !(el.is_finite() && er.is_finite()) {
+        return false;
+    }
+    // Separated intervals decide every ordering; touching ones decide nothing.
+    let (l_lo, l_hi, r_lo, r_hi) = (l - el, l + el, r - er, r + er);
+    let separated = l_hi < r_lo || r_hi < l_lo;
+    match cmp {
+        CmpOp::Lt | CmpOp::Ge => l_hi < r_lo || l_lo >= r_hi,
+        CmpOp::Le | CmpOp::Gt => l_hi <= r_lo || l_lo > r_hi,
+        CmpOp::Eq | CmpOp::Ne => separated,
+    }
 }
 
 fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<Node, ReferenceError> {
@@ -930,6 +1082,9 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
             expect(arg, *ty)?;
             if *ty == ScalarType::I32 && !matches!(op, UnaryOp::Neg | UnaryOp::Abs) {
                 return Err(unsupported(format!("{op:?} of an i32 value")));
+            }
+            if *op == UnaryOp::Sigmoid {
+                return Err(unsupported("sigmoid (type checking rewrites it)".into()));
             }
             Node::Unary(*op, sub(arg)?)
         }
@@ -990,6 +1145,33 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
                 (_, _, Convert::Srs(_)) => return Err(unsupported(format!("srs of a {:?} value to {to}", arg.ty()))),
             }
         }
+        Expr::ValueSelect {
+            lhs,
+            cmp,
+            rhs,
+            then,
+            otherwise,
+            ty,
+        } => {
+            expect(then, *ty)?;
+            expect(otherwise, *ty)?;
+            expect(rhs, lhs.ty())?;
+            Node::ValueSelect {
+                float: lhs.ty() == ScalarType::F32,
+                cmp: *cmp,
+                operands: Box::new((*sub(lhs)?, *sub(rhs)?)),
+                then: sub(then)?,
+                otherwise: sub(otherwise)?,
+            }
+        }
+        Expr::Index { dim } => Node::Index(*dim),
+        Expr::ArgReduce { max, dim, body } => Node::ArgReduce {
+            max: *max,
+            float: body.ty() == ScalarType::F32,
+            dim: *dim,
+            size: kernel.dims[*dim].size as i64,
+            body: sub(body)?,
+        },
         Expr::Select {
             lhs,
             cmp,
@@ -1323,6 +1505,22 @@ pub mod bound {
             UnaryOp::Ln => ln(x, r),
             UnaryOp::Log10 => log10(x, r),
             UnaryOp::Recip => recip(x, r),
+            UnaryOp::Floor | UnaryOp::Round => to_integer(x, r),
+            // Rewritten into exp and recip by type checking.
+            UnaryOp::Sigmoid => INF,
+        }
+    }
+
+    /// `floor` and `round`: exact on an exact argument; otherwise the argument may cross an
+    /// integer (or a rounding tie), so the result may be the neighbouring integer.
+    pub fn to_integer(x: Val, r: f32) -> f64 {
+        if !r.is_finite() {
+            return special(x.1 == 0.0);
+        }
+        if x.1 == 0.0 {
+            0.0
+        } else {
+            finite(x.1 + 1.0)
         }
     }
 

@@ -447,3 +447,43 @@ mod properties {
         }
     }
 }
+
+/// `floor` and `round` (ties to even) on the cores are exact: bit for bit Rust's `f32::floor`
+/// and `f32::round_ties_even`, signed zeros and specials included.
+#[test]
+fn floor_and_round_are_exact_on_the_whole_range() {
+    let mut xs: Vec<f32> = vec![
+        0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.49999997, -0.49999997, 0.3, -0.3, 1e-40, -1e-40, 8388607.5,
+        -8388607.5, 8388608.0, -8388609.0, 16777217.0, 1e30, -1e30, 3.4e38, -3.4e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
+        2147483520.0, -2147483648.0, 4e9, -4e9, 7.0, -7.0,
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    while xs.len() < 256 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Quarter steps in +-1000 hit every tie.
+        xs.push(((state % 8001) as f32 - 4000.0) / 4.0 + if state & (1 << 40) != 0 { 0.125 } else { 0.0 });
+    }
+    for (name, exact) in [("floor", f32::floor as fn(f32) -> f32), ("round", f32::round_ties_even)] {
+        let got = emulate_unary(name, &xs);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = exact(x);
+            let same = if want.is_nan() { g.is_nan() } else { g.to_bits() == want.to_bits() };
+            assert!(same, "{name}({x:e}) = {g:e} on the emulator, want {want:e}");
+        }
+    }
+}
+
+/// `sigmoid` saturates to 0 and 1 (no NaN at the far ends) and is within 1e-6 elsewhere.
+#[test]
+fn sigmoid_holds_over_the_whole_range() {
+    let xs = [-1e30f32, -1000.0, -100.0, -88.0, -20.0, -1.0, 0.0, 1.0, 20.0, 88.0, 100.0, 1e30, f32::INFINITY, f32::NEG_INFINITY, -3.4e38, 3.4e38];
+    let got = emulate_unary("sigmoid", &xs);
+    for (&x, &g) in xs.iter().zip(&got) {
+        let want = 1.0 / (1.0 + (-(x as f64)).exp());
+        assert!((g as f64 - want).abs() <= 1e-6, "sigmoid({x:e}) = {g:e}, want {want:e}");
+    }
+    assert!(emulate_unary("sigmoid", &[f32::NAN, 0.0, 0.0, 0.0])[0].is_nan());
+    assert_accuracy("sigmoid", &sweep(-30.0, 30.0, 4096, false), |x| 1.0 / (1.0 + (-x).exp()), 2e-6);
+}

@@ -94,6 +94,12 @@ pub enum UnaryOp {
     Ln,
     Abs,
     Recip,
+    /// `1 / (1 + exp(-x))`; type checking rewrites it into those operations.
+    Sigmoid,
+    /// Largest integer not above `x` (a float).
+    Floor,
+    /// Nearest integer, ties to even (a float).
+    Round,
 }
 
 impl UnaryOp {
@@ -107,6 +113,9 @@ impl UnaryOp {
             "ln" => UnaryOp::Ln,
             "abs" => UnaryOp::Abs,
             "recip" => UnaryOp::Recip,
+            "sigmoid" => UnaryOp::Sigmoid,
+            "floor" => UnaryOp::Floor,
+            "round" => UnaryOp::Round,
             _ => return None,
         })
     }
@@ -175,7 +184,27 @@ pub enum Expr {
         otherwise: Box<Expr>,
         span: Span,
     },
+    /// `select(x[M] > 0.0, a, b)`: compares two values (of one type).
+    ValueSelect {
+        lhs: Box<Expr>,
+        cmp: CmpOp,
+        rhs: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+        span: Span,
+    },
+    /// `pow(x, 3)`: a power with an integer literal exponent; type checking rewrites it into
+    /// multiplications (and a `recip` for a negative exponent).
+    Pow { base: Box<Expr>, exponent: i32, span: Span },
+    /// `I`: a dim as a value, its global index (i32).
+    Index(Ident),
+    /// `argmax[J](expr)`, `argmin[J](expr)`: the global index (i32) of the first largest
+    /// (smallest) value along one dim.
+    ArgReduce { max: bool, dim: Ident, body: Box<Expr>, span: Span },
 }
+
+/// The largest |n| of `pow(x, n)`: the power is unrolled into at most 2 log2(n) multiplications.
+pub const MAX_POW_EXPONENT: i32 = 64;
 
 /// How deeply expressions may nest: every operator of a chain (`a + b + c` nests `a + b` inside
 /// `(a + b) + c`), unary minus, call, reduction, conversion and `select` is one level, and the
@@ -189,12 +218,17 @@ impl Expr {
     /// The direct sub-expressions.
     pub fn children(&self) -> Vec<&Expr> {
         match self {
-            Expr::Number(..) | Expr::Access(_) => vec![],
+            Expr::Number(..) | Expr::Access(_) | Expr::Index(_) => vec![],
             Expr::Unary(_, a, _) => vec![a],
             Expr::Binary(_, l, r, _) => vec![l, r],
             Expr::Reduce { body, .. } => vec![body],
             Expr::Cast { expr, .. } | Expr::Srs { expr, .. } => vec![expr],
             Expr::Select { then, otherwise, .. } => vec![then, otherwise],
+            Expr::ValueSelect {
+                lhs, rhs, then, otherwise, ..
+            } => vec![lhs, rhs, then, otherwise],
+            Expr::Pow { base, .. } => vec![base],
+            Expr::ArgReduce { body, .. } => vec![body],
         }
     }
 
@@ -220,7 +254,14 @@ impl Expr {
         match self {
             Expr::Number(_, s) | Expr::Unary(_, _, s) | Expr::Binary(_, _, _, s) => s,
             Expr::Access(a) => &a.span,
-            Expr::Reduce { span, .. } | Expr::Cast { span, .. } | Expr::Srs { span, .. } | Expr::Select { span, .. } => span,
+            Expr::Index(i) => &i.span,
+            Expr::Reduce { span, .. }
+            | Expr::Cast { span, .. }
+            | Expr::Srs { span, .. }
+            | Expr::Select { span, .. }
+            | Expr::ValueSelect { span, .. }
+            | Expr::Pow { span, .. }
+            | Expr::ArgReduce { span, .. } => span,
         }
     }
 }

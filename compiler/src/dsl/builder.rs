@@ -264,16 +264,69 @@ pub struct Cond {
     rhs: Idx,
 }
 
+/// A comparison of two values for [`select`], made with [`Expr::lt`] and friends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueCond {
+    lhs: Expr,
+    cmp: CmpOp,
+    rhs: Expr,
+}
+
+/// What [`select`] chooses on: an index comparison ([`Cond`]) or a value comparison ([`ValueCond`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Compares global index values.
+    Index(Cond),
+    /// Compares two values of one type.
+    Value(ValueCond),
+}
+
+impl From<Cond> for Condition {
+    fn from(c: Cond) -> Condition {
+        Condition::Index(c)
+    }
+}
+impl From<ValueCond> for Condition {
+    fn from(c: ValueCond) -> Condition {
+        Condition::Value(c)
+    }
+}
+
 /// A value expression; combine with `+ - * /`, unary `-`, f64 literals and the functions below.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     ast: ast::Expr,
 }
 
+macro_rules! value_cmp {
+    ($($(#[$doc:meta])* $name:ident => $cmp:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(self, rhs: impl Into<Expr>) -> ValueCond {
+                ValueCond { lhs: self, cmp: $cmp, rhs: rhs.into() }
+            }
+        )*
+    };
+}
+
 impl Expr {
     /// The AST this expression stands for.
     pub fn ast(&self) -> &ast::Expr {
         &self.ast
+    }
+    value_cmp! {
+        /// `self < rhs` (false when either is NaN), for [`select`].
+        lt => CmpOp::Lt;
+        /// `self <= rhs` (false when either is NaN), for [`select`].
+        le => CmpOp::Le;
+        /// `self > rhs` (false when either is NaN), for [`select`].
+        gt => CmpOp::Gt;
+        /// `self >= rhs` (false when either is NaN), for [`select`].
+        ge => CmpOp::Ge;
+        /// `self == rhs` (false when either is NaN), for [`select`].
+        equals => CmpOp::Eq;
+        /// `self != rhs` (true when either is NaN), for [`select`].
+        not_equals => CmpOp::Ne;
     }
 }
 
@@ -311,6 +364,13 @@ macro_rules! expr_op {
             }
         }
         impl $tr<Expr> for f64 {
+            type Output = Expr;
+            #[track_caller]
+            fn $m(self, r: Expr) -> Expr {
+                binary($op, Expr::from(self), r)
+            }
+        }
+        impl $tr<Expr> for i32 {
             type Output = Expr;
             #[track_caller]
             fn $m(self, r: Expr) -> Expr {
@@ -441,20 +501,90 @@ pub fn srs(to: DType, e: impl Into<Expr>, shift: u32) -> Expr {
         },
     }
 }
-/// `select(cond, then, otherwise)`, e.g. `select(s.le(t), x, f64::NEG_INFINITY)`.
+/// `select(cond, then, otherwise)`: on indices, e.g. `select(s.le(t), x, f64::NEG_INFINITY)`, or
+/// on values, e.g. `select(x.at([m]).gt(0.0), x.at([m]), 0.0)`.
 #[track_caller]
-pub fn select(cond: Cond, then: impl Into<Expr>, otherwise: impl Into<Expr>) -> Expr {
+pub fn select(cond: impl Into<Condition>, then: impl Into<Expr>, otherwise: impl Into<Expr>) -> Expr {
     let span = Span::caller();
-    let (then, otherwise) = (then.into(), otherwise.into());
-    Expr {
-        ast: ast::Expr::Select {
-            lhs: affine_placeholder(&cond.lhs, &span),
-            cmp: cond.cmp,
-            rhs: affine_placeholder(&cond.rhs, &span),
-            then: Box::new(then.ast),
-            otherwise: Box::new(otherwise.ast),
+    let (then, otherwise) = (Box::new(then.into().ast), Box::new(otherwise.into().ast));
+    let ast = match cond.into() {
+        Condition::Index(c) => ast::Expr::Select {
+            lhs: affine_placeholder(&c.lhs, &span),
+            cmp: c.cmp,
+            rhs: affine_placeholder(&c.rhs, &span),
+            then,
+            otherwise,
             span,
         },
+        Condition::Value(c) => ast::Expr::ValueSelect {
+            lhs: Box::new(c.lhs.ast),
+            cmp: c.cmp,
+            rhs: Box::new(c.rhs.ast),
+            then,
+            otherwise,
+            span,
+        },
+    };
+    Expr { ast }
+}
+
+/// `sigmoid(e)` = `1 / (1 + exp(-e))`.
+#[track_caller]
+pub fn sigmoid(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Sigmoid, e)
+}
+/// `floor(e)`: the largest integer not above `e`.
+#[track_caller]
+pub fn floor(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Floor, e)
+}
+/// `round(e)`: the nearest integer, ties to even.
+#[track_caller]
+pub fn round(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Round, e)
+}
+/// `pow(e, n)`: `e` to an integer power `n` (|n| at most 64).
+#[track_caller]
+pub fn pow(e: impl Into<Expr>, n: i32) -> Expr {
+    Expr {
+        ast: ast::Expr::Pow {
+            base: Box::new(e.into().ast),
+            exponent: n,
+            span: Span::caller(),
+        },
+    }
+}
+#[track_caller]
+fn arg_reduce(max: bool, dim: DimRef, body: impl Into<Expr>) -> Expr {
+    let span = Span::caller();
+    Expr {
+        ast: ast::Expr::ArgReduce {
+            max,
+            dim: dim_placeholder(dim, &span),
+            body: Box::new(body.into().ast),
+            span,
+        },
+    }
+}
+/// `argmax[D](body)`: the global index (i32) of the first largest value along `D`.
+#[track_caller]
+pub fn argmax(dim: DimRef, body: impl Into<Expr>) -> Expr {
+    arg_reduce(true, dim, body)
+}
+/// `argmin[D](body)`: the global index (i32) of the first smallest value along `D`.
+#[track_caller]
+pub fn argmin(dim: DimRef, body: impl Into<Expr>) -> Expr {
+    arg_reduce(false, dim, body)
+}
+
+impl DimRef {
+    /// The dim's global index as an i32 value (`I` in `.tile` text).
+    #[track_caller]
+    pub fn value(self) -> Expr {
+        let span = Span::caller();
+        Expr {
+            ast: ast::Expr::Index(dim_placeholder(self, &span)),
+        }
     }
 }
 
@@ -737,6 +867,20 @@ impl Kernel {
                 self.resolve_affine(rhs)?;
                 self.resolve_expr(then)?;
                 self.resolve_expr(otherwise)
+            }
+            ast::Expr::ValueSelect {
+                lhs, rhs, then, otherwise, ..
+            } => {
+                self.resolve_expr(lhs)?;
+                self.resolve_expr(rhs)?;
+                self.resolve_expr(then)?;
+                self.resolve_expr(otherwise)
+            }
+            ast::Expr::Pow { base, .. } => self.resolve_expr(base),
+            ast::Expr::Index(d) => self.resolve_ident(d),
+            ast::Expr::ArgReduce { dim, body, .. } => {
+                self.resolve_ident(dim)?;
+                self.resolve_expr(body)
             }
         }
     }

@@ -180,6 +180,9 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::cast => "`cast`",
         Rule::srs => "`srs`",
         Rule::select => "`select`",
+        Rule::index_cond | Rule::value_cond => "a comparison",
+        Rule::arg_reduce | Rule::arg_op => "an arg-reduction",
+        Rule::index_value => "a dim",
         Rule::call => "a function call",
         Rule::cmp => "a comparison (<, <=, >, >=, ==, !=)",
         Rule::extent => "an extent (a dim or a number)",
@@ -527,6 +530,8 @@ impl AstBuilder<'_> {
             Rule::cast | Rule::srs => self.convert(p),
             Rule::select => self.select(p),
             Rule::call => self.call(p),
+            Rule::arg_reduce => self.arg_reduce(p),
+            Rule::index_value => Ok((Expr::Index(self.ident(p.into_inner().next().expect("a dim name"))), 1)),
             other => unreachable!("unexpected {other:?} in an expression"),
         }
     }
@@ -612,13 +617,15 @@ impl AstBuilder<'_> {
         self.node(e, height + 1)
     }
 
-    /// `select(AFFINE CMP AFFINE, EXPR, EXPR)`
+    /// `select(AFFINE CMP AFFINE, EXPR, EXPR)` or `select(EXPR CMP EXPR, EXPR, EXPR)`
     #[inline(never)]
     fn select(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
         let span = self.span(&p);
         let kids = self.inner(p);
-        let lhs = self.affine(kids[0].clone())?;
-        let cmp = match kids[1].as_str() {
+        let cond = kids[0].clone();
+        let by_index = cond.as_rule() == Rule::index_cond;
+        let parts = self.inner(cond);
+        let cmp = match parts[1].as_str() {
             "<" => CmpOp::Lt,
             "<=" => CmpOp::Le,
             ">" => CmpOp::Gt,
@@ -626,19 +633,54 @@ impl AstBuilder<'_> {
             "==" => CmpOp::Eq,
             _ => CmpOp::Ne,
         };
-        let rhs = self.affine(kids[2].clone())?;
-        let (then, th) = self.expr(kids[3].clone())?;
-        let (otherwise, oh) = self.expr(kids[4].clone())?;
+        let (then, th) = self.expr(kids[1].clone())?;
+        let (otherwise, oh) = self.expr(kids[2].clone())?;
+        if by_index {
+            let lhs = self.affine(parts[0].clone())?;
+            let rhs = self.affine(parts[2].clone())?;
+            return self.node(
+                Expr::Select {
+                    lhs,
+                    cmp,
+                    rhs,
+                    then: Box::new(then),
+                    otherwise: Box::new(otherwise),
+                    span,
+                },
+                th.max(oh) + 1,
+            );
+        }
+        let (lhs, lh) = self.expr(parts[0].clone())?;
+        let (rhs, rh) = self.expr(parts[2].clone())?;
         self.node(
-            Expr::Select {
-                lhs,
+            Expr::ValueSelect {
+                lhs: Box::new(lhs),
                 cmp,
-                rhs,
+                rhs: Box::new(rhs),
                 then: Box::new(then),
                 otherwise: Box::new(otherwise),
                 span,
             },
-            th.max(oh) + 1,
+            th.max(oh).max(lh).max(rh) + 1,
+        )
+    }
+
+    /// `argmax|argmin[DIM](EXPR)`
+    #[inline(never)]
+    fn arg_reduce(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let kids = self.inner(p);
+        let max = kids[0].as_str() == "argmax";
+        let dim = self.ident(kids[1].clone());
+        let (body, height) = self.expr(kids[2].clone())?;
+        self.node(
+            Expr::ArgReduce {
+                max,
+                dim,
+                body: Box::new(body),
+                span,
+            },
+            height + 1,
         )
     }
 
@@ -662,12 +704,34 @@ impl AstBuilder<'_> {
             let (arg, _) = args.into_iter().next().expect("one argument");
             return self.node(Expr::Unary(op, Box::new(arg), span), height);
         }
+        if name == "pow" {
+            let [(base, _), (exponent, _)] = <[_; 2]>::try_from(args).map_err(|a: Vec<_>| {
+                self.error(format!("pow(x, n) takes 2 arguments, found {}", a.len()), &span)
+            })?;
+            let n = match &exponent {
+                Expr::Number(v, _) if v.fract() == 0.0 && v.abs() <= MAX_POW_EXPONENT as f64 => *v as i32,
+                other => {
+                    return Err(self.error(
+                        format!("pow's exponent must be an integer literal in -{MAX_POW_EXPONENT}..={MAX_POW_EXPONENT}; use exp(y * ln(x)) for other powers"),
+                        other.span(),
+                    ))
+                }
+            };
+            return self.node(
+                Expr::Pow {
+                    base: Box::new(base),
+                    exponent: n,
+                    span,
+                },
+                height,
+            );
+        }
         let op = match name {
             "max" => BinaryOp::Max,
             "min" => BinaryOp::Min,
             _ => {
                 return Err(self.error(
-                    format!("unknown function `{name}`; the functions are exp, tanh, rsqrt, sqrt, log10, ln, abs, recip, max, min"),
+                    format!("unknown function `{name}`; the functions are exp, tanh, sigmoid, rsqrt, sqrt, log10, ln, abs, recip, floor, round, max, min, pow"),
                     &name_span,
                 ))
             }

@@ -55,6 +55,43 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// `x^n` by repeated squaring (at most 2 log2(n) multiplications), then `recip` when the
+/// exponent was negative; `x^0 = 1`.
+fn power(x: ir::Expr, n: u32, negative: bool) -> ir::Expr {
+    let ty = x.ty();
+    let mul = |a: ir::Expr, b: ir::Expr| ir::Expr::Binary {
+        op: ast::BinaryOp::Mul,
+        lhs: Box::new(a),
+        rhs: Box::new(b),
+        ty,
+    };
+    let mut result: Option<ir::Expr> = None;
+    let mut square = x;
+    let mut k = n;
+    while k > 0 {
+        if k & 1 == 1 {
+            result = Some(match result {
+                None => square.clone(),
+                Some(r) => mul(r, square.clone()),
+            });
+        }
+        k >>= 1;
+        if k > 0 {
+            square = mul(square.clone(), square);
+        }
+    }
+    let r = result.unwrap_or(ir::Expr::Const { value: 1.0, ty });
+    if negative {
+        ir::Expr::Unary {
+            op: ast::UnaryOp::Recip,
+            arg: Box::new(r),
+            ty,
+        }
+    } else {
+        r
+    }
+}
+
 fn unary_name(op: ast::UnaryOp) -> &'static str {
     match op {
         ast::UnaryOp::Neg => "negation",
@@ -66,6 +103,9 @@ fn unary_name(op: ast::UnaryOp) -> &'static str {
         ast::UnaryOp::Ln => "ln",
         ast::UnaryOp::Abs => "abs",
         ast::UnaryOp::Recip => "recip",
+        ast::UnaryOp::Sigmoid => "sigmoid",
+        ast::UnaryOp::Floor => "floor",
+        ast::UnaryOp::Round => "round",
     }
 }
 
@@ -673,7 +713,11 @@ impl Checker {
             ast::Expr::Binary(_, l, r, _) => self.natural(l).or_else(|| self.natural(r)),
             ast::Expr::Reduce { body, .. } => self.natural(body),
             ast::Expr::Cast { to, .. } | ast::Expr::Srs { to, .. } => Some(scalar_type_of(*to)),
-            ast::Expr::Select { then, otherwise, .. } => self.natural(then).or_else(|| self.natural(otherwise)),
+            ast::Expr::Select { then, otherwise, .. } | ast::Expr::ValueSelect { then, otherwise, .. } => {
+                self.natural(then).or_else(|| self.natural(otherwise))
+            }
+            ast::Expr::Pow { base, .. } => self.natural(base),
+            ast::Expr::Index(_) | ast::Expr::ArgReduce { .. } => Some(ScalarType::I32),
         }
     }
 
@@ -750,6 +794,125 @@ impl Checker {
                     tensor,
                     indices,
                     ty: scalar_type_of(self.tensors[tensor].dtype),
+                }
+            }
+            ast::Expr::Unary(ast::UnaryOp::Sigmoid, a, span) => {
+                // 1 / (1 + exp(-x)): saturates to 0 and 1 with exp, NaN stays NaN.
+                let x = self.expr(a, Some(ScalarType::F32))?;
+                if x.ty() == ScalarType::I32 {
+                    return Err(type_error(
+                        "dtype mismatch: sigmoid needs a floating-point argument, found i32; convert it with cast<f32>(...)",
+                        span,
+                    ));
+                }
+                let f = ScalarType::F32;
+                let neg = ir::Expr::Unary { op: ast::UnaryOp::Neg, arg: Box::new(x), ty: f };
+                let e = ir::Expr::Unary { op: ast::UnaryOp::Exp, arg: Box::new(neg), ty: f };
+                let one = ir::Expr::Const { value: 1.0, ty: f };
+                let den = ir::Expr::Binary { op: ast::BinaryOp::Add, lhs: Box::new(one), rhs: Box::new(e), ty: f };
+                ir::Expr::Unary { op: ast::UnaryOp::Recip, arg: Box::new(den), ty: f }
+            }
+            ast::Expr::Pow { base, exponent, .. } => {
+                let ty = self.natural(base).or(want).unwrap_or_else(|| Self::literal_default(base));
+                let x = self.expr(base, Some(ty))?;
+                if *exponent < 0 && x.ty() == ScalarType::I32 {
+                    return Err(type_error(
+                        "pow of an i32 value with a negative exponent; convert it with cast<f32>(...)",
+                        e.span(),
+                    ));
+                }
+                power(x, exponent.unsigned_abs(), *exponent < 0)
+            }
+            ast::Expr::Index(name) => {
+                let d = self.dim(name).map_err(|err| match self.tensor_ids.get(&name.name) {
+                    Some(_) => type_error(
+                        format!("{} is a tensor; a value needs its indices, e.g. {}[...]", name.name, name.name),
+                        &name.span,
+                    ),
+                    None => err,
+                })?;
+                self.use_dim(d, &name.span);
+                ir::Expr::Index { dim: d }
+            }
+            ast::Expr::ArgReduce { max, dim, body, .. } => {
+                let id = self.dim(dim)?;
+                if self.bound.contains(&id) {
+                    return Err(type_error(format!("dim {} is already reduced here", dim.name), &dim.span));
+                }
+                let depth = self.bound.len();
+                self.bound.push(id);
+                self.used_in_reduce.push(Vec::new());
+                let hint = self.natural(body).unwrap_or_else(|| Self::literal_default(body));
+                let body_ir = self.expr(body, Some(hint));
+                let used = self.used_in_reduce.pop().unwrap_or_default();
+                self.bound.truncate(depth);
+                let body_ir = body_ir?;
+                if !used.contains(&id) {
+                    let opname = if *max { "argmax" } else { "argmin" };
+                    return Err(type_error(format!("{opname} over dim {}, which its body does not use", dim.name), &dim.span));
+                }
+                if self.dims[id].tile < self.dims[id].size {
+                    let opname = if *max { "argmax" } else { "argmin" };
+                    return Err(type_error(
+                        format!(
+                            "{opname} over dim {}, which is split (tile {} of {}); an arg-reduction runs inside one tile, so leave {} unsplit",
+                            dim.name, self.dims[id].tile, self.dims[id].size, dim.name
+                        ),
+                        &dim.span,
+                    ));
+                }
+                ir::Expr::ArgReduce {
+                    max: *max,
+                    dim: id,
+                    body: Box::new(body_ir),
+                }
+            }
+            ast::Expr::ValueSelect {
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ..
+            } => {
+                let cty = self
+                    .natural(lhs)
+                    .or_else(|| self.natural(rhs))
+                    .unwrap_or_else(|| {
+                        if Self::literal_default(lhs) == ScalarType::F32 || Self::literal_default(rhs) == ScalarType::F32 {
+                            ScalarType::F32
+                        } else {
+                            ScalarType::I32
+                        }
+                    });
+                let l = self.expr(lhs, Some(cty))?;
+                let r = self.expr(rhs, Some(cty))?;
+                if l.ty() != cty {
+                    return Err(self.mismatch(lhs.span(), l.ty(), cty));
+                }
+                if r.ty() != cty {
+                    return Err(self.mismatch(rhs.span(), r.ty(), cty));
+                }
+                let ty = self
+                    .natural(then)
+                    .or_else(|| self.natural(otherwise))
+                    .or(want)
+                    .unwrap_or_else(|| Self::literal_default(then));
+                let a = self.expr(then, Some(ty))?;
+                let b = self.expr(otherwise, Some(ty))?;
+                if a.ty() != ty {
+                    return Err(self.mismatch(then.span(), a.ty(), ty));
+                }
+                if b.ty() != ty {
+                    return Err(self.mismatch(otherwise.span(), b.ty(), ty));
+                }
+                ir::Expr::ValueSelect {
+                    lhs: Box::new(l),
+                    cmp: *cmp,
+                    rhs: Box::new(r),
+                    then: Box::new(a),
+                    otherwise: Box::new(b),
+                    ty,
                 }
             }
             ast::Expr::Unary(op, a, span) => {
