@@ -5,7 +5,7 @@
 
 use crate::device::{TileCoord, TileKind};
 use crate::diag::{CompileError, Diagnostic, Span};
-use crate::ir::Kernel;
+use crate::ir::{Kernel, TensorId};
 use crate::schedule::{Design, FifoLevel};
 use petgraph::Direction;
 use std::collections::BTreeSet;
@@ -126,6 +126,51 @@ fn culprit<'k>(kernel: &'k Kernel, design: &Design, tile: TileCoord) -> &'k Span
         .unwrap_or(&kernel.span)
 }
 
+/// Notes naming the streams that compete for a tile's DMA channels (one per FIFO, grouped by
+/// tensor) and what would fit.
+fn competing_streams(kernel: &Kernel, design: &Design, tile: TileCoord, dir: Direction, limit: usize) -> Vec<String> {
+    let node = design.tile_nodes[&tile];
+    let fifos: BTreeSet<usize> = design.graph.edges_directed(node, dir).map(|e| *e.weight()).collect();
+    let mut per_tensor: Vec<(TensorId, Vec<&str>)> = Vec::new();
+    for &f in &fifos {
+        let fifo = &design.fifos[f];
+        match per_tensor.iter_mut().find(|(t, _)| *t == fifo.tensor) {
+            Some((_, names)) => names.push(&fifo.name),
+            None => per_tensor.push((fifo.tensor, vec![&fifo.name])),
+        }
+    }
+    let mut notes: Vec<String> = per_tensor
+        .iter()
+        .map(|(t, names)| {
+            let tensor = &kernel.tensors[*t];
+            format!(
+                "{} stream{} for {} {} ({}) at {}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                if tensor.role == crate::dsl::ast::Role::Out { "output" } else { "input" },
+                tensor.name,
+                names.join(", "),
+                tensor.span.location()
+            )
+        })
+        .collect();
+    let kind = design.kind(tile);
+    notes.push(if kind == TileKind::Compute {
+        format!(
+            "a compute tile has {limit} {} DMA channels: {} tensors {} each core here; combine tensors read with the same indices into one host tensor (e.g. stack them on a new leading axis), or compute part of it in a separate kernel",
+            if dir == Direction::Incoming { "input" } else { "output" },
+            per_tensor.len(),
+            if dir == Direction::Incoming { "reach" } else { "leave" }
+        )
+    } else {
+        format!(
+            "a {} tile has {limit} DMA channels each way; each per-core stream takes one: fewer cores per column (`spread ... over cols`, or smaller tiles so fewer steps) or fewer tensors per core would fit",
+            kind.name()
+        )
+    });
+    notes
+}
+
 pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, CompileError> {
     let budgets = budgets(kernel, design);
     let dev = &design.device;
@@ -156,14 +201,14 @@ pub fn check(kernel: &Kernel, design: &Design) -> Result<Vec<TileMemoryBudget>, 
             return Err(limit(
                 format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in),
                 span,
-                vec![],
+                competing_streams(kernel, design, b.tile, Direction::Incoming, lim.dma_in),
             ));
         }
         if b.dma_out > lim.dma_out {
             return Err(limit(
                 format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out),
                 span,
-                vec![],
+                competing_streams(kernel, design, b.tile, Direction::Outgoing, lim.dma_out),
             ));
         }
         if b.kind != TileKind::Shim && b.locks > lim.locks {

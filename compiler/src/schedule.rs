@@ -403,12 +403,26 @@ pub fn schedule_within(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max
             ));
         }
     }
+    // Outputs step together: they share the split dims, in one order; unsplit dims may differ
+    // (`q[M, N]` with its per-row scale `s[M]`).
+    let split_of = |o: TensorId| -> Vec<DimId> { host_dims(kernel, o).into_iter().filter(|&d| kernel.dims[d].is_split()).collect() };
     for &o in &outputs[1..] {
-        if host_dims(kernel, o) != out_dims {
+        if split_of(o) != split_of(outputs[0]) {
+            let names = |o: TensorId| -> String {
+                let v: Vec<&str> = split_of(o).iter().map(|&d| kernel.dims[d].name.as_str()).collect();
+                if v.is_empty() {
+                    "none".into()
+                } else {
+                    v.join(", ")
+                }
+            };
             return Err(schedule_error(
                 format!(
-                    "outputs {} and {} must use the same dims in the same order",
-                    kernel.tensors[outputs[0]].name, kernel.tensors[o].name
+                    "outputs {} and {} must have the same split dims in the same order (found [{}] and [{}]); their unsplit dims may differ",
+                    kernel.tensors[outputs[0]].name,
+                    kernel.tensors[o].name,
+                    names(outputs[0]),
+                    names(o)
                 ),
                 Some(&kernel.tensors[o].span),
             ));

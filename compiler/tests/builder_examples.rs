@@ -1,10 +1,21 @@
-//! The Rust-API versions of matmul and softmax in dsl-examples/ emit byte-identical MLIR (and
-//! design.json) to their `.tile` versions: both front ends produce one IR.
+//! The Rust-API versions of the examples in dsl-examples/ (matmul, softmax, quantize, swiglu,
+//! argmax, conv2d, depthwise_conv1d) emit byte-identical MLIR (and design.json) to their `.tile`
+//! versions, on npu1 and npu2: both front ends produce one IR.
 
 #[path = "../../dsl-examples/matmul.rs"]
 mod matmul_rs;
 #[path = "../../dsl-examples/softmax.rs"]
 mod softmax_rs;
+#[path = "../../dsl-examples/quantize.rs"]
+mod quantize_rs;
+#[path = "../../dsl-examples/swiglu.rs"]
+mod swiglu_rs;
+#[path = "../../dsl-examples/argmax.rs"]
+mod argmax_rs;
+#[path = "../../dsl-examples/conv2d.rs"]
+mod conv2d_rs;
+#[path = "../../dsl-examples/depthwise_conv1d.rs"]
+mod depthwise_conv1d_rs;
 
 use aiec::{compile_kernel, compile_source, DeviceModel};
 
@@ -28,6 +39,42 @@ fn softmax_rust_api_matches_tile() {
     let from_tile = tile("softmax.tile");
     assert_eq!(from_rust.mlir, from_tile.mlir);
     assert_eq!(from_rust.json.to_pretty_json(), from_tile.json.to_pretty_json());
+}
+
+fn same_mlir(kernel: &aiec::ir::Kernel, name: &str) {
+    let path = format!("{}/../dsl-examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let from_rust = compile_kernel(kernel, &device).unwrap_or_else(|e| panic!("{e}"));
+        let from_tile = compile_source(&path, &text, &device).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(from_rust.mlir, from_tile.mlir, "{name} on {}", device.name);
+        assert_eq!(from_rust.json.to_pretty_json(), from_tile.json.to_pretty_json());
+    }
+}
+
+#[test]
+fn quantize_rust_api_matches_tile() {
+    same_mlir(&quantize_rs::kernel().unwrap(), "quantize.tile");
+}
+
+#[test]
+fn swiglu_rust_api_matches_tile() {
+    same_mlir(&swiglu_rs::kernel().unwrap(), "swiglu.tile");
+}
+
+#[test]
+fn argmax_rust_api_matches_tile() {
+    same_mlir(&argmax_rs::kernel().unwrap(), "argmax.tile");
+}
+
+#[test]
+fn conv2d_rust_api_matches_tile() {
+    same_mlir(&conv2d_rs::kernel().unwrap(), "conv2d.tile");
+}
+
+#[test]
+fn depthwise_conv1d_rust_api_matches_tile() {
+    same_mlir(&depthwise_conv1d_rs::kernel().unwrap(), "depthwise_conv1d.tile");
 }
 
 #[test]

@@ -20,6 +20,11 @@ fn example(name: &str) -> (String, String) {
 /// Compiles, emulates and compares; returns (output dtype, comparison) per output.
 fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
     let (path, text) = example(name);
+    check_source(name, &path, &text, device, seed)
+}
+
+fn check_source(name: &str, path: &str, text: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
+    let (path, text) = (path.to_string(), text.to_string());
     let compiled = compile_source(&path, &text, &device).unwrap_or_else(|e| panic!("{name}:\n{e}"));
     let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, seed, |arg, v| {
         if name == "mel.tile" && arg == "basis" {
@@ -48,7 +53,11 @@ fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostd
 }
 
 fn assert_matches(name: &str, device: DeviceModel) {
-    for (dtype, c) in check_kernel(name, device, 7) {
+    assert_all_within(name, check_kernel(name, device, 7));
+}
+
+fn assert_all_within(name: &str, results: Vec<(DType, hostdata::Comparison)>) {
+    for (dtype, c) in results {
         match dtype {
             DType::I8 | DType::I16 | DType::I32 => assert!(c.exact, "{name}: integer output must be bit-exact: {c:?}"),
             _ => assert!(c.passed(), "{name}: {c:?}"),
@@ -224,6 +233,60 @@ fn bf16_partial_sums_across_k_tiles_stay_within_their_bound() {
     }
     // The 7 intermediate roundings do show (a single rounding would leave the bound exceeded).
     assert!(worst > 0.1, "worst {worst}");
+}
+
+/// The kernels a kernel author writes first, each on both devices, without host-side packing:
+/// integer outputs bit-exact, float outputs within their error bounds.
+#[test]
+fn common_kernels_on_npu1_and_npu2() {
+    for name in [
+        "relu.tile",
+        "bias_relu.tile",
+        "row_sum.tile",
+        "transpose.tile",
+        "quantize.tile",
+        "dequantize.tile",
+        "swiglu.tile",
+        "conv2d.tile",
+        "depthwise_conv1d.tile",
+        "argmax.tile",
+    ] {
+        assert_matches(name, DeviceModel::npu1());
+        assert_matches(name, DeviceModel::npu2());
+    }
+}
+
+/// Statements after a tiled reduction work on its result: `sum[K](..) * 0.5 + 1.0` in one
+/// statement (K split over 4 tiles), and a max across the tiles of N plus a constant.
+#[test]
+fn expressions_around_a_reduction_across_tiles() {
+    let matmul_epilogue = "kernel mm_epilogue {\n  dim M = 128 tile 32\n  dim N = 128 tile 32\n  dim K = 256 tile 64\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) * 0.5 + 1.0\n}\n";
+    let max_plus = "kernel max_plus {\n  dim M = 64 tile 16\n  dim N = 256 tile 64\n  in x: f32[M, N]\n  out y: f32[M]\n  spread M over rows\n  y[M] = 1.0 + max[N](x[M, N])\n}\n";
+    for (name, src) in [("mm_epilogue", matmul_epilogue), ("max_plus", max_plus)] {
+        let compiled = compile_source("t.tile", src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(compiled.design.reduce_loops.len() == 1, "{name}: the reduction runs across tiles");
+        assert_all_within(name, check_source(name, "t.tile", src, DeviceModel::npu1(), 3));
+        assert_all_within(name, check_source(name, "t.tile", src, DeviceModel::npu2(), 4));
+    }
+}
+
+/// Dynamic quantisation in one kernel: outputs of different shapes (`q[M, N]` and `s[M]`), the
+/// scale read back by the next statement; every |q| <= 127 and the row maximum maps to +-127.
+#[test]
+fn quantize_writes_values_and_their_row_scales() {
+    let (path, text) = example("quantize.tile");
+    let compiled = compile_source(&path, &text, &DeviceModel::npu1()).unwrap();
+    let (_, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, 11, |_, _| {});
+    Emulator::new().run_mlir(&compiled.mlir, &path, &mut bufs).unwrap();
+    let x = hostdata::from_buffer(&bufs[0]);
+    let q = hostdata::from_buffer(&bufs[1]);
+    let s = hostdata::from_buffer(&bufs[2]);
+    for m in 0..256 {
+        let row_max = (0..512).map(|n| x[[m, n]].abs()).fold(0.0, f64::max);
+        assert!((s[[m]] - row_max / 127.0).abs() <= 1e-6 * row_max, "row {m}: scale {} for max {row_max}", s[[m]]);
+        let top = (0..512).map(|n| q[[m, n]].abs()).fold(0.0, f64::max);
+        assert_eq!(top, 127.0, "row {m}");
+    }
 }
 
 /// Runs a one-input f32 kernel `y[M] = f(x[M])` on the emulator over `xs`.

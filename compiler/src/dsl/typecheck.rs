@@ -55,6 +55,61 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// The dims an expression depends on that no reduction inside it binds.
+fn free_dims(e: &ir::Expr) -> Vec<DimId> {
+    fn visit(e: &ir::Expr, bound: &mut Vec<DimId>, out: &mut Vec<DimId>) {
+        let add = |d: DimId, bound: &Vec<DimId>, out: &mut Vec<DimId>| {
+            if !bound.contains(&d) && !out.contains(&d) {
+                out.push(d);
+            }
+        };
+        match e {
+            ir::Expr::Load { indices, .. } => {
+                for a in indices {
+                    for d in a.dims() {
+                        add(d, bound, out);
+                    }
+                }
+            }
+            ir::Expr::Index { dim } => add(*dim, bound, out),
+            ir::Expr::Select { lhs, rhs, then, otherwise, .. } => {
+                for d in lhs.dims().chain(rhs.dims()) {
+                    add(d, bound, out);
+                }
+                visit(then, bound, out);
+                visit(otherwise, bound, out);
+            }
+            ir::Expr::Reduce { dims, body, .. } => {
+                let n = bound.len();
+                bound.extend(dims);
+                visit(body, bound, out);
+                bound.truncate(n);
+            }
+            ir::Expr::ArgReduce { dim, body, .. } => {
+                bound.push(*dim);
+                visit(body, bound, out);
+                bound.pop();
+            }
+            ir::Expr::Const { .. } => {}
+            ir::Expr::Unary { arg, .. } | ir::Expr::Convert { arg, .. } => visit(arg, bound, out),
+            ir::Expr::Binary { lhs, rhs, .. } => {
+                visit(lhs, bound, out);
+                visit(rhs, bound, out);
+            }
+            ir::Expr::ValueSelect {
+                lhs, rhs, then, otherwise, ..
+            } => {
+                for x in [lhs, rhs, then, otherwise] {
+                    visit(x, bound, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(e, &mut Vec::new(), &mut out);
+    out
+}
+
 /// `x^n` by repeated squaring (at most 2 log2(n) multiplications), then `recip` when the
 /// exponent was negative; `x^0 = 1`.
 fn power(x: ir::Expr, n: u32, negative: bool) -> ir::Expr {
@@ -235,7 +290,8 @@ impl Checker {
         let mut stmts = Vec::new();
         for item in &ast.items {
             if let Item::Stmt(s) = item {
-                stmts.push(self.stmt(s)?);
+                let stmt = self.stmt(s)?;
+                stmts.extend(self.hoist_split_reductions(stmt));
             }
         }
         for (id, t) in self.tensors.iter().enumerate() {
@@ -259,6 +315,85 @@ impl Checker {
             stmts,
             span: ast.span.clone(),
         })
+    }
+
+    /// A reduction over a split dim inside a larger expression (`y = sum[K](..) * 2.0 + b[N]`)
+    /// becomes its own statement into a new local, read where it stood: the scheduler runs the
+    /// reduction across tiles, and the rest of the expression after the last tile.
+    fn hoist_split_reductions(&mut self, mut stmt: ir::Stmt) -> Vec<ir::Stmt> {
+        let mut hoisted = Vec::new();
+        if !matches!(&stmt.value, ir::Expr::Reduce { .. }) {
+            let target_name = self.tensors[stmt.target].name.clone();
+            let mut value = std::mem::replace(&mut stmt.value, ir::Expr::Const { value: 0.0, ty: ScalarType::I32 });
+            self.hoist_in(&mut value, &stmt, &target_name, &mut hoisted);
+            stmt.value = value;
+        }
+        hoisted.push(stmt);
+        hoisted
+    }
+
+    fn hoist_in(&mut self, e: &mut ir::Expr, stmt: &ir::Stmt, target_name: &str, out: &mut Vec<ir::Stmt>) {
+        match e {
+            ir::Expr::Reduce { dims, .. } if dims.iter().any(|&d| self.dims[d].tile < self.dims[d].size) => {
+                let free = free_dims(e);
+                // Indexed by the target's dims that it uses, in the target's order.
+                if !free.iter().all(|d| stmt.target_dims.contains(d)) {
+                    return;
+                }
+                let local_dims: Vec<DimId> = stmt.target_dims.iter().copied().filter(|d| free.contains(d)).collect();
+                let ty = e.ty();
+                let mut name = format!("{target_name}_sum");
+                let mut k = 1;
+                while self.tensor_ids.contains_key(&name) || self.declared.contains_key(&name) {
+                    k += 1;
+                    name = format!("{target_name}_sum{k}");
+                }
+                let id = self.tensors.len();
+                self.tensor_ids.insert(name.clone(), id);
+                self.tensors.push(ir::Tensor {
+                    name,
+                    role: Role::Local,
+                    dtype: if ty == ScalarType::F32 { DType::F32 } else { DType::I32 },
+                    shape: local_dims.iter().map(|&d| self.dims[d].tile).collect(),
+                    local_dims: local_dims.clone(),
+                    access: None,
+                    span: stmt.span.clone(),
+                });
+                self.assigned_locals.push(id);
+                let load = ir::Expr::Load {
+                    tensor: id,
+                    indices: local_dims.iter().map(|&d| Affine::dim(d)).collect(),
+                    ty,
+                };
+                let reduce = std::mem::replace(e, load);
+                out.push(ir::Stmt {
+                    target: id,
+                    target_dims: local_dims,
+                    accumulate: false,
+                    value: reduce,
+                    span: stmt.span.clone(),
+                });
+            }
+            // Inside another reduction the hoisted value would need that reduction's dims too.
+            ir::Expr::Reduce { .. } | ir::Expr::ArgReduce { .. } => {}
+            ir::Expr::Const { .. } | ir::Expr::Load { .. } | ir::Expr::Index { .. } => {}
+            ir::Expr::Unary { arg, .. } | ir::Expr::Convert { arg, .. } => self.hoist_in(arg, stmt, target_name, out),
+            ir::Expr::Binary { lhs, rhs, .. } => {
+                self.hoist_in(lhs, stmt, target_name, out);
+                self.hoist_in(rhs, stmt, target_name, out);
+            }
+            ir::Expr::Select { then, otherwise, .. } => {
+                self.hoist_in(then, stmt, target_name, out);
+                self.hoist_in(otherwise, stmt, target_name, out);
+            }
+            ir::Expr::ValueSelect {
+                lhs, rhs, then, otherwise, ..
+            } => {
+                for x in [lhs, rhs, then, otherwise] {
+                    self.hoist_in(x, stmt, target_name, out);
+                }
+            }
+        }
     }
 
     fn declare(&mut self, name: &ast::Ident) -> Result<(), CompileError> {
@@ -806,7 +941,9 @@ impl Checker {
                     ));
                 }
                 let f = ScalarType::F32;
-                let neg = ir::Expr::Unary { op: ast::UnaryOp::Neg, arg: Box::new(x), ty: f };
+                // -x as 0 - x: same exp, and vector subtraction has an AIE lowering where negation has none.
+                let zero = ir::Expr::Const { value: 0.0, ty: f };
+                let neg = ir::Expr::Binary { op: ast::BinaryOp::Sub, lhs: Box::new(zero), rhs: Box::new(x), ty: f };
                 let e = ir::Expr::Unary { op: ast::UnaryOp::Exp, arg: Box::new(neg), ty: f };
                 let one = ir::Expr::Const { value: 1.0, ty: f };
                 let den = ir::Expr::Binary { op: ast::BinaryOp::Add, lhs: Box::new(one), rhs: Box::new(e), ty: f };
