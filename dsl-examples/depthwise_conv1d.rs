@@ -9,11 +9,11 @@ pub fn kernel() -> Result<aiec::ir::Kernel, aiec::CompileError> {
     let t = k.dim("T", 256).tile(16);
     let c = k.dim("C", 128).whole();
     let kk = k.dim("K", 4).whole();
-    let x = k.input("x", DType::Bf16, [Ext::from(259), c.into()]);
+    let x = k.input("x", DType::Bf16, (259, c));
     let w = k.input("w", DType::Bf16, [kk, c]);
     let y = k.output("y", DType::Bf16, [t, c]);
     k.spread_cores(t);
-    k.assign(y.at([t, c]), sum([kk], x.at([t + kk, c.into()]) * w.at([kk, c])));
+    k.assign(y.at([t, c]), sum([kk], x.at((t + kk, c)) * w.at([kk, c])));
     k.build()
 }
 

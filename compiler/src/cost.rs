@@ -201,6 +201,9 @@ pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &Co
         let mut sum_of_products = false;
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
+            if let Expr::ArgReduce { dim, .. } = e {
+                reduce_len *= kernel.dims[*dim].size;
+            }
             if let Expr::Reduce { op, dims, body, .. } = e {
                 reduce_len *= dims.iter().map(|&d| kernel.dims[d].size).product::<u64>();
                 if *op == ReduceOp::Sum {
@@ -334,7 +337,7 @@ pub fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Ve
                 };
             }
             let mut select = false;
-            stmt.value.walk(&mut |e| select |= matches!(e, Expr::Select { .. }));
+            stmt.value.walk(&mut |e| select |= matches!(e, Expr::Select { .. } | Expr::Index { .. } | Expr::ArgReduce { .. }));
             match mac_dtype {
                 _ if select || scalar_stmts.contains(&stmt.span) => StmtCode::Scalar,
                 Some(dt) => StmtCode::Mac(dt),

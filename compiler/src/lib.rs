@@ -21,6 +21,8 @@ pub mod target_rules;
 pub mod toolchain;
 
 use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, TileUse, DESIGN_JSON_FORMAT};
+pub use aiec_runtime::emulator::Emulator;
+pub use aiec_runtime::{DType, HostBuffer};
 pub use device::DeviceModel;
 pub use diag::{CompileError, Diagnostic, Source, Span};
 use std::path::Path;
@@ -41,7 +43,83 @@ pub struct Compiled {
     pub source_lines: Vec<Option<String>>,
 }
 
+/// One output of [`Compiled::emulate_against_reference`]: how the emulator's values compared
+/// with the reference interpreter's, element by element within its error bounds.
+#[derive(Debug, Clone)]
+pub struct OutputCheck {
+    /// The output tensor's name.
+    pub name: String,
+    /// Its dtype and shape.
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// The comparison (exactness, worst element, elements outside their bound).
+    pub comparison: hostdata::Comparison,
+}
+
+impl OutputCheck {
+    /// Every element within its bound.
+    pub fn passed(&self) -> bool {
+        self.comparison.passed()
+    }
+}
+
+/// Why [`Compiled::emulate_against_reference`] could not compare.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The random inputs could not be made (an argument too large for the host).
+    #[error("inputs: {0}")]
+    Inputs(#[from] hostdata::HostDataError),
+    /// The reference interpreter failed.
+    #[error("reference: {0}")]
+    Reference(#[from] reference::ReferenceError),
+    /// The emulator failed (a deadlock, an out-of-bounds access, a design error).
+    #[error("emulator: {0}")]
+    Emulator(#[from] aiec_runtime::RuntimeError),
+}
+
 impl Compiled {
+    /// Writes `design.mlir` and `design.json` into `dir` (created if missing), each through a
+    /// temporary file renamed into place, so a failure leaves no half-written artifact.
+    pub fn write_to(&self, dir: &Path) -> Result<(), FileError> {
+        let io = |p: &Path, source: std::io::Error| FileError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let files = [("design.mlir", self.mlir.clone()), ("design.json", self.json.to_pretty_json())];
+        let mut temps = Vec::new();
+        for (name, text) in &files {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+            temps.push((tmp, dir.join(name)));
+        }
+        for (tmp, dst) in temps {
+            std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the design on the emulator with random inputs drawn from `seed` (as `aiec run
+    /// --emulate --seed SEED` does) and compares every output with the reference interpreter
+    /// within its per-element error bound.
+    pub fn emulate_against_reference(&self, seed: u64) -> Result<Vec<OutputCheck>, VerifyError> {
+        let (inputs, mut bufs) = hostdata::try_random_arguments(&self.json.arguments, seed, |_, _| {})?;
+        let expected = reference::run_reference_with_bounds(&self.kernel, &inputs)?;
+        Emulator::new().run_mlir(&self.mlir, &format!("{}.mlir", self.kernel.name), &mut bufs)?;
+        let outs = self.json.arguments.iter().enumerate().filter(|(_, a)| a.direction == ArgDirection::Out);
+        let mut checks = Vec::new();
+        for ((i, arg), (want, bound)) in outs.zip(&expected) {
+            let got = hostdata::try_from_buffer(&bufs[i])?;
+            checks.push(OutputCheck {
+                name: arg.name.clone(),
+                dtype: arg.dtype,
+                shape: arg.shape.clone(),
+                comparison: hostdata::compare_bounded(&got, want, bound, arg.dtype),
+            });
+        }
+        Ok(checks)
+    }
+
     /// The kernel source location (`file:line:col`) of the op on line `line` (1-based) of
     /// design.mlir, when that op was lowered from a statement.
     pub fn kernel_location(&self, line: usize) -> Option<&str> {

@@ -91,3 +91,28 @@ fn builder_errors_point_at_the_rust_line() {
     assert!(err.contains("does not divide"), "{err}");
     assert!(err.contains("builder_examples.rs:"), "error names the Rust source line: {err}");
 }
+
+/// The Rust API on one dependency: a kernel built, compiled, written and checked against the
+/// reference without a driver — tuple indices mixing dims and numbers, scalars on the left.
+#[test]
+fn one_dependency_compile_write_and_verify() {
+    use aiec::dsl::builder::*;
+    use aiec::{DType, DeviceModel};
+    let mut k = Kernel::new("scale_rows");
+    let m = k.dim("M", 64).tile(16);
+    let n = k.dim("N", 32).whole();
+    let x = k.input("x", DType::F32, (m, 2, n));
+    let y = k.output("y", DType::F32, [m, n]);
+    k.spread_rows(m);
+    k.assign(y.at([m, n]), 2 * x.at((m, 0, n)) + 0.5 * x.at((m, 1, n)) - 1);
+    let compiled = k.compile(&DeviceModel::npu1()).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    compiled.write_to(dir.path()).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("design.mlir")).unwrap();
+    assert_eq!(written, compiled.mlir);
+    assert!(dir.path().join("design.json").exists());
+    let checks = compiled.emulate_against_reference(5).unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].name, "y");
+    assert!(checks[0].passed(), "{:?}", checks[0].comparison);
+}

@@ -177,19 +177,7 @@ pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -
 
 /// Writes design.mlir and design.json through temporary files, so a failure leaves nothing half-written.
 fn write_artifacts(dir: &Path, compiled: &aiec::Compiled) -> Result<(), CliError> {
-    let io = |p: &Path, e: std::io::Error| CliError::Failed(format!("error: {}: {e}", p.display()));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let files = [("design.mlir", compiled.mlir.clone()), ("design.json", compiled.json.to_pretty_json())];
-    let mut temps = Vec::new();
-    for (name, text) in &files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-        temps.push((tmp, dir.join(name)));
-    }
-    for (tmp, dst) in temps {
-        std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
-    }
-    Ok(())
+    compiled.write_to(dir).map_err(|e| CliError::Failed(format!("error: {e}")))
 }
 
 fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Option<Emit>) -> Result<i32, CliError> {

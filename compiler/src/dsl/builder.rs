@@ -72,12 +72,60 @@ impl From<DimDecl<'_>> for DimRef {
     }
 }
 
-/// A declared tensor; `.at([...])` makes an access expression.
+/// A declared tensor of rank `R`; `.at([m, n])` or `.at((t, 0, h))` makes an access expression
+/// (a wrong number of indices does not compile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TensorRef {
+pub struct TensorRef<const R: usize> {
     id: usize,
     kernel: usize,
 }
+
+/// `R` indices: an array of one index type (`[m, n]`) or a tuple mixing dims, numbers and affine
+/// expressions (`(t, 0, h + 1)`).
+pub trait Indices<const R: usize> {
+    /// The indices, in order.
+    fn indices(self) -> Vec<Idx>;
+}
+
+impl<I: Into<Idx>, const R: usize> Indices<R> for [I; R] {
+    fn indices(self) -> Vec<Idx> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+/// `R` extents: an array of one type (`[m, k]`) or a tuple mixing dims and numbers (`(259, c)`).
+pub trait Extents<const R: usize> {
+    /// The extents, in order.
+    fn extents(self) -> Vec<Ext>;
+}
+
+impl<E: Into<Ext>, const R: usize> Extents<R> for [E; R] {
+    fn extents(self) -> Vec<Ext> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+macro_rules! tuple_indices {
+    ($n:literal: $($t:ident $v:ident),+) => {
+        impl<$($t: Into<Idx>),+> Indices<$n> for ($($t,)+) {
+            fn indices(self) -> Vec<Idx> {
+                let ($($v,)+) = self;
+                vec![$($v.into()),+]
+            }
+        }
+        impl<$($t: Into<Ext>),+> Extents<$n> for ($($t,)+) {
+            fn extents(self) -> Vec<Ext> {
+                let ($($v,)+) = self;
+                vec![$($v.into()),+]
+            }
+        }
+    };
+}
+tuple_indices!(1: A a);
+tuple_indices!(2: A a, B b);
+tuple_indices!(3: A a, B b, C c);
+tuple_indices!(4: A a, B b, C c, D d);
+tuple_indices!(5: A a, B b, C c, D d, E e);
 
 /// A tensor extent: a dim or a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -596,7 +644,7 @@ fn dim_placeholder(d: DimRef, span: &Span) -> Ident {
         span: span.clone(),
     }
 }
-fn tensor_placeholder(t: TensorRef, span: &Span) -> Ident {
+fn tensor_placeholder<const R: usize>(t: TensorRef<R>, span: &Span) -> Ident {
     Ident {
         name: format!("\u{0}tensor:{}:{}", t.kernel, t.id),
         span: span.clone(),
@@ -610,12 +658,13 @@ fn affine_placeholder(i: &Idx, span: &Span) -> AffineAst {
     }
 }
 
-impl TensorRef {
-    /// `T[i0, i1, ...]`; indices are dims or affine index expressions (`t * 160 + s`).
+impl<const R: usize> TensorRef<R> {
+    /// `T[i0, i1, ...]`; indices are dims, numbers or affine index expressions (`t * 160 + s`):
+    /// `x.at([m, n])`, `x.at((t, 0, h))`.
     #[track_caller]
-    pub fn at<I: Into<Idx>, const N: usize>(self, indices: [I; N]) -> Expr {
+    pub fn at(self, indices: impl Indices<R>) -> Expr {
         let span = Span::caller();
-        let indices = indices.into_iter().map(|i| affine_placeholder(&i.into(), &span)).collect();
+        let indices = indices.indices().iter().map(|i| affine_placeholder(i, &span)).collect();
         Expr {
             ast: ast::Expr::Access(ast::Access {
                 tensor: tensor_placeholder(self, &span),
@@ -674,7 +723,7 @@ impl Kernel {
     }
 
     #[track_caller]
-    fn tensor<E: Into<Ext>, const N: usize>(&mut self, role: Role, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
+    fn tensor<const N: usize>(&mut self, role: Role, name: &str, dtype: DType, shape: Vec<Ext>) -> TensorRef<N> {
         let span = Span::caller();
         let t = TensorRef {
             id: self.tensor_names.len(),
@@ -683,7 +732,7 @@ impl Kernel {
         self.tensor_names.push(name.to_string());
         let shape = shape
             .into_iter()
-            .map(|e| match e.into() {
+            .map(|e| match e {
                 Ext::Dim(d) => Extent::Dim(self.dim_ident(d, &span)),
                 Ext::Number(n) => Extent::Number(n, span.clone()),
             })
@@ -704,18 +753,18 @@ impl Kernel {
 
     /// `in NAME: dtype[shape]`
     #[track_caller]
-    pub fn input<E: Into<Ext>, const N: usize>(&mut self, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
-        self.tensor(Role::In, name, dtype, shape)
+    pub fn input<const N: usize>(&mut self, name: &str, dtype: DType, shape: impl Extents<N>) -> TensorRef<N> {
+        self.tensor(Role::In, name, dtype, shape.extents())
     }
     /// `out NAME: dtype[shape]`
     #[track_caller]
-    pub fn output<E: Into<Ext>, const N: usize>(&mut self, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
-        self.tensor(Role::Out, name, dtype, shape)
+    pub fn output<const N: usize>(&mut self, name: &str, dtype: DType, shape: impl Extents<N>) -> TensorRef<N> {
+        self.tensor(Role::Out, name, dtype, shape.extents())
     }
     /// `local NAME: dtype[dims]`
     #[track_caller]
-    pub fn local<const N: usize>(&mut self, name: &str, dtype: DType, dims: [DimRef; N]) -> TensorRef {
-        self.tensor(Role::Local, name, dtype, dims)
+    pub fn local<const N: usize>(&mut self, name: &str, dtype: DType, dims: [DimRef; N]) -> TensorRef<N> {
+        self.tensor(Role::Local, name, dtype, dims.extents())
     }
 
     #[track_caller]
@@ -900,5 +949,11 @@ impl Kernel {
     /// Type-checks the kernel into IR (the same checker as for `.tile` text).
     pub fn build(&self) -> Result<ir::Kernel, CompileError> {
         typecheck(&self.ast()?)
+    }
+
+    /// Type-checks, schedules, checks and lowers the kernel for `device`: `k.compile(&npu1)?`
+    /// then `.write_to(dir)` or `.emulate_against_reference(seed)`.
+    pub fn compile(&self, device: &crate::DeviceModel) -> Result<crate::Compiled, CompileError> {
+        crate::compile_kernel(&self.build()?, device)
     }
 }
