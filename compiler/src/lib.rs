@@ -15,6 +15,7 @@ pub mod emit;
 pub mod hostdata;
 pub mod ir;
 pub mod lower;
+pub mod passes;
 pub mod reference;
 pub mod schedule;
 pub mod target_rules;
@@ -129,11 +130,65 @@ impl Compiled {
 
 /// Schedules, checks, lowers and emits a typed kernel.
 pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
-    let (design, budgets, placement_note) = place(kernel, device)?;
+    compile_kernel_dumping(kernel, device, &mut Dumps::none())
+}
+
+/// The dumps asked for (`--dump-after PASS`): the text of each wanted pass's result, in pass
+/// order, kept even when a later pass fails.
+#[derive(Debug, Default)]
+pub struct Dumps {
+    wanted: Vec<passes::Pass>,
+    /// (pass, its result as text), in the order the passes ran.
+    pub texts: Vec<(passes::Pass, String)>,
+}
+
+impl Dumps {
+    /// No dumps.
+    pub fn none() -> Dumps {
+        Dumps::default()
+    }
+    /// Dumps after each of `passes`.
+    pub fn after(passes: &[passes::Pass]) -> Dumps {
+        Dumps {
+            wanted: passes.to_vec(),
+            texts: Vec::new(),
+        }
+    }
+    fn add(&mut self, pass: passes::Pass, text: impl FnOnce() -> String) {
+        if self.wanted.contains(&pass) {
+            self.texts.push((pass, text()));
+        }
+    }
+    fn add_design(&mut self, kernel: &ir::Kernel, design: &schedule::Design) {
+        self.add(passes::Pass::Place, || passes::dump_placement(kernel, design));
+        self.add(passes::Pass::Route, || passes::dump_routes(kernel, design));
+        self.add(passes::Pass::Sequence, || passes::dump_sequence(kernel, design));
+    }
+}
+
+/// [`compile_kernel`], recording the result of each pass `dumps` asks for (the pass list is in
+/// [`passes`]): place, route, sequence and check as kept by the placement search, then lower and
+/// emit.
+pub fn compile_kernel_dumping(kernel: &ir::Kernel, device: &DeviceModel, dumps: &mut Dumps) -> Result<Compiled, CompileError> {
+    dumps.add(passes::Pass::Typecheck, || passes::dump_kernel(kernel));
+    let (design, budgets, placement_note) = match place(kernel, device) {
+        Ok(placed) => placed,
+        Err(e) => {
+            // The literal placement, when it schedules, shows what broke the limit.
+            if let Ok(design) = schedule::schedule(kernel, device) {
+                dumps.add_design(kernel, &design);
+            }
+            return Err(e);
+        }
+    };
+    dumps.add_design(kernel, &design);
+    dumps.add(passes::Pass::Check, || passes::dump_budgets(&design, &budgets));
     let lowered = lower::lower(kernel, &design)?;
+    dumps.add(passes::Pass::Lower, || lowered.text.clone());
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
     let emitted = emit::emit(&lowered.text, &arg_names)?;
+    dumps.add(passes::Pass::Emit, || emitted.custom.clone());
     let scalar: Vec<Span> = lowered.notes.iter().filter_map(|n| n.span.clone()).collect();
     let json = design_json(kernel, &design, &budgets, program_bytes, &scalar);
     Ok(Compiled {
@@ -195,7 +250,7 @@ fn place(kernel: &ir::Kernel, device: &DeviceModel) -> Result<(schedule::Design,
         }
     }
     Err(CompileError::Limit(diag.clone().note(
-        "no placement on fewer rows or columns fits either: fewer inputs per core (pack them into one tensor) or a spread over columns may",
+        "no placement on fewer rows or columns fits either: fewer tensors per core (stack them into one tensor) or a spread over columns may",
     )))
 }
 

@@ -776,15 +776,19 @@ impl State {
                     });
                 }
                 env[*dim] = saved;
+                // As on the cores: start from the type's extreme at index 0 and move only on a
+                // strictly better value (NaN compares false), so the first of equal values wins.
                 let mut best = 0usize;
-                let mut seen = false;
+                let mut best_v = match (*float, *max) {
+                    (true, true) => f64::NEG_INFINITY,
+                    (true, false) => f64::INFINITY,
+                    (false, true) => i32::MIN as f64,
+                    (false, false) => i32::MAX as f64,
+                };
                 for (i, &(v, _)) in values.iter().enumerate() {
-                    if v.is_nan() {
-                        continue;
-                    }
-                    if !seen || (*max && v > values[best].0) || (!*max && v < values[best].0) {
+                    if (*max && v > best_v) || (!*max && v < best_v) {
                         best = i;
-                        seen = true;
+                        best_v = v;
                     }
                 }
                 D::I::make(best as i32, || {

@@ -49,6 +49,11 @@ enum Command {
         /// print one artifact to stdout instead of writing files
         #[arg(long, value_enum)]
         emit: Option<Emit>,
+        /// print the design after PASS to stdout instead of writing files (repeatable; `all`
+        /// for every pass). Passes in order: typecheck, place, route, sequence, check, lower,
+        /// emit. Dumps of the passes that ran are printed even when a later one fails.
+        #[arg(long = "dump-after", value_name = "PASS", value_parser = parse_pass)]
+        dump_after: Vec<Vec<aiec::passes::Pass>>,
     },
     /// Run every check (types, tiling, hardware limits) without writing anything
     Check {
@@ -101,7 +106,19 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Compile { file, out, device, emit } => compile(&file, out, device, emit),
+        Command::Compile {
+            file,
+            out,
+            device,
+            emit,
+            dump_after,
+        } => {
+            if dump_after.is_empty() {
+                compile(&file, out, device, emit)
+            } else {
+                dump(&file, device, dump_after.concat())
+            }
+        }
         Command::Check { file, device } => check(&file, device),
         Command::Emulate(a) => run::emulate(a),
         Command::Run(a) => run::run(a),
@@ -178,6 +195,32 @@ pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -
 /// Writes design.mlir and design.json through temporary files, so a failure leaves nothing half-written.
 fn write_artifacts(dir: &Path, compiled: &aiec::Compiled) -> Result<(), CliError> {
     compiled.write_to(dir).map_err(|e| CliError::Failed(format!("error: {e}")))
+}
+
+fn parse_pass(name: &str) -> Result<Vec<aiec::passes::Pass>, String> {
+    use aiec::passes::Pass;
+    if name == "all" {
+        return Ok(Pass::ALL.to_vec());
+    }
+    Pass::from_name(name).map(|p| vec![p]).ok_or_else(|| {
+        let names: Vec<&str> = Pass::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown pass `{name}`; the passes are {} (or all)", names.join(", "))
+    })
+}
+
+/// `aiec compile --dump-after PASS`: the design after each asked pass, on stdout.
+fn dump(file: &Path, device: Option<String>, passes: Vec<aiec::passes::Pass>) -> Result<i32, CliError> {
+    let device = device_model(device.as_deref())?;
+    require_tile_file(file)?;
+    let kernel = aiec::parse_file(file)?;
+    let mut dumps = aiec::Dumps::after(&passes);
+    let result = aiec::compile_kernel_dumping(&kernel, &device, &mut dumps);
+    for (pass, text) in &dumps.texts {
+        println!("// ----- after {} ({}) -----", pass.name(), device.name);
+        print!("{}", ensure_newline(text));
+    }
+    result?;
+    Ok(0)
 }
 
 fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Option<Emit>) -> Result<i32, CliError> {

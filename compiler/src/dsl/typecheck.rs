@@ -29,7 +29,9 @@ use std::collections::HashMap;
 
 /// Resolves and type-checks a kernel AST (from either front end).
 pub fn typecheck(ast: &KernelAst) -> Result<ir::Kernel, CompileError> {
-    Checker::default().kernel(ast)
+    let kernel = Checker::default().kernel(ast)?;
+    super::tiling::check(&kernel)?;
+    Ok(kernel)
 }
 
 fn type_error(message: impl Into<String>, span: &Span) -> CompileError {
