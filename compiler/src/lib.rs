@@ -2,9 +2,17 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! [`lower`] (core bodies under the per-target rules of [`target_rules`], module text) ->
-//! [`emit`] (MLIR parse/verify/print, custom syntax) and [`design_json`]. [`reference`] runs any
-//! kernel on the host as the ground truth; [`toolchain`] drives mlir-aie's tools.
+//! `lower` (core bodies under the per-target rules of [`target_rules`], module text) ->
+//! [`emit`] (MLIR parse/verify/print, custom syntax) and design.json.
+//! [`reference`](mod@reference) runs any kernel on the host as the ground truth; [`toolchain`]
+//! drives mlir-aie's tools; [`passes`] names the passes and prints their results.
+//!
+//! Entry points: [`compile_source`] (`.tile` text), [`parse_file`] then [`compile_kernel`], or a
+//! kernel written with [`dsl::builder`] passed to [`compile_kernel`]. The result, [`Compiled`],
+//! holds design.mlir and design.json ([`Compiled::write_to`] writes them) and can check itself on
+//! the emulator against the reference ([`Compiled::emulate_against_reference`]).
+
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod cost;
@@ -14,7 +22,7 @@ pub mod dsl;
 pub mod emit;
 pub mod hostdata;
 pub mod ir;
-pub mod lower;
+pub(crate) mod lower;
 pub mod passes;
 pub mod reference;
 pub mod schedule;
@@ -30,18 +38,22 @@ use std::path::Path;
 
 /// Everything the compiler produces for one kernel on one device.
 pub struct Compiled {
+    /// The type-checked kernel.
     pub kernel: ir::Kernel,
+    /// The placement, object FIFOs and runtime sequence kept by the placement search.
     pub design: schedule::Design,
+    /// What each tile of the design uses (all within the device's limits).
     pub budgets: Vec<check::TileMemoryBudget>,
     /// design.mlir: mlir-aie custom syntax.
     pub mlir: String,
     /// The same module with aie ops in MLIR's generic form.
     pub generic: String,
+    /// design.json: the runtime-sequence arguments, per-tile use and the cost estimate.
     pub json: DesignJson,
     /// Advice that did not stop compilation (e.g. statements the target runs as scalar code).
     pub notes: Vec<Diagnostic>,
     /// Per line of `mlir` (0-based), the DSL location (`file:line:col`) of the op on it.
-    pub source_lines: Vec<Option<String>>,
+    pub(crate) source_lines: Vec<Option<String>>,
 }
 
 /// One output of [`Compiled::emulate_against_reference`]: how the emulator's values compared
@@ -50,8 +62,9 @@ pub struct Compiled {
 pub struct OutputCheck {
     /// The output tensor's name.
     pub name: String,
-    /// Its dtype and shape.
+    /// Its element type.
     pub dtype: DType,
+    /// Its shape.
     pub shape: Vec<usize>,
     /// The comparison (exactness, worst element, elements outside their bound).
     pub comparison: hostdata::Comparison,
@@ -81,7 +94,8 @@ pub enum VerifyError {
 impl Compiled {
     /// Writes `design.mlir` and `design.json` into `dir` (created if missing), each through a
     /// temporary file renamed into place, so a failure leaves no half-written artifact.
-    pub fn write_to(&self, dir: &Path) -> Result<(), FileError> {
+    pub fn write_to(&self, dir: impl AsRef<Path>) -> Result<(), FileError> {
+        let dir = dir.as_ref();
         let io = |p: &Path, source: std::io::Error| FileError::Io {
             path: p.display().to_string(),
             source,
@@ -144,7 +158,7 @@ pub struct Dumps {
 
 impl Dumps {
     /// No dumps.
-    pub fn none() -> Dumps {
+    pub(crate) fn none() -> Dumps {
         Dumps::default()
     }
     /// Dumps after each of `passes`.
@@ -278,25 +292,39 @@ pub fn parse_file(path: &Path) -> Result<ir::Kernel, FileError> {
 /// command line prints every variant as `error: ...` (a [`CompileError`] renders its own).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// The file (or directory) could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// The `.tile` file is not UTF-8 text.
     #[error("{path}: not UTF-8 text (invalid byte at offset {offset})")]
     NotUtf8 {
+        /// The file.
         path: String,
+        /// Byte offset of the first invalid byte.
         offset: usize,
+        /// The decoding error.
         #[source]
         source: std::str::Utf8Error,
     },
+    /// The source does not parse or type-check.
     #[error("{0}")]
     Compile(#[from] CompileError),
 }
 
 /// design.json for a compiled kernel; `scalar` are the statements the lowering left scalar.
-pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[check::TileMemoryBudget], program_bytes: usize, scalar: &[Span]) -> DesignJson {
+pub(crate) fn design_json(
+    kernel: &ir::Kernel,
+    design: &schedule::Design,
+    budgets: &[check::TileMemoryBudget],
+    program_bytes: usize,
+    scalar: &[Span],
+) -> DesignJson {
     let arguments = design
         .args
         .iter()

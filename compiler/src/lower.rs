@@ -22,20 +22,20 @@ use aiec_runtime::DType;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub struct Lowered {
+pub(crate) struct Lowered {
     /// The module in mlir-aie custom syntax, not yet normalized by MLIR's printer.
-    pub text: String,
+    pub(crate) text: String,
     /// Operations in the largest core body (for the program-memory estimate).
-    pub max_core_ops: usize,
+    pub(crate) max_core_ops: usize,
     /// Statements lowered to scalar code because the target rejects a vector op they need.
-    pub notes: Vec<Diagnostic>,
+    pub(crate) notes: Vec<Diagnostic>,
 }
 
 fn lower_error(msg: impl Into<String>, span: &Span) -> CompileError {
     CompileError::Lower(Diagnostic::new(msg, Some(span)))
 }
 
-pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
+pub(crate) fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
     let mut out = String::new();
     let mut max_core_ops = 0;
     let mut notes: Vec<Diagnostic> = Vec::new();
@@ -193,7 +193,7 @@ struct Checkpoint {
 
 /// Lanes of the vectors elementwise code and reductions use: 16 x 32-bit, the width AIE-ML's
 /// vector unit computes f32/i32 at (512-bit registers hold 32 bf16 or 64 int8 for the MACs).
-pub const VECTOR_LANES: u64 = 16;
+pub(crate) const VECTOR_LANES: u64 = 16;
 
 impl<'a> CoreEmitter<'a> {
     fn new(kernel: &'a Kernel, design: &'a Design, core: &'a Core) -> Self {
@@ -764,52 +764,20 @@ impl<'a> CoreEmitter<'a> {
                 ScalarType::I32 => self.ci32(*value as i64),
                 ScalarType::F32 => self.cf32(*value as f32),
             },
-            Expr::Load { tensor, indices, .. } => {
-                let buf = self
-                    .buffers
-                    .get(tensor)
-                    .cloned()
-                    .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
-                let idx: Vec<String> = match &buf.axes {
-                    Some(axes) => {
-                        let mut idx = Vec::new();
-                        for (axis, d) in axes.iter().enumerate() {
-                            idx.push(match d {
-                                Some(d) => ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0)),
-                                None => self.affine_index(&indices[axis], ivs),
-                            });
-                        }
-                        idx
-                    }
-                    None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
-                };
-                let lanes = self.lanes;
-                let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
-                if along {
-                    let pad = self.storage_zero(buf.dtype);
-                    let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
-                    let v = self.op(format!(
-                        "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}",
-                        buf.name,
-                        idx.join(", "),
-                        buf.ty
-                    ));
-                    self.decode_storage(&v, buf.dtype)
-                } else {
-                    let s = self.scalar(|e| {
-                        let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-                        e.decode_storage(&v, buf.dtype)
-                    });
-                    match lanes {
-                        Some(_) => {
-                            let t = if buf.dtype.is_float() { "f32" } else { "i32" };
-                            let v = self.fresh();
-                            self.line(format!("{v} = vector.broadcast {s} : {t} to vector<{VECTOR_LANES}x{t}>"));
-                            v
-                        }
-                        None => s,
-                    }
-                }
+            Expr::Load { tensor, indices, .. } => self.load(*tensor, indices, None, ivs, span)?,
+            Expr::Gather {
+                tensor, indices, axis, index, ..
+            } => {
+                // The index, clamped into the axis (the whole axis is in the core's memory).
+                let extent = self.kernel.tensors[*tensor].shape[*axis] as i64;
+                let at = self.scalar(|e| -> Result<String, CompileError> {
+                    let v = e.expr(index, ivs, span)?;
+                    let (lo, hi) = (e.ci32(0), e.ci32(extent - 1));
+                    let c1 = e.op(format!("arith.maxsi {v}, {lo} : i32"));
+                    let c2 = e.op(format!("arith.minsi {c1}, {hi} : i32"));
+                    Ok(e.op(format!("arith.index_cast {c2} : i32 to index")))
+                })?;
+                self.load(*tensor, indices, Some((*axis, at)), ivs, span)?
             }
             Expr::Unary { op, arg, ty } => {
                 let a = self.expr(arg, ivs, span)?;
@@ -885,6 +853,68 @@ impl<'a> CoreEmitter<'a> {
                 self.op(format!("arith.index_cast {i} : index to i32"))
             }
             Expr::ArgReduce { max, dim, body } => self.arg_reduce(*max, *dim, body, ivs, span)?,
+        })
+    }
+
+    /// A load from a tensor's buffer at `indices` (a gather passes the value for its axis in
+    /// `dynamic`); on vector lanes a contiguous read along the lane dim, else a broadcast scalar.
+    fn load(
+        &mut self,
+        tensor: TensorId,
+        indices: &[Affine],
+        dynamic: Option<(usize, String)>,
+        ivs: &BTreeMap<DimId, String>,
+        span: &Span,
+    ) -> Result<String, CompileError> {
+        let buf = self
+            .buffers
+            .get(&tensor)
+            .cloned()
+            .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[tensor].name), span))?;
+        let idx: Vec<String> = match &buf.axes {
+            Some(axes) => {
+                let mut idx = Vec::new();
+                for (axis, d) in axes.iter().enumerate() {
+                    idx.push(match d {
+                        Some(d) => ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0)),
+                        None => match &dynamic {
+                            Some((a, at)) if *a == axis => at.clone(),
+                            _ => self.affine_index(&indices[axis], ivs),
+                        },
+                    });
+                }
+                idx
+            }
+            None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
+        };
+        let lanes = self.lanes;
+        Ok({
+            let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
+            if along {
+                let pad = self.storage_zero(buf.dtype);
+                let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
+                let v = self.op(format!(
+                    "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}",
+                    buf.name,
+                    idx.join(", "),
+                    buf.ty
+                ));
+                self.decode_storage(&v, buf.dtype)
+            } else {
+                let s = self.scalar(|e| {
+                    let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                    e.decode_storage(&v, buf.dtype)
+                });
+                match lanes {
+                    Some(_) => {
+                        let t = if buf.dtype.is_float() { "f32" } else { "i32" };
+                        let v = self.fresh();
+                        self.line(format!("{v} = vector.broadcast {s} : {t} to vector<{VECTOR_LANES}x{t}>"));
+                        v
+                    }
+                    None => s,
+                }
+            }
         })
     }
 
@@ -1727,9 +1757,9 @@ impl MathLowering {
 }
 
 /// Largest f32 whose exp is finite (ln(f32::MAX) rounded down to f32).
-pub const EXP_OVERFLOW: f32 = 88.722_83;
+pub(crate) const EXP_OVERFLOW: f32 = 88.722_83;
 /// Below this exp is subnormal (ln(f32::MIN_POSITIVE) rounded up to f32) and flushes to zero.
-pub const EXP_UNDERFLOW: f32 = -87.336_54;
+pub(crate) const EXP_UNDERFLOW: f32 = -87.336_54;
 /// recip(x) for |x| above 2^126 is subnormal and flushes to zero.
 const RECIP_MAX: f32 = 8.507_059e37;
 

@@ -4,15 +4,15 @@
 //! | pass | module | result |
 //! |---|---|---|
 //! | `typecheck` | [`crate::dsl::typecheck`] (with the tiling rules) | the kernel IR, printed in `.tile` form with every hidden local |
-//! | `place` | [`crate::schedule::place`] | the grid, the step and reduction loops, the cores |
-//! | `route` | [`crate::schedule::route`] | the object FIFOs and memory-tile links |
-//! | `sequence` | [`crate::schedule::sequence`] | the runtime sequence's shim DMAs |
+//! | `place` | `schedule/place.rs` | the grid, the step and reduction loops, the cores |
+//! | `route` | `schedule/route.rs` | the object FIFOs and memory-tile links |
+//! | `sequence` | `schedule/sequence.rs` | the runtime sequence's shim DMAs |
 //! | `check` | [`crate::check`] | every tile's memory, channels, locks and buffer descriptors |
-//! | `lower` | [`crate::lower`] | the module text as lowered, before MLIR parses it |
+//! | `lower` | `lower.rs` | the module text as lowered, before MLIR parses it |
 //! | `emit` | [`crate::emit`] | design.mlir |
 //!
 //! `place`, `route`, `sequence` and `check` run together inside the placement search (see
-//! `compile_kernel`): their dumps show the placement that was kept.
+//! [`compile_kernel`](crate::compile_kernel)): their dumps show the placement that was kept.
 
 use crate::check::TileMemoryBudget;
 use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
@@ -96,12 +96,16 @@ fn cmp(c: CmpOp) -> &'static str {
 }
 
 /// An IR expression in `.tile` syntax, fully parenthesised.
-pub fn expr(kernel: &Kernel, e: &Expr) -> String {
+pub(crate) fn expr(kernel: &Kernel, e: &Expr) -> String {
     let dims = |ds: &[usize]| ds.iter().map(|&d| kernel.dims[d].name.as_str()).collect::<Vec<_>>().join(", ");
     match e {
         Expr::Const { value, .. } => {
             if value.is_infinite() {
-                if *value > 0.0 { "inf".into() } else { "-inf".into() }
+                if *value > 0.0 {
+                    "inf".into()
+                } else {
+                    "-inf".into()
+                }
             } else {
                 format!("{value:?}")
             }
@@ -182,18 +186,22 @@ pub fn expr(kernel: &Kernel, e: &Expr) -> String {
             expr(kernel, otherwise)
         ),
         Expr::Index { dim } => kernel.dims[*dim].name.clone(),
-        Expr::ArgReduce { max, dim, body } => format!(
-            "{}[{}]({})",
-            if *max { "argmax" } else { "argmin" },
-            kernel.dims[*dim].name,
-            expr(kernel, body)
-        ),
+        Expr::Gather {
+            tensor, indices, axis, index, ..
+        } => {
+            let mut parts: Vec<String> = indices.iter().map(|a| affine(kernel, a)).collect();
+            if let Some(p) = parts.get_mut(*axis) {
+                *p = expr(kernel, index);
+            }
+            format!("{}[{}]", kernel.tensors[*tensor].name, parts.join(", "))
+        }
+        Expr::ArgReduce { max, dim, body } => format!("{}[{}]({})", if *max { "argmax" } else { "argmin" }, kernel.dims[*dim].name, expr(kernel, body)),
     }
 }
 
 /// The kernel IR in `.tile` form: what type checking made of the source (resolved types, hidden
 /// locals, rewritten functions).
-pub fn dump_kernel(kernel: &Kernel) -> String {
+pub(crate) fn dump_kernel(kernel: &Kernel) -> String {
     let mut out = format!("kernel {} {{\n", kernel.name);
     for d in &kernel.dims {
         if d.is_split() {
@@ -221,7 +229,11 @@ pub fn dump_kernel(kernel: &Kernel) -> String {
             let _ = writeln!(out, "  spread {r} over cores");
         }
         (r, c) => {
-            let parts: Vec<String> = r.map(|r| format!("{r} over rows")).into_iter().chain(c.map(|c| format!("{c} over cols"))).collect();
+            let parts: Vec<String> = r
+                .map(|r| format!("{r} over rows"))
+                .into_iter()
+                .chain(c.map(|c| format!("{c} over cols")))
+                .collect();
             if !parts.is_empty() {
                 let _ = writeln!(out, "  spread {}", parts.join(", "));
             }
@@ -252,7 +264,7 @@ fn tile_loop(kernel: &Kernel, l: &TileLoop) -> String {
 }
 
 /// The placement: grid, loops and cores.
-pub fn dump_placement(kernel: &Kernel, design: &Design) -> String {
+pub(crate) fn dump_placement(kernel: &Kernel, design: &Design) -> String {
     let mut out = format!(
         "placement on {}: {} row(s) x {} column(s) = {} cores\n",
         design.device.name,
@@ -273,7 +285,7 @@ pub fn dump_placement(kernel: &Kernel, design: &Design) -> String {
 }
 
 /// The object FIFOs and links.
-pub fn dump_routes(kernel: &Kernel, design: &Design) -> String {
+pub(crate) fn dump_routes(kernel: &Kernel, design: &Design) -> String {
     let mut out = String::new();
     for (t, r) in &design.routing {
         let _ = writeln!(out, "tensor {}: {r:?}", kernel.tensors[*t].name);
@@ -312,7 +324,7 @@ pub fn dump_routes(kernel: &Kernel, design: &Design) -> String {
 }
 
 /// The runtime sequence.
-pub fn dump_sequence(kernel: &Kernel, design: &Design) -> String {
+pub(crate) fn dump_sequence(kernel: &Kernel, design: &Design) -> String {
     let mut out = String::new();
     for op in &design.sequence {
         match op {
@@ -339,7 +351,7 @@ pub fn dump_sequence(kernel: &Kernel, design: &Design) -> String {
 }
 
 /// Every tile's budget against its limits.
-pub fn dump_budgets(design: &Design, budgets: &[TileMemoryBudget]) -> String {
+pub(crate) fn dump_budgets(design: &Design, budgets: &[TileMemoryBudget]) -> String {
     let mut out = String::new();
     for b in budgets {
         let lim = design.device.limits(b.kind);

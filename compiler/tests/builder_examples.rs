@@ -1,21 +1,23 @@
 //! The Rust-API versions of the examples in dsl-examples/ (matmul, softmax, quantize, swiglu,
-//! argmax, conv2d, depthwise_conv1d) emit byte-identical MLIR (and design.json) to their `.tile`
+//! argmax, conv2d, depthwise_conv1d, embedding) emit byte-identical MLIR (and design.json) to their `.tile`
 //! versions, on npu1 and npu2: both front ends produce one IR.
 
-#[path = "../../dsl-examples/matmul.rs"]
-mod matmul_rs;
-#[path = "../../dsl-examples/softmax.rs"]
-mod softmax_rs;
-#[path = "../../dsl-examples/quantize.rs"]
-mod quantize_rs;
-#[path = "../../dsl-examples/swiglu.rs"]
-mod swiglu_rs;
 #[path = "../../dsl-examples/argmax.rs"]
 mod argmax_rs;
 #[path = "../../dsl-examples/conv2d.rs"]
 mod conv2d_rs;
 #[path = "../../dsl-examples/depthwise_conv1d.rs"]
 mod depthwise_conv1d_rs;
+#[path = "../../dsl-examples/embedding.rs"]
+mod embedding_rs;
+#[path = "../../dsl-examples/matmul.rs"]
+mod matmul_rs;
+#[path = "../../dsl-examples/quantize.rs"]
+mod quantize_rs;
+#[path = "../../dsl-examples/softmax.rs"]
+mod softmax_rs;
+#[path = "../../dsl-examples/swiglu.rs"]
+mod swiglu_rs;
 
 use aiec::{compile_kernel, compile_source, DeviceModel};
 
@@ -75,6 +77,11 @@ fn conv2d_rust_api_matches_tile() {
 #[test]
 fn depthwise_conv1d_rust_api_matches_tile() {
     same_mlir(&depthwise_conv1d_rs::kernel().unwrap(), "depthwise_conv1d.tile");
+}
+
+#[test]
+fn embedding_rust_api_matches_tile() {
+    same_mlir(&embedding_rs::kernel().unwrap(), "embedding.tile");
 }
 
 #[test]

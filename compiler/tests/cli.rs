@@ -257,7 +257,10 @@ fn dump_after_every_pass() {
         let at = out.find(&header).unwrap_or_else(|| panic!("no {header} in:\n{out}"));
         assert!(at >= last, "{pass} dumped out of order");
         let section = &out[at..];
-        let end = section[header.len()..].find("// ----- after").map(|e| e + header.len()).unwrap_or(section.len());
+        let end = section[header.len()..]
+            .find("// ----- after")
+            .map(|e| e + header.len())
+            .unwrap_or(section.len());
         assert!(section[..end].contains(text), "{pass} dump lacks `{text}`:\n{}", &section[..end]);
         last = at;
     }
@@ -281,5 +284,8 @@ fn dump_after_every_pass() {
 
     let (code, _, err) = run(aiec().arg("compile").arg(example("gelu.tile")).args(["--dump-after", "optimize"]));
     assert_eq!(code, 2);
-    assert!(err.contains("unknown pass `optimize`; the passes are typecheck, place, route, sequence, check, lower, emit"), "{err}");
+    assert!(
+        err.contains("unknown pass `optimize`; the passes are typecheck, place, route, sequence, check, lower, emit"),
+        "{err}"
+    );
 }

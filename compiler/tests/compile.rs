@@ -45,6 +45,7 @@ const EXAMPLES: &[&str] = &[
     "conv2d.tile",
     "depthwise_conv1d.tile",
     "argmax.tile",
+    "embedding.tile",
 ];
 
 #[test]

@@ -250,6 +250,7 @@ fn common_kernels_on_npu1_and_npu2() {
         "conv2d.tile",
         "depthwise_conv1d.tile",
         "argmax.tile",
+        "embedding.tile",
     ] {
         assert_matches(name, DeviceModel::npu1());
         assert_matches(name, DeviceModel::npu2());
@@ -286,6 +287,40 @@ fn quantize_writes_values_and_their_row_scales() {
         assert!((s[[m]] - row_max / 127.0).abs() <= 1e-6 * row_max, "row {m}: scale {} for max {row_max}", s[[m]]);
         let top = (0..512).map(|n| q[[m, n]].abs()).fold(0.0, f64::max);
         assert_eq!(top, 127.0, "row {m}");
+    }
+}
+
+/// A gather reads the rows its ids name; ids outside the table are clamped to the first or last
+/// row, on the cores as in the reference.
+#[test]
+fn embedding_gathers_rows_and_clamps_ids() {
+    let (path, text) = example("embedding.tile");
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let compiled = compile_source(&path, &text, &device).unwrap();
+        let ids: Vec<f64> = (0..64).map(|t| match t {
+            5 => -5.0,
+            6 => 1000.0,
+            7 => 99.0,
+            t => ((t * 37) % 100) as f64,
+        }).collect();
+        let table = ndarray::ArrayD::from_shape_fn(vec![100, 64], |ix| (ix[0] as f64) + (ix[1] as f64) / 64.0);
+        let ids_arr = ndarray::ArrayD::from_shape_vec(vec![64], ids.clone()).unwrap();
+        let mut bufs = vec![
+            hostdata::to_buffer(&ids_arr, DType::I32),
+            hostdata::to_buffer(&table, DType::Bf16),
+            HostBuffer::zeros(DType::Bf16, &[64, 64]),
+        ];
+        Emulator::new().run_mlir(&compiled.mlir, &path, &mut bufs).unwrap();
+        let y = hostdata::from_buffer(&bufs[2]);
+        let expected = aiec::reference::run_reference(&compiled.kernel, &[ids_arr, hostdata::from_buffer(&bufs[1])]).unwrap();
+        for t in 0..64 {
+            let row = (ids[t] as i64).clamp(0, 99) as usize;
+            for d in 0..64 {
+                let want = hostdata::from_buffer(&bufs[1])[[row, d]];
+                assert_eq!(y[[t, d]], want, "{} t={t} d={d}", device.name);
+                assert_eq!(expected[0][[t, d]], want);
+            }
+        }
     }
 }
 

@@ -14,34 +14,34 @@ pub(super) fn check_channels(kernel: &Kernel, design: &Design, b: &TileMemoryBud
     let lim = design.device.limits(b.kind);
     let span = culprit(kernel, design, b.tile);
     let what = format!("{} tile {}", b.kind.name(), b.tile);
-        if b.dma_in > lim.dma_in {
-            return Err(limit(
-                format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in),
-                span,
-                competing_streams(kernel, design, b.tile, Direction::Incoming, lim.dma_in),
-            ));
-        }
-        if b.dma_out > lim.dma_out {
-            return Err(limit(
-                format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out),
-                span,
-                competing_streams(kernel, design, b.tile, Direction::Outgoing, lim.dma_out),
-            ));
-        }
-        if b.kind != TileKind::Shim && b.locks > lim.locks {
-            return Err(limit(
-                format!("locks exceeded on {what}: {} needed, limit {}", b.locks, lim.locks),
-                span,
-                vec![],
-            ));
-        }
-        if b.kind != TileKind::Shim && b.bds > lim.bds {
-            return Err(limit(
-                format!("buffer descriptors exceeded on {what}: {} needed, limit {}", b.bds, lim.bds),
-                span,
-                vec![],
-            ));
-        }
+    if b.dma_in > lim.dma_in {
+        return Err(limit(
+            format!("DMA input channels exceeded on {what}: {} streams arrive, limit {}", b.dma_in, lim.dma_in),
+            span,
+            competing_streams(kernel, design, b.tile, Direction::Incoming, lim.dma_in),
+        ));
+    }
+    if b.dma_out > lim.dma_out {
+        return Err(limit(
+            format!("DMA output channels exceeded on {what}: {} streams leave, limit {}", b.dma_out, lim.dma_out),
+            span,
+            competing_streams(kernel, design, b.tile, Direction::Outgoing, lim.dma_out),
+        ));
+    }
+    if b.kind != TileKind::Shim && b.locks > lim.locks {
+        return Err(limit(
+            format!("locks exceeded on {what}: {} needed, limit {}", b.locks, lim.locks),
+            span,
+            vec![],
+        ));
+    }
+    if b.kind != TileKind::Shim && b.bds > lim.bds {
+        return Err(limit(
+            format!("buffer descriptors exceeded on {what}: {} needed, limit {}", b.bds, lim.bds),
+            span,
+            vec![],
+        ));
+    }
     Ok(())
 }
 
@@ -92,4 +92,3 @@ fn competing_streams(kernel: &Kernel, design: &Design, tile: TileCoord, dir: Dir
     });
     notes
 }
-

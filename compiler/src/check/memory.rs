@@ -11,32 +11,34 @@ pub(super) fn check_data_memory(kernel: &Kernel, design: &Design, b: &TileMemory
     let lim = design.device.limits(b.kind);
     let span = culprit(kernel, design, b.tile);
     let what = format!("{} tile {}", b.kind.name(), b.tile);
-        if b.kind != TileKind::Shim && b.data_bytes > lim.data_bytes {
-            let notes = b.buffers.iter().map(|(w, n)| format!("{n} bytes: {w}")).collect();
-            let needed = if b.data_bytes == usize::MAX {
-                "a size that overflows 64-bit arithmetic is".to_string()
-            } else {
-                format!("{} bytes", b.data_bytes)
-            };
-            return Err(limit(
-                format!(
-                    "data memory exceeded on {what}: {needed} needed, limit {} bytes; use smaller tiles or `depth 1`",
-                    lim.data_bytes
-                ),
-                span,
-                notes,
-            ));
-        }
+    if b.kind != TileKind::Shim && b.data_bytes > lim.data_bytes {
+        let notes = b.buffers.iter().map(|(w, n)| format!("{n} bytes: {w}")).collect();
+        let needed = if b.data_bytes == usize::MAX {
+            "a size that overflows 64-bit arithmetic is".to_string()
+        } else {
+            format!("{} bytes", b.data_bytes)
+        };
+        return Err(limit(
+            format!(
+                "data memory exceeded on {what}: {needed} needed, limit {} bytes; use smaller tiles or `depth 1`",
+                lim.data_bytes
+            ),
+            span,
+            notes,
+        ));
+    }
     Ok(())
 }
 
 /// Program memory estimate of a core from its lowered body: 16 bytes per MLIR operation (one
 /// VLIW bundle per op, the pessimistic case of scalar code) plus 1 KiB of runtime and prologue.
-pub fn program_bytes_estimate(core_ops: usize) -> usize {
+fn program_bytes_estimate(core_ops: usize) -> usize {
     1024 + 16 * core_ops
 }
 
-pub fn check_program_memory(kernel: &Kernel, design: &Design, core_ops: usize) -> Result<usize, CompileError> {
+/// Checks a core's estimated program memory ([`program_bytes_estimate`] of its `core_ops`
+/// operations) against the device's; returns the estimate.
+pub(crate) fn check_program_memory(kernel: &Kernel, design: &Design, core_ops: usize) -> Result<usize, CompileError> {
     let est = program_bytes_estimate(core_ops);
     if est > design.device.program_bytes {
         let span = kernel.stmts.first().map(|s| &s.span).unwrap_or(&kernel.span);
@@ -51,4 +53,3 @@ pub fn check_program_memory(kernel: &Kernel, design: &Design, core_ops: usize) -
     }
     Ok(est)
 }
-

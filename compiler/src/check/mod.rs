@@ -1,6 +1,6 @@
 //! The `check` pass: hardware limits on a routed and sequenced design (the limits in `device`),
-//! one file per family: [`memory`] (data and program memory), [`channels`] (DMA channels, locks,
-//! buffer descriptors), [`balance`] (every FIFO moves what its cores acquire, so the schedule
+//! one file per family: `memory.rs` (data and program memory), `channels.rs` (DMA channels, locks,
+//! buffer descriptors), `balance.rs` (every FIFO moves what its cores acquire, so the schedule
 //! cannot deadlock). Each violation is a [`CompileError::Limit`] (or `Schedule`, for balance)
 //! naming the limit, the amount asked for, and the DSL source it comes from. Shim DMA patterns and
 //! their buffer descriptors, and the runtime-sequence argument count, are checked where the
@@ -19,33 +19,37 @@ mod channels;
 mod memory;
 
 pub use balance::check_balance;
-pub use memory::{check_program_memory, program_bytes_estimate};
+pub(crate) use memory::check_program_memory;
 
 /// The most bytes one host tensor (one runtime-sequence argument) may hold: 2 GiB. The shim DMA
 /// reaches an argument's data at the argument's base address plus a byte offset that the runtime
 /// sequence patches into the buffer descriptor (`aiex.npu.address_patch`, whose `arg_plus` is a
 /// signed 32-bit value), so no byte past 2^31 of an argument can be addressed. A larger tensor is
 /// a compile error at its declaration (in the type checker), never an allocation the host fails.
-pub const MAX_ARGUMENT_BYTES: u64 = 1 << 31;
+pub(crate) const MAX_ARGUMENT_BYTES: u64 = 1 << 31;
 
 /// The largest dim size, tensor extent or index value the language accepts: the element count
 /// of the largest i8 argument ([`MAX_ARGUMENT_BYTES`]). Keeping every extent and index within it
 /// (and every host tensor within [`MAX_ARGUMENT_BYTES`]) keeps the index arithmetic of every
 /// backend inside 64 bits.
-pub const MAX_EXTENT: u64 = MAX_ARGUMENT_BYTES;
+pub(crate) const MAX_EXTENT: u64 = MAX_ARGUMENT_BYTES;
 
 /// Memory, locks, buffer descriptors and DMA channels of one tile, as the design uses them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileMemoryBudget {
+    /// The tile.
     pub tile: TileCoord,
+    /// Its kind (which limits apply).
     pub kind: TileKind,
     /// (what, bytes) for each buffer on the tile.
     pub buffers: Vec<(String, usize)>,
+    /// Data memory used, bytes: FIFO buffers times their depth, and on a compute tile the stack
+    /// and the locals.
     pub data_bytes: usize,
-    pub locks: usize,
-    pub bds: usize,
-    pub dma_in: usize,
-    pub dma_out: usize,
+    pub(crate) locks: usize,
+    pub(crate) bds: usize,
+    pub(crate) dma_in: usize,
+    pub(crate) dma_out: usize,
 }
 
 /// Core-local temporaries (`local` tensors): one `aie.buffer` each in every core's tile. The type
@@ -59,11 +63,12 @@ fn local_buffers(kernel: &Kernel) -> impl Iterator<Item = (&str, usize)> {
 }
 
 /// Stack size of each core: the default (core bodies keep no arrays on the stack).
-pub fn stack_bytes(design: &Design) -> usize {
+pub(crate) fn stack_bytes(design: &Design) -> usize {
     design.device.default_stack_bytes
 }
 
-pub fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
+/// What every tile of `design` uses, before any limit is checked.
+pub(crate) fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget> {
     let mut out = Vec::new();
     for tile in design.tiles() {
         let kind = design.kind(tile);

@@ -19,13 +19,13 @@ The emulator runs the emitted MLIR on any CPU; `aiec build` and `aiec run --npu`
 toolchain and XRT (see `aiec doctor`).",
     after_help = "Examples:\n  aiec compile dsl-examples/matmul.tile -o out/matmul\n  aiec check dsl-examples/softmax.tile --device npu2\n  aiec run dsl-examples/matmul.tile --emulate\n  aiec emulate out/matmul/design.mlir --arg A=a.npy --arg B=b.npy --out C=c.npy"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Emit {
+pub(crate) enum Emit {
     /// design.mlir in mlir-aie's custom syntax
     Mlir,
     /// the same module with aie ops in MLIR's generic form
@@ -74,7 +74,7 @@ enum Command {
 
 /// An error from a command, already worded for the user.
 #[derive(Debug)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A compile or run failure: exit 1.
     Failed(String),
     /// Bad usage: exit 2.
@@ -96,7 +96,7 @@ impl From<FileError> for CliError {
     }
 }
 
-pub fn main() -> i32 {
+pub(crate) fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -148,7 +148,7 @@ fn ensure_newline(s: &str) -> String {
 }
 
 /// The device from `--device`, else AIEC_DEVICE, else toolchain.toml's `[device] default`, else npu1.
-pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
+pub(crate) fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
     let name = match name {
         Some(n) => n.to_string(),
         None => {
@@ -165,7 +165,7 @@ pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
     DeviceModel::by_name(&name).ok_or_else(|| CliError::Usage(format!("unknown device '{name}' for --device: expected npu1 or npu2")))
 }
 
-pub fn require_tile_file(file: &Path) -> Result<(), CliError> {
+pub(crate) fn require_tile_file(file: &Path) -> Result<(), CliError> {
     if !file.exists() {
         return Err(CliError::Failed(format!("error: {}: no such file", file.display())));
     }
@@ -185,7 +185,7 @@ fn compile_file(file: &Path, device: &DeviceModel) -> Result<aiec::Compiled, Cli
 }
 
 /// Compiles a .tile file into an artifact directory; returns the directory and the result.
-pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
+pub(crate) fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
     let compiled = compile_file(file, device)?;
     let dir = out.unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(&compiled.kernel.name));
     write_artifacts(&dir, &compiled)?;

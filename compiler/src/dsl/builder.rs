@@ -130,7 +130,9 @@ tuple_indices!(5: A a, B b, C c, D d, E e);
 /// A tensor extent: a dim or a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ext {
+    /// The dim's size.
     Dim(DimRef),
+    /// A fixed extent.
     Number(u64),
 }
 
@@ -202,6 +204,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self <= rhs`, for [`select`].
     pub fn le(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -209,6 +212,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self > rhs`, for [`select`].
     pub fn gt(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -216,6 +220,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self >= rhs`, for [`select`].
     pub fn ge(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -223,6 +228,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self == rhs`, for [`select`].
     pub fn equals(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -230,6 +236,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self != rhs`, for [`select`].
     pub fn not_equals(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -240,21 +247,27 @@ impl Idx {
 }
 
 impl DimRef {
+    /// `self < rhs` on the dim's global index, for [`select`].
     pub fn lt(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).lt(rhs)
     }
+    /// `self <= rhs` on the dim's global index, for [`select`].
     pub fn le(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).le(rhs)
     }
+    /// `self > rhs` on the dim's global index, for [`select`].
     pub fn gt(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).gt(rhs)
     }
+    /// `self >= rhs` on the dim's global index, for [`select`].
     pub fn ge(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).ge(rhs)
     }
+    /// `self == rhs` on the dim's global index, for [`select`].
     pub fn equals(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).equals(rhs)
     }
+    /// `self != rhs` on the dim's global index, for [`select`].
     pub fn not_equals(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).not_equals(rhs)
     }
@@ -451,34 +464,42 @@ fn unary(op: UnaryOp, e: impl Into<Expr>) -> Expr {
     }
 }
 
+/// `exp(x)`: e^x (float).
 #[track_caller]
 pub fn exp(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Exp, e)
 }
+/// `tanh(x)`: Hyperbolic tangent (float).
 #[track_caller]
 pub fn tanh(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Tanh, e)
 }
+/// `rsqrt(x)`: 1 / sqrt(x) (float).
 #[track_caller]
 pub fn rsqrt(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Rsqrt, e)
 }
+/// `sqrt(x)`: Square root (float).
 #[track_caller]
 pub fn sqrt(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Sqrt, e)
 }
+/// `log10(x)`: Base-10 logarithm (float).
 #[track_caller]
 pub fn log10(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Log10, e)
 }
+/// `ln(x)`: Natural logarithm (float).
 #[track_caller]
 pub fn ln(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Ln, e)
 }
+/// `abs(x)`: Absolute value.
 #[track_caller]
 pub fn abs(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Abs, e)
 }
+/// `recip(x)`: 1 / x (float).
 #[track_caller]
 pub fn recip(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Recip, e)
@@ -669,6 +690,46 @@ impl<const R: usize> TensorRef<R> {
             ast: ast::Expr::Access(ast::Access {
                 tensor: tensor_placeholder(self, &span),
                 indices,
+                gather: None,
+                span,
+            }),
+        }
+    }
+
+    /// A gather: `T[..., by, ...]` with axis `axis` indexed by the integer value `by` (an access
+    /// of an integer input, e.g. `ids.at([m])`), the other axes by `indices` (whatever `indices`
+    /// holds at `axis` is ignored): `table.gather((0, d), 0, ids.at([m]))` is `table[ids[M], D]`.
+    #[track_caller]
+    pub fn gather(self, indices: impl Indices<R>, axis: usize, by: Expr) -> Expr {
+        let span = Span::caller();
+        let mut indices: Vec<AffineAst> = indices.indices().iter().map(|i| affine_placeholder(i, &span)).collect();
+        let by = match by.ast {
+            ast::Expr::Access(a) => a,
+            other => {
+                // Type checking reports it: a gather index must be a tensor read.
+                ast::Access {
+                    tensor: Ident {
+                        name: String::new(),
+                        span: other.span().clone(),
+                    },
+                    indices: Vec::new(),
+                    gather: None,
+                    span: other.span().clone(),
+                }
+            }
+        };
+        if let Some(i) = indices.get_mut(axis) {
+            *i = AffineAst {
+                terms: Vec::new(),
+                constant: 0,
+                span: span.clone(),
+            };
+        }
+        Expr {
+            ast: ast::Expr::Access(ast::Access {
+                tensor: tensor_placeholder(self, &span),
+                indices,
+                gather: Some((axis, Box::new(by))),
                 span,
             }),
         }
@@ -678,6 +739,7 @@ impl<const R: usize> TensorRef<R> {
 static NEXT_KERNEL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl Kernel {
+    /// An empty kernel named `name` (the name of its artifact directory).
     #[track_caller]
     pub fn new(name: &str) -> Kernel {
         let span = Span::caller();
@@ -893,6 +955,9 @@ impl Kernel {
         for i in &mut a.indices {
             self.resolve_affine(i)?;
         }
+        if let Some((_, by)) = &mut a.gather {
+            self.resolve_access(by)?;
+        }
         Ok(())
     }
 
@@ -917,9 +982,7 @@ impl Kernel {
                 self.resolve_expr(then)?;
                 self.resolve_expr(otherwise)
             }
-            ast::Expr::ValueSelect {
-                lhs, rhs, then, otherwise, ..
-            } => {
+            ast::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
                 self.resolve_expr(lhs)?;
                 self.resolve_expr(rhs)?;
                 self.resolve_expr(then)?;

@@ -22,17 +22,22 @@ use crate::diag::{CompileError, Diagnostic, Source, Span};
 use aiec_runtime::DType;
 use pest::iterators::Pair;
 use pest::Parser;
-use pest_derive::Parser;
 use std::sync::Arc;
 
-#[derive(Parser)]
-#[grammar = "dsl/grammar.pest"]
-struct TileParser;
+/// The generated parser and its `Rule` enum, kept out of the public API.
+mod grammar {
+    use pest_derive::Parser;
+
+    #[derive(Parser)]
+    #[grammar = "dsl/grammar.pest"]
+    pub(super) struct TileParser;
+}
+use grammar::{Rule, TileParser};
 
 /// The largest `.tile` source accepted: 1 MiB (kernels are a few dozen lines). The parser's
 /// memory grows with the text (a few hundred bytes per byte of a long expression), so the bound
 /// keeps any input's parse within a few hundred MiB.
-pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_SOURCE_BYTES: usize = 1 << 20;
 
 /// Parses a `.tile` source text into its AST.
 pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
@@ -62,11 +67,13 @@ pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
     b.kernel(kernel)
 }
 
-/// Rejects text whose parentheses nest deeper than [`MAX_EXPR_DEPTH`] (comments skipped), at
+/// Rejects text whose parentheses nest deeper than [`MAX_EXPR_DEPTH`] or brackets deeper than 2
+/// (an access with a gather index; comments skipped), at
 /// the first `(` past the limit.
 fn check_paren_depth(source: &Arc<Source>) -> Result<(), CompileError> {
     let text = source.text.as_bytes();
     let mut depth = 0usize;
+    let mut brackets = 0usize;
     let mut i = 0;
     while i < text.len() {
         match text[i] {
@@ -78,6 +85,19 @@ fn check_paren_depth(source: &Arc<Source>) -> Result<(), CompileError> {
                 i = text[i..].iter().position(|&c| c == b'\n').map_or(text.len(), |n| i + n);
                 continue;
             }
+            b'[' => {
+                // An access inside an access's brackets is a gather index; deeper nesting
+                // means nothing and would only feed the parser's recursion.
+                brackets += 1;
+                if brackets > 2 {
+                    let span = Span::new(source, i, i + 1);
+                    return Err(CompileError::Parse(Diagnostic::new(
+                        "brackets nested more than 2 deep: a gather index is a read with plain indices, e.g. table[ids[M], D]",
+                        Some(&span),
+                    )));
+                }
+            }
+            b']' => brackets = brackets.saturating_sub(1),
             b'(' => {
                 depth += 1;
                 if depth > MAX_EXPR_DEPTH {
@@ -183,6 +203,7 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::index_cond | Rule::value_cond => "a comparison",
         Rule::arg_reduce | Rule::arg_op => "an arg-reduction",
         Rule::index_value => "a dim",
+        Rule::gather_index => "an index read from a tensor",
         Rule::call => "a function call",
         Rule::cmp => "a comparison (<, <=, >, >=, ==, !=)",
         Rule::extent => "an extent (a dim or a number)",
@@ -225,6 +246,11 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> CompileErr
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
         // Ordered as a reader scans an item line: statements first, then declarations.
         let mut rules = positives.clone();
+        // Inside an index a `[` would only start a gather index (`ids[M]`): once an index is
+        // there, the useful words are the ones that continue or close it.
+        if rules.contains(&Rule::t_rbrack) {
+            rules.retain(|r| *r != Rule::t_lbrack);
+        }
         rules.sort_by_key(|r| match r {
             Rule::stmt | Rule::access | Rule::ident => 0,
             Rule::kw_dim | Rule::dim_item => 1,
@@ -416,8 +442,27 @@ impl AstBuilder<'_> {
         let span = self.span(&p);
         let mut kids = self.inner(p).into_iter();
         let tensor = self.ident(kids.next().expect("tensor name"));
-        let indices = kids.map(|a| self.affine(a)).collect::<PResult<Vec<_>>>()?;
-        Ok(Access { tensor, indices, span })
+        let mut indices = Vec::new();
+        let mut gather = None;
+        for (axis, k) in kids.enumerate() {
+            if k.as_rule() == Rule::gather_index {
+                let by_span = self.span(&k);
+                let inner = k.into_inner().next().expect("the index's access");
+                let by = self.access(inner)?;
+                if gather.is_some() {
+                    return Err(self.error("only one axis of an access may be read from another tensor", &by_span));
+                }
+                gather = Some((axis, Box::new(by)));
+                indices.push(AffineAst {
+                    terms: Vec::new(),
+                    constant: 0,
+                    span: by_span,
+                });
+            } else {
+                indices.push(self.affine(k)?);
+            }
+        }
+        Ok(Access { tensor, indices, gather, span })
     }
 
     fn affine(&self, p: Pair<Rule>) -> PResult<AffineAst> {
@@ -705,9 +750,8 @@ impl AstBuilder<'_> {
             return self.node(Expr::Unary(op, Box::new(arg), span), height);
         }
         if name == "pow" {
-            let [(base, _), (exponent, _)] = <[_; 2]>::try_from(args).map_err(|a: Vec<_>| {
-                self.error(format!("pow(x, n) takes 2 arguments, found {}", a.len()), &span)
-            })?;
+            let [(base, _), (exponent, _)] =
+                <[_; 2]>::try_from(args).map_err(|a: Vec<_>| self.error(format!("pow(x, n) takes 2 arguments, found {}", a.len()), &span))?;
             let n = match &exponent {
                 Expr::Number(v, _) if v.fract() == 0.0 && v.abs() <= MAX_POW_EXPONENT as f64 => *v as i32,
                 other => {

@@ -74,6 +74,14 @@ fn free_dims(e: &ir::Expr) -> Vec<DimId> {
                 }
             }
             ir::Expr::Index { dim } => add(*dim, bound, out),
+            ir::Expr::Gather { indices, index, .. } => {
+                for a in indices {
+                    for d in a.dims() {
+                        add(d, bound, out);
+                    }
+                }
+                visit(index, bound, out);
+            }
             ir::Expr::Select { lhs, rhs, then, otherwise, .. } => {
                 for d in lhs.dims().chain(rhs.dims()) {
                     add(d, bound, out);
@@ -98,9 +106,7 @@ fn free_dims(e: &ir::Expr) -> Vec<DimId> {
                 visit(lhs, bound, out);
                 visit(rhs, bound, out);
             }
-            ir::Expr::ValueSelect {
-                lhs, rhs, then, otherwise, ..
-            } => {
+            ir::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
                 for x in [lhs, rhs, then, otherwise] {
                     visit(x, bound, out);
                 }
@@ -326,7 +332,13 @@ impl Checker {
         let mut hoisted = Vec::new();
         if !matches!(&stmt.value, ir::Expr::Reduce { .. }) {
             let target_name = self.tensors[stmt.target].name.clone();
-            let mut value = std::mem::replace(&mut stmt.value, ir::Expr::Const { value: 0.0, ty: ScalarType::I32 });
+            let mut value = std::mem::replace(
+                &mut stmt.value,
+                ir::Expr::Const {
+                    value: 0.0,
+                    ty: ScalarType::I32,
+                },
+            );
             self.hoist_in(&mut value, &stmt, &target_name, &mut hoisted);
             stmt.value = value;
         }
@@ -378,7 +390,7 @@ impl Checker {
             }
             // Inside another reduction the hoisted value would need that reduction's dims too.
             ir::Expr::Reduce { .. } | ir::Expr::ArgReduce { .. } => {}
-            ir::Expr::Const { .. } | ir::Expr::Load { .. } | ir::Expr::Index { .. } => {}
+            ir::Expr::Const { .. } | ir::Expr::Load { .. } | ir::Expr::Index { .. } | ir::Expr::Gather { .. } => {}
             ir::Expr::Unary { arg, .. } | ir::Expr::Convert { arg, .. } => self.hoist_in(arg, stmt, target_name, out),
             ir::Expr::Binary { lhs, rhs, .. } => {
                 self.hoist_in(lhs, stmt, target_name, out);
@@ -388,9 +400,7 @@ impl Checker {
                 self.hoist_in(then, stmt, target_name, out);
                 self.hoist_in(otherwise, stmt, target_name, out);
             }
-            ir::Expr::ValueSelect {
-                lhs, rhs, then, otherwise, ..
-            } => {
+            ir::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
                 for x in [lhs, rhs, then, otherwise] {
                     self.hoist_in(x, stmt, target_name, out);
                 }
@@ -675,6 +685,12 @@ impl Checker {
                 &s.target.tensor.span,
             ));
         }
+        if let Some((_, by)) = &s.target.gather {
+            return Err(type_error(
+                "a target cannot be indexed by a tensor read (a scatter); targets take plain dims",
+                &by.span,
+            ));
+        }
         for i in &s.target.indices {
             let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0;
             if !plain {
@@ -919,6 +935,56 @@ impl Checker {
                 }
                 ir::Expr::Const { value: *v, ty }
             }
+            ast::Expr::Access(a) if a.gather.is_some() => {
+                let (axis, by) = a.gather.as_ref().expect("checked by the guard");
+                let (tensor, indices) = self.access(a)?;
+                let role = self.tensors[tensor].role;
+                if role != Role::In {
+                    return Err(type_error(
+                        format!(
+                            "only inputs can be gathered; {} is {} {}",
+                            self.tensors[tensor].name,
+                            if role == Role::Out { "an output" } else { "a local" },
+                            self.tensors[tensor].name
+                        ),
+                        &a.tensor.span,
+                    ));
+                }
+                if by.tensor.name.is_empty() || by.gather.is_some() {
+                    return Err(type_error(
+                        "a gather index must be a read of an integer tensor with plain indices, e.g. table[ids[M], D]",
+                        &by.span,
+                    ));
+                }
+                let (by_tensor, by_indices) = self.access(by)?;
+                if self.tensors[by_tensor].role == Role::Local && !self.assigned_locals.contains(&by_tensor) {
+                    return Err(type_error(
+                        format!("local {} is read before any statement assigns it", self.tensors[by_tensor].name),
+                        &by.span,
+                    ));
+                }
+                if self.tensors[by_tensor].dtype.is_float() {
+                    return Err(type_error(
+                        format!(
+                            "a gather index must be an integer; {} is {}",
+                            self.tensors[by_tensor].name,
+                            self.tensors[by_tensor].dtype.mlir()
+                        ),
+                        &by.span,
+                    ));
+                }
+                ir::Expr::Gather {
+                    tensor,
+                    indices,
+                    axis: *axis,
+                    index: Box::new(ir::Expr::Load {
+                        tensor: by_tensor,
+                        indices: by_indices,
+                        ty: ScalarType::I32,
+                    }),
+                    ty: scalar_type_of(self.tensors[tensor].dtype),
+                }
+            }
             ast::Expr::Access(a) => {
                 let (tensor, indices) = self.access(a)?;
                 if self.tensors[tensor].role == Role::Local && !self.assigned_locals.contains(&tensor) {
@@ -945,11 +1011,29 @@ impl Checker {
                 let f = ScalarType::F32;
                 // -x as 0 - x: same exp, and vector subtraction has an AIE lowering where negation has none.
                 let zero = ir::Expr::Const { value: 0.0, ty: f };
-                let neg = ir::Expr::Binary { op: ast::BinaryOp::Sub, lhs: Box::new(zero), rhs: Box::new(x), ty: f };
-                let e = ir::Expr::Unary { op: ast::UnaryOp::Exp, arg: Box::new(neg), ty: f };
+                let neg = ir::Expr::Binary {
+                    op: ast::BinaryOp::Sub,
+                    lhs: Box::new(zero),
+                    rhs: Box::new(x),
+                    ty: f,
+                };
+                let e = ir::Expr::Unary {
+                    op: ast::UnaryOp::Exp,
+                    arg: Box::new(neg),
+                    ty: f,
+                };
                 let one = ir::Expr::Const { value: 1.0, ty: f };
-                let den = ir::Expr::Binary { op: ast::BinaryOp::Add, lhs: Box::new(one), rhs: Box::new(e), ty: f };
-                ir::Expr::Unary { op: ast::UnaryOp::Recip, arg: Box::new(den), ty: f }
+                let den = ir::Expr::Binary {
+                    op: ast::BinaryOp::Add,
+                    lhs: Box::new(one),
+                    rhs: Box::new(e),
+                    ty: f,
+                };
+                ir::Expr::Unary {
+                    op: ast::UnaryOp::Recip,
+                    arg: Box::new(den),
+                    ty: f,
+                }
             }
             ast::Expr::Pow { base, exponent, .. } => {
                 let ty = self.natural(base).or(want).unwrap_or_else(|| Self::literal_default(base));
@@ -1014,16 +1098,13 @@ impl Checker {
                 otherwise,
                 ..
             } => {
-                let cty = self
-                    .natural(lhs)
-                    .or_else(|| self.natural(rhs))
-                    .unwrap_or_else(|| {
-                        if Self::literal_default(lhs) == ScalarType::F32 || Self::literal_default(rhs) == ScalarType::F32 {
-                            ScalarType::F32
-                        } else {
-                            ScalarType::I32
-                        }
-                    });
+                let cty = self.natural(lhs).or_else(|| self.natural(rhs)).unwrap_or_else(|| {
+                    if Self::literal_default(lhs) == ScalarType::F32 || Self::literal_default(rhs) == ScalarType::F32 {
+                        ScalarType::F32
+                    } else {
+                        ScalarType::I32
+                    }
+                });
                 let l = self.expr(lhs, Some(cty))?;
                 let r = self.expr(rhs, Some(cty))?;
                 if l.ty() != cty {

@@ -21,39 +21,41 @@ use aiec_runtime::DType;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
 
-pub mod place;
-pub mod route;
-pub mod sequence;
+pub(crate) mod place;
+pub(crate) mod route;
+pub(crate) mod sequence;
 
 /// One loop of a core's program over the tiles of a dim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileLoop {
-    pub dim: DimId,
+    /// The dim whose tiles the loop walks.
+    pub(crate) dim: DimId,
     /// Iterations per core.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Global tile index = step * `step_coef` + row_index * `row_coef` + col_index * `col_coef`.
-    pub step_coef: u64,
-    pub row_coef: u64,
-    pub col_coef: u64,
+    pub(crate) step_coef: u64,
+    pub(crate) row_coef: u64,
+    pub(crate) col_coef: u64,
 }
 
 /// Where output tiles run: the [`place`] pass's result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Placement {
+pub(crate) struct Placement {
     /// Compute rows and columns used.
-    pub rows_used: u64,
-    pub cols_used: u64,
+    pub(crate) rows_used: u64,
+    pub(crate) cols_used: u64,
     /// The dims spread over rows and columns (the same dim for `over cores`).
-    pub rows_dim: Option<DimId>,
-    pub cols_dim: Option<DimId>,
+    pub(crate) rows_dim: Option<DimId>,
+    pub(crate) cols_dim: Option<DimId>,
     /// `spread D over cores`: output tiles of one dim go to every core.
-    pub cores_mode: bool,
+    pub(crate) cores_mode: bool,
     /// Per core: the loops over output tiles (outermost first) and, inside each step, over the
     /// tiles of the dims reduced across tiles.
-    pub step_loops: Vec<TileLoop>,
-    pub reduce_loops: Vec<TileLoop>,
+    pub(crate) step_loops: Vec<TileLoop>,
+    pub(crate) reduce_loops: Vec<TileLoop>,
 }
 
+/// Which hop of the data path an object FIFO is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FifoLevel {
     /// shim -> memory tile
@@ -66,15 +68,21 @@ pub enum FifoLevel {
     MemToHost,
 }
 
+/// An `aie.objectfifo`: a producer tile, its consumers and the buffers between them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectFifo {
-    pub name: String,
-    pub producer: TileCoord,
-    pub consumers: Vec<TileCoord>,
+    /// The symbol name in design.mlir.
+    pub(crate) name: String,
+    pub(crate) producer: TileCoord,
+    pub(crate) consumers: Vec<TileCoord>,
+    /// Buffers (elements) in flight; 2 is double buffering.
     pub depth: usize,
-    pub dtype: DType,
+    pub(crate) dtype: DType,
+    /// Shape of one element (a tile of the tensor).
     pub shape: Vec<u64>,
-    pub tensor: TensorId,
+    /// The host tensor it carries.
+    pub(crate) tensor: TensorId,
+    /// Which hop it is.
     pub level: FifoLevel,
 }
 
@@ -82,14 +90,14 @@ impl ObjectFifo {
     /// Elements of one FIFO element. The scheduler rejects a FIFO whose bytes times depth do not
     /// fit 64 bits (`fifo_elements`), so this and [`Self::bytes`] never saturate on a scheduled
     /// design.
-    pub fn elements(&self) -> u64 {
+    pub(crate) fn elements(&self) -> u64 {
         self.shape.iter().fold(1u64, |acc, &n| acc.saturating_mul(n))
     }
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.elements().saturating_mul(self.dtype.size_bytes() as u64)
     }
     /// The MLIR type of one element; a 0-d element (an input no statement reads) is `memref<T>`.
-    pub fn memref(&self) -> String {
+    pub(crate) fn memref(&self) -> String {
         let dims: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
         if dims.is_empty() {
             format!("memref<{}>", self.dtype.mlir())
@@ -101,77 +109,93 @@ impl ObjectFifo {
 
 /// `aie.objectfifo.link`: forward (1 -> 1), split (1 -> N, `dst_offsets`) or join (N -> 1, `src_offsets`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Link {
-    pub inputs: Vec<usize>,
-    pub outputs: Vec<usize>,
-    pub src_offsets: Vec<u64>,
-    pub dst_offsets: Vec<u64>,
+pub(crate) struct Link {
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) outputs: Vec<usize>,
+    pub(crate) src_offsets: Vec<u64>,
+    pub(crate) dst_offsets: Vec<u64>,
 }
 
 /// How a host tensor reaches (or leaves) the cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routing {
+pub(crate) enum Routing {
     PerCore,
     PerRow,
     PerColumn,
     AllCores,
 }
 
+/// A compute tile running the kernel, with its place in the grid of cores used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Core {
-    pub tile: TileCoord,
-    pub row_index: u32,
-    pub col_index: u32,
+    pub(crate) tile: TileCoord,
+    /// Row and column within the grid of cores used (0-based).
+    pub(crate) row_index: u32,
+    pub(crate) col_index: u32,
     /// FIFO each host tensor arrives on / leaves by, for this core.
-    pub fifos: BTreeMap<TensorId, usize>,
+    pub(crate) fifos: BTreeMap<TensorId, usize>,
 }
 
 /// One shim DMA: 4 offsets/sizes/strides in elements, outermost first (offsets folded into d0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DmaTransfer {
-    pub arg: usize,
-    pub fifo: usize,
-    pub offset: u64,
-    pub sizes: [u64; 4],
-    pub strides: [u64; 4],
-    pub id: u32,
+    /// Runtime-sequence argument index.
+    pub(crate) arg: usize,
+    /// The FIFO (index into [`Design::fifos`]) it feeds or drains.
+    pub(crate) fifo: usize,
+    pub(crate) offset: u64,
+    pub(crate) sizes: [u64; 4],
+    pub(crate) strides: [u64; 4],
+    /// Buffer-descriptor id.
+    pub(crate) id: u32,
+    /// Issues a completion token: true for output transfers, which a `dma_wait` waits on.
     pub issue_token: bool,
 }
 
+/// One operation of the runtime sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SequenceOp {
+    /// Starts a shim DMA.
     Dma(DmaTransfer),
-    Wait { fifo: usize },
+    /// `dma_wait`: waits for the output transfers issued so far on the FIFO.
+    Wait {
+        /// The FIFO (index into [`Design::fifos`]).
+        fifo: usize,
+    },
 }
 
+/// A scheduled kernel: placement, object FIFOs and links, cores and the runtime sequence.
 #[derive(Debug, Clone)]
 pub struct Design {
-    pub device: DeviceModel,
+    pub(crate) device: DeviceModel,
+    /// Compute rows used.
     pub rows_used: u32,
+    /// Columns used.
     pub cols_used: u32,
-    pub step_loops: Vec<TileLoop>,
+    pub(crate) step_loops: Vec<TileLoop>,
+    /// Per core, inside each step: the loops over the tiles of dims reduced across tiles.
     pub reduce_loops: Vec<TileLoop>,
+    /// Every object FIFO.
     pub fifos: Vec<ObjectFifo>,
-    pub links: Vec<Link>,
+    pub(crate) links: Vec<Link>,
+    /// The compute tiles used.
     pub cores: Vec<Core>,
-    pub routing: BTreeMap<TensorId, Routing>,
+    pub(crate) routing: BTreeMap<TensorId, Routing>,
     /// Runtime-sequence arguments: the host tensors, ins then outs in declaration order.
-    pub args: Vec<TensorId>,
+    pub(crate) args: Vec<TensorId>,
+    /// The runtime sequence, in order.
     pub sequence: Vec<SequenceOp>,
     /// Tiles as nodes, object FIFOs as edges (one edge per consumer).
-    pub graph: DiGraph<TileCoord, usize>,
-    pub tile_nodes: BTreeMap<TileCoord, NodeIndex>,
+    pub(crate) graph: DiGraph<TileCoord, usize>,
+    pub(crate) tile_nodes: BTreeMap<TileCoord, NodeIndex>,
 }
 
 impl Design {
-    pub fn tiles(&self) -> impl Iterator<Item = TileCoord> + '_ {
+    pub(crate) fn tiles(&self) -> impl Iterator<Item = TileCoord> + '_ {
         self.tile_nodes.keys().copied()
     }
-    pub fn kind(&self, t: TileCoord) -> TileKind {
+    pub(crate) fn kind(&self, t: TileCoord) -> TileKind {
         self.device.kind(t)
-    }
-    pub fn fifo_by_name(&self, name: &str) -> Option<usize> {
-        self.fifos.iter().position(|f| f.name == name)
     }
 }
 
@@ -217,7 +241,7 @@ fn largest_divisor_at_most(n: u64, max: u64) -> u64 {
 
 /// The statement that reduces across tiles of a split dim (the K of a matmul), if any. It and the
 /// statements before it run inside the reduction loop.
-pub fn reduction_stmt(kernel: &Kernel) -> Option<usize> {
+pub(crate) fn reduction_stmt(kernel: &Kernel) -> Option<usize> {
     kernel.stmts.iter().position(|s| match &s.value {
         Expr::Reduce { dims, .. } => dims.iter().any(|&d| kernel.dims[d].is_split()),
         _ => false,
@@ -225,7 +249,7 @@ pub fn reduction_stmt(kernel: &Kernel) -> Option<usize> {
 }
 
 /// Split dims reduced across tiles by the reduction statement.
-pub fn reduction_dims(kernel: &Kernel) -> Vec<DimId> {
+pub(crate) fn reduction_dims(kernel: &Kernel) -> Vec<DimId> {
     let Some(i) = reduction_stmt(kernel) else { return vec![] };
     let mut out = Vec::new();
     if let Expr::Reduce { dims, .. } = &kernel.stmts[i].value {
@@ -239,7 +263,7 @@ pub fn reduction_dims(kernel: &Kernel) -> Vec<DimId> {
 }
 
 /// Every distinct index pattern a host tensor is accessed with (loads, and stores for outputs).
-pub fn access_patterns(kernel: &Kernel, t: TensorId) -> Vec<Vec<Affine>> {
+pub(crate) fn access_patterns(kernel: &Kernel, t: TensorId) -> Vec<Vec<Affine>> {
     let mut out: Vec<Vec<Affine>> = Vec::new();
     if let Some(a) = &kernel.tensors[t].access {
         out.push(a.clone());
@@ -252,9 +276,24 @@ pub fn access_patterns(kernel: &Kernel, t: TensorId) -> Vec<Vec<Affine>> {
             }
         }
         stmt.value.walk(&mut |e| {
-            if let Expr::Load { tensor, indices, .. } = e {
+            if let Expr::Load { tensor, indices, .. } | Expr::Gather { tensor, indices, .. } = e {
                 if *tensor == t && !out.contains(indices) {
                     out.push(indices.clone());
+                }
+            }
+        });
+    }
+    out
+}
+
+/// The axes of a host tensor that some statement gathers (indexes by a tensor's values).
+pub(crate) fn gathered_axes(kernel: &Kernel, t: TensorId) -> Vec<usize> {
+    let mut out = Vec::new();
+    for stmt in &kernel.stmts {
+        stmt.value.walk(&mut |e| {
+            if let Expr::Gather { tensor, axis, .. } = e {
+                if *tensor == t && !out.contains(axis) {
+                    out.push(*axis);
                 }
             }
         });
@@ -279,33 +318,33 @@ pub(crate) fn host_dims(kernel: &Kernel, t: TensorId) -> Vec<DimId> {
 
 /// One axis of the tile element a FIFO carries for a host tensor.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ViewAxis {
+pub(crate) struct ViewAxis {
     /// The dim this axis walks (None: a whole tensor axis, indexed by the access's expression).
-    pub dim: Option<DimId>,
-    pub extent: u64,
+    pub(crate) dim: Option<DimId>,
+    pub(crate) extent: u64,
     /// Element stride in the host tensor.
-    pub stride: u64,
+    pub(crate) stride: u64,
 }
 
 /// The tile element of a host tensor: which part of the tensor one FIFO element holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ElementView {
-    pub axes: Vec<ViewAxis>,
+pub(crate) struct ElementView {
+    pub(crate) axes: Vec<ViewAxis>,
     /// Constant element offset of the access.
-    pub constant: u64,
+    pub(crate) constant: u64,
     /// Axes follow the tensor's axes one to one (several access patterns); otherwise they follow
     /// the distinct dims of the single pattern (`audio[160*T + S]` gives axes T and S).
-    pub by_tensor_axis: bool,
+    pub(crate) by_tensor_axis: bool,
 }
 
 impl ElementView {
-    pub fn shape(&self) -> Vec<u64> {
+    pub(crate) fn shape(&self) -> Vec<u64> {
         self.axes.iter().map(|a| a.extent).collect()
     }
-    pub fn dims(&self) -> Vec<DimId> {
+    pub(crate) fn dims(&self) -> Vec<DimId> {
         self.axes.iter().filter_map(|a| a.dim).collect()
     }
-    pub fn stride_of(&self, d: DimId) -> u64 {
+    pub(crate) fn stride_of(&self, d: DimId) -> u64 {
         self.axes.iter().filter(|a| a.dim == Some(d)).fold(0u64, |acc, a| acc.wrapping_add(a.stride))
     }
 }
@@ -320,14 +359,16 @@ impl ElementView {
 /// offset here is at most the tensor's element count times its rank, and no product overflows
 /// (they saturate rather than trust that). A negative coefficient gives a negative stride, held
 /// in two's complement (sums of strides wrap accordingly; the shim DMA rejects such strides).
-pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
+pub(crate) fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     let tensor = &kernel.tensors[t];
     let patterns = access_patterns(kernel, t);
     let mut axis_strides = vec![1u64; tensor.shape.len()];
     for i in (0..tensor.shape.len().saturating_sub(1)).rev() {
         axis_strides[i] = axis_strides[i + 1].saturating_mul(tensor.shape[i + 1]);
     }
-    if patterns.len() <= 1 {
+    // A gathered axis is sent whole: which element a core reads is known only at run time.
+    let gathered = gathered_axes(kernel, t);
+    if patterns.len() <= 1 && gathered.is_empty() {
         let access = patterns.first().cloned().unwrap_or_default();
         let mut axes: Vec<ViewAxis> = Vec::new();
         let mut constant = 0i64;
@@ -356,7 +397,7 @@ pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     let mut axes = Vec::new();
     for (axis, &extent) in tensor.shape.iter().enumerate() {
         let first = patterns[0][axis].as_dim();
-        let same = first.is_some() && patterns.iter().all(|p| p[axis].as_dim() == first);
+        let same = first.is_some() && !gathered.contains(&axis) && patterns.iter().all(|p| p[axis].as_dim() == first);
         match (same, first) {
             (true, Some(d)) => axes.push(ViewAxis {
                 dim: Some(d),
@@ -377,14 +418,14 @@ pub fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     }
 }
 
-/// Runs the scheduling passes on the whole array: [`place`], [`route`], [`sequence`].
+/// Runs the scheduling passes on the whole array: `place`, `route`, `sequence`.
 pub fn schedule(kernel: &Kernel, device: &DeviceModel) -> Result<Design, CompileError> {
     schedule_within(kernel, device, device.compute_rows as u64, device.columns as u64)
 }
 
 /// [`schedule`] using at most `max_rows` compute rows and `max_cols` columns of the array (the
 /// placement search's smaller candidates).
-pub fn schedule_within(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Design, CompileError> {
+pub(crate) fn schedule_within(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Design, CompileError> {
     let placement = place::place(kernel, device, max_rows, max_cols)?;
     let mut design = route::route(kernel, device, placement)?;
     design.sequence = sequence::sequence(kernel, &design)?;

@@ -10,7 +10,7 @@ use crate::dsl::ast::Role;
 use crate::ir::{Kernel, TensorId};
 
 /// Places `kernel` on at most `max_rows` x `max_cols` compute tiles.
-pub fn place(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Placement, CompileError> {
+pub(crate) fn place(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Placement, CompileError> {
     let max_rows = max_rows.clamp(1, device.compute_rows as u64);
     let max_cols = max_cols.clamp(1, device.columns as u64);
     let outputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();

@@ -3,7 +3,9 @@
 //! is routed by what it depends on (per core through a memory-tile split, per row or per column
 //! as a broadcast, or one broadcast to all cores); outputs join per column on the memory tile.
 
-use super::{access_patterns, element_view, fifo_elements, host_dims, limit_error, schedule_error, Core, Design, FifoLevel, Link, ObjectFifo, Placement, Routing};
+use super::{
+    access_patterns, element_view, fifo_elements, host_dims, limit_error, schedule_error, Core, Design, FifoLevel, Link, ObjectFifo, Placement, Routing,
+};
 use crate::device::{DeviceModel, TileCoord};
 use crate::diag::CompileError;
 use crate::dsl::ast::Role;
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 
 /// Routes every host tensor of `kernel` for `placement`; the design's runtime sequence is left
 /// empty for the `sequence` pass.
-pub fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement) -> Result<Design, CompileError> {
+pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement) -> Result<Design, CompileError> {
     let Placement {
         rows_used,
         cols_used,

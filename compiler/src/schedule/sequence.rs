@@ -27,7 +27,7 @@ struct Stream {
 }
 
 /// The runtime sequence for a routed design.
-pub fn sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>, CompileError> {
+pub(crate) fn sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceOp>, CompileError> {
     let mut streams = Vec::new();
     for (i, f) in design.fifos.iter().enumerate() {
         let arg = design.args.iter().position(|&t| t == f.tensor).unwrap();
