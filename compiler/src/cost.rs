@@ -15,14 +15,15 @@
 //! How a statement runs is read off the lowering's own output: statements it turned into
 //! `vector.contract` run on the MAC unit, statements with 16-lane vector ops on the vector unit, and
 //! everything else is scalar code (see [`StmtCode`]). The MAC peak of a tile is the smaller of the
-//! device's rate for the input type ([`DeviceModel`]'s `int8_macs_per_cycle`,
-//! `bf16_macs_per_cycle`; int16 at a quarter of int8) and the MACs of one `aievec.matmul` on the
-//! shape the lowering uses ([`mac_shape`]), at one such instruction per cycle.
+//! device's rate for the input type (256 int8 MACs per cycle on npu1, 512 on npu2; bf16 at half
+//! and int16 at a quarter of that) and the MACs of one `aievec.matmul` on the shape the lowering
+//! uses ([`mac_shape`]), at one such instruction per cycle.
 //!
 //! Every constant of the model is in [`CostConstants`] (per-device values from [`DeviceModel`] and
-//! the documented consts below); [`estimate_with`] and [`breakdown`] take them as a parameter.
+//! documented constants, each with its source or marked an assumption); [`breakdown`] takes them as
+//! a parameter.
 //!
-//! Clock ([`DeviceModel::clock_hz`]): npu1 at 1.0 GHz is Phoenix's rating (10 TOPS = 20 tiles ×
+//! Clock: npu1 at 1.0 GHz is Phoenix's rating (10 TOPS = 20 tiles ×
 //! 256 int8 MACs × 2 ops × ~1.0 GHz); the amdxdna driver's npu1 DPM table (npu1_regs.c) lets
 //! the array clock (H-clock) reach 1.6 GHz, which is Hawk Point's 16 TOPS rating, so on a Hawk
 //! Point at its top power level compute and DMA run up to 1.6× faster than estimated here. npu2
@@ -45,49 +46,53 @@ use std::collections::BTreeMap;
 /// codegen, 39 % with unroll-and-jam and 43 % for a hand-written microkernel, and 26–34 % for
 /// int8 microkernels on Strix. aiec emits one unblocked `vector.contract` per MAC block straight
 /// from the row-major tiles, like the direct-codegen case, hence 0.3. Not measured for aiec.
-pub const MAC_EFFICIENCY: f64 = 0.3;
+pub(crate) const MAC_EFFICIENCY: f64 = 0.3;
 
 /// Host-side time of one kernel invocation through XRT (`kernel(...)` then `run.wait()`),
 /// seconds. From mlir-aie issue #2381 (2025): an mlir-aie kernel that computes nothing and moves
 /// no data measured about 45 µs per invocation through XRT (about 60 µs with a small kernel).
 /// Host buffer syncs around the call are not included.
-pub const LAUNCH_OVERHEAD_S: f64 = 45e-6;
+pub(crate) const LAUNCH_OVERHEAD_S: f64 = 45e-6;
 
 /// DDR bandwidth an npu2 (Strix, XDNA2) NPU can draw, bytes/s: FastFlowLM's description of the
 /// Ryzen AI XDNA2 NPU ("the NPU sits at 60 GB/s" of memory bandwidth, against 125 GB/s for the
 /// iGPU). A figure from a vendor-ecosystem runtime, not from a datasheet.
-pub const NPU2_DDR_BYTES_PER_S: f64 = 60e9;
+pub(crate) const NPU2_DDR_BYTES_PER_S: f64 = 60e9;
 
 /// DDR bandwidth an npu1 (Phoenix / Hawk Point, XDNA) NPU can draw, bytes/s. ASSUMPTION: no
 /// public figure found. The platforms' DRAM is DDR5-5600 (89.6 GB/s) or LPDDR5x-7500 (120 GB/s)
 /// in theory, shared with CPU and iGPU; we take the npu2 figure scaled by the array width (4
 /// columns against 8), just below the 32 GB/s the four shim tiles could read at 1 GHz.
-pub const NPU1_DDR_BYTES_PER_S: f64 = 30e9;
+pub(crate) const NPU1_DDR_BYTES_PER_S: f64 = 30e9;
 
 /// The constants of the cost model for one device. [`CostConstants::for_device`] gives the
-/// defaults; tests and what-if studies pass modified copies to [`estimate_with`] / [`breakdown`].
+/// defaults; tests and what-if studies pass modified copies to [`breakdown`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CostConstants {
-    /// Array clock, Hz ([`DeviceModel::clock_hz`]).
+    /// Array clock, Hz: 1.0 GHz on npu1, 1.5 GHz on npu2 (the parts' TOPS ratings).
     pub clock_hz: f64,
-    /// Fraction of the MAC peak reached ([`MAC_EFFICIENCY`]).
+    /// Fraction of the MAC peak the lowered `vector.contract` loops reach. Default 0.3, an
+    /// assumption anchored on published measurements of compiled AIE matmul code.
     pub mac_efficiency: f64,
-    /// Seconds per invocation ([`LAUNCH_OVERHEAD_S`]).
+    /// Host-side seconds per invocation through XRT. Default 45 µs, as measured for an mlir-aie
+    /// kernel that does nothing.
     pub launch_overhead_s: f64,
-    /// DDR bytes/s available to the NPU ([`NPU1_DDR_BYTES_PER_S`], [`NPU2_DDR_BYTES_PER_S`]).
+    /// DDR bytes/s available to the NPU. Default 60 GB/s on npu2 (a vendor-ecosystem figure) and
+    /// 30 GB/s on npu1 (an assumption: the npu2 figure scaled by the array width).
     pub ddr_bytes_per_s: f64,
     /// Bytes per cycle one shim DMA channel moves: AM020 (AIE-ML architecture manual), "Array
     /// Interface DMA": each channel sustains 4 bytes per cycle, two MM2S and two S2MM per shim
-    /// tile ([`DeviceModel::dma_bytes_per_cycle`]).
+    /// tile.
     pub shim_channel_bytes_per_cycle: f64,
     /// Bytes per cycle one memory-tile DMA channel moves (six MM2S and six S2MM per memory tile).
-    /// ASSUMPTION: the same 4 bytes per cycle as a shim channel ([`DeviceModel::dma_bytes_per_cycle`]),
+    /// ASSUMPTION: the same 4 bytes per cycle as a shim channel,
     /// i.e. a 32-bit stream port; the later AIE-ML v2 manual (AM027) gives its memory tile
     /// 64-bit channels, which would halve this term.
     pub memtile_channel_bytes_per_cycle: f64,
 }
 
 impl CostConstants {
+    /// The model's default constants for `device`.
     pub fn for_device(device: &DeviceModel) -> CostConstants {
         CostConstants {
             clock_hz: device.clock_hz,
@@ -108,13 +113,18 @@ impl CostConstants {
 pub enum Bound {
     /// The launch overhead exceeds both compute and data time.
     Launch,
+    /// Compute time exceeds data time.
     Compute,
+    /// Data time, set by the DDR bandwidth.
     Ddr,
+    /// Data time, set by the busiest shim DMA channel.
     Shim,
+    /// Data time, set by the busiest memory-tile DMA channel.
     MemoryTile,
 }
 
 impl Bound {
+    /// How the estimate's note names it (`compute-bound`, `DDR-bound`, ...).
     pub fn phrase(self) -> &'static str {
         match self {
             Bound::Launch => "launch-overhead-bound",
@@ -146,30 +156,38 @@ pub struct CostBreakdown {
     pub stmt_code: Vec<StmtCode>,
     /// Per-core compute cycles (MAC efficiency included).
     pub compute_cycles: u64,
+    /// Compute time, seconds: `compute_cycles` at the clock.
     pub compute_s: f64,
     /// Bytes through the shim DMAs, in and out.
     pub shim_bytes: u64,
     /// Bytes on the busiest shim DMA channel.
     pub shim_channel_max_bytes: u64,
+    /// Seconds the busiest shim channel takes.
     pub shim_s: f64,
+    /// Seconds all shim bytes take at the DDR bandwidth.
     pub ddr_s: f64,
     /// Bytes on the busiest memory-tile DMA channel.
     pub memtile_channel_max_bytes: u64,
+    /// Seconds the busiest memory-tile channel takes.
     pub memtile_s: f64,
     /// max(shim, DDR, memory tile).
     pub data_s: f64,
+    /// The launch overhead, seconds.
     pub launch_s: f64,
+    /// launch + max(compute, data): the estimate.
     pub total_s: f64,
+    /// The term that set the total.
     pub bound: Bound,
 }
 
 /// The estimate with the device's default constants. `scalar_stmts`: spans of the statements the
 /// lowering emitted as scalar code for the target.
-pub fn estimate(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> CostEstimate {
+pub(crate) fn estimate(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> CostEstimate {
     estimate_with(kernel, design, scalar_stmts, &CostConstants::for_device(&design.device))
 }
 
-pub fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostEstimate {
+/// [`estimate`] with the constants `k`.
+pub(crate) fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostEstimate {
     let b = breakdown(kernel, design, scalar_stmts, k);
     CostEstimate {
         macs: b.macs,
@@ -188,6 +206,9 @@ pub fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k:
     }
 }
 
+/// Every term of the estimate for `kernel` scheduled as `design` under the constants `k`;
+/// `scalar_stmts` are the spans of the statements the lowering emitted as scalar code
+/// (the lowering's notes in [`Compiled::notes`](crate::Compiled::notes) point at them).
 pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostBreakdown {
     let device = &design.device;
     let cores = (design.rows_used * design.cols_used).max(1) as f64;
@@ -201,6 +222,9 @@ pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &Co
         let mut sum_of_products = false;
         stmt.value.walk(&mut |e| {
             ops_per_elem += 1;
+            if let Expr::ArgReduce { dim, .. } = e {
+                reduce_len *= kernel.dims[*dim].size;
+            }
             if let Expr::Reduce { op, dims, body, .. } = e {
                 reduce_len *= dims.iter().map(|&d| kernel.dims[d].size).product::<u64>();
                 if *op == ReduceOp::Sum {
@@ -309,7 +333,7 @@ fn memtile_channel_bytes(design: &Design, shim: &BTreeMap<usize, u64>) -> Vec<u6
 /// produces carries its source location. If the lowering cannot be rerun, a statement counts as
 /// MAC work when it is a `sum` of a product of loads, as scalar code when it selects on indices
 /// or is in `scalar_stmts`, and as vector code otherwise.
-pub fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Vec<StmtCode> {
+pub(crate) fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Vec<StmtCode> {
     let lowered = crate::lower::lower(kernel, design).ok();
     let mut seen: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     if let Some(l) = &lowered {
@@ -334,7 +358,8 @@ pub fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Ve
                 };
             }
             let mut select = false;
-            stmt.value.walk(&mut |e| select |= matches!(e, Expr::Select { .. }));
+            stmt.value
+                .walk(&mut |e| select |= matches!(e, Expr::Select { .. } | Expr::Index { .. } | Expr::ArgReduce { .. }));
             match mac_dtype {
                 _ if select || scalar_stmts.contains(&stmt.span) => StmtCode::Scalar,
                 Some(dt) => StmtCode::Mac(dt),

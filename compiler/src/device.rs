@@ -4,13 +4,15 @@
 use crate::target_rules::AieTarget;
 use serde::Serialize;
 
+/// A tile of the AIE array: column and row (row 0 is the shim row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct TileCoord {
-    pub col: u32,
-    pub row: u32,
+    pub(crate) col: u32,
+    pub(crate) row: u32,
 }
 
 impl TileCoord {
+    /// The tile at column `col`, row `row`.
     pub fn new(col: u32, row: u32) -> TileCoord {
         TileCoord { col, row }
     }
@@ -22,16 +24,21 @@ impl std::fmt::Display for TileCoord {
     }
 }
 
+/// What a tile is, by its row: each kind has its own memory and DMA resources ([`TileLimits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TileKind {
+    /// Row 0: the interface to host memory (DDR); no data memory of its own.
     Shim,
+    /// The memory-tile row: a large buffer between the shim and the compute tiles.
     Memory,
+    /// The rows of cores, each with its own data and program memory.
     Compute,
 }
 
 impl TileKind {
-    pub fn name(self) -> &'static str {
+    /// The kind's name as design.json and the diagnostics spell it.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TileKind::Shim => "shim",
             TileKind::Memory => "memory",
@@ -43,45 +50,52 @@ impl TileKind {
 /// Per-tile-kind resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileLimits {
+    /// Data memory a tile of this kind has, bytes.
     pub data_bytes: usize,
-    pub locks: usize,
-    pub bds: usize,
-    pub dma_in: usize,
-    pub dma_out: usize,
+    pub(crate) locks: usize,
+    pub(crate) bds: usize,
+    pub(crate) dma_in: usize,
+    pub(crate) dma_out: usize,
     /// Dimensions a buffer descriptor can address.
-    pub bd_dims: usize,
+    pub(crate) bd_dims: usize,
 }
 
+/// One NPU generation as the compiler sees it: the array's shape, each tile kind's resources,
+/// the shim DMA limits and the rates the cost model uses. [`DeviceModel::npu1`] and
+/// [`DeviceModel::npu2`] are the devices aiec targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceModel {
+    /// The device name mlir-aie uses (`npu1`, `npu2`).
     pub name: &'static str,
     /// The AIE architecture of the compute tiles (what mlir-aie's core passes target).
-    pub target: AieTarget,
-    pub columns: u32,
+    pub(crate) target: AieTarget,
+    pub(crate) columns: u32,
     /// Compute rows are `first_compute_row .. first_compute_row + compute_rows`.
-    pub compute_rows: u32,
-    pub first_compute_row: u32,
-    pub memory_row: u32,
-    pub shim_row: u32,
+    pub(crate) compute_rows: u32,
+    pub(crate) first_compute_row: u32,
+    pub(crate) memory_row: u32,
+    pub(crate) shim_row: u32,
+    /// A compute tile's resources.
     pub compute: TileLimits,
-    pub memory: TileLimits,
-    pub shim: TileLimits,
-    pub program_bytes: usize,
-    pub default_stack_bytes: usize,
+    pub(crate) memory: TileLimits,
+    pub(crate) shim: TileLimits,
+    pub(crate) program_bytes: usize,
+    pub(crate) default_stack_bytes: usize,
     /// Shim DMA (dma_memcpy_nd) limits, from the AIE-ML NoC module's BD fields.
-    pub shim_wrap_max_words: u64,
-    pub shim_step_max_words: u64,
-    pub shim_repeat_max: u64,
-    pub max_sequence_args: usize,
+    pub(crate) shim_wrap_max_words: u64,
+    pub(crate) shim_step_max_words: u64,
+    pub(crate) shim_repeat_max: u64,
+    pub(crate) max_sequence_args: usize,
     /// Multiply-accumulates per cycle per compute tile.
-    pub int8_macs_per_cycle: u64,
-    pub bf16_macs_per_cycle: u64,
-    pub clock_hz: f64,
+    pub(crate) int8_macs_per_cycle: u64,
+    pub(crate) bf16_macs_per_cycle: u64,
+    pub(crate) clock_hz: f64,
     /// Bytes per cycle per DMA channel (4-byte words).
-    pub dma_bytes_per_cycle: u64,
+    pub(crate) dma_bytes_per_cycle: u64,
 }
 
 impl DeviceModel {
+    /// Phoenix / Hawk Point (XDNA): 4 columns of AIE2 tiles.
     pub fn npu1() -> DeviceModel {
         DeviceModel {
             name: "npu1",
@@ -93,6 +107,7 @@ impl DeviceModel {
             ..Self::common()
         }
     }
+    /// Strix (XDNA2): 8 columns of AIE2P tiles.
     pub fn npu2() -> DeviceModel {
         DeviceModel {
             name: "npu2",
@@ -149,6 +164,7 @@ impl DeviceModel {
             dma_bytes_per_cycle: 4,
         }
     }
+    /// The device called `name` (`npu1` or `npu2`), if aiec targets it.
     pub fn by_name(name: &str) -> Option<DeviceModel> {
         match name {
             "npu1" => Some(Self::npu1()),
@@ -156,7 +172,7 @@ impl DeviceModel {
             _ => None,
         }
     }
-    pub fn kind(&self, t: TileCoord) -> TileKind {
+    pub(crate) fn kind(&self, t: TileCoord) -> TileKind {
         if t.row == self.shim_row {
             TileKind::Shim
         } else if t.row == self.memory_row {
@@ -165,14 +181,14 @@ impl DeviceModel {
             TileKind::Compute
         }
     }
-    pub fn limits(&self, kind: TileKind) -> &TileLimits {
+    pub(crate) fn limits(&self, kind: TileKind) -> &TileLimits {
         match kind {
             TileKind::Shim => &self.shim,
             TileKind::Memory => &self.memory,
             TileKind::Compute => &self.compute,
         }
     }
-    pub fn compute_tile(&self, col: u32, row_index: u32) -> TileCoord {
+    pub(crate) fn compute_tile(&self, col: u32, row_index: u32) -> TileCoord {
         TileCoord::new(col, self.first_compute_row + row_index)
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 /// A named source text (a `.tile` file, or `<rust>` for the builder API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub name: String,
-    pub text: String,
+    pub(crate) name: String,
+    pub(crate) text: String,
 }
 
 impl Source {
+    /// A source called `name` (shown in diagnostics as `name:line:col`) holding `text`.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
         Arc::new(Source {
             name: name.into(),
@@ -18,7 +19,7 @@ impl Source {
         })
     }
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
@@ -34,8 +35,10 @@ impl Source {
 /// A byte range in a [`Source`]. Builder-API spans carry the Rust caller's file and line instead.
 #[derive(Debug, Clone)]
 pub struct Span {
-    pub source: Arc<Source>,
+    pub(crate) source: Arc<Source>,
+    /// Byte offset of the first byte.
     pub start: usize,
+    /// Byte offset past the last byte.
     pub end: usize,
 }
 
@@ -46,6 +49,7 @@ impl PartialEq for Span {
 }
 
 impl Span {
+    /// Bytes `start..end` of `source`.
     pub fn new(source: &Arc<Source>, start: usize, end: usize) -> Span {
         Span {
             source: source.clone(),
@@ -55,7 +59,7 @@ impl Span {
     }
     /// A span for code written with the Rust builder API: names the caller's file:line.
     #[track_caller]
-    pub fn caller() -> Span {
+    pub(crate) fn caller() -> Span {
         let loc = std::panic::Location::caller();
         let text = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
         Span {
@@ -64,7 +68,7 @@ impl Span {
             end: 0,
         }
     }
-    /// `file:line:col`
+    /// Where the span starts, as `file:line:col` (for a builder-API span, the Rust caller's).
     pub fn location(&self) -> String {
         if self.source.text.is_empty() {
             return self.source.name.clone();
@@ -72,10 +76,8 @@ impl Span {
         let (l, c) = self.source.line_col(self.start);
         format!("{}:{}:{}", self.source.name, l, c)
     }
-    pub fn line(&self) -> usize {
-        self.source.line_col(self.start).0
-    }
-    pub fn to(&self, other: &Span) -> Span {
+    /// The span from the start of `self` to the end of `other` (same source).
+    pub(crate) fn to(&self, other: &Span) -> Span {
         Span {
             source: self.source.clone(),
             start: self.start.min(other.start),
@@ -95,26 +97,25 @@ impl Span {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
+    /// The one-line message after `error:` / `note:`.
     pub message: String,
+    /// Where in the source it points, when it points anywhere.
     pub span: Option<Span>,
-    pub label: Option<String>,
+    /// `= note:` lines: further explanation or a suggested fix.
     pub notes: Vec<String>,
 }
 
 impl Diagnostic {
-    pub fn new(message: impl Into<String>, span: Option<&Span>) -> Diagnostic {
+    /// A diagnostic with `message` at `span` and no notes.
+    pub(crate) fn new(message: impl Into<String>, span: Option<&Span>) -> Diagnostic {
         Diagnostic {
             message: message.into(),
             span: span.cloned(),
-            label: None,
             notes: Vec::new(),
         }
     }
-    pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
-        self
-    }
-    pub fn note(mut self, note: impl Into<String>) -> Self {
+    /// Adds a `= note:` line.
+    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
     }
@@ -146,11 +147,7 @@ impl Diagnostic {
                 let pad = " ".repeat(num.len());
                 writeln!(f, "{pad} |")?;
                 writeln!(f, "{num} | {text}")?;
-                write!(f, "{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width))?;
-                if let Some(label) = &self.label {
-                    write!(f, " {label}")?;
-                }
-                writeln!(f)?;
+                writeln!(f, "{pad} | {}{}", " ".repeat(col - 1), "^".repeat(width))?;
             }
         }
         for n in &self.notes {
@@ -189,6 +186,7 @@ impl fmt::Display for Diagnostic {
 /// Errors of the compiler. Each variant is a kind of failure; all carry a located diagnostic.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
+    /// Source text that does not parse (syntax, or a source too large or too deeply nested).
     #[error("{0}")]
     Parse(Diagnostic),
     /// Unknown names, dtype mismatches, malformed statements.
@@ -210,6 +208,7 @@ pub enum CompileError {
 }
 
 impl CompileError {
+    /// The located diagnostic every variant carries.
     pub fn diagnostic(&self) -> &Diagnostic {
         match self {
             CompileError::Parse(d)

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 /// An MLIR context with every upstream dialect and unregistered (aie) ops allowed.
-pub fn mlir_context() -> Context {
+pub(crate) fn mlir_context() -> Context {
     let registry = DialectRegistry::new();
     register_all_dialects(&registry);
     let context = Context::new_with_registry(&registry, false);
@@ -64,13 +64,13 @@ fn verify_generic_located(text: &str) -> Result<(String, Vec<Option<String>>), S
 }
 
 /// The emitted module in both syntaxes.
-pub struct EmittedMlir {
+pub(crate) struct EmittedMlir {
     /// mlir-aie custom syntax (design.mlir).
-    pub custom: String,
+    pub(crate) custom: String,
     /// aie ops in generic form, as MLIR printed them.
-    pub generic: String,
+    pub(crate) generic: String,
     /// Per line of `custom` (0-based), the DSL location (`file:line:col`) of the op on it.
-    pub source_lines: Vec<Option<String>>,
+    pub(crate) source_lines: Vec<Option<String>>,
 }
 
 /// Pairs each line of MLIR's plain printing with the location the debug-info printing of the
@@ -107,7 +107,7 @@ fn line_locations(plain: &str, dbg: &str) -> Vec<Option<String>> {
 }
 
 /// `arg_names` names the runtime-sequence arguments (the host tensors) in order.
-pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
+pub(crate) fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
     let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
     let (generic, located) = verify_generic_located(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
@@ -130,7 +130,7 @@ pub fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, C
 /// MLIR numbers the results of unregistered ops (`%0 = aie.tile(0, 2)`); mlir-aie designs name
 /// them. Renames tiles to `%tile_C_R`, cores to `%core_C_R`, buffers to their symbol and the
 /// runtime-sequence arguments to their tensors' names. Deterministic: a pure function of the printed text.
-pub fn readable_names(text: &str, arg_names: &[String]) -> String {
+pub(crate) fn readable_names(text: &str, arg_names: &[String]) -> String {
     let mut map: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         let l = line.trim_start();

@@ -14,21 +14,30 @@ use rand::{Rng, SeedableRng};
 /// A host tensor that cannot be allocated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HostDataError {
-    /// Larger than a runtime-sequence argument may be ([`MAX_ARGUMENT_BYTES`]).
+    /// Larger than a runtime-sequence argument may be (2 GiB).
     #[error("{what} is {bytes} bytes ({elements} {dtype} elements), larger than the {limit} bytes a runtime-sequence argument may hold")]
     TooLarge {
+        /// The tensor (`argument x`, `a host buffer`, ...).
         what: String,
+        /// Its size.
         bytes: u128,
+        /// Its element count.
         elements: u128,
+        /// Its element type, as MLIR spells it.
         dtype: &'static str,
+        /// The largest size allowed, bytes.
         limit: u64,
     },
     /// The host refused the memory.
     #[error("{what}: cannot allocate {bytes} bytes of host memory ({elements} elements of {elem_bytes} bytes)")]
     OutOfMemory {
+        /// The tensor (`argument x`, `a host buffer`, ...).
         what: String,
+        /// The bytes asked for.
         bytes: u128,
+        /// The element count.
         elements: usize,
+        /// Bytes per element.
         elem_bytes: usize,
     },
 }
@@ -42,7 +51,7 @@ impl HostDataError {
 }
 
 /// Checks a tensor of `shape` x `dtype` against [`MAX_ARGUMENT_BYTES`]; returns its element count.
-pub fn check_size(what: &str, shape: &[usize], dtype: DType) -> Result<usize, HostDataError> {
+pub(crate) fn check_size(what: &str, shape: &[usize], dtype: DType) -> Result<usize, HostDataError> {
     let elements = shape.iter().try_fold(1u128, |acc, &n| acc.checked_mul(n as u128)).unwrap_or(u128::MAX);
     let bytes = elements.saturating_mul(dtype.size_bytes() as u128);
     if bytes > MAX_ARGUMENT_BYTES as u128 {
@@ -75,7 +84,7 @@ pub fn to_buffer(a: &ArrayD<f64>, dtype: DType) -> HostBuffer {
 }
 
 /// [`to_buffer`], failing cleanly when the buffer is too large or the memory is refused.
-pub fn try_to_buffer(a: &ArrayD<f64>, dtype: DType) -> Result<HostBuffer, HostDataError> {
+pub(crate) fn try_to_buffer(a: &ArrayD<f64>, dtype: DType) -> Result<HostBuffer, HostDataError> {
     check_size("a host buffer", a.shape(), dtype)?;
     let mut bytes = try_vec::<u8>("a host buffer", a.len() * dtype.size_bytes())?;
     for &v in a.iter() {
@@ -125,7 +134,7 @@ pub fn random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -> Ar
 }
 
 /// [`random`], failing cleanly when the tensor is too large or the memory is refused.
-pub fn try_random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -> Result<ArrayD<f64>, HostDataError> {
+pub(crate) fn try_random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -> Result<ArrayD<f64>, HostDataError> {
     let n = check_size("a host tensor", shape, dtype)?;
     let mut v = try_vec::<f64>("the values of a host tensor", n)?;
     v.extend((0..n).map(|_| match dtype {
@@ -139,7 +148,7 @@ pub fn try_random(shape: &[usize], dtype: DType, rng: &mut rand::rngs::StdRng) -
 }
 
 /// A zeroed buffer for an argument, failing cleanly when it is too large or the memory is refused.
-pub fn try_zeros(arg: &aiec_runtime::ArgSpec) -> Result<HostBuffer, HostDataError> {
+pub(crate) fn try_zeros(arg: &aiec_runtime::ArgSpec) -> Result<HostBuffer, HostDataError> {
     let what = format!("argument {}", arg.name);
     let n = check_size(&what, &arg.shape, arg.dtype)?;
     let len = n * arg.dtype.size_bytes();
@@ -152,6 +161,7 @@ pub fn try_zeros(arg: &aiec_runtime::ArgSpec) -> Result<HostBuffer, HostDataErro
     })
 }
 
+/// The seeded random number generator the `random*` functions draw from.
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
@@ -163,7 +173,8 @@ pub fn random_arguments(args: &[aiec_runtime::ArgSpec], seed: u64, shape_input: 
 }
 
 /// [`random_arguments`], failing cleanly (naming the argument, its size and the limit) when an
-/// argument is larger than [`MAX_ARGUMENT_BYTES`] or the host refuses the memory.
+/// argument is larger than a runtime-sequence argument may be (2 GiB) or the host refuses the
+/// memory.
 pub fn try_random_arguments(
     args: &[aiec_runtime::ArgSpec],
     seed: u64,
@@ -192,9 +203,11 @@ pub fn try_random_arguments(
 /// How an output compared with its reference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
+    /// Every element equal to the reference's value (a NaN matching a NaN).
     pub exact: bool,
-    pub max_abs: f64,
-    pub max_rel: f64,
+    pub(crate) max_abs: f64,
+    pub(crate) max_rel: f64,
+    /// Elements outside their bound (a shape mismatch counts as one).
     pub mismatches: usize,
     /// (flat index, got, want) of the first element out of its bound.
     pub first_mismatch: Option<(usize, f64, f64)>,
@@ -210,8 +223,11 @@ pub struct Comparison {
 pub struct Worst {
     /// Index into the reference's shape.
     pub index: Vec<usize>,
+    /// The value the backend produced.
     pub got: f64,
+    /// The reference's value.
     pub want: f64,
+    /// The reference's error bound for this element.
     pub bound: f64,
     /// `|got - want| / bound`: at most 1 inside the bound; infinite for a difference where the
     /// bound is 0 or for a wrong special value.
@@ -219,6 +235,7 @@ pub struct Worst {
 }
 
 impl Comparison {
+    /// No element outside its bound.
     pub fn passed(&self) -> bool {
         self.mismatches == 0
     }
@@ -303,7 +320,7 @@ pub fn compare_bounded(got: &ArrayD<f64>, want: &ArrayD<f64>, bound: &ArrayD<f64
 }
 
 /// The index in `shape` (row-major) of flat position `flat`.
-pub fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     let mut index = vec![0; shape.len()];
     for (k, &n) in shape.iter().enumerate().rev() {
         if n > 0 {

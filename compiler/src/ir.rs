@@ -14,44 +14,64 @@ use crate::diag::Span;
 use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
 use aiec_runtime::DType;
 
+/// A dim: its index in [`Kernel::dims`].
 pub type DimId = usize;
+/// A tensor (host or local): its index in [`Kernel::tensors`].
 pub type TensorId = usize;
 
+/// A type-checked kernel: what every pass after the front ends works on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kernel {
+    /// The kernel's name (`kernel NAME { .. }`); names the artifact directory.
     pub name: String,
+    /// The iteration dims, in declaration order ([`DimId`] indexes this).
     pub dims: Vec<Dim>,
+    /// Inputs, outputs and locals, in declaration order ([`TensorId`] indexes this).
     pub tensors: Vec<Tensor>,
+    /// How output tiles spread over the compute array.
     pub spread: Spread,
     /// Object FIFO depth (2: double buffering).
     pub depth: usize,
+    /// Where `depth` was set, if the kernel set it.
     pub depth_span: Option<Span>,
+    /// The statements, run in order on every output tile.
     pub stmts: Vec<Stmt>,
+    /// The whole kernel's source.
     pub span: Span,
 }
 
+/// An iteration dim (`dim M = 512 tile 64`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dim {
+    /// The name kernels index with.
     pub name: String,
+    /// Global extent.
     pub size: u64,
     /// L1 tile extent; equals `size` when the dim is not split.
     pub tile: u64,
+    /// The declaration.
     pub span: Span,
 }
 
 impl Dim {
-    pub fn tiles(&self) -> u64 {
+    /// Number of tiles along the dim.
+    pub(crate) fn tiles(&self) -> u64 {
         self.size / self.tile
     }
-    pub fn is_split(&self) -> bool {
+    /// Whether the dim has more than one tile.
+    pub(crate) fn is_split(&self) -> bool {
         self.tile < self.size
     }
 }
 
+/// A declared tensor: a host input or output, or a core-local scratch tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// The declared name.
     pub name: String,
+    /// Input, output or local.
     pub role: Role,
+    /// Element type in memory (compute happens in [`ScalarType`]).
     pub dtype: DType,
     /// Host shape (for locals: the tile extents of `local_dims`).
     pub shape: Vec<u64>,
@@ -59,11 +79,13 @@ pub struct Tensor {
     pub local_dims: Vec<DimId>,
     /// For host tensors: the one index pattern all statements use to access it.
     pub access: Option<Vec<Affine>>,
+    /// The declaration.
     pub span: Span,
 }
 
 impl Tensor {
-    pub fn is_host(&self) -> bool {
+    /// Whether the tensor lives in host memory (an input or output, not a local).
+    pub(crate) fn is_host(&self) -> bool {
         self.role != Role::Local
     }
 }
@@ -75,17 +97,21 @@ pub struct Spread {
     pub rows: Option<DimId>,
     /// Tiles of this dim go to different columns.
     pub cols: Option<DimId>,
+    /// The `spread` item, if the kernel has one.
     pub span: Option<Span>,
 }
 
 /// `sum(coef * dim) + constant`, in global (untiled) index space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Affine {
+    /// `(coef, dim)` pairs; a dim appears at most once.
     pub terms: Vec<(i64, DimId)>,
+    /// The constant offset.
     pub constant: i64,
 }
 
 impl Affine {
+    /// The plain index `d`.
     pub fn dim(d: DimId) -> Affine {
         Affine {
             terms: vec![(1, d)],
@@ -93,33 +119,43 @@ impl Affine {
         }
     }
     /// The single dim of a plain `D` index, if that is what this is.
-    pub fn as_dim(&self) -> Option<DimId> {
+    pub(crate) fn as_dim(&self) -> Option<DimId> {
         match self.terms.as_slice() {
             [(1, d)] if self.constant == 0 => Some(*d),
             _ => None,
         }
     }
-    pub fn dims(&self) -> impl Iterator<Item = DimId> + '_ {
+    /// The dims of the terms.
+    pub(crate) fn dims(&self) -> impl Iterator<Item = DimId> + '_ {
         self.terms.iter().map(|(_, d)| *d)
     }
 }
 
+/// The type values are computed in (every narrower dtype widens to one of these on load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalarType {
+    /// 32-bit signed integer: every integer dtype computes in it.
     I32,
+    /// 32-bit float: f32 and bf16 compute in it.
     F32,
 }
 
+/// One statement: `target[target_dims] = value` (or `+=`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stmt {
+    /// The tensor written.
     pub target: TensorId,
     /// The target's index dims (plain dims only).
     pub target_dims: Vec<DimId>,
+    /// `+=`: adds to the target (summing dims missing from it) instead of overwriting it.
     pub accumulate: bool,
+    /// The right-hand side.
     pub value: Expr,
+    /// The statement's source.
     pub span: Span,
 }
 
+/// How [`Expr::Convert`] narrows or converts its value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Convert {
     /// Value conversion to `to`'s range/precision (see the AST's `Cast`).
@@ -128,52 +164,133 @@ pub enum Convert {
     Srs(u32),
 }
 
+/// A typed expression; every node but `Index` and `ArgReduce` carries its compute type `ty`
+/// (see [`Expr::ty`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// A literal (a whole number for `I32`).
     Const {
+        /// The value.
         value: f64,
+        /// Its compute type.
         ty: ScalarType,
     },
+    /// `tensor[indices]`: one element of a host tensor or local.
     Load {
+        /// The tensor read.
         tensor: TensorId,
+        /// One index per axis, in global index space (locals: plain dims).
         indices: Vec<Affine>,
+        /// The loaded value's compute type.
         ty: ScalarType,
     },
+    /// `op(arg)`.
     Unary {
+        /// The operation.
         op: UnaryOp,
+        /// The operand.
         arg: Box<Expr>,
+        /// Result type (that of `arg`).
         ty: ScalarType,
     },
+    /// `lhs op rhs`.
     Binary {
+        /// The operation.
         op: BinaryOp,
+        /// Left operand.
         lhs: Box<Expr>,
+        /// Right operand, of the same type.
         rhs: Box<Expr>,
+        /// Result type (that of both operands).
         ty: ScalarType,
     },
+    /// `op[dims](body)`: reduces `body` over whole `dims` (across their tiles for split dims).
     Reduce {
+        /// Sum, max or min.
         op: ReduceOp,
+        /// The dims reduced over.
         dims: Vec<DimId>,
+        /// The reduced expression.
         body: Box<Expr>,
+        /// Result type (that of `body`).
         ty: ScalarType,
     },
     /// Converts to `to` (the value keeps its compute type: I32 for ints, F32 for floats).
     Convert {
+        /// The dtype whose range and precision the value takes.
         to: DType,
+        /// Plain conversion or shift-round-saturate.
         kind: Convert,
+        /// The converted value.
         arg: Box<Expr>,
+        /// Result type (the compute type of `to`).
         ty: ScalarType,
     },
+    /// `then` where the global index values satisfy `lhs cmp rhs`, else `otherwise`.
     Select {
+        /// Left index expression.
         lhs: Affine,
+        /// The comparison.
         cmp: CmpOp,
+        /// Right index expression.
         rhs: Affine,
+        /// The value where the comparison holds.
         then: Box<Expr>,
+        /// The value elsewhere.
         otherwise: Box<Expr>,
+        /// Result type (that of both branches).
         ty: ScalarType,
+    },
+    /// `then` where `lhs cmp rhs` holds, else `otherwise`; `lhs` and `rhs` share a type (float
+    /// comparisons are ordered, except `!=`, which holds for NaN).
+    ValueSelect {
+        /// Left value compared.
+        lhs: Box<Expr>,
+        /// The comparison.
+        cmp: CmpOp,
+        /// Right value compared.
+        rhs: Box<Expr>,
+        /// The value where the comparison holds.
+        then: Box<Expr>,
+        /// The value elsewhere.
+        otherwise: Box<Expr>,
+        /// Result type (that of both branches).
+        ty: ScalarType,
+    },
+    /// A dim's global index value (I32).
+    Index {
+        /// The dim.
+        dim: DimId,
+    },
+    /// `tensor[.., index, ..]`: a load whose axis `axis` is indexed by the integer value `index`
+    /// (clamped into the axis), the others by `indices` (which hold 0 at `axis`). The gathered
+    /// axis is sent whole to the cores.
+    Gather {
+        /// The tensor read (a host input).
+        tensor: TensorId,
+        /// Indices of the other axes.
+        indices: Vec<Affine>,
+        /// The axis indexed by a value.
+        axis: usize,
+        /// The I32 value indexing `axis`.
+        index: Box<Expr>,
+        /// The loaded value's compute type.
+        ty: ScalarType,
+    },
+    /// The global index (I32) along `dim` of the first largest (`max`) or smallest value of
+    /// `body`; NaNs are never chosen (all NaN: index 0).
+    ArgReduce {
+        /// `argmax` (true) or `argmin`.
+        max: bool,
+        /// The dim searched.
+        dim: DimId,
+        /// The values compared.
+        body: Box<Expr>,
     },
 }
 
 impl Expr {
+    /// The compute type of the value (`I32` for indices and arg-reductions).
     pub fn ty(&self) -> ScalarType {
         match self {
             Expr::Const { ty, .. }
@@ -182,15 +299,26 @@ impl Expr {
             | Expr::Binary { ty, .. }
             | Expr::Reduce { ty, .. }
             | Expr::Convert { ty, .. }
-            | Expr::Select { ty, .. } => *ty,
+            | Expr::Select { ty, .. }
+            | Expr::Gather { ty, .. }
+            | Expr::ValueSelect { ty, .. } => *ty,
+            Expr::Index { .. } | Expr::ArgReduce { .. } => ScalarType::I32,
         }
     }
     /// Visits this expression and all sub-expressions, parents first.
     pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Expr)) {
         f(self);
         match self {
-            Expr::Const { .. } | Expr::Load { .. } => {}
+            Expr::Const { .. } | Expr::Load { .. } | Expr::Index { .. } => {}
             Expr::Unary { arg, .. } | Expr::Convert { arg, .. } => arg.walk(f),
+            Expr::ArgReduce { body, .. } => body.walk(f),
+            Expr::Gather { index, .. } => index.walk(f),
+            Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
+                lhs.walk(f);
+                rhs.walk(f);
+                then.walk(f);
+                otherwise.walk(f);
+            }
             Expr::Binary { lhs, rhs, .. } => {
                 lhs.walk(f);
                 rhs.walk(f);
@@ -204,7 +332,8 @@ impl Expr {
     }
 }
 
-pub fn scalar_type_of(dtype: DType) -> ScalarType {
+/// The compute type a value of `dtype` is loaded into.
+pub(crate) fn scalar_type_of(dtype: DType) -> ScalarType {
     if dtype.is_float() {
         ScalarType::F32
     } else {

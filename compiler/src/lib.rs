@@ -2,9 +2,17 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! [`lower`] (core bodies under the per-target rules of [`target_rules`], module text) ->
-//! [`emit`] (MLIR parse/verify/print, custom syntax) and [`design_json`]. [`reference`] runs any
-//! kernel on the host as the ground truth; [`toolchain`] drives mlir-aie's tools.
+//! `lower` (core bodies under the per-target rules of [`target_rules`], module text) ->
+//! [`emit`] (MLIR parse/verify/print, custom syntax) and design.json.
+//! [`reference`](mod@reference) runs any kernel on the host as the ground truth; [`toolchain`]
+//! drives mlir-aie's tools; [`passes`] names the passes and prints their results.
+//!
+//! Entry points: [`compile_source`] (`.tile` text), [`parse_file`] then [`compile_kernel`], or a
+//! kernel written with [`dsl::builder`] passed to [`compile_kernel`]. The result, [`Compiled`],
+//! holds design.mlir and design.json ([`Compiled::write_to`] writes them) and can check itself on
+//! the emulator against the reference ([`Compiled::emulate_against_reference`]).
+
+#![warn(missing_docs)]
 
 pub mod check;
 pub mod cost;
@@ -14,34 +22,119 @@ pub mod dsl;
 pub mod emit;
 pub mod hostdata;
 pub mod ir;
-pub mod lower;
+pub(crate) mod lower;
+pub mod passes;
 pub mod reference;
 pub mod schedule;
 pub mod target_rules;
 pub mod toolchain;
 
 use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, TileUse, DESIGN_JSON_FORMAT};
+pub use aiec_runtime::emulator::Emulator;
+pub use aiec_runtime::{DType, HostBuffer};
 pub use device::DeviceModel;
 pub use diag::{CompileError, Diagnostic, Source, Span};
 use std::path::Path;
 
 /// Everything the compiler produces for one kernel on one device.
 pub struct Compiled {
+    /// The type-checked kernel.
     pub kernel: ir::Kernel,
+    /// The placement, object FIFOs and runtime sequence kept by the placement search.
     pub design: schedule::Design,
+    /// What each tile of the design uses (all within the device's limits).
     pub budgets: Vec<check::TileMemoryBudget>,
     /// design.mlir: mlir-aie custom syntax.
     pub mlir: String,
     /// The same module with aie ops in MLIR's generic form.
     pub generic: String,
+    /// design.json: the runtime-sequence arguments, per-tile use and the cost estimate.
     pub json: DesignJson,
     /// Advice that did not stop compilation (e.g. statements the target runs as scalar code).
     pub notes: Vec<Diagnostic>,
     /// Per line of `mlir` (0-based), the DSL location (`file:line:col`) of the op on it.
-    pub source_lines: Vec<Option<String>>,
+    pub(crate) source_lines: Vec<Option<String>>,
+}
+
+/// One output of [`Compiled::emulate_against_reference`]: how the emulator's values compared
+/// with the reference interpreter's, element by element within its error bounds.
+#[derive(Debug, Clone)]
+pub struct OutputCheck {
+    /// The output tensor's name.
+    pub name: String,
+    /// Its element type.
+    pub dtype: DType,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// The comparison (exactness, worst element, elements outside their bound).
+    pub comparison: hostdata::Comparison,
+}
+
+impl OutputCheck {
+    /// Every element within its bound.
+    pub fn passed(&self) -> bool {
+        self.comparison.passed()
+    }
+}
+
+/// Why [`Compiled::emulate_against_reference`] could not compare.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The random inputs could not be made (an argument too large for the host).
+    #[error("inputs: {0}")]
+    Inputs(#[from] hostdata::HostDataError),
+    /// The reference interpreter failed.
+    #[error("reference: {0}")]
+    Reference(#[from] reference::ReferenceError),
+    /// The emulator failed (a deadlock, an out-of-bounds access, a design error).
+    #[error("emulator: {0}")]
+    Emulator(#[from] aiec_runtime::RuntimeError),
 }
 
 impl Compiled {
+    /// Writes `design.mlir` and `design.json` into `dir` (created if missing), each through a
+    /// temporary file renamed into place, so a failure leaves no half-written artifact.
+    pub fn write_to(&self, dir: impl AsRef<Path>) -> Result<(), FileError> {
+        let dir = dir.as_ref();
+        let io = |p: &Path, source: std::io::Error| FileError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let files = [("design.mlir", self.mlir.clone()), ("design.json", self.json.to_pretty_json())];
+        let mut temps = Vec::new();
+        for (name, text) in &files {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+            temps.push((tmp, dir.join(name)));
+        }
+        for (tmp, dst) in temps {
+            std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the design on the emulator with random inputs drawn from `seed` (as `aiec run
+    /// --emulate --seed SEED` does) and compares every output with the reference interpreter
+    /// within its per-element error bound.
+    pub fn emulate_against_reference(&self, seed: u64) -> Result<Vec<OutputCheck>, VerifyError> {
+        let (inputs, mut bufs) = hostdata::try_random_arguments(&self.json.arguments, seed, |_, _| {})?;
+        let expected = reference::run_reference_with_bounds(&self.kernel, &inputs)?;
+        Emulator::new().run_mlir(&self.mlir, &format!("{}.mlir", self.kernel.name), &mut bufs)?;
+        let outs = self.json.arguments.iter().enumerate().filter(|(_, a)| a.direction == ArgDirection::Out);
+        let mut checks = Vec::new();
+        for ((i, arg), (want, bound)) in outs.zip(&expected) {
+            let got = hostdata::try_from_buffer(&bufs[i])?;
+            checks.push(OutputCheck {
+                name: arg.name.clone(),
+                dtype: arg.dtype,
+                shape: arg.shape.clone(),
+                comparison: hostdata::compare_bounded(&got, want, bound, arg.dtype),
+            });
+        }
+        Ok(checks)
+    }
+
     /// The kernel source location (`file:line:col`) of the op on line `line` (1-based) of
     /// design.mlir, when that op was lowered from a statement.
     pub fn kernel_location(&self, line: usize) -> Option<&str> {
@@ -51,11 +144,65 @@ impl Compiled {
 
 /// Schedules, checks, lowers and emits a typed kernel.
 pub fn compile_kernel(kernel: &ir::Kernel, device: &DeviceModel) -> Result<Compiled, CompileError> {
-    let (design, budgets, placement_note) = place(kernel, device)?;
+    compile_kernel_dumping(kernel, device, &mut Dumps::none())
+}
+
+/// The dumps asked for (`--dump-after PASS`): the text of each wanted pass's result, in pass
+/// order, kept even when a later pass fails.
+#[derive(Debug, Default)]
+pub struct Dumps {
+    wanted: Vec<passes::Pass>,
+    /// (pass, its result as text), in the order the passes ran.
+    pub texts: Vec<(passes::Pass, String)>,
+}
+
+impl Dumps {
+    /// No dumps.
+    pub(crate) fn none() -> Dumps {
+        Dumps::default()
+    }
+    /// Dumps after each of `passes`.
+    pub fn after(passes: &[passes::Pass]) -> Dumps {
+        Dumps {
+            wanted: passes.to_vec(),
+            texts: Vec::new(),
+        }
+    }
+    fn add(&mut self, pass: passes::Pass, text: impl FnOnce() -> String) {
+        if self.wanted.contains(&pass) {
+            self.texts.push((pass, text()));
+        }
+    }
+    fn add_design(&mut self, kernel: &ir::Kernel, design: &schedule::Design) {
+        self.add(passes::Pass::Place, || passes::dump_placement(kernel, design));
+        self.add(passes::Pass::Route, || passes::dump_routes(kernel, design));
+        self.add(passes::Pass::Sequence, || passes::dump_sequence(kernel, design));
+    }
+}
+
+/// [`compile_kernel`], recording the result of each pass `dumps` asks for (the pass list is in
+/// [`passes`]): place, route, sequence and check as kept by the placement search, then lower and
+/// emit.
+pub fn compile_kernel_dumping(kernel: &ir::Kernel, device: &DeviceModel, dumps: &mut Dumps) -> Result<Compiled, CompileError> {
+    dumps.add(passes::Pass::Typecheck, || passes::dump_kernel(kernel));
+    let (design, budgets, placement_note) = match place(kernel, device) {
+        Ok(placed) => placed,
+        Err(e) => {
+            // The literal placement, when it schedules, shows what broke the limit.
+            if let Ok(design) = schedule::schedule(kernel, device) {
+                dumps.add_design(kernel, &design);
+            }
+            return Err(e);
+        }
+    };
+    dumps.add_design(kernel, &design);
+    dumps.add(passes::Pass::Check, || passes::dump_budgets(&design, &budgets));
     let lowered = lower::lower(kernel, &design)?;
+    dumps.add(passes::Pass::Lower, || lowered.text.clone());
     let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
     let emitted = emit::emit(&lowered.text, &arg_names)?;
+    dumps.add(passes::Pass::Emit, || emitted.custom.clone());
     let scalar: Vec<Span> = lowered.notes.iter().filter_map(|n| n.span.clone()).collect();
     let json = design_json(kernel, &design, &budgets, program_bytes, &scalar);
     Ok(Compiled {
@@ -117,7 +264,7 @@ fn place(kernel: &ir::Kernel, device: &DeviceModel) -> Result<(schedule::Design,
         }
     }
     Err(CompileError::Limit(diag.clone().note(
-        "no placement on fewer rows or columns fits either: fewer inputs per core (pack them into one tensor) or a spread over columns may",
+        "no placement on fewer rows or columns fits either: fewer tensors per core (stack them into one tensor) or a spread over columns may",
     )))
 }
 
@@ -145,25 +292,39 @@ pub fn parse_file(path: &Path) -> Result<ir::Kernel, FileError> {
 /// command line prints every variant as `error: ...` (a [`CompileError`] renders its own).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// The file (or directory) could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// The `.tile` file is not UTF-8 text.
     #[error("{path}: not UTF-8 text (invalid byte at offset {offset})")]
     NotUtf8 {
+        /// The file.
         path: String,
+        /// Byte offset of the first invalid byte.
         offset: usize,
+        /// The decoding error.
         #[source]
         source: std::str::Utf8Error,
     },
+    /// The source does not parse or type-check.
     #[error("{0}")]
     Compile(#[from] CompileError),
 }
 
 /// design.json for a compiled kernel; `scalar` are the statements the lowering left scalar.
-pub fn design_json(kernel: &ir::Kernel, design: &schedule::Design, budgets: &[check::TileMemoryBudget], program_bytes: usize, scalar: &[Span]) -> DesignJson {
+pub(crate) fn design_json(
+    kernel: &ir::Kernel,
+    design: &schedule::Design,
+    budgets: &[check::TileMemoryBudget],
+    program_bytes: usize,
+    scalar: &[Span],
+) -> DesignJson {
     let arguments = design
         .args
         .iter()

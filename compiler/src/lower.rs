@@ -22,20 +22,20 @@ use aiec_runtime::DType;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub struct Lowered {
+pub(crate) struct Lowered {
     /// The module in mlir-aie custom syntax, not yet normalized by MLIR's printer.
-    pub text: String,
+    pub(crate) text: String,
     /// Operations in the largest core body (for the program-memory estimate).
-    pub max_core_ops: usize,
+    pub(crate) max_core_ops: usize,
     /// Statements lowered to scalar code because the target rejects a vector op they need.
-    pub notes: Vec<Diagnostic>,
+    pub(crate) notes: Vec<Diagnostic>,
 }
 
 fn lower_error(msg: impl Into<String>, span: &Span) -> CompileError {
     CompileError::Lower(Diagnostic::new(msg, Some(span)))
 }
 
-pub fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
+pub(crate) fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, CompileError> {
     let mut out = String::new();
     let mut max_core_ops = 0;
     let mut notes: Vec<Diagnostic> = Vec::new();
@@ -193,7 +193,7 @@ struct Checkpoint {
 
 /// Lanes of the vectors elementwise code and reductions use: 16 x 32-bit, the width AIE-ML's
 /// vector unit computes f32/i32 at (512-bit registers hold 32 bf16 or 64 int8 for the MACs).
-pub const VECTOR_LANES: u64 = 16;
+pub(crate) const VECTOR_LANES: u64 = 16;
 
 impl<'a> CoreEmitter<'a> {
     fn new(kernel: &'a Kernel, design: &'a Design, core: &'a Core) -> Self {
@@ -355,7 +355,7 @@ impl<'a> CoreEmitter<'a> {
         }
         let mut ok = true;
         e.walk(&mut |x| match x {
-            Expr::Select { .. } => ok = false,
+            Expr::Select { .. } | Expr::Index { .. } | Expr::ArgReduce { .. } => ok = false,
             Expr::Reduce { dims, .. } if dims.contains(&d) => ok = false,
             Expr::Load { tensor, indices, .. } => {
                 let Some(buf) = self.buffers.get(tensor) else {
@@ -764,52 +764,20 @@ impl<'a> CoreEmitter<'a> {
                 ScalarType::I32 => self.ci32(*value as i64),
                 ScalarType::F32 => self.cf32(*value as f32),
             },
-            Expr::Load { tensor, indices, .. } => {
-                let buf = self
-                    .buffers
-                    .get(tensor)
-                    .cloned()
-                    .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[*tensor].name), span))?;
-                let idx: Vec<String> = match &buf.axes {
-                    Some(axes) => {
-                        let mut idx = Vec::new();
-                        for (axis, d) in axes.iter().enumerate() {
-                            idx.push(match d {
-                                Some(d) => ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0)),
-                                None => self.affine_index(&indices[axis], ivs),
-                            });
-                        }
-                        idx
-                    }
-                    None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
-                };
-                let lanes = self.lanes;
-                let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
-                if along {
-                    let pad = self.storage_zero(buf.dtype);
-                    let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
-                    let v = self.op(format!(
-                        "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}",
-                        buf.name,
-                        idx.join(", "),
-                        buf.ty
-                    ));
-                    self.decode_storage(&v, buf.dtype)
-                } else {
-                    let s = self.scalar(|e| {
-                        let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
-                        e.decode_storage(&v, buf.dtype)
-                    });
-                    match lanes {
-                        Some(_) => {
-                            let t = if buf.dtype.is_float() { "f32" } else { "i32" };
-                            let v = self.fresh();
-                            self.line(format!("{v} = vector.broadcast {s} : {t} to vector<{VECTOR_LANES}x{t}>"));
-                            v
-                        }
-                        None => s,
-                    }
-                }
+            Expr::Load { tensor, indices, .. } => self.load(*tensor, indices, None, ivs, span)?,
+            Expr::Gather {
+                tensor, indices, axis, index, ..
+            } => {
+                // The index, clamped into the axis (the whole axis is in the core's memory).
+                let extent = self.kernel.tensors[*tensor].shape[*axis] as i64;
+                let at = self.scalar(|e| -> Result<String, CompileError> {
+                    let v = e.expr(index, ivs, span)?;
+                    let (lo, hi) = (e.ci32(0), e.ci32(extent - 1));
+                    let c1 = e.op(format!("arith.maxsi {v}, {lo} : i32"));
+                    let c2 = e.op(format!("arith.minsi {c1}, {hi} : i32"));
+                    Ok(e.op(format!("arith.index_cast {c2} : i32 to index")))
+                })?;
+                self.load(*tensor, indices, Some((*axis, at)), ivs, span)?
             }
             Expr::Unary { op, arg, ty } => {
                 let a = self.expr(arg, ivs, span)?;
@@ -864,7 +832,143 @@ impl<'a> CoreEmitter<'a> {
                 otherwise,
                 ty,
             } => self.select(lhs, *cmp, rhs, then, otherwise, *ty, ivs, span)?,
+            Expr::ValueSelect {
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ty,
+            } => {
+                let l = self.expr(lhs, ivs, span)?;
+                let r = self.expr(rhs, ivs, span)?;
+                let c = self.compare(*cmp, lhs.ty(), &l, &r);
+                let a = self.expr(then, ivs, span)?;
+                let b = self.expr(otherwise, ivs, span)?;
+                let t = if *ty == ScalarType::I32 { "i32" } else { "f32" };
+                self.op(format!("arith.select {c}, {a}, {b} : {t}"))
+            }
+            Expr::Index { dim } => {
+                let i = self.affine_index(&Affine::dim(*dim), ivs);
+                self.op(format!("arith.index_cast {i} : index to i32"))
+            }
+            Expr::ArgReduce { max, dim, body } => self.arg_reduce(*max, *dim, body, ivs, span)?,
         })
+    }
+
+    /// A load from a tensor's buffer at `indices` (a gather passes the value for its axis in
+    /// `dynamic`); on vector lanes a contiguous read along the lane dim, else a broadcast scalar.
+    fn load(
+        &mut self,
+        tensor: TensorId,
+        indices: &[Affine],
+        dynamic: Option<(usize, String)>,
+        ivs: &BTreeMap<DimId, String>,
+        span: &Span,
+    ) -> Result<String, CompileError> {
+        let buf = self
+            .buffers
+            .get(&tensor)
+            .cloned()
+            .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[tensor].name), span))?;
+        let idx: Vec<String> = match &buf.axes {
+            Some(axes) => {
+                let mut idx = Vec::new();
+                for (axis, d) in axes.iter().enumerate() {
+                    idx.push(match d {
+                        Some(d) => ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0)),
+                        None => match &dynamic {
+                            Some((a, at)) if *a == axis => at.clone(),
+                            _ => self.affine_index(&indices[axis], ivs),
+                        },
+                    });
+                }
+                idx
+            }
+            None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
+        };
+        let lanes = self.lanes;
+        Ok({
+            let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
+            if along {
+                let pad = self.storage_zero(buf.dtype);
+                let vty = format!("vector<{VECTOR_LANES}x{}>", buf.dtype.mlir());
+                let v = self.op(format!(
+                    "vector.transfer_read {}[{}], {pad} {{in_bounds = [true]}} : {}, {vty}",
+                    buf.name,
+                    idx.join(", "),
+                    buf.ty
+                ));
+                self.decode_storage(&v, buf.dtype)
+            } else {
+                let s = self.scalar(|e| {
+                    let v = e.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+                    e.decode_storage(&v, buf.dtype)
+                });
+                match lanes {
+                    Some(_) => {
+                        let t = if buf.dtype.is_float() { "f32" } else { "i32" };
+                        let v = self.fresh();
+                        self.line(format!("{v} = vector.broadcast {s} : {t} to vector<{VECTOR_LANES}x{t}>"));
+                        v
+                    }
+                    None => s,
+                }
+            }
+        })
+    }
+
+    /// `l cmp r` as an i1: ordered float predicates (`!=` unordered, true on NaN), signed ints.
+    fn compare(&mut self, cmp: CmpOp, ty: ScalarType, l: &str, r: &str) -> String {
+        let (op, pred, t) = match (ty, cmp) {
+            (ScalarType::F32, CmpOp::Lt) => ("cmpf", "olt", "f32"),
+            (ScalarType::F32, CmpOp::Le) => ("cmpf", "ole", "f32"),
+            (ScalarType::F32, CmpOp::Gt) => ("cmpf", "ogt", "f32"),
+            (ScalarType::F32, CmpOp::Ge) => ("cmpf", "oge", "f32"),
+            (ScalarType::F32, CmpOp::Eq) => ("cmpf", "oeq", "f32"),
+            (ScalarType::F32, CmpOp::Ne) => ("cmpf", "une", "f32"),
+            (ScalarType::I32, CmpOp::Lt) => ("cmpi", "slt", "i32"),
+            (ScalarType::I32, CmpOp::Le) => ("cmpi", "sle", "i32"),
+            (ScalarType::I32, CmpOp::Gt) => ("cmpi", "sgt", "i32"),
+            (ScalarType::I32, CmpOp::Ge) => ("cmpi", "sge", "i32"),
+            (ScalarType::I32, CmpOp::Eq) => ("cmpi", "eq", "i32"),
+            (ScalarType::I32, CmpOp::Ne) => ("cmpi", "ne", "i32"),
+        };
+        self.op(format!("arith.{op} {pred}, {l}, {r} : {t}"))
+    }
+
+    /// `argmax|argmin[d](body)` on scalars: one loop over the (unsplit) dim carrying the best
+    /// value and its index; a value replaces the best only when strictly better, so the first
+    /// of equal values wins and NaN never does.
+    fn arg_reduce(&mut self, max: bool, d: DimId, body: &Expr, ivs: &BTreeMap<DimId, String>, span: &Span) -> Result<String, CompileError> {
+        let float = body.ty() == ScalarType::F32;
+        let t = if float { "f32" } else { "i32" };
+        let init = match (float, max) {
+            (true, true) => self.cf32(f32::NEG_INFINITY),
+            (true, false) => self.cf32(f32::INFINITY),
+            (false, true) => self.ci32(i32::MIN as i64),
+            (false, false) => self.ci32(i32::MAX as i64),
+        };
+        let zero = self.ci32(0);
+        let (lo, hi, one) = (self.cidx(0), self.cidx(self.kernel.dims[d].tile), self.cidx(1));
+        let (iv, best, best_i, res) = (self.fresh(), self.fresh(), self.fresh(), self.fresh());
+        self.line(format!(
+            "{res}:2 = scf.for {iv} = {lo} to {hi} step {one} iter_args({best} = {init}, {best_i} = {zero}) -> ({t}, i32) {{"
+        ));
+        self.indent += 2;
+        let mut ivs2 = ivs.clone();
+        ivs2.insert(d, iv);
+        let v = self.expr(body, &ivs2, span)?;
+        let cmp = if max { CmpOp::Gt } else { CmpOp::Lt };
+        let better = self.compare(cmp, body.ty(), &v, &best);
+        let gi = self.affine_index(&Affine::dim(d), &ivs2);
+        let gi = self.op(format!("arith.index_cast {gi} : index to i32"));
+        let nb = self.op(format!("arith.select {better}, {v}, {best} : {t}"));
+        let ni = self.op(format!("arith.select {better}, {gi}, {best_i} : i32"));
+        self.line(format!("scf.yield {nb}, {ni} : {t}, i32"));
+        self.indent -= 2;
+        self.line("}".into());
+        Ok(format!("{res}#1"))
     }
 
     /// A reduction along `d` on vector lanes: lane-wise partial results, then one horizontal
@@ -1061,6 +1165,9 @@ impl<'a> CoreEmitter<'a> {
             UnaryOp::Sqrt => MathLowering::sqrt(self, a),
             UnaryOp::Recip => MathLowering::recip(self, a),
             UnaryOp::Ln => MathLowering::ln(self, a),
+            UnaryOp::Floor => MathLowering::floor(self, a),
+            UnaryOp::Round => MathLowering::round(self, a),
+            UnaryOp::Sigmoid => return Err(lower_error("sigmoid reached the lowering (type checking rewrites it)", span)),
             UnaryOp::Log10 => {
                 let l = MathLowering::ln(self, a);
                 let k = self.cf32(std::f32::consts::LOG10_E);
@@ -1534,6 +1641,65 @@ impl MathLowering {
         Self::select(e, &is_zero, x, &t)
     }
 
+    /// `floor(x)` (`with_fraction` also returns `x - floor(x)` for rounding) on the whole range:
+    /// above 2^23 every f32 is an integer, and below it the integer fits an i32.
+    fn floor_parts(e: &mut CoreEmitter, x: &str) -> (String, String, String) {
+        let (xs, nan) = Self::finite_or_zero(e, x);
+        let (lo, hi) = (e.cf32(-8_388_608.0), e.cf32(8_388_608.0));
+        let c1 = e.op(format!("arith.maximumf {xs}, {lo} : f32"));
+        let xc = e.op(format!("arith.minimumf {c1}, {hi} : f32"));
+        let t = e.op(format!("arith.fptosi {xc} : f32 to i32"));
+        let tf = e.op(format!("arith.sitofp {t} : i32 to f32"));
+        // Truncation rounds negatives up: step down where it did.
+        let above = Self::cmp(e, "ogt", &tf, &xc);
+        let one = e.cf32(1.0);
+        let tm1 = e.op(format!("arith.subf {tf}, {one} : f32"));
+        let f = Self::select(e, &above, &tm1, &tf);
+        let frac = e.op(format!("arith.subf {xc}, {f} : f32"));
+        (f, frac, nan)
+    }
+
+    /// Keeps `x` itself where it is NaN, infinite or at least 2^23 in magnitude (already an
+    /// integer), and where it is zero (so -0 stays -0).
+    fn integral_edges(e: &mut CoreEmitter, x: &str, r: &str, nan: &str) -> String {
+        let a = Self::abs(e, x);
+        let big = e.cf32(8_388_608.0);
+        let large = Self::cmp(e, "oge", &a, &big);
+        let zero = e.cf32(0.0);
+        let is_zero = Self::cmp(e, "oeq", x, &zero);
+        let r = Self::select(e, &large, x, r);
+        let r = Self::select(e, &is_zero, x, &r);
+        Self::select(e, nan, x, &r)
+    }
+
+    fn floor(e: &mut CoreEmitter, x: &str) -> String {
+        let (f, _, nan) = Self::floor_parts(e, x);
+        Self::integral_edges(e, x, &f, &nan)
+    }
+
+    /// Round half to even: floor, then up when the fraction is above 1/2, or exactly 1/2 with an
+    /// odd floor; a zero result takes the sign of `x` (`round(-0.3) = -0`).
+    fn round(e: &mut CoreEmitter, x: &str) -> String {
+        let (f, frac, nan) = Self::floor_parts(e, x);
+        let half = e.cf32(0.5);
+        let gt = Self::cmp(e, "ogt", &frac, &half);
+        let tie = Self::cmp(e, "oeq", &frac, &half);
+        let fi = e.op(format!("arith.fptosi {f} : f32 to i32"));
+        let one_i = e.ci32(1);
+        let low_bit = e.op(format!("arith.andi {fi}, {one_i} : i32"));
+        let odd = e.op(format!("arith.cmpi eq, {low_bit}, {one_i} : i32"));
+        let tie_up = e.op(format!("arith.andi {tie}, {odd} : i1"));
+        let up = e.op(format!("arith.ori {gt}, {tie_up} : i1"));
+        let one = e.cf32(1.0);
+        let f1 = e.op(format!("arith.addf {f}, {one} : f32"));
+        let r = Self::select(e, &up, &f1, &f);
+        let zero = e.cf32(0.0);
+        let r_zero = Self::cmp(e, "oeq", &r, &zero);
+        let signed_zero = e.op(format!("arith.mulf {x}, {zero} : f32"));
+        let r = Self::select(e, &r_zero, &signed_zero, &r);
+        Self::integral_edges(e, x, &r, &nan)
+    }
+
     fn ln(e: &mut CoreEmitter, x: &str) -> String {
         let (xs, nan) = Self::finite_or_zero(e, x);
         let min = e.cf32(f32::MIN_POSITIVE);
@@ -1591,9 +1757,9 @@ impl MathLowering {
 }
 
 /// Largest f32 whose exp is finite (ln(f32::MAX) rounded down to f32).
-pub const EXP_OVERFLOW: f32 = 88.722_83;
+pub(crate) const EXP_OVERFLOW: f32 = 88.722_83;
 /// Below this exp is subnormal (ln(f32::MIN_POSITIVE) rounded up to f32) and flushes to zero.
-pub const EXP_UNDERFLOW: f32 = -87.336_54;
+pub(crate) const EXP_UNDERFLOW: f32 = -87.336_54;
 /// recip(x) for |x| above 2^126 is subnormal and flushes to zero.
 const RECIP_MAX: f32 = 8.507_059e37;
 

@@ -31,29 +31,63 @@ use aiec_runtime::DType;
 use half::bf16;
 use ndarray::{ArrayD, Dimension};
 
+/// Why the reference interpreter could not run a kernel on the given inputs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReferenceError {
+    /// Not one array per `in` tensor.
     #[error("kernel {kernel} has {expected} input tensors, but {got} input arrays were given")]
-    InputCount { kernel: String, expected: usize, got: usize },
+    InputCount {
+        /// The kernel's name.
+        kernel: String,
+        /// Its `in` tensors.
+        expected: usize,
+        /// Arrays given.
+        got: usize,
+    },
+    /// An input array's shape differs from its tensor's.
     #[error("input {tensor}: shape {got:?} given, the kernel declares {expected:?}")]
-    InputShape { tensor: String, expected: Vec<usize>, got: Vec<usize> },
+    InputShape {
+        /// The input tensor.
+        tensor: String,
+        /// The declared shape.
+        expected: Vec<usize>,
+        /// The array's shape.
+        got: Vec<usize>,
+    },
+    /// An element of an integer input that is not a whole number in its dtype's range.
     #[error("input {tensor}: element {index:?} = {value} is not a {dtype} value")]
     InputValue {
+        /// The input tensor.
         tensor: String,
+        /// The element's index.
         index: Vec<usize>,
+        /// Its value.
         value: f64,
+        /// The tensor's dtype.
         dtype: DType,
     },
+    /// An access outside a tensor's extent.
     #[error("{tensor}: axis {axis} reaches index {index}, outside its extent {extent} (statement at {location})")]
     OutOfBounds {
+        /// The tensor accessed.
         tensor: String,
+        /// The axis.
         axis: usize,
+        /// The index reached.
         index: i64,
+        /// The axis's extent.
         extent: u64,
+        /// The statement's source location (`file:line:col`).
         location: String,
     },
+    /// A construct the interpreter does not evaluate.
     #[error("not supported by the reference interpreter: {what} (statement at {location})")]
-    Unsupported { what: String, location: String },
+    Unsupported {
+        /// The construct.
+        what: String,
+        /// The statement's source location (`file:line:col`).
+        location: String,
+    },
 }
 
 /// Runs `kernel` on `inputs` (one array per `in` tensor, in declaration order) and returns one
@@ -617,6 +651,60 @@ impl State {
         rounded
     }
 
+    /// A value `select`: the comparison in its own type, then the chosen branch; when the
+    /// comparison may come out the other way within the operands' bounds, the result may be
+    /// either branch.
+    fn value_select<D: Domain, V: Val<T>, T: Copy + Into<f64>>(&self, n: &Node, env: &mut [i64], branch: &dyn Fn(&Self, &Node, &mut [i64]) -> V) -> V {
+        let Node::ValueSelect {
+            float,
+            cmp,
+            operands,
+            then,
+            otherwise,
+        } = n
+        else {
+            unreachable!("value_select is called on ValueSelect nodes")
+        };
+        let (l, r) = if *float {
+            let (l, r): (D::F, D::F) = (self.eval_f::<D>(&operands.0, env), self.eval_f::<D>(&operands.1, env));
+            ((l.v() as f64, l.e()), (r.v() as f64, r.e()))
+        } else {
+            let (l, r): (D::I, D::I) = (self.eval_i::<D>(&operands.0, env), self.eval_i::<D>(&operands.1, env));
+            ((l.v() as f64, l.e()), (r.v() as f64, r.e()))
+        };
+        let holds = if *float {
+            compare_f(*cmp, l.0 as f32, r.0 as f32)
+        } else {
+            compare_i(*cmp, l.0 as i32, r.0 as i32)
+        };
+        let (chosen, other) = if holds { (then, otherwise) } else { (otherwise, then) };
+        let c = branch(self, chosen, env);
+        if !D::BOUNDS || comparison_certain(*cmp, l, r) {
+            return c;
+        }
+        let o = branch(self, other, env);
+        let (cv, ov): (f64, f64) = (c.v().into(), o.v().into());
+        V::make(c.v(), || c.e().max(o.e()) + (cv - ov).abs())
+    }
+
+    /// The element a gather reads (its index clamped into the axis, as on the cores) and whether
+    /// the index is exact (an inexact one may pick another element).
+    fn gather_at<D: Domain>(&self, n: &Node, env: &mut [i64]) -> (usize, bool) {
+        let Node::Gather {
+            address,
+            stride,
+            extent,
+            index,
+            ..
+        } = n
+        else {
+            unreachable!("gather_at is called on Gather nodes")
+        };
+        let i: D::I = self.eval_i::<D>(index, env);
+        let clamped = (i.v() as i64).clamp(0, extent - 1);
+        ((address.offset(env) as i64 + clamped * stride) as usize, i.e() == 0.0)
+    }
+
     fn eval_i<D: Domain>(&self, n: &Node, env: &mut [i64]) -> D::I {
         match n {
             Node::ConstI(v) => D::I::make(*v, || 0.0),
@@ -713,6 +801,56 @@ impl State {
                     self.eval_i::<D>(b, env)
                 }
             }
+            Node::Index(d) => D::I::make(env[*d] as i32, || 0.0),
+            Node::Gather { tensor, .. } => {
+                let (at, exact) = self.gather_at::<D>(n, env);
+                let v: D::I = self.load_i(*tensor, at);
+                D::I::make(v.v(), || if exact { v.e() } else { f64::INFINITY })
+            }
+            Node::ValueSelect { .. } => self.value_select::<D, D::I, i32>(n, env, &|s, n, env| s.eval_i::<D>(n, env)),
+            Node::ArgReduce { max, float, dim, size, body } => {
+                let saved = env[*dim];
+                let mut values: Vec<(f64, f64)> = Vec::with_capacity(*size as usize);
+                for i in 0..*size {
+                    env[*dim] = i;
+                    values.push(if *float {
+                        let v: D::F = self.eval_f::<D>(body, env);
+                        (v.v() as f64, v.e())
+                    } else {
+                        let v: D::I = self.eval_i::<D>(body, env);
+                        (v.v() as f64, v.e())
+                    });
+                }
+                env[*dim] = saved;
+                // As on the cores: start from the type's extreme at index 0 and move only on a
+                // strictly better value (NaN compares false), so the first of equal values wins.
+                let mut best = 0usize;
+                let mut best_v = match (*float, *max) {
+                    (true, true) => f64::NEG_INFINITY,
+                    (true, false) => f64::INFINITY,
+                    (false, true) => i32::MIN as f64,
+                    (false, false) => i32::MAX as f64,
+                };
+                for (i, &(v, _)) in values.iter().enumerate() {
+                    if (*max && v > best_v) || (!*max && v < best_v) {
+                        best = i;
+                        best_v = v;
+                    }
+                }
+                D::I::make(best as i32, || {
+                    // Exact when no other candidate's interval reaches the winner's.
+                    let (bv, be) = values[best];
+                    let contested = values
+                        .iter()
+                        .enumerate()
+                        .any(|(i, &(v, e))| i != best && (e > 0.0 || be > 0.0) && (v.is_nan() || bv.is_nan() || (v - bv).abs() <= e + be));
+                    if contested {
+                        f64::INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            }
             _ => D::I::make(0, || 0.0), // float nodes never reach here: compile() checks the types
         }
     }
@@ -733,6 +871,9 @@ impl State {
                     UnaryOp::Ln => math::ln(x.v()),
                     UnaryOp::Abs => x.v().abs(),
                     UnaryOp::Recip => math::recip(x.v()),
+                    UnaryOp::Floor => x.v().floor(),
+                    UnaryOp::Round => x.v().round_ties_even(),
+                    UnaryOp::Sigmoid => f32::NAN, // rewritten by type checking; compile() rejects it
                 };
                 D::F::make(r, || bound::unary(*op, x.pair(), r))
             }
@@ -831,6 +972,12 @@ impl State {
                     self.eval_f::<D>(b, env)
                 }
             }
+            Node::ValueSelect { .. } => self.value_select::<D, D::F, f32>(n, env, &|s, n, env| s.eval_f::<D>(n, env)),
+            Node::Gather { tensor, .. } => {
+                let (at, exact) = self.gather_at::<D>(n, env);
+                let v: D::F = self.load_f(*tensor, at);
+                D::F::make(v.v(), || if exact { v.e() } else { f64::INFINITY })
+            }
             _ => D::F::make(0.0, || 0.0), // int nodes never reach here: compile() checks the types
         }
     }
@@ -902,6 +1049,76 @@ enum Node {
     FloatToInt(DType, Box<Node>),
     FloatToFloat(DType, Box<Node>),
     Select(Cond, Box<Node>, Box<Node>),
+    /// `select(lhs cmp rhs, then, otherwise)` on values; `float` says the comparison's type.
+    ValueSelect {
+        float: bool,
+        cmp: CmpOp,
+        operands: Box<(Node, Node)>,
+        then: Box<Node>,
+        otherwise: Box<Node>,
+    },
+    Index(DimId),
+    /// A load whose gathered axis (`stride` elements per step, `extent` long) is indexed by the
+    /// clamped value of `index`.
+    Gather {
+        tensor: TensorId,
+        address: Address,
+        stride: i64,
+        extent: i64,
+        index: Box<Node>,
+    },
+    ArgReduce {
+        max: bool,
+        float: bool,
+        dim: DimId,
+        size: i64,
+        body: Box<Node>,
+    },
+}
+
+/// Whether `l cmp r` holds for floats: ordered comparisons, `!=` true on NaN.
+fn compare_f(cmp: CmpOp, l: f32, r: f32) -> bool {
+    match cmp {
+        CmpOp::Lt => l < r,
+        CmpOp::Le => l <= r,
+        CmpOp::Gt => l > r,
+        CmpOp::Ge => l >= r,
+        CmpOp::Eq => l == r,
+        CmpOp::Ne => l != r,
+    }
+}
+
+fn compare_i(cmp: CmpOp, l: i32, r: i32) -> bool {
+    compare_f64(cmp, l as f64, r as f64)
+}
+
+fn compare_f64(cmp: CmpOp, l: f64, r: f64) -> bool {
+    match cmp {
+        CmpOp::Lt => l < r,
+        CmpOp::Le => l <= r,
+        CmpOp::Gt => l > r,
+        CmpOp::Ge => l >= r,
+        CmpOp::Eq => l == r,
+        CmpOp::Ne => l != r,
+    }
+}
+
+/// Whether the comparison comes out the same for every pair of values within the bounds.
+fn comparison_certain(cmp: CmpOp, (l, el): (f64, f64), (r, er): (f64, f64)) -> bool {
+    if el == 0.0 && er == 0.0 {
+        return true;
+    }
+    if !(l.is_finite() && r.is_finite()) || !(el.is_finite() && er.is_finite()) {
+        return false;
+    }
+    // Separated intervals decide every ordering; touching ones decide nothing.
+    let (l_lo, l_hi, r_lo, r_hi) = (l - el, l + el, r - er, r + er);
+    let separated = l_hi < r_lo || r_hi < l_lo;
+    match cmp {
+        CmpOp::Lt | CmpOp::Ge => l_hi < r_lo || l_lo >= r_hi,
+        CmpOp::Le | CmpOp::Gt => l_hi <= r_lo || l_lo > r_hi,
+        CmpOp::Eq | CmpOp::Ne => separated,
+    }
 }
 
 fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<Node, ReferenceError> {
@@ -930,6 +1147,9 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
             expect(arg, *ty)?;
             if *ty == ScalarType::I32 && !matches!(op, UnaryOp::Neg | UnaryOp::Abs) {
                 return Err(unsupported(format!("{op:?} of an i32 value")));
+            }
+            if *op == UnaryOp::Sigmoid {
+                return Err(unsupported("sigmoid (type checking rewrites it)".into()));
             }
             Node::Unary(*op, sub(arg)?)
         }
@@ -990,6 +1210,52 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
                 (_, _, Convert::Srs(_)) => return Err(unsupported(format!("srs of a {:?} value to {to}", arg.ty()))),
             }
         }
+        Expr::ValueSelect {
+            lhs,
+            cmp,
+            rhs,
+            then,
+            otherwise,
+            ty,
+        } => {
+            expect(then, *ty)?;
+            expect(otherwise, *ty)?;
+            expect(rhs, lhs.ty())?;
+            Node::ValueSelect {
+                float: lhs.ty() == ScalarType::F32,
+                cmp: *cmp,
+                operands: Box::new((*sub(lhs)?, *sub(rhs)?)),
+                then: sub(then)?,
+                otherwise: sub(otherwise)?,
+            }
+        }
+        Expr::Index { dim } => Node::Index(*dim),
+        Expr::Gather {
+            tensor,
+            indices,
+            axis,
+            index,
+            ty,
+        } => {
+            if *ty != crate::ir::scalar_type_of(kernel.tensors[*tensor].dtype) || index.ty() != ScalarType::I32 {
+                return Err(unsupported(format!("a gather from {} typed {ty:?}", kernel.tensors[*tensor].name)));
+            }
+            let shape = &kernel.tensors[*tensor].shape;
+            Node::Gather {
+                tensor: *tensor,
+                address: state.address(kernel, *tensor, indices, location)?,
+                stride: shape[axis + 1..].iter().product::<u64>() as i64,
+                extent: shape[*axis] as i64,
+                index: sub(index)?,
+            }
+        }
+        Expr::ArgReduce { max, dim, body } => Node::ArgReduce {
+            max: *max,
+            float: body.ty() == ScalarType::F32,
+            dim: *dim,
+            size: kernel.dims[*dim].size as i64,
+            body: sub(body)?,
+        },
         Expr::Select {
             lhs,
             cmp,
@@ -1013,7 +1279,7 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
     })
 }
 
-/// The error-bound rules of [`run_reference_with_bounds`](crate::reference::run_reference_with_bounds).
+/// The error-bound rules of [`run_reference_with_bounds`].
 ///
 /// Every value carries an absolute bound `e`: the value a backend computes for it lies within `e`
 /// of the reference's. The backend is modelled as the emulator/cores compute: f32 arithmetic,
@@ -1057,7 +1323,7 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
 ///   tile plus its bound (when the split dim is the outermost reduced dim), else by
 ///   `sum (|t_i| + e_i)`.
 /// * NaN and infinities: the emulator and the reference agree on special values by construction
-///   (see [`math`](crate::reference::math)), so a special value computed from exact operands, or decided by special
+///   (see [`math`]), so a special value computed from exact operands, or decided by special
 ///   operands that are exact (`-inf - x`, `exp(-inf)`, `max(-inf, x)`), has bound 0 and is
 ///   compared exactly; one that may come from rounding (an overflow of inexact operands, a
 ///   division by a divisor whose interval holds 0) is unbounded (infinite bound).
@@ -1068,18 +1334,18 @@ pub mod bound {
     use aiec_runtime::DType;
 
     /// A value and its bound.
-    pub type Val = (f32, f64);
+    pub(crate) type Val = (f32, f64);
 
     /// Unit roundoff of f32 (2^-24).
-    pub const U32: f64 = 1.0 / 16_777_216.0;
+    pub(crate) const U32: f64 = 1.0 / 16_777_216.0;
     /// Unit roundoff of bf16 (2^-8).
-    pub const UBF16: f64 = 1.0 / 256.0;
+    pub(crate) const UBF16: f64 = 1.0 / 256.0;
     /// The stated accuracy of the core's expansions (`lower::MathLowering`).
-    pub const EXP_REL: f64 = 1e-6;
-    pub const RECIP_REL: f64 = 3e-7;
-    pub const RSQRT_REL: f64 = 3e-7;
-    pub const TANH_ABS: f64 = 3e-7;
-    pub const LOG_REL: f64 = 3e-7;
+    pub(crate) const EXP_REL: f64 = 1e-6;
+    pub(crate) const RECIP_REL: f64 = 3e-7;
+    pub(crate) const RSQRT_REL: f64 = 3e-7;
+    pub(crate) const TANH_ABS: f64 = 3e-7;
+    pub(crate) const LOG_REL: f64 = 3e-7;
     /// The reference's libm results: within one ulp.
     const LIBM: f64 = 2.0 * U32;
     /// Both sides flush subnormal results of the math functions to zero.
@@ -1121,12 +1387,12 @@ pub mod bound {
     }
 
     /// Spacing of bf16 values at magnitude `w` (the ulp of the binade holding it).
-    pub fn ulp_bf16(w: f64) -> f64 {
+    pub(crate) fn ulp_bf16(w: f64) -> f64 {
         ulp(w, 7)
     }
 
     /// Spacing of f32 values at magnitude `w`.
-    pub fn ulp_f32(w: f64) -> f64 {
+    pub(crate) fn ulp_f32(w: f64) -> f64 {
         ulp(w, 23)
     }
 
@@ -1144,7 +1410,7 @@ pub mod bound {
         2f64.powi(exponent - mantissa)
     }
 
-    pub fn constant(c: f32) -> f64 {
+    pub(crate) fn constant(c: f32) -> f64 {
         if c.is_finite() {
             c.abs() as f64 * U32
         } else {
@@ -1154,7 +1420,7 @@ pub mod bound {
 
     /// `a + b` and `a - b` with result `r`.
     #[inline]
-    pub fn add(a: Val, b: Val, r: f32) -> f64 {
+    pub(crate) fn add(a: Val, b: Val, r: f32) -> f64 {
         if !r.is_finite() {
             return special(exact(&[a, b]) || decided_by_specials(&[a, b]));
         }
@@ -1163,7 +1429,7 @@ pub mod bound {
 
     /// `a * b` with result `r`.
     #[inline]
-    pub fn mul(a: Val, b: Val, r: f32) -> f64 {
+    pub(crate) fn mul(a: Val, b: Val, r: f32) -> f64 {
         if !r.is_finite() {
             // inf * x is inf of a sure sign when x's interval excludes 0.
             let signed = [a, b].iter().all(|&(x, e)| !x.is_finite() || x.abs() as f64 > e);
@@ -1192,7 +1458,7 @@ pub mod bound {
     }
 
     /// `recip(x)` with result `r`.
-    pub fn recip(x: Val, r: f32) -> f64 {
+    pub(crate) fn recip(x: Val, r: f32) -> f64 {
         if !x.0.is_finite() || !r.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1200,7 +1466,7 @@ pub mod bound {
     }
 
     /// `a / b` with result `r`: the core computes `a * recip(b)`.
-    pub fn div(a: Val, b: Val, r: f32) -> f64 {
+    pub(crate) fn div(a: Val, b: Val, r: f32) -> f64 {
         if !r.is_finite() {
             let b_zero = super::math::flush(b.0) == 0.0 && b.1 == 0.0;
             let certain = exact(&[a, b])
@@ -1218,7 +1484,7 @@ pub mod bound {
     /// `max`/`min` with result `r`: the larger operand bound, or the bound of the operand that
     /// decides the result when the two intervals do not overlap (`max(x, 1e-10)` of a clearly
     /// negative `x` is the constant on every backend).
-    pub fn max_min(a: Val, b: Val, r: f32) -> f64 {
+    pub(crate) fn max_min(a: Val, b: Val, r: f32) -> f64 {
         if !r.is_finite() {
             return special(exact(&[a, b]) || decided_by_specials(&[a, b]));
         }
@@ -1231,7 +1497,7 @@ pub mod bound {
     }
 
     #[inline]
-    pub fn binary(op: BinaryOp, a: Val, b: Val, r: f32) -> f64 {
+    pub(crate) fn binary(op: BinaryOp, a: Val, b: Val, r: f32) -> f64 {
         match op {
             BinaryOp::Add | BinaryOp::Sub => add(a, b, r),
             BinaryOp::Mul => mul(a, b, r),
@@ -1240,7 +1506,7 @@ pub mod bound {
         }
     }
 
-    pub fn exp(x: Val, r: f32) -> f64 {
+    pub(crate) fn exp(x: Val, r: f32) -> f64 {
         if !x.0.is_finite() || !r.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1248,7 +1514,7 @@ pub mod bound {
         finite(ex * x.1.exp_m1() + ex * x.1.exp() * EXP_REL + r.abs() as f64 * LIBM + FLUSH)
     }
 
-    pub fn tanh(x: Val, r: f32) -> f64 {
+    pub(crate) fn tanh(x: Val, r: f32) -> f64 {
         if !x.0.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1263,7 +1529,7 @@ pub mod bound {
         finite(change + TANH_ABS + r.abs() as f64 * LIBM + FLUSH)
     }
 
-    pub fn rsqrt(x: Val, r: f32) -> f64 {
+    pub(crate) fn rsqrt(x: Val, r: f32) -> f64 {
         if !x.0.is_finite() || !r.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1277,7 +1543,7 @@ pub mod bound {
         finite(change + lo.powf(-0.5) * RSQRT_REL + r.abs() as f64 * 2.0 * U32 + FLUSH)
     }
 
-    pub fn sqrt(x: Val, r: f32) -> f64 {
+    pub(crate) fn sqrt(x: Val, r: f32) -> f64 {
         if !x.0.is_finite() || !r.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1305,15 +1571,15 @@ pub mod bound {
         finite(change + size * (LOG_REL + extra) + r.abs() as f64 * LIBM + FLUSH)
     }
 
-    pub fn ln(x: Val, r: f32) -> f64 {
+    pub(crate) fn ln(x: Val, r: f32) -> f64 {
         log(x, r, 1.0, 0.0)
     }
 
-    pub fn log10(x: Val, r: f32) -> f64 {
+    pub(crate) fn log10(x: Val, r: f32) -> f64 {
         log(x, r, std::f64::consts::LOG10_E, U32)
     }
 
-    pub fn unary(op: UnaryOp, x: Val, r: f32) -> f64 {
+    pub(crate) fn unary(op: UnaryOp, x: Val, r: f32) -> f64 {
         match op {
             UnaryOp::Neg | UnaryOp::Abs => x.1,
             UnaryOp::Exp => exp(x, r),
@@ -1323,12 +1589,28 @@ pub mod bound {
             UnaryOp::Ln => ln(x, r),
             UnaryOp::Log10 => log10(x, r),
             UnaryOp::Recip => recip(x, r),
+            UnaryOp::Floor | UnaryOp::Round => to_integer(x, r),
+            // Rewritten into exp and recip by type checking.
+            UnaryOp::Sigmoid => INF,
+        }
+    }
+
+    /// `floor` and `round`: exact on an exact argument; otherwise the argument may cross an
+    /// integer (or a rounding tie), so the result may be the neighbouring integer.
+    pub(crate) fn to_integer(x: Val, r: f32) -> f64 {
+        if !r.is_finite() {
+            return special(x.1 == 0.0);
+        }
+        if x.1 == 0.0 {
+            0.0
+        } else {
+            finite(x.1 + 1.0)
         }
     }
 
     /// A float sum, max or min reduction, term by term.
     #[derive(Debug, Clone)]
-    pub struct Reduction {
+    pub(crate) struct Reduction {
         op: ReduceOp,
         n: u64,
         sum_e: f64,
@@ -1340,7 +1622,7 @@ pub mod bound {
     }
 
     impl Reduction {
-        pub fn new(op: ReduceOp) -> Reduction {
+        pub(crate) fn new(op: ReduceOp) -> Reduction {
             Reduction {
                 op,
                 n: 0,
@@ -1354,7 +1636,7 @@ pub mod bound {
         }
 
         #[inline]
-        pub fn push(&mut self, (v, e): Val) {
+        pub(crate) fn push(&mut self, (v, e): Val) {
             self.n += 1;
             self.max_e = self.max_e.max(e);
             if v.is_finite() {
@@ -1368,7 +1650,7 @@ pub mod bound {
         }
 
         /// The bound of the reduction's result `r`.
-        pub fn finish(&self, r: f32) -> f64 {
+        pub(crate) fn finish(&self, r: f32) -> f64 {
             if !r.is_finite() {
                 // Decided by exact special terms, unless the finite ones may overflow in
                 // another order.
@@ -1384,18 +1666,18 @@ pub mod bound {
 
     /// A finite sum of `n` products of exact operands with `sum |p| = sum_abs`: the [`Reduction`]
     /// bound when every term has the `*` rule's bound `|p| u`.
-    pub fn exact_products_sum(n: u64, sum_abs: f64) -> f64 {
+    pub(crate) fn exact_products_sum(n: u64, sum_abs: f64) -> f64 {
         finite(sum_abs * U32 + n as f64 * U32 * sum_abs)
     }
 
     /// The rounding of a partial sum of magnitude at most `partial` to bf16 (a bf16 target of a
     /// sum across the tiles of a split dim): at most half a bf16 ulp, `UBF16 partial`.
-    pub fn partial_bf16_rounding(partial: f64) -> f64 {
+    pub(crate) fn partial_bf16_rounding(partial: f64) -> f64 {
         finite(UBF16 * partial)
     }
 
     /// Rounding `x` to bf16, giving `r` (a `cast<bf16>` or a store to a bf16 tensor).
-    pub fn round_to_bf16(x: Val, r: f32) -> f64 {
+    pub(crate) fn round_to_bf16(x: Val, r: f32) -> f64 {
         if !r.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1406,7 +1688,7 @@ pub mod bound {
     }
 
     /// Storing `x` to an f32 tensor.
-    pub fn store_f32(x: Val, r: f32) -> f64 {
+    pub(crate) fn store_f32(x: Val, r: f32) -> f64 {
         if !r.is_finite() || x.1 == 0.0 {
             return x.1;
         }
@@ -1414,7 +1696,7 @@ pub mod bound {
     }
 
     /// `cast<int>` of a float: truncation toward zero after clamping.
-    pub fn float_to_int(x: Val) -> f64 {
+    pub(crate) fn float_to_int(x: Val) -> f64 {
         if !x.0.is_finite() {
             return special(x.1 == 0.0);
         }
@@ -1426,7 +1708,7 @@ pub mod bound {
     }
 
     /// `cast<to>` of an integer `x` (value and bound), giving `r`.
-    pub fn int_to_float(to: DType, (x, e): (i32, f64), r: f32) -> f64 {
+    pub(crate) fn int_to_float(to: DType, (x, e): (i32, f64), r: f32) -> f64 {
         if e == 0.0 {
             return 0.0;
         }
@@ -1440,12 +1722,12 @@ pub mod bound {
     }
 
     /// Integer `+`/`-`.
-    pub fn int_add(a: (i32, f64), b: (i32, f64)) -> f64 {
+    pub(crate) fn int_add(a: (i32, f64), b: (i32, f64)) -> f64 {
         a.1 + b.1
     }
 
     /// Integer `*`.
-    pub fn int_mul(a: (i32, f64), b: (i32, f64)) -> f64 {
+    pub(crate) fn int_mul(a: (i32, f64), b: (i32, f64)) -> f64 {
         if a.1 == 0.0 && b.1 == 0.0 {
             return 0.0;
         }
@@ -1453,7 +1735,7 @@ pub mod bound {
     }
 
     /// `srs(x, shift)` of an integer with bound `e`.
-    pub fn srs(e: f64, shift: u32) -> f64 {
+    pub(crate) fn srs(e: f64, shift: u32) -> f64 {
         if e == 0.0 {
             0.0
         } else {
@@ -1470,7 +1752,7 @@ pub mod math {
     use crate::lower::{EXP_OVERFLOW, EXP_UNDERFLOW};
 
     /// Subnormal to (signed) zero.
-    pub fn flush(x: f32) -> f32 {
+    pub(crate) fn flush(x: f32) -> f32 {
         if x.is_subnormal() {
             0.0f32.copysign(x)
         } else {
@@ -1478,6 +1760,7 @@ pub mod math {
         }
     }
 
+    /// e^x; +inf above the lowering's overflow threshold, 0 below its underflow threshold.
     pub fn exp(x: f32) -> f32 {
         if x > EXP_OVERFLOW {
             f32::INFINITY
@@ -1488,14 +1771,17 @@ pub mod math {
         }
     }
 
+    /// Hyperbolic tangent.
     pub fn tanh(x: f32) -> f32 {
         flush(x).tanh()
     }
 
+    /// 1 / x.
     pub fn recip(x: f32) -> f32 {
         flush(1.0 / flush(x))
     }
 
+    /// 1 / sqrt(x); +inf at 0.
     pub fn rsqrt(x: f32) -> f32 {
         let x = flush(x);
         if x == 0.0 {
@@ -1505,6 +1791,7 @@ pub mod math {
         }
     }
 
+    /// Square root.
     pub fn sqrt(x: f32) -> f32 {
         let x = flush(x);
         if x == 0.0 {
@@ -1514,6 +1801,7 @@ pub mod math {
         }
     }
 
+    /// Natural logarithm; -inf at 0.
     pub fn ln(x: f32) -> f32 {
         let x = flush(x);
         if x == 0.0 {
@@ -1523,6 +1811,7 @@ pub mod math {
         }
     }
 
+    /// Base-10 logarithm; -inf at 0.
     pub fn log10(x: f32) -> f32 {
         let x = flush(x);
         if x == 0.0 {

@@ -24,6 +24,7 @@ pub enum AieTarget {
 }
 
 impl AieTarget {
+    /// Every target, npu1's first.
     pub const ALL: [AieTarget; 2] = [AieTarget::Aie2, AieTarget::Aie2p];
 
     /// The target of a whole-array device name (`npu1`, `npu1_4col`, `npu2`, ...).
@@ -53,8 +54,11 @@ impl std::fmt::Display for AieTarget {
 /// A contraction's MAC shape on a target: rows of A (m), the reduced dim (k), columns of B (n).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MacShape {
+    /// Rows of A (and of the result).
     pub m: u64,
+    /// Elements along the reduced dim.
     pub k: u64,
+    /// Columns of B (and of the result).
     pub n: u64,
 }
 
@@ -86,8 +90,8 @@ pub struct VectorRule {
     pub elem: &'static str,
     /// Result element type for conversions, else the same as `elem`.
     pub result: &'static str,
-    pub aie2: Verdict,
-    pub aie2p: Verdict,
+    pub(crate) aie2: Verdict,
+    pub(crate) aie2p: Verdict,
 }
 
 /// How a vector op fares through mlir-aie's steps on one target.
@@ -99,12 +103,6 @@ pub enum Verdict {
     Generic,
     /// Rejected: the reason, as the toolchain words it.
     Rejected(&'static str),
-}
-
-impl Verdict {
-    pub fn accepted(self) -> bool {
-        !matches!(self, Verdict::Rejected(_))
-    }
 }
 
 use Verdict::{Generic as G, Intrinsic as I, Rejected as R};
@@ -174,6 +172,7 @@ const fn rule(op: &'static str, elem: &'static str, result: &'static str, aie2: 
 }
 
 impl VectorRule {
+    /// The verdict on `target`.
     pub fn verdict(&self, target: AieTarget) -> Verdict {
         match target {
             AieTarget::Aie2 => self.aie2,
@@ -184,7 +183,7 @@ impl VectorRule {
 
 /// The verdict for a 16-lane `op` on `elem` (to `result`) on `target`. An op the table does not
 /// list is rejected: the lowering never emits it in vector form without a checked rule.
-pub fn vector_verdict(target: AieTarget, op: &str, elem: &str, result: &str) -> Verdict {
+pub(crate) fn vector_verdict(target: AieTarget, op: &str, elem: &str, result: &str) -> Verdict {
     VECTOR_RULES
         .iter()
         .find(|r| r.op == op && r.elem == elem && r.result == result)

@@ -232,3 +232,60 @@ fn default_device_comes_from_toolchain_toml() {
         .arg(example("matmul.tile")));
     assert!(out.contains("ok for npu1"), "{out}");
 }
+
+/// `--dump-after PASS` prints the design after each pass asked for, in pass order, and writes
+/// nothing; `all` dumps every pass.
+#[test]
+fn dump_after_every_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("matmul.tile");
+    std::fs::copy(example("matmul.tile"), &src).unwrap();
+    let (code, out, err) = run(aiec().arg("compile").arg(&src).args(["--dump-after", "all"]));
+    assert_eq!(code, 0, "{err}");
+    let expect = [
+        ("typecheck", "C[M, N] = sum[K]((A[M, K] * B[K, N]))"),
+        ("place", "placement on npu1: 4 row(s) x 4 column(s) = 16 cores"),
+        ("route", "fifo A_r0: (0, 1) -> (0, 2), (1, 2), (2, 2), (3, 2)"),
+        ("sequence", "dma A (arg 0) via A_L2_r0"),
+        ("check", "compute tile (0, 2): data"),
+        ("lower", "aie.objectfifo.acquire"),
+        ("emit", "aie.device(npu1)"),
+    ];
+    let mut last = 0;
+    for (pass, text) in expect {
+        let header = format!("// ----- after {pass} (npu1) -----");
+        let at = out.find(&header).unwrap_or_else(|| panic!("no {header} in:\n{out}"));
+        assert!(at >= last, "{pass} dumped out of order");
+        let section = &out[at..];
+        let end = section[header.len()..]
+            .find("// ----- after")
+            .map(|e| e + header.len())
+            .unwrap_or(section.len());
+        assert!(section[..end].contains(text), "{pass} dump lacks `{text}`:\n{}", &section[..end]);
+        last = at;
+    }
+    assert!(!dir.path().join("matmul").exists(), "a dump writes no artifacts");
+
+    // One pass alone; a failing kernel still dumps what ran before the failure.
+    let (code, out, _) = run(aiec().arg("compile").arg(example("gelu.tile")).args(["--dump-after", "place"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("// ----- after place (npu1) -----") && !out.contains("after route"), "{out}");
+    let bad = dir.path().join("bad.tile");
+    std::fs::write(
+        &bad,
+        "kernel bad {\n  dim M = 64 tile 16\n  dim N = 64 tile 16\n  dim K = 64 tile 16\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  in c: f32[N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) + c[N]\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(aiec().arg("compile").arg(&bad).args(["--dump-after", "typecheck", "--dump-after", "route"]));
+    assert_eq!(code, 1);
+    assert!(out.contains("C_sum[M, N] = sum[K]"), "the hoisted reduction shows: {out}");
+    assert!(out.contains("fifo c_c0"), "the literal placement's routes show: {out}");
+    assert!(err.contains("DMA input channels exceeded"), "{err}");
+
+    let (code, _, err) = run(aiec().arg("compile").arg(example("gelu.tile")).args(["--dump-after", "optimize"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown pass `optimize`; the passes are typecheck, place, route, sequence, check, lower, emit"),
+        "{err}"
+    );
+}

@@ -1330,3 +1330,33 @@ fn a_split_dim_cannot_be_both_reduced_across_tiles_and_an_output_dim() {
     );
     assert!(err.contains("k.tile:5:3"), "points at the output: {err}");
 }
+
+/// Gathers: one axis indexed by an integer tensor; every misuse is a located error.
+#[test]
+fn gather_rules() {
+    let base = [
+        "dim T = 64 tile 16",
+        "dim D = 8",
+        "in ids: i32[T]",
+        "in f: f32[T]",
+        "in table: f32[10, D]",
+        "out y: f32[T, D]",
+    ];
+    let with = |stmt: &str| -> Vec<String> { base.iter().map(|s| s.to_string()).chain([stmt.to_string()]).collect() };
+    let k = ok(&with("y[T, D] = table[ids[T], D]").iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(matches!(k.stmts[0].value, ir::Expr::Gather { axis: 0, .. }));
+    for (stmt, needle) in [
+        ("y[T, D] = table[f[T], D]", "a gather index must be an integer; f is f32"),
+        ("y[ids[T], D] = table[ids[T], D]", "a target cannot be indexed by a tensor read"),
+        ("y[T, D] = table[ids[T], ids[T]]", "only one axis of an access may be read from another tensor"),
+        ("y[T, D] = y[ids[T], D]", "only inputs can be gathered"),
+    ] {
+        let items = with(stmt);
+        let e = err(&items.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(e.to_string().contains(needle), "{stmt}: {e}");
+        assert!(e.to_string().contains("t.tile:8:"), "{stmt}: located at the statement: {e}");
+    }
+    let items = with("y[T, D] = table[ids[ids[T]], D]");
+    let e = err(&items.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.to_string().contains("brackets nested more than 2 deep"), "{e}");
+}

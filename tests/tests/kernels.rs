@@ -20,6 +20,11 @@ fn example(name: &str) -> (String, String) {
 /// Compiles, emulates and compares; returns (output dtype, comparison) per output.
 fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
     let (path, text) = example(name);
+    check_source(name, &path, &text, device, seed)
+}
+
+fn check_source(name: &str, path: &str, text: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostdata::Comparison)> {
+    let (path, text) = (path.to_string(), text.to_string());
     let compiled = compile_source(&path, &text, &device).unwrap_or_else(|e| panic!("{name}:\n{e}"));
     let (inputs, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, seed, |arg, v| {
         if name == "mel.tile" && arg == "basis" {
@@ -48,7 +53,11 @@ fn check_kernel(name: &str, device: DeviceModel, seed: u64) -> Vec<(DType, hostd
 }
 
 fn assert_matches(name: &str, device: DeviceModel) {
-    for (dtype, c) in check_kernel(name, device, 7) {
+    assert_all_within(name, check_kernel(name, device, 7));
+}
+
+fn assert_all_within(name: &str, results: Vec<(DType, hostdata::Comparison)>) {
+    for (dtype, c) in results {
         match dtype {
             DType::I8 | DType::I16 | DType::I32 => assert!(c.exact, "{name}: integer output must be bit-exact: {c:?}"),
             _ => assert!(c.passed(), "{name}: {c:?}"),
@@ -224,6 +233,95 @@ fn bf16_partial_sums_across_k_tiles_stay_within_their_bound() {
     }
     // The 7 intermediate roundings do show (a single rounding would leave the bound exceeded).
     assert!(worst > 0.1, "worst {worst}");
+}
+
+/// The kernels a kernel author writes first, each on both devices, without host-side packing:
+/// integer outputs bit-exact, float outputs within their error bounds.
+#[test]
+fn common_kernels_on_npu1_and_npu2() {
+    for name in [
+        "relu.tile",
+        "bias_relu.tile",
+        "row_sum.tile",
+        "transpose.tile",
+        "quantize.tile",
+        "dequantize.tile",
+        "swiglu.tile",
+        "conv2d.tile",
+        "depthwise_conv1d.tile",
+        "argmax.tile",
+        "embedding.tile",
+    ] {
+        assert_matches(name, DeviceModel::npu1());
+        assert_matches(name, DeviceModel::npu2());
+    }
+}
+
+/// Statements after a tiled reduction work on its result: `sum[K](..) * 0.5 + 1.0` in one
+/// statement (K split over 4 tiles), and a max across the tiles of N plus a constant.
+#[test]
+fn expressions_around_a_reduction_across_tiles() {
+    let matmul_epilogue = "kernel mm_epilogue {\n  dim M = 128 tile 32\n  dim N = 128 tile 32\n  dim K = 256 tile 64\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) * 0.5 + 1.0\n}\n";
+    let max_plus = "kernel max_plus {\n  dim M = 64 tile 16\n  dim N = 256 tile 64\n  in x: f32[M, N]\n  out y: f32[M]\n  spread M over rows\n  y[M] = 1.0 + max[N](x[M, N])\n}\n";
+    for (name, src) in [("mm_epilogue", matmul_epilogue), ("max_plus", max_plus)] {
+        let compiled = compile_source("t.tile", src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(compiled.design.reduce_loops.len() == 1, "{name}: the reduction runs across tiles");
+        assert_all_within(name, check_source(name, "t.tile", src, DeviceModel::npu1(), 3));
+        assert_all_within(name, check_source(name, "t.tile", src, DeviceModel::npu2(), 4));
+    }
+}
+
+/// Dynamic quantisation in one kernel: outputs of different shapes (`q[M, N]` and `s[M]`), the
+/// scale read back by the next statement; every |q| <= 127 and the row maximum maps to +-127.
+#[test]
+fn quantize_writes_values_and_their_row_scales() {
+    let (path, text) = example("quantize.tile");
+    let compiled = compile_source(&path, &text, &DeviceModel::npu1()).unwrap();
+    let (_, mut bufs) = hostdata::random_arguments(&compiled.json.arguments, 11, |_, _| {});
+    Emulator::new().run_mlir(&compiled.mlir, &path, &mut bufs).unwrap();
+    let x = hostdata::from_buffer(&bufs[0]);
+    let q = hostdata::from_buffer(&bufs[1]);
+    let s = hostdata::from_buffer(&bufs[2]);
+    for m in 0..256 {
+        let row_max = (0..512).map(|n| x[[m, n]].abs()).fold(0.0, f64::max);
+        assert!((s[[m]] - row_max / 127.0).abs() <= 1e-6 * row_max, "row {m}: scale {} for max {row_max}", s[[m]]);
+        let top = (0..512).map(|n| q[[m, n]].abs()).fold(0.0, f64::max);
+        assert_eq!(top, 127.0, "row {m}");
+    }
+}
+
+/// A gather reads the rows its ids name; ids outside the table are clamped to the first or last
+/// row, on the cores as in the reference.
+#[test]
+fn embedding_gathers_rows_and_clamps_ids() {
+    let (path, text) = example("embedding.tile");
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let compiled = compile_source(&path, &text, &device).unwrap();
+        let ids: Vec<f64> = (0..64).map(|t| match t {
+            5 => -5.0,
+            6 => 1000.0,
+            7 => 99.0,
+            t => ((t * 37) % 100) as f64,
+        }).collect();
+        let table = ndarray::ArrayD::from_shape_fn(vec![100, 64], |ix| (ix[0] as f64) + (ix[1] as f64) / 64.0);
+        let ids_arr = ndarray::ArrayD::from_shape_vec(vec![64], ids.clone()).unwrap();
+        let mut bufs = vec![
+            hostdata::to_buffer(&ids_arr, DType::I32),
+            hostdata::to_buffer(&table, DType::Bf16),
+            HostBuffer::zeros(DType::Bf16, &[64, 64]),
+        ];
+        Emulator::new().run_mlir(&compiled.mlir, &path, &mut bufs).unwrap();
+        let y = hostdata::from_buffer(&bufs[2]);
+        let expected = aiec::reference::run_reference(&compiled.kernel, &[ids_arr, hostdata::from_buffer(&bufs[1])]).unwrap();
+        for t in 0..64 {
+            let row = (ids[t] as i64).clamp(0, 99) as usize;
+            for d in 0..64 {
+                let want = hostdata::from_buffer(&bufs[1])[[row, d]];
+                assert_eq!(y[[t, d]], want, "{} t={t} d={d}", device.name);
+                assert_eq!(expected[0][[t, d]], want);
+            }
+        }
+    }
 }
 
 /// Runs a one-input f32 kernel `y[M] = f(x[M])` on the emulator over `xs`.
@@ -446,4 +544,44 @@ mod properties {
             }
         }
     }
+}
+
+/// `floor` and `round` (ties to even) on the cores are exact: bit for bit Rust's `f32::floor`
+/// and `f32::round_ties_even`, signed zeros and specials included.
+#[test]
+fn floor_and_round_are_exact_on_the_whole_range() {
+    let mut xs: Vec<f32> = vec![
+        0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.49999997, -0.49999997, 0.3, -0.3, 1e-40, -1e-40, 8388607.5,
+        -8388607.5, 8388608.0, -8388609.0, 16777217.0, 1e30, -1e30, 3.4e38, -3.4e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
+        2147483520.0, -2147483648.0, 4e9, -4e9, 7.0, -7.0,
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    while xs.len() < 256 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Quarter steps in +-1000 hit every tie.
+        xs.push(((state % 8001) as f32 - 4000.0) / 4.0 + if state & (1 << 40) != 0 { 0.125 } else { 0.0 });
+    }
+    for (name, exact) in [("floor", f32::floor as fn(f32) -> f32), ("round", f32::round_ties_even)] {
+        let got = emulate_unary(name, &xs);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = exact(x);
+            let same = if want.is_nan() { g.is_nan() } else { g.to_bits() == want.to_bits() };
+            assert!(same, "{name}({x:e}) = {g:e} on the emulator, want {want:e}");
+        }
+    }
+}
+
+/// `sigmoid` saturates to 0 and 1 (no NaN at the far ends) and is within 1e-6 elsewhere.
+#[test]
+fn sigmoid_holds_over_the_whole_range() {
+    let xs = [-1e30f32, -1000.0, -100.0, -88.0, -20.0, -1.0, 0.0, 1.0, 20.0, 88.0, 100.0, 1e30, f32::INFINITY, f32::NEG_INFINITY, -3.4e38, 3.4e38];
+    let got = emulate_unary("sigmoid", &xs);
+    for (&x, &g) in xs.iter().zip(&got) {
+        let want = 1.0 / (1.0 + (-(x as f64)).exp());
+        assert!((g as f64 - want).abs() <= 1e-6, "sigmoid({x:e}) = {g:e}, want {want:e}");
+    }
+    assert!(emulate_unary("sigmoid", &[f32::NAN, 0.0, 0.0, 0.0])[0].is_nan());
+    assert_accuracy("sigmoid", &sweep(-30.0, 30.0, 4096, false), |x| 1.0 / (1.0 + (-x).exp()), 2e-6);
 }

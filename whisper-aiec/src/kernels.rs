@@ -19,7 +19,7 @@
 //!
 //! The compiler knows none of these by name: they are ordinary kernels.
 
-use aiec::dsl::builder::{abs, exp, log10, max2, maxr, recip, rsqrt, sum, Ext, Idx, Kernel};
+use aiec::dsl::builder::{abs, exp, log10, max2, maxr, recip, rsqrt, sum, Ext, Kernel};
 use aiec::ir;
 use aiec::CompileError;
 use aiec_runtime::DType;
@@ -161,7 +161,7 @@ fn layer_norm(m: usize, d: usize) -> Result<ir::Kernel, CompileError> {
     kn.assign(rstd.at([md]), rsqrt(sum([dd], centred() * centred()) * inv_d + LN_EPS as f64));
     kn.assign(
         y.at([md, dd]),
-        centred() * rstd.at([md]) * gb.at([Idx::from(0), Idx::from(dd)]) + gb.at([Idx::from(1), Idx::from(dd)]),
+        centred() * rstd.at([md]) * gb.at((0, dd)) + gb.at((1, dd)),
     );
     kn.build()
 }
@@ -205,9 +205,9 @@ fn log_mel(n_mels: usize) -> Result<ir::Kernel, CompileError> {
     kn.spread_cores(t);
     let frame = || audio.at([MEL_HOP as i64 * t + s]);
     kn.assign(re.at([t, f]), sum([s], frame() * basis.at([f, s])));
-    kn.assign(im.at([t, f]), sum([s], frame() * basis.at([Idx::from(f), MEL_N_FFT as i64 + s])));
+    kn.assign(im.at([t, f]), sum([s], frame() * basis.at((f, MEL_N_FFT as i64 + s))));
     let pw = re.at([t, f]) * re.at([t, f]) + im.at([t, f]) * im.at([t, f]);
-    kn.assign(power.at([t, b]), sum([f], pw * basis.at([Idx::from(f), 2 * MEL_N_FFT as i64 + b])));
+    kn.assign(power.at([t, b]), sum([f], pw * basis.at((f, 2 * MEL_N_FFT as i64 + b))));
     kn.assign(logmel.at([t, b]), log10(max2(power.at([t, b]), 1e-10)));
     kn.build()
 }

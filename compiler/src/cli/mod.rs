@@ -19,13 +19,13 @@ The emulator runs the emitted MLIR on any CPU; `aiec build` and `aiec run --npu`
 toolchain and XRT (see `aiec doctor`).",
     after_help = "Examples:\n  aiec compile dsl-examples/matmul.tile -o out/matmul\n  aiec check dsl-examples/softmax.tile --device npu2\n  aiec run dsl-examples/matmul.tile --emulate\n  aiec emulate out/matmul/design.mlir --arg A=a.npy --arg B=b.npy --out C=c.npy"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Emit {
+pub(crate) enum Emit {
     /// design.mlir in mlir-aie's custom syntax
     Mlir,
     /// the same module with aie ops in MLIR's generic form
@@ -49,6 +49,11 @@ enum Command {
         /// print one artifact to stdout instead of writing files
         #[arg(long, value_enum)]
         emit: Option<Emit>,
+        /// print the design after PASS to stdout instead of writing files (repeatable; `all`
+        /// for every pass). Passes in order: typecheck, place, route, sequence, check, lower,
+        /// emit. Dumps of the passes that ran are printed even when a later one fails.
+        #[arg(long = "dump-after", value_name = "PASS", value_parser = parse_pass)]
+        dump_after: Vec<Vec<aiec::passes::Pass>>,
     },
     /// Run every check (types, tiling, hardware limits) without writing anything
     Check {
@@ -69,7 +74,7 @@ enum Command {
 
 /// An error from a command, already worded for the user.
 #[derive(Debug)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A compile or run failure: exit 1.
     Failed(String),
     /// Bad usage: exit 2.
@@ -91,7 +96,7 @@ impl From<FileError> for CliError {
     }
 }
 
-pub fn main() -> i32 {
+pub(crate) fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -101,7 +106,19 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Compile { file, out, device, emit } => compile(&file, out, device, emit),
+        Command::Compile {
+            file,
+            out,
+            device,
+            emit,
+            dump_after,
+        } => {
+            if dump_after.is_empty() {
+                compile(&file, out, device, emit)
+            } else {
+                dump(&file, device, dump_after.concat())
+            }
+        }
         Command::Check { file, device } => check(&file, device),
         Command::Emulate(a) => run::emulate(a),
         Command::Run(a) => run::run(a),
@@ -131,7 +148,7 @@ fn ensure_newline(s: &str) -> String {
 }
 
 /// The device from `--device`, else AIEC_DEVICE, else toolchain.toml's `[device] default`, else npu1.
-pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
+pub(crate) fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
     let name = match name {
         Some(n) => n.to_string(),
         None => {
@@ -148,7 +165,7 @@ pub fn device_model(name: Option<&str>) -> Result<DeviceModel, CliError> {
     DeviceModel::by_name(&name).ok_or_else(|| CliError::Usage(format!("unknown device '{name}' for --device: expected npu1 or npu2")))
 }
 
-pub fn require_tile_file(file: &Path) -> Result<(), CliError> {
+pub(crate) fn require_tile_file(file: &Path) -> Result<(), CliError> {
     if !file.exists() {
         return Err(CliError::Failed(format!("error: {}: no such file", file.display())));
     }
@@ -168,7 +185,7 @@ fn compile_file(file: &Path, device: &DeviceModel) -> Result<aiec::Compiled, Cli
 }
 
 /// Compiles a .tile file into an artifact directory; returns the directory and the result.
-pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
+pub(crate) fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -> Result<(PathBuf, aiec::Compiled), CliError> {
     let compiled = compile_file(file, device)?;
     let dir = out.unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).join(&compiled.kernel.name));
     write_artifacts(&dir, &compiled)?;
@@ -177,19 +194,33 @@ pub fn compile_to_dir(file: &Path, out: Option<PathBuf>, device: &DeviceModel) -
 
 /// Writes design.mlir and design.json through temporary files, so a failure leaves nothing half-written.
 fn write_artifacts(dir: &Path, compiled: &aiec::Compiled) -> Result<(), CliError> {
-    let io = |p: &Path, e: std::io::Error| CliError::Failed(format!("error: {}: {e}", p.display()));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let files = [("design.mlir", compiled.mlir.clone()), ("design.json", compiled.json.to_pretty_json())];
-    let mut temps = Vec::new();
-    for (name, text) in &files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-        temps.push((tmp, dir.join(name)));
+    compiled.write_to(dir).map_err(|e| CliError::Failed(format!("error: {e}")))
+}
+
+fn parse_pass(name: &str) -> Result<Vec<aiec::passes::Pass>, String> {
+    use aiec::passes::Pass;
+    if name == "all" {
+        return Ok(Pass::ALL.to_vec());
     }
-    for (tmp, dst) in temps {
-        std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    Pass::from_name(name).map(|p| vec![p]).ok_or_else(|| {
+        let names: Vec<&str> = Pass::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown pass `{name}`; the passes are {} (or all)", names.join(", "))
+    })
+}
+
+/// `aiec compile --dump-after PASS`: the design after each asked pass, on stdout.
+fn dump(file: &Path, device: Option<String>, passes: Vec<aiec::passes::Pass>) -> Result<i32, CliError> {
+    let device = device_model(device.as_deref())?;
+    require_tile_file(file)?;
+    let kernel = aiec::parse_file(file)?;
+    let mut dumps = aiec::Dumps::after(&passes);
+    let result = aiec::compile_kernel_dumping(&kernel, &device, &mut dumps);
+    for (pass, text) in &dumps.texts {
+        println!("// ----- after {} ({}) -----", pass.name(), device.name);
+        print!("{}", ensure_newline(text));
     }
-    Ok(())
+    result?;
+    Ok(0)
 }
 
 fn compile(file: &Path, out: Option<PathBuf>, device: Option<String>, emit: Option<Emit>) -> Result<i32, CliError> {

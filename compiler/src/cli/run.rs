@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args)]
-pub struct EmulateArgs {
+pub(crate) struct EmulateArgs {
     /// design.mlir (aiec's output or a hand-written mlir-aie design)
     design: PathBuf,
     /// initialise runtime-sequence argument I (0-based index or name) from a .npy file
@@ -29,7 +29,7 @@ pub struct EmulateArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum BackendChoice {
+pub(crate) enum BackendChoice {
     /// the NPU when one is usable, else the emulator (says which and why)
     Auto,
     Emulator,
@@ -37,7 +37,7 @@ pub enum BackendChoice {
 }
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// the .tile kernel
     file: PathBuf,
     /// run on the host emulator
@@ -63,7 +63,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// a .tile kernel or a design.mlir
     file: PathBuf,
     #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
@@ -82,13 +82,13 @@ pub struct BuildArgs {
 }
 
 #[derive(Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     #[command(flatten)]
     tools: ToolFlags,
 }
 
 #[derive(Args, Default)]
-pub struct ToolFlags {
+pub(crate) struct ToolFlags {
     /// toolchain.toml to use (default: found by walking up from the current directory)
     #[arg(long, value_name = "FILE")]
     toolchain: Option<PathBuf>,
@@ -119,7 +119,7 @@ fn parse_binding(spec: &str, json: &DesignJson, flag: &str) -> Result<(usize, Pa
     Ok((index, PathBuf::from(path)))
 }
 
-pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
+pub(crate) fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
     let text = std::fs::read_to_string(&a.design).map_err(|e| failed(format!("{}: {e}", a.design.display())))?;
     let json_path = a.design.with_file_name("design.json");
     // The MLIR's own signature (checked against the emulator's host limit before anything is allocated);
@@ -203,7 +203,7 @@ pub fn emulate(a: EmulateArgs) -> Result<i32, CliError> {
     Ok(0)
 }
 
-pub fn run(a: RunArgs) -> Result<i32, CliError> {
+pub(crate) fn run(a: RunArgs) -> Result<i32, CliError> {
     let device = device_model(a.device.as_deref())?;
     let choice = if a.emulate {
         BackendChoice::Emulator
@@ -419,7 +419,7 @@ fn print_timings(result: &Result<toolchain::BuildOutputs, toolchain::BuildError>
     }
 }
 
-pub fn build(a: BuildArgs) -> Result<i32, CliError> {
+pub(crate) fn build(a: BuildArgs) -> Result<i32, CliError> {
     let device = device_model(a.device.as_deref())?;
     let is_mlir = a.file.extension().map(|e| e == "mlir").unwrap_or(false);
     let (dir, compiled) = if is_mlir {
@@ -487,7 +487,7 @@ fn kernel_source_of(e: &toolchain::BuildError, compiled: &aiec::Compiled) -> Opt
     Some(out)
 }
 
-pub fn doctor(a: DoctorArgs) -> Result<i32, CliError> {
+pub(crate) fn doctor(a: DoctorArgs) -> Result<i32, CliError> {
     let tc = resolve_toolchain(&a.tools)?;
     let mut out = std::io::stdout();
     let report = toolchain::doctor::run(&tc, &mut out);

@@ -72,17 +72,67 @@ impl From<DimDecl<'_>> for DimRef {
     }
 }
 
-/// A declared tensor; `.at([...])` makes an access expression.
+/// A declared tensor of rank `R`; `.at([m, n])` or `.at((t, 0, h))` makes an access expression
+/// (a wrong number of indices does not compile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TensorRef {
+pub struct TensorRef<const R: usize> {
     id: usize,
     kernel: usize,
 }
 
+/// `R` indices: an array of one index type (`[m, n]`) or a tuple mixing dims, numbers and affine
+/// expressions (`(t, 0, h + 1)`).
+pub trait Indices<const R: usize> {
+    /// The indices, in order.
+    fn indices(self) -> Vec<Idx>;
+}
+
+impl<I: Into<Idx>, const R: usize> Indices<R> for [I; R] {
+    fn indices(self) -> Vec<Idx> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+/// `R` extents: an array of one type (`[m, k]`) or a tuple mixing dims and numbers (`(259, c)`).
+pub trait Extents<const R: usize> {
+    /// The extents, in order.
+    fn extents(self) -> Vec<Ext>;
+}
+
+impl<E: Into<Ext>, const R: usize> Extents<R> for [E; R] {
+    fn extents(self) -> Vec<Ext> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+
+macro_rules! tuple_indices {
+    ($n:literal: $($t:ident $v:ident),+) => {
+        impl<$($t: Into<Idx>),+> Indices<$n> for ($($t,)+) {
+            fn indices(self) -> Vec<Idx> {
+                let ($($v,)+) = self;
+                vec![$($v.into()),+]
+            }
+        }
+        impl<$($t: Into<Ext>),+> Extents<$n> for ($($t,)+) {
+            fn extents(self) -> Vec<Ext> {
+                let ($($v,)+) = self;
+                vec![$($v.into()),+]
+            }
+        }
+    };
+}
+tuple_indices!(1: A a);
+tuple_indices!(2: A a, B b);
+tuple_indices!(3: A a, B b, C c);
+tuple_indices!(4: A a, B b, C c, D d);
+tuple_indices!(5: A a, B b, C c, D d, E e);
+
 /// A tensor extent: a dim or a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ext {
+    /// The dim's size.
     Dim(DimRef),
+    /// A fixed extent.
     Number(u64),
 }
 
@@ -154,6 +204,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self <= rhs`, for [`select`].
     pub fn le(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -161,6 +212,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self > rhs`, for [`select`].
     pub fn gt(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -168,6 +220,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self >= rhs`, for [`select`].
     pub fn ge(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -175,6 +228,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self == rhs`, for [`select`].
     pub fn equals(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -182,6 +236,7 @@ impl Idx {
             rhs: rhs.into(),
         }
     }
+    /// `self != rhs`, for [`select`].
     pub fn not_equals(self, rhs: impl Into<Idx>) -> Cond {
         Cond {
             lhs: self,
@@ -192,21 +247,27 @@ impl Idx {
 }
 
 impl DimRef {
+    /// `self < rhs` on the dim's global index, for [`select`].
     pub fn lt(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).lt(rhs)
     }
+    /// `self <= rhs` on the dim's global index, for [`select`].
     pub fn le(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).le(rhs)
     }
+    /// `self > rhs` on the dim's global index, for [`select`].
     pub fn gt(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).gt(rhs)
     }
+    /// `self >= rhs` on the dim's global index, for [`select`].
     pub fn ge(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).ge(rhs)
     }
+    /// `self == rhs` on the dim's global index, for [`select`].
     pub fn equals(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).equals(rhs)
     }
+    /// `self != rhs` on the dim's global index, for [`select`].
     pub fn not_equals(self, rhs: impl Into<Idx>) -> Cond {
         Idx::from(self).not_equals(rhs)
     }
@@ -264,16 +325,69 @@ pub struct Cond {
     rhs: Idx,
 }
 
+/// A comparison of two values for [`select`], made with [`Expr::lt`] and friends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueCond {
+    lhs: Expr,
+    cmp: CmpOp,
+    rhs: Expr,
+}
+
+/// What [`select`] chooses on: an index comparison ([`Cond`]) or a value comparison ([`ValueCond`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// Compares global index values.
+    Index(Cond),
+    /// Compares two values of one type.
+    Value(ValueCond),
+}
+
+impl From<Cond> for Condition {
+    fn from(c: Cond) -> Condition {
+        Condition::Index(c)
+    }
+}
+impl From<ValueCond> for Condition {
+    fn from(c: ValueCond) -> Condition {
+        Condition::Value(c)
+    }
+}
+
 /// A value expression; combine with `+ - * /`, unary `-`, f64 literals and the functions below.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     ast: ast::Expr,
 }
 
+macro_rules! value_cmp {
+    ($($(#[$doc:meta])* $name:ident => $cmp:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(self, rhs: impl Into<Expr>) -> ValueCond {
+                ValueCond { lhs: self, cmp: $cmp, rhs: rhs.into() }
+            }
+        )*
+    };
+}
+
 impl Expr {
     /// The AST this expression stands for.
     pub fn ast(&self) -> &ast::Expr {
         &self.ast
+    }
+    value_cmp! {
+        /// `self < rhs` (false when either is NaN), for [`select`].
+        lt => CmpOp::Lt;
+        /// `self <= rhs` (false when either is NaN), for [`select`].
+        le => CmpOp::Le;
+        /// `self > rhs` (false when either is NaN), for [`select`].
+        gt => CmpOp::Gt;
+        /// `self >= rhs` (false when either is NaN), for [`select`].
+        ge => CmpOp::Ge;
+        /// `self == rhs` (false when either is NaN), for [`select`].
+        equals => CmpOp::Eq;
+        /// `self != rhs` (true when either is NaN), for [`select`].
+        not_equals => CmpOp::Ne;
     }
 }
 
@@ -317,6 +431,13 @@ macro_rules! expr_op {
                 binary($op, Expr::from(self), r)
             }
         }
+        impl $tr<Expr> for i32 {
+            type Output = Expr;
+            #[track_caller]
+            fn $m(self, r: Expr) -> Expr {
+                binary($op, Expr::from(self), r)
+            }
+        }
     };
 }
 expr_op!(Add, add, BinaryOp::Add);
@@ -343,34 +464,42 @@ fn unary(op: UnaryOp, e: impl Into<Expr>) -> Expr {
     }
 }
 
+/// `exp(x)`: e^x (float).
 #[track_caller]
 pub fn exp(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Exp, e)
 }
+/// `tanh(x)`: Hyperbolic tangent (float).
 #[track_caller]
 pub fn tanh(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Tanh, e)
 }
+/// `rsqrt(x)`: 1 / sqrt(x) (float).
 #[track_caller]
 pub fn rsqrt(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Rsqrt, e)
 }
+/// `sqrt(x)`: Square root (float).
 #[track_caller]
 pub fn sqrt(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Sqrt, e)
 }
+/// `log10(x)`: Base-10 logarithm (float).
 #[track_caller]
 pub fn log10(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Log10, e)
 }
+/// `ln(x)`: Natural logarithm (float).
 #[track_caller]
 pub fn ln(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Ln, e)
 }
+/// `abs(x)`: Absolute value.
 #[track_caller]
 pub fn abs(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Abs, e)
 }
+/// `recip(x)`: 1 / x (float).
 #[track_caller]
 pub fn recip(e: impl Into<Expr>) -> Expr {
     unary(UnaryOp::Recip, e)
@@ -441,20 +570,90 @@ pub fn srs(to: DType, e: impl Into<Expr>, shift: u32) -> Expr {
         },
     }
 }
-/// `select(cond, then, otherwise)`, e.g. `select(s.le(t), x, f64::NEG_INFINITY)`.
+/// `select(cond, then, otherwise)`: on indices, e.g. `select(s.le(t), x, f64::NEG_INFINITY)`, or
+/// on values, e.g. `select(x.at([m]).gt(0.0), x.at([m]), 0.0)`.
 #[track_caller]
-pub fn select(cond: Cond, then: impl Into<Expr>, otherwise: impl Into<Expr>) -> Expr {
+pub fn select(cond: impl Into<Condition>, then: impl Into<Expr>, otherwise: impl Into<Expr>) -> Expr {
     let span = Span::caller();
-    let (then, otherwise) = (then.into(), otherwise.into());
-    Expr {
-        ast: ast::Expr::Select {
-            lhs: affine_placeholder(&cond.lhs, &span),
-            cmp: cond.cmp,
-            rhs: affine_placeholder(&cond.rhs, &span),
-            then: Box::new(then.ast),
-            otherwise: Box::new(otherwise.ast),
+    let (then, otherwise) = (Box::new(then.into().ast), Box::new(otherwise.into().ast));
+    let ast = match cond.into() {
+        Condition::Index(c) => ast::Expr::Select {
+            lhs: affine_placeholder(&c.lhs, &span),
+            cmp: c.cmp,
+            rhs: affine_placeholder(&c.rhs, &span),
+            then,
+            otherwise,
             span,
         },
+        Condition::Value(c) => ast::Expr::ValueSelect {
+            lhs: Box::new(c.lhs.ast),
+            cmp: c.cmp,
+            rhs: Box::new(c.rhs.ast),
+            then,
+            otherwise,
+            span,
+        },
+    };
+    Expr { ast }
+}
+
+/// `sigmoid(e)` = `1 / (1 + exp(-e))`.
+#[track_caller]
+pub fn sigmoid(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Sigmoid, e)
+}
+/// `floor(e)`: the largest integer not above `e`.
+#[track_caller]
+pub fn floor(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Floor, e)
+}
+/// `round(e)`: the nearest integer, ties to even.
+#[track_caller]
+pub fn round(e: impl Into<Expr>) -> Expr {
+    unary(UnaryOp::Round, e)
+}
+/// `pow(e, n)`: `e` to an integer power `n` (|n| at most 64).
+#[track_caller]
+pub fn pow(e: impl Into<Expr>, n: i32) -> Expr {
+    Expr {
+        ast: ast::Expr::Pow {
+            base: Box::new(e.into().ast),
+            exponent: n,
+            span: Span::caller(),
+        },
+    }
+}
+#[track_caller]
+fn arg_reduce(max: bool, dim: DimRef, body: impl Into<Expr>) -> Expr {
+    let span = Span::caller();
+    Expr {
+        ast: ast::Expr::ArgReduce {
+            max,
+            dim: dim_placeholder(dim, &span),
+            body: Box::new(body.into().ast),
+            span,
+        },
+    }
+}
+/// `argmax[D](body)`: the global index (i32) of the first largest value along `D`.
+#[track_caller]
+pub fn argmax(dim: DimRef, body: impl Into<Expr>) -> Expr {
+    arg_reduce(true, dim, body)
+}
+/// `argmin[D](body)`: the global index (i32) of the first smallest value along `D`.
+#[track_caller]
+pub fn argmin(dim: DimRef, body: impl Into<Expr>) -> Expr {
+    arg_reduce(false, dim, body)
+}
+
+impl DimRef {
+    /// The dim's global index as an i32 value (`I` in `.tile` text).
+    #[track_caller]
+    pub fn value(self) -> Expr {
+        let span = Span::caller();
+        Expr {
+            ast: ast::Expr::Index(dim_placeholder(self, &span)),
+        }
     }
 }
 
@@ -466,7 +665,7 @@ fn dim_placeholder(d: DimRef, span: &Span) -> Ident {
         span: span.clone(),
     }
 }
-fn tensor_placeholder(t: TensorRef, span: &Span) -> Ident {
+fn tensor_placeholder<const R: usize>(t: TensorRef<R>, span: &Span) -> Ident {
     Ident {
         name: format!("\u{0}tensor:{}:{}", t.kernel, t.id),
         span: span.clone(),
@@ -480,16 +679,57 @@ fn affine_placeholder(i: &Idx, span: &Span) -> AffineAst {
     }
 }
 
-impl TensorRef {
-    /// `T[i0, i1, ...]`; indices are dims or affine index expressions (`t * 160 + s`).
+impl<const R: usize> TensorRef<R> {
+    /// `T[i0, i1, ...]`; indices are dims, numbers or affine index expressions (`t * 160 + s`):
+    /// `x.at([m, n])`, `x.at((t, 0, h))`.
     #[track_caller]
-    pub fn at<I: Into<Idx>, const N: usize>(self, indices: [I; N]) -> Expr {
+    pub fn at(self, indices: impl Indices<R>) -> Expr {
         let span = Span::caller();
-        let indices = indices.into_iter().map(|i| affine_placeholder(&i.into(), &span)).collect();
+        let indices = indices.indices().iter().map(|i| affine_placeholder(i, &span)).collect();
         Expr {
             ast: ast::Expr::Access(ast::Access {
                 tensor: tensor_placeholder(self, &span),
                 indices,
+                gather: None,
+                span,
+            }),
+        }
+    }
+
+    /// A gather: `T[..., by, ...]` with axis `axis` indexed by the integer value `by` (an access
+    /// of an integer input, e.g. `ids.at([m])`), the other axes by `indices` (whatever `indices`
+    /// holds at `axis` is ignored): `table.gather((0, d), 0, ids.at([m]))` is `table[ids[M], D]`.
+    #[track_caller]
+    pub fn gather(self, indices: impl Indices<R>, axis: usize, by: Expr) -> Expr {
+        let span = Span::caller();
+        let mut indices: Vec<AffineAst> = indices.indices().iter().map(|i| affine_placeholder(i, &span)).collect();
+        let by = match by.ast {
+            ast::Expr::Access(a) => a,
+            other => {
+                // Type checking reports it: a gather index must be a tensor read.
+                ast::Access {
+                    tensor: Ident {
+                        name: String::new(),
+                        span: other.span().clone(),
+                    },
+                    indices: Vec::new(),
+                    gather: None,
+                    span: other.span().clone(),
+                }
+            }
+        };
+        if let Some(i) = indices.get_mut(axis) {
+            *i = AffineAst {
+                terms: Vec::new(),
+                constant: 0,
+                span: span.clone(),
+            };
+        }
+        Expr {
+            ast: ast::Expr::Access(ast::Access {
+                tensor: tensor_placeholder(self, &span),
+                indices,
+                gather: Some((axis, Box::new(by))),
                 span,
             }),
         }
@@ -499,6 +739,7 @@ impl TensorRef {
 static NEXT_KERNEL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl Kernel {
+    /// An empty kernel named `name` (the name of its artifact directory).
     #[track_caller]
     pub fn new(name: &str) -> Kernel {
         let span = Span::caller();
@@ -544,7 +785,7 @@ impl Kernel {
     }
 
     #[track_caller]
-    fn tensor<E: Into<Ext>, const N: usize>(&mut self, role: Role, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
+    fn tensor<const N: usize>(&mut self, role: Role, name: &str, dtype: DType, shape: Vec<Ext>) -> TensorRef<N> {
         let span = Span::caller();
         let t = TensorRef {
             id: self.tensor_names.len(),
@@ -553,7 +794,7 @@ impl Kernel {
         self.tensor_names.push(name.to_string());
         let shape = shape
             .into_iter()
-            .map(|e| match e.into() {
+            .map(|e| match e {
                 Ext::Dim(d) => Extent::Dim(self.dim_ident(d, &span)),
                 Ext::Number(n) => Extent::Number(n, span.clone()),
             })
@@ -574,18 +815,18 @@ impl Kernel {
 
     /// `in NAME: dtype[shape]`
     #[track_caller]
-    pub fn input<E: Into<Ext>, const N: usize>(&mut self, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
-        self.tensor(Role::In, name, dtype, shape)
+    pub fn input<const N: usize>(&mut self, name: &str, dtype: DType, shape: impl Extents<N>) -> TensorRef<N> {
+        self.tensor(Role::In, name, dtype, shape.extents())
     }
     /// `out NAME: dtype[shape]`
     #[track_caller]
-    pub fn output<E: Into<Ext>, const N: usize>(&mut self, name: &str, dtype: DType, shape: [E; N]) -> TensorRef {
-        self.tensor(Role::Out, name, dtype, shape)
+    pub fn output<const N: usize>(&mut self, name: &str, dtype: DType, shape: impl Extents<N>) -> TensorRef<N> {
+        self.tensor(Role::Out, name, dtype, shape.extents())
     }
     /// `local NAME: dtype[dims]`
     #[track_caller]
-    pub fn local<const N: usize>(&mut self, name: &str, dtype: DType, dims: [DimRef; N]) -> TensorRef {
-        self.tensor(Role::Local, name, dtype, dims)
+    pub fn local<const N: usize>(&mut self, name: &str, dtype: DType, dims: [DimRef; N]) -> TensorRef<N> {
+        self.tensor(Role::Local, name, dtype, dims.extents())
     }
 
     #[track_caller]
@@ -714,6 +955,9 @@ impl Kernel {
         for i in &mut a.indices {
             self.resolve_affine(i)?;
         }
+        if let Some((_, by)) = &mut a.gather {
+            self.resolve_access(by)?;
+        }
         Ok(())
     }
 
@@ -738,6 +982,18 @@ impl Kernel {
                 self.resolve_expr(then)?;
                 self.resolve_expr(otherwise)
             }
+            ast::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
+                self.resolve_expr(lhs)?;
+                self.resolve_expr(rhs)?;
+                self.resolve_expr(then)?;
+                self.resolve_expr(otherwise)
+            }
+            ast::Expr::Pow { base, .. } => self.resolve_expr(base),
+            ast::Expr::Index(d) => self.resolve_ident(d),
+            ast::Expr::ArgReduce { dim, body, .. } => {
+                self.resolve_ident(dim)?;
+                self.resolve_expr(body)
+            }
         }
     }
 
@@ -756,5 +1012,11 @@ impl Kernel {
     /// Type-checks the kernel into IR (the same checker as for `.tile` text).
     pub fn build(&self) -> Result<ir::Kernel, CompileError> {
         typecheck(&self.ast()?)
+    }
+
+    /// Type-checks, schedules, checks and lowers the kernel for `device`: `k.compile(&npu1)?`
+    /// then `.write_to(dir)` or `.emulate_against_reference(seed)`.
+    pub fn compile(&self, device: &crate::DeviceModel) -> Result<crate::Compiled, CompileError> {
+        crate::compile_kernel(&self.build()?, device)
     }
 }

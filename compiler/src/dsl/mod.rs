@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod builder;
 pub mod parse;
+mod tiling;
 pub mod typecheck;
 
 use crate::diag::{CompileError, Source};

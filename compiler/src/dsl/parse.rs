@@ -22,17 +22,22 @@ use crate::diag::{CompileError, Diagnostic, Source, Span};
 use aiec_runtime::DType;
 use pest::iterators::Pair;
 use pest::Parser;
-use pest_derive::Parser;
 use std::sync::Arc;
 
-#[derive(Parser)]
-#[grammar = "dsl/grammar.pest"]
-struct TileParser;
+/// The generated parser and its `Rule` enum, kept out of the public API.
+mod grammar {
+    use pest_derive::Parser;
+
+    #[derive(Parser)]
+    #[grammar = "dsl/grammar.pest"]
+    pub(super) struct TileParser;
+}
+use grammar::{Rule, TileParser};
 
 /// The largest `.tile` source accepted: 1 MiB (kernels are a few dozen lines). The parser's
 /// memory grows with the text (a few hundred bytes per byte of a long expression), so the bound
 /// keeps any input's parse within a few hundred MiB.
-pub const MAX_SOURCE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_SOURCE_BYTES: usize = 1 << 20;
 
 /// Parses a `.tile` source text into its AST.
 pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
@@ -62,11 +67,13 @@ pub fn parse(source: &Arc<Source>) -> Result<KernelAst, CompileError> {
     b.kernel(kernel)
 }
 
-/// Rejects text whose parentheses nest deeper than [`MAX_EXPR_DEPTH`] (comments skipped), at
+/// Rejects text whose parentheses nest deeper than [`MAX_EXPR_DEPTH`] or brackets deeper than 2
+/// (an access with a gather index; comments skipped), at
 /// the first `(` past the limit.
 fn check_paren_depth(source: &Arc<Source>) -> Result<(), CompileError> {
     let text = source.text.as_bytes();
     let mut depth = 0usize;
+    let mut brackets = 0usize;
     let mut i = 0;
     while i < text.len() {
         match text[i] {
@@ -78,6 +85,19 @@ fn check_paren_depth(source: &Arc<Source>) -> Result<(), CompileError> {
                 i = text[i..].iter().position(|&c| c == b'\n').map_or(text.len(), |n| i + n);
                 continue;
             }
+            b'[' => {
+                // An access inside an access's brackets is a gather index; deeper nesting
+                // means nothing and would only feed the parser's recursion.
+                brackets += 1;
+                if brackets > 2 {
+                    let span = Span::new(source, i, i + 1);
+                    return Err(CompileError::Parse(Diagnostic::new(
+                        "brackets nested more than 2 deep: a gather index is a read with plain indices, e.g. table[ids[M], D]",
+                        Some(&span),
+                    )));
+                }
+            }
+            b']' => brackets = brackets.saturating_sub(1),
             b'(' => {
                 depth += 1;
                 if depth > MAX_EXPR_DEPTH {
@@ -180,6 +200,10 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::cast => "`cast`",
         Rule::srs => "`srs`",
         Rule::select => "`select`",
+        Rule::index_cond | Rule::value_cond => "a comparison",
+        Rule::arg_reduce | Rule::arg_op => "an arg-reduction",
+        Rule::index_value => "a dim",
+        Rule::gather_index => "an index read from a tensor",
         Rule::call => "a function call",
         Rule::cmp => "a comparison (<, <=, >, >=, ==, !=)",
         Rule::extent => "an extent (a dim or a number)",
@@ -222,6 +246,11 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> CompileErr
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
         // Ordered as a reader scans an item line: statements first, then declarations.
         let mut rules = positives.clone();
+        // Inside an index a `[` would only start a gather index (`ids[M]`): once an index is
+        // there, the useful words are the ones that continue or close it.
+        if rules.contains(&Rule::t_rbrack) {
+            rules.retain(|r| *r != Rule::t_lbrack);
+        }
         rules.sort_by_key(|r| match r {
             Rule::stmt | Rule::access | Rule::ident => 0,
             Rule::kw_dim | Rule::dim_item => 1,
@@ -413,8 +442,27 @@ impl AstBuilder<'_> {
         let span = self.span(&p);
         let mut kids = self.inner(p).into_iter();
         let tensor = self.ident(kids.next().expect("tensor name"));
-        let indices = kids.map(|a| self.affine(a)).collect::<PResult<Vec<_>>>()?;
-        Ok(Access { tensor, indices, span })
+        let mut indices = Vec::new();
+        let mut gather = None;
+        for (axis, k) in kids.enumerate() {
+            if k.as_rule() == Rule::gather_index {
+                let by_span = self.span(&k);
+                let inner = k.into_inner().next().expect("the index's access");
+                let by = self.access(inner)?;
+                if gather.is_some() {
+                    return Err(self.error("only one axis of an access may be read from another tensor", &by_span));
+                }
+                gather = Some((axis, Box::new(by)));
+                indices.push(AffineAst {
+                    terms: Vec::new(),
+                    constant: 0,
+                    span: by_span,
+                });
+            } else {
+                indices.push(self.affine(k)?);
+            }
+        }
+        Ok(Access { tensor, indices, gather, span })
     }
 
     fn affine(&self, p: Pair<Rule>) -> PResult<AffineAst> {
@@ -527,6 +575,8 @@ impl AstBuilder<'_> {
             Rule::cast | Rule::srs => self.convert(p),
             Rule::select => self.select(p),
             Rule::call => self.call(p),
+            Rule::arg_reduce => self.arg_reduce(p),
+            Rule::index_value => Ok((Expr::Index(self.ident(p.into_inner().next().expect("a dim name"))), 1)),
             other => unreachable!("unexpected {other:?} in an expression"),
         }
     }
@@ -612,13 +662,15 @@ impl AstBuilder<'_> {
         self.node(e, height + 1)
     }
 
-    /// `select(AFFINE CMP AFFINE, EXPR, EXPR)`
+    /// `select(AFFINE CMP AFFINE, EXPR, EXPR)` or `select(EXPR CMP EXPR, EXPR, EXPR)`
     #[inline(never)]
     fn select(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
         let span = self.span(&p);
         let kids = self.inner(p);
-        let lhs = self.affine(kids[0].clone())?;
-        let cmp = match kids[1].as_str() {
+        let cond = kids[0].clone();
+        let by_index = cond.as_rule() == Rule::index_cond;
+        let parts = self.inner(cond);
+        let cmp = match parts[1].as_str() {
             "<" => CmpOp::Lt,
             "<=" => CmpOp::Le,
             ">" => CmpOp::Gt,
@@ -626,19 +678,54 @@ impl AstBuilder<'_> {
             "==" => CmpOp::Eq,
             _ => CmpOp::Ne,
         };
-        let rhs = self.affine(kids[2].clone())?;
-        let (then, th) = self.expr(kids[3].clone())?;
-        let (otherwise, oh) = self.expr(kids[4].clone())?;
+        let (then, th) = self.expr(kids[1].clone())?;
+        let (otherwise, oh) = self.expr(kids[2].clone())?;
+        if by_index {
+            let lhs = self.affine(parts[0].clone())?;
+            let rhs = self.affine(parts[2].clone())?;
+            return self.node(
+                Expr::Select {
+                    lhs,
+                    cmp,
+                    rhs,
+                    then: Box::new(then),
+                    otherwise: Box::new(otherwise),
+                    span,
+                },
+                th.max(oh) + 1,
+            );
+        }
+        let (lhs, lh) = self.expr(parts[0].clone())?;
+        let (rhs, rh) = self.expr(parts[2].clone())?;
         self.node(
-            Expr::Select {
-                lhs,
+            Expr::ValueSelect {
+                lhs: Box::new(lhs),
                 cmp,
-                rhs,
+                rhs: Box::new(rhs),
                 then: Box::new(then),
                 otherwise: Box::new(otherwise),
                 span,
             },
-            th.max(oh) + 1,
+            th.max(oh).max(lh).max(rh) + 1,
+        )
+    }
+
+    /// `argmax|argmin[DIM](EXPR)`
+    #[inline(never)]
+    fn arg_reduce(&self, p: Pair<Rule>) -> PResult<(Expr, usize)> {
+        let span = self.span(&p);
+        let kids = self.inner(p);
+        let max = kids[0].as_str() == "argmax";
+        let dim = self.ident(kids[1].clone());
+        let (body, height) = self.expr(kids[2].clone())?;
+        self.node(
+            Expr::ArgReduce {
+                max,
+                dim,
+                body: Box::new(body),
+                span,
+            },
+            height + 1,
         )
     }
 
@@ -662,12 +749,33 @@ impl AstBuilder<'_> {
             let (arg, _) = args.into_iter().next().expect("one argument");
             return self.node(Expr::Unary(op, Box::new(arg), span), height);
         }
+        if name == "pow" {
+            let [(base, _), (exponent, _)] =
+                <[_; 2]>::try_from(args).map_err(|a: Vec<_>| self.error(format!("pow(x, n) takes 2 arguments, found {}", a.len()), &span))?;
+            let n = match &exponent {
+                Expr::Number(v, _) if v.fract() == 0.0 && v.abs() <= MAX_POW_EXPONENT as f64 => *v as i32,
+                other => {
+                    return Err(self.error(
+                        format!("pow's exponent must be an integer literal in -{MAX_POW_EXPONENT}..={MAX_POW_EXPONENT}; use exp(y * ln(x)) for other powers"),
+                        other.span(),
+                    ))
+                }
+            };
+            return self.node(
+                Expr::Pow {
+                    base: Box::new(base),
+                    exponent: n,
+                    span,
+                },
+                height,
+            );
+        }
         let op = match name {
             "max" => BinaryOp::Max,
             "min" => BinaryOp::Min,
             _ => {
                 return Err(self.error(
-                    format!("unknown function `{name}`; the functions are exp, tanh, rsqrt, sqrt, log10, ln, abs, recip, max, min"),
+                    format!("unknown function `{name}`; the functions are exp, tanh, sigmoid, rsqrt, sqrt, log10, ln, abs, recip, floor, round, max, min, pow"),
                     &name_span,
                 ))
             }

@@ -29,7 +29,9 @@ use std::collections::HashMap;
 
 /// Resolves and type-checks a kernel AST (from either front end).
 pub fn typecheck(ast: &KernelAst) -> Result<ir::Kernel, CompileError> {
-    Checker::default().kernel(ast)
+    let kernel = Checker::default().kernel(ast)?;
+    super::tiling::check(&kernel)?;
+    Ok(kernel)
 }
 
 fn type_error(message: impl Into<String>, span: &Span) -> CompileError {
@@ -55,6 +57,104 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// The dims an expression depends on that no reduction inside it binds.
+fn free_dims(e: &ir::Expr) -> Vec<DimId> {
+    fn visit(e: &ir::Expr, bound: &mut Vec<DimId>, out: &mut Vec<DimId>) {
+        let add = |d: DimId, bound: &Vec<DimId>, out: &mut Vec<DimId>| {
+            if !bound.contains(&d) && !out.contains(&d) {
+                out.push(d);
+            }
+        };
+        match e {
+            ir::Expr::Load { indices, .. } => {
+                for a in indices {
+                    for d in a.dims() {
+                        add(d, bound, out);
+                    }
+                }
+            }
+            ir::Expr::Index { dim } => add(*dim, bound, out),
+            ir::Expr::Gather { indices, index, .. } => {
+                for a in indices {
+                    for d in a.dims() {
+                        add(d, bound, out);
+                    }
+                }
+                visit(index, bound, out);
+            }
+            ir::Expr::Select { lhs, rhs, then, otherwise, .. } => {
+                for d in lhs.dims().chain(rhs.dims()) {
+                    add(d, bound, out);
+                }
+                visit(then, bound, out);
+                visit(otherwise, bound, out);
+            }
+            ir::Expr::Reduce { dims, body, .. } => {
+                let n = bound.len();
+                bound.extend(dims);
+                visit(body, bound, out);
+                bound.truncate(n);
+            }
+            ir::Expr::ArgReduce { dim, body, .. } => {
+                bound.push(*dim);
+                visit(body, bound, out);
+                bound.pop();
+            }
+            ir::Expr::Const { .. } => {}
+            ir::Expr::Unary { arg, .. } | ir::Expr::Convert { arg, .. } => visit(arg, bound, out),
+            ir::Expr::Binary { lhs, rhs, .. } => {
+                visit(lhs, bound, out);
+                visit(rhs, bound, out);
+            }
+            ir::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
+                for x in [lhs, rhs, then, otherwise] {
+                    visit(x, bound, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(e, &mut Vec::new(), &mut out);
+    out
+}
+
+/// `x^n` by repeated squaring (at most 2 log2(n) multiplications), then `recip` when the
+/// exponent was negative; `x^0 = 1`.
+fn power(x: ir::Expr, n: u32, negative: bool) -> ir::Expr {
+    let ty = x.ty();
+    let mul = |a: ir::Expr, b: ir::Expr| ir::Expr::Binary {
+        op: ast::BinaryOp::Mul,
+        lhs: Box::new(a),
+        rhs: Box::new(b),
+        ty,
+    };
+    let mut result: Option<ir::Expr> = None;
+    let mut square = x;
+    let mut k = n;
+    while k > 0 {
+        if k & 1 == 1 {
+            result = Some(match result {
+                None => square.clone(),
+                Some(r) => mul(r, square.clone()),
+            });
+        }
+        k >>= 1;
+        if k > 0 {
+            square = mul(square.clone(), square);
+        }
+    }
+    let r = result.unwrap_or(ir::Expr::Const { value: 1.0, ty });
+    if negative {
+        ir::Expr::Unary {
+            op: ast::UnaryOp::Recip,
+            arg: Box::new(r),
+            ty,
+        }
+    } else {
+        r
+    }
+}
+
 fn unary_name(op: ast::UnaryOp) -> &'static str {
     match op {
         ast::UnaryOp::Neg => "negation",
@@ -66,6 +166,9 @@ fn unary_name(op: ast::UnaryOp) -> &'static str {
         ast::UnaryOp::Ln => "ln",
         ast::UnaryOp::Abs => "abs",
         ast::UnaryOp::Recip => "recip",
+        ast::UnaryOp::Sigmoid => "sigmoid",
+        ast::UnaryOp::Floor => "floor",
+        ast::UnaryOp::Round => "round",
     }
 }
 
@@ -195,7 +298,8 @@ impl Checker {
         let mut stmts = Vec::new();
         for item in &ast.items {
             if let Item::Stmt(s) = item {
-                stmts.push(self.stmt(s)?);
+                let stmt = self.stmt(s)?;
+                stmts.extend(self.hoist_split_reductions(stmt));
             }
         }
         for (id, t) in self.tensors.iter().enumerate() {
@@ -219,6 +323,89 @@ impl Checker {
             stmts,
             span: ast.span.clone(),
         })
+    }
+
+    /// A reduction over a split dim inside a larger expression (`y = sum[K](..) * 2.0 + b[N]`)
+    /// becomes its own statement into a new local, read where it stood: the scheduler runs the
+    /// reduction across tiles, and the rest of the expression after the last tile.
+    fn hoist_split_reductions(&mut self, mut stmt: ir::Stmt) -> Vec<ir::Stmt> {
+        let mut hoisted = Vec::new();
+        if !matches!(&stmt.value, ir::Expr::Reduce { .. }) {
+            let target_name = self.tensors[stmt.target].name.clone();
+            let mut value = std::mem::replace(
+                &mut stmt.value,
+                ir::Expr::Const {
+                    value: 0.0,
+                    ty: ScalarType::I32,
+                },
+            );
+            self.hoist_in(&mut value, &stmt, &target_name, &mut hoisted);
+            stmt.value = value;
+        }
+        hoisted.push(stmt);
+        hoisted
+    }
+
+    fn hoist_in(&mut self, e: &mut ir::Expr, stmt: &ir::Stmt, target_name: &str, out: &mut Vec<ir::Stmt>) {
+        match e {
+            ir::Expr::Reduce { dims, .. } if dims.iter().any(|&d| self.dims[d].tile < self.dims[d].size) => {
+                let free = free_dims(e);
+                // Indexed by the target's dims that it uses, in the target's order.
+                if !free.iter().all(|d| stmt.target_dims.contains(d)) {
+                    return;
+                }
+                let local_dims: Vec<DimId> = stmt.target_dims.iter().copied().filter(|d| free.contains(d)).collect();
+                let ty = e.ty();
+                let mut name = format!("{target_name}_sum");
+                let mut k = 1;
+                while self.tensor_ids.contains_key(&name) || self.declared.contains_key(&name) {
+                    k += 1;
+                    name = format!("{target_name}_sum{k}");
+                }
+                let id = self.tensors.len();
+                self.tensor_ids.insert(name.clone(), id);
+                self.tensors.push(ir::Tensor {
+                    name,
+                    role: Role::Local,
+                    dtype: if ty == ScalarType::F32 { DType::F32 } else { DType::I32 },
+                    shape: local_dims.iter().map(|&d| self.dims[d].tile).collect(),
+                    local_dims: local_dims.clone(),
+                    access: None,
+                    span: stmt.span.clone(),
+                });
+                self.assigned_locals.push(id);
+                let load = ir::Expr::Load {
+                    tensor: id,
+                    indices: local_dims.iter().map(|&d| Affine::dim(d)).collect(),
+                    ty,
+                };
+                let reduce = std::mem::replace(e, load);
+                out.push(ir::Stmt {
+                    target: id,
+                    target_dims: local_dims,
+                    accumulate: false,
+                    value: reduce,
+                    span: stmt.span.clone(),
+                });
+            }
+            // Inside another reduction the hoisted value would need that reduction's dims too.
+            ir::Expr::Reduce { .. } | ir::Expr::ArgReduce { .. } => {}
+            ir::Expr::Const { .. } | ir::Expr::Load { .. } | ir::Expr::Index { .. } | ir::Expr::Gather { .. } => {}
+            ir::Expr::Unary { arg, .. } | ir::Expr::Convert { arg, .. } => self.hoist_in(arg, stmt, target_name, out),
+            ir::Expr::Binary { lhs, rhs, .. } => {
+                self.hoist_in(lhs, stmt, target_name, out);
+                self.hoist_in(rhs, stmt, target_name, out);
+            }
+            ir::Expr::Select { then, otherwise, .. } => {
+                self.hoist_in(then, stmt, target_name, out);
+                self.hoist_in(otherwise, stmt, target_name, out);
+            }
+            ir::Expr::ValueSelect { lhs, rhs, then, otherwise, .. } => {
+                for x in [lhs, rhs, then, otherwise] {
+                    self.hoist_in(x, stmt, target_name, out);
+                }
+            }
+        }
     }
 
     fn declare(&mut self, name: &ast::Ident) -> Result<(), CompileError> {
@@ -498,6 +685,12 @@ impl Checker {
                 &s.target.tensor.span,
             ));
         }
+        if let Some((_, by)) = &s.target.gather {
+            return Err(type_error(
+                "a target cannot be indexed by a tensor read (a scatter); targets take plain dims",
+                &by.span,
+            ));
+        }
         for i in &s.target.indices {
             let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0;
             if !plain {
@@ -673,7 +866,11 @@ impl Checker {
             ast::Expr::Binary(_, l, r, _) => self.natural(l).or_else(|| self.natural(r)),
             ast::Expr::Reduce { body, .. } => self.natural(body),
             ast::Expr::Cast { to, .. } | ast::Expr::Srs { to, .. } => Some(scalar_type_of(*to)),
-            ast::Expr::Select { then, otherwise, .. } => self.natural(then).or_else(|| self.natural(otherwise)),
+            ast::Expr::Select { then, otherwise, .. } | ast::Expr::ValueSelect { then, otherwise, .. } => {
+                self.natural(then).or_else(|| self.natural(otherwise))
+            }
+            ast::Expr::Pow { base, .. } => self.natural(base),
+            ast::Expr::Index(_) | ast::Expr::ArgReduce { .. } => Some(ScalarType::I32),
         }
     }
 
@@ -738,6 +935,56 @@ impl Checker {
                 }
                 ir::Expr::Const { value: *v, ty }
             }
+            ast::Expr::Access(a) if a.gather.is_some() => {
+                let (axis, by) = a.gather.as_ref().expect("checked by the guard");
+                let (tensor, indices) = self.access(a)?;
+                let role = self.tensors[tensor].role;
+                if role != Role::In {
+                    return Err(type_error(
+                        format!(
+                            "only inputs can be gathered; {} is {} {}",
+                            self.tensors[tensor].name,
+                            if role == Role::Out { "an output" } else { "a local" },
+                            self.tensors[tensor].name
+                        ),
+                        &a.tensor.span,
+                    ));
+                }
+                if by.tensor.name.is_empty() || by.gather.is_some() {
+                    return Err(type_error(
+                        "a gather index must be a read of an integer tensor with plain indices, e.g. table[ids[M], D]",
+                        &by.span,
+                    ));
+                }
+                let (by_tensor, by_indices) = self.access(by)?;
+                if self.tensors[by_tensor].role == Role::Local && !self.assigned_locals.contains(&by_tensor) {
+                    return Err(type_error(
+                        format!("local {} is read before any statement assigns it", self.tensors[by_tensor].name),
+                        &by.span,
+                    ));
+                }
+                if self.tensors[by_tensor].dtype.is_float() {
+                    return Err(type_error(
+                        format!(
+                            "a gather index must be an integer; {} is {}",
+                            self.tensors[by_tensor].name,
+                            self.tensors[by_tensor].dtype.mlir()
+                        ),
+                        &by.span,
+                    ));
+                }
+                ir::Expr::Gather {
+                    tensor,
+                    indices,
+                    axis: *axis,
+                    index: Box::new(ir::Expr::Load {
+                        tensor: by_tensor,
+                        indices: by_indices,
+                        ty: ScalarType::I32,
+                    }),
+                    ty: scalar_type_of(self.tensors[tensor].dtype),
+                }
+            }
             ast::Expr::Access(a) => {
                 let (tensor, indices) = self.access(a)?;
                 if self.tensors[tensor].role == Role::Local && !self.assigned_locals.contains(&tensor) {
@@ -750,6 +997,142 @@ impl Checker {
                     tensor,
                     indices,
                     ty: scalar_type_of(self.tensors[tensor].dtype),
+                }
+            }
+            ast::Expr::Unary(ast::UnaryOp::Sigmoid, a, span) => {
+                // 1 / (1 + exp(-x)): saturates to 0 and 1 with exp, NaN stays NaN.
+                let x = self.expr(a, Some(ScalarType::F32))?;
+                if x.ty() == ScalarType::I32 {
+                    return Err(type_error(
+                        "dtype mismatch: sigmoid needs a floating-point argument, found i32; convert it with cast<f32>(...)",
+                        span,
+                    ));
+                }
+                let f = ScalarType::F32;
+                // -x as 0 - x: same exp, and vector subtraction has an AIE lowering where negation has none.
+                let zero = ir::Expr::Const { value: 0.0, ty: f };
+                let neg = ir::Expr::Binary {
+                    op: ast::BinaryOp::Sub,
+                    lhs: Box::new(zero),
+                    rhs: Box::new(x),
+                    ty: f,
+                };
+                let e = ir::Expr::Unary {
+                    op: ast::UnaryOp::Exp,
+                    arg: Box::new(neg),
+                    ty: f,
+                };
+                let one = ir::Expr::Const { value: 1.0, ty: f };
+                let den = ir::Expr::Binary {
+                    op: ast::BinaryOp::Add,
+                    lhs: Box::new(one),
+                    rhs: Box::new(e),
+                    ty: f,
+                };
+                ir::Expr::Unary {
+                    op: ast::UnaryOp::Recip,
+                    arg: Box::new(den),
+                    ty: f,
+                }
+            }
+            ast::Expr::Pow { base, exponent, .. } => {
+                let ty = self.natural(base).or(want).unwrap_or_else(|| Self::literal_default(base));
+                let x = self.expr(base, Some(ty))?;
+                if *exponent < 0 && x.ty() == ScalarType::I32 {
+                    return Err(type_error(
+                        "pow of an i32 value with a negative exponent; convert it with cast<f32>(...)",
+                        e.span(),
+                    ));
+                }
+                power(x, exponent.unsigned_abs(), *exponent < 0)
+            }
+            ast::Expr::Index(name) => {
+                let d = self.dim(name).map_err(|err| match self.tensor_ids.get(&name.name) {
+                    Some(_) => type_error(
+                        format!("{} is a tensor; a value needs its indices, e.g. {}[...]", name.name, name.name),
+                        &name.span,
+                    ),
+                    None => err,
+                })?;
+                self.use_dim(d, &name.span);
+                ir::Expr::Index { dim: d }
+            }
+            ast::Expr::ArgReduce { max, dim, body, .. } => {
+                let id = self.dim(dim)?;
+                if self.bound.contains(&id) {
+                    return Err(type_error(format!("dim {} is already reduced here", dim.name), &dim.span));
+                }
+                let depth = self.bound.len();
+                self.bound.push(id);
+                self.used_in_reduce.push(Vec::new());
+                let hint = self.natural(body).unwrap_or_else(|| Self::literal_default(body));
+                let body_ir = self.expr(body, Some(hint));
+                let used = self.used_in_reduce.pop().unwrap_or_default();
+                self.bound.truncate(depth);
+                let body_ir = body_ir?;
+                if !used.contains(&id) {
+                    let opname = if *max { "argmax" } else { "argmin" };
+                    return Err(type_error(format!("{opname} over dim {}, which its body does not use", dim.name), &dim.span));
+                }
+                if self.dims[id].tile < self.dims[id].size {
+                    let opname = if *max { "argmax" } else { "argmin" };
+                    return Err(type_error(
+                        format!(
+                            "{opname} over dim {}, which is split (tile {} of {}); an arg-reduction runs inside one tile, so leave {} unsplit",
+                            dim.name, self.dims[id].tile, self.dims[id].size, dim.name
+                        ),
+                        &dim.span,
+                    ));
+                }
+                ir::Expr::ArgReduce {
+                    max: *max,
+                    dim: id,
+                    body: Box::new(body_ir),
+                }
+            }
+            ast::Expr::ValueSelect {
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ..
+            } => {
+                let cty = self.natural(lhs).or_else(|| self.natural(rhs)).unwrap_or_else(|| {
+                    if Self::literal_default(lhs) == ScalarType::F32 || Self::literal_default(rhs) == ScalarType::F32 {
+                        ScalarType::F32
+                    } else {
+                        ScalarType::I32
+                    }
+                });
+                let l = self.expr(lhs, Some(cty))?;
+                let r = self.expr(rhs, Some(cty))?;
+                if l.ty() != cty {
+                    return Err(self.mismatch(lhs.span(), l.ty(), cty));
+                }
+                if r.ty() != cty {
+                    return Err(self.mismatch(rhs.span(), r.ty(), cty));
+                }
+                let ty = self
+                    .natural(then)
+                    .or_else(|| self.natural(otherwise))
+                    .or(want)
+                    .unwrap_or_else(|| Self::literal_default(then));
+                let a = self.expr(then, Some(ty))?;
+                let b = self.expr(otherwise, Some(ty))?;
+                if a.ty() != ty {
+                    return Err(self.mismatch(then.span(), a.ty(), ty));
+                }
+                if b.ty() != ty {
+                    return Err(self.mismatch(otherwise.span(), b.ty(), ty));
+                }
+                ir::Expr::ValueSelect {
+                    lhs: Box::new(l),
+                    cmp: *cmp,
+                    rhs: Box::new(r),
+                    then: Box::new(a),
+                    otherwise: Box::new(b),
+                    ty,
                 }
             }
             ast::Expr::Unary(op, a, span) => {

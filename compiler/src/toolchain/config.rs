@@ -10,29 +10,42 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The file name looked for when no `--toolchain FILE` is given.
-pub const TOOLCHAIN_FILE: &str = "toolchain.toml";
+pub(crate) const TOOLCHAIN_FILE: &str = "toolchain.toml";
 
 /// Where XRT is installed when nothing says otherwise (the layout of AMD's packages).
-pub const DEFAULT_XRT_PREFIX: &str = "/opt/xilinx/xrt";
+pub(crate) const DEFAULT_XRT_PREFIX: &str = "/opt/xilinx/xrt";
 
 /// Devices a design can target (the names `aie.device(...)` uses for whole-array designs).
-pub const DEVICES: [&str; 2] = ["npu1", "npu2"];
+pub(crate) const DEVICES: [&str; 2] = ["npu1", "npu2"];
 
 /// Values given on the command line; `None` leaves the lower layers in charge.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--device`: the default device (`npu1`, `npu2`).
     pub device: Option<String>,
+    /// `--mlir-aie`: mlir-aie's install directory.
     pub mlir_aie: Option<PathBuf>,
+    /// `--peano`: Peano's (llvm-aie's) install directory.
     pub peano: Option<PathBuf>,
+    /// `--xrt`: XRT's install prefix.
     pub xrt: Option<PathBuf>,
 }
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// Built in.
     Default,
-    File { path: PathBuf, line: usize },
+    /// A line of a toolchain.toml.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the setting.
+        line: usize,
+    },
+    /// An environment variable (its name).
     Env(&'static str),
+    /// A command-line flag (its name).
     Flag(&'static str),
 }
 
@@ -50,7 +63,9 @@ impl fmt::Display for Origin {
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sourced<T> {
+    /// The value.
     pub value: T,
+    /// Where it came from.
     pub origin: Origin,
 }
 
@@ -80,7 +95,8 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 7] = [
+    /// Every tool.
+    pub(crate) const ALL: [Tool; 7] = [
         Tool::Aiecc,
         Tool::AieOpt,
         Tool::AieTranslate,
@@ -91,7 +107,7 @@ impl Tool {
     ];
 
     /// The key under `[tools]` in toolchain.toml.
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Tool::Aiecc => "aiecc",
             Tool::AieOpt => "aie-opt",
@@ -103,7 +119,8 @@ impl Tool {
         }
     }
 
-    pub fn from_key(key: &str) -> Option<Tool> {
+    /// The tool whose `[tools]` key is `key`.
+    pub(crate) fn from_key(key: &str) -> Option<Tool> {
         Tool::ALL.into_iter().find(|t| t.key() == key)
     }
 
@@ -131,9 +148,10 @@ impl fmt::Display for Tool {
 /// Where a tool was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolPath {
-    pub tool: Tool,
+    pub(crate) tool: Tool,
+    /// The executable.
     pub path: PathBuf,
-    /// How it was found ("[tools] in toolchain.toml", "mlir-aie install dir", "PATH").
+    /// How it was found ("\[tools\] in toolchain.toml", "mlir-aie install dir", "PATH").
     pub via: String,
 }
 
@@ -142,37 +160,62 @@ pub struct ToolPath {
 pub struct Toolchain {
     /// The toolchain.toml that was read, if any.
     pub file: Option<PathBuf>,
+    /// The device `aiec build` targets unless the design says otherwise.
     pub device: Sourced<String>,
+    /// mlir-aie's install directory (aie-opt, aie-translate, aiecc, bootgen in its `bin/`).
     pub mlir_aie: Option<Sourced<PathBuf>>,
+    /// Peano's (llvm-aie's) install directory (its `bin/clang` compiles the cores).
     pub peano: Option<Sourced<PathBuf>>,
+    /// XRT's install prefix (xclbinutil, xrt-smi in its `bin/`).
     pub xrt: Sourced<PathBuf>,
     /// `[tools]` entries: explicit paths that win over every search.
     pub tools: BTreeMap<Tool, Sourced<PathBuf>>,
     /// The PATH the tools are searched on (taken from the environment at resolve time).
-    pub search_path: Vec<PathBuf>,
+    pub(crate) search_path: Vec<PathBuf>,
 }
 
+/// Why the toolchain settings could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolchainError {
+    /// The toolchain.toml could not be read.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
     /// Bad TOML or a bad value; `key` is the key on that line when there is one.
     #[error("{}:{line}:{column}: {}{message}", path.display(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// The key on that line, when there is one.
         key: Option<String>,
+        /// What is wrong.
         message: String,
     },
+    /// A device aiec does not target.
     #[error("unknown device '{value}' (from {origin}): expected one of {}", DEVICES.join(", "))]
-    UnknownDevice { value: String, origin: Origin },
+    UnknownDevice {
+        /// The name given.
+        value: String,
+        /// Where it was given.
+        origin: Origin,
+    },
+    /// A path or name set to the empty string.
     #[error("{what} is empty (from {origin})")]
-    EmptyValue { what: &'static str, origin: Origin },
+    EmptyValue {
+        /// The setting.
+        what: &'static str,
+        /// Where it was set.
+        origin: Origin,
+    },
 }
 
 // The file's shape. Unknown keys are errors so a typo is not silently ignored.
@@ -384,7 +427,7 @@ impl Toolchain {
 
     /// The environment the build tools run with: install dirs exported and their `bin/`s first on
     /// PATH (aiecc itself looks up bootgen and xclbinutil on PATH).
-    pub fn tool_env(&self) -> Vec<(String, std::ffi::OsString)> {
+    pub(crate) fn tool_env(&self) -> Vec<(String, std::ffi::OsString)> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for tool in [Tool::Aiecc, Tool::Bootgen, Tool::Xclbinutil] {
             if let Some(found) = self.find(tool) {

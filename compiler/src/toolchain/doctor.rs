@@ -13,24 +13,34 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a check is needed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// `aiec build` cannot work without it.
     Build,
     /// `aiec run --npu` cannot work without it.
     Run,
 }
 
+/// Whether a check found what it looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
-    Found { path: PathBuf, version: Option<String> },
+    /// Present.
+    Found {
+        /// The file (executable, header, device node, driver directory) that shows it.
+        path: PathBuf,
+        /// Its version, when it reports one.
+        version: Option<String>,
+    },
+    /// Not there.
     Missing,
 }
 
 /// One line of the report.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// What is checked (`aie-opt`, `XRT headers`, `NPU device`, ...).
     pub name: String,
-    pub need: Need,
+    pub(crate) need: Need,
+    /// Found or missing.
     pub status: Status,
     /// Where it was found or looked for.
     pub detail: String,
@@ -39,13 +49,16 @@ pub struct Check {
 }
 
 impl Check {
+    /// Found.
     pub fn ok(&self) -> bool {
         matches!(self.status, Status::Found { .. })
     }
 }
 
+/// Everything `aiec doctor` checked.
 #[derive(Debug, Clone)]
 pub struct DoctorReport {
+    /// One per line of the report, in the order printed.
     pub checks: Vec<Check>,
 }
 
@@ -55,13 +68,14 @@ impl DoctorReport {
         self.checks.iter().filter(|c| c.need == Need::Build).all(Check::ok)
     }
     /// `aiec build` can run its five steps up to the cores' LLVM IR (aie-opt and aie-translate).
-    pub fn can_build_llvm(&self) -> bool {
+    pub(crate) fn can_build_llvm(&self) -> bool {
         STEP_TOOLS.iter().all(|t| self.check(t.key()).is_some_and(Check::ok))
     }
     /// Everything `aiec run --npu` needs (besides a built design) is there.
     pub fn can_run(&self) -> bool {
         self.checks.iter().filter(|c| c.need == Need::Run).all(Check::ok)
     }
+    /// The check called `name`.
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
     }
@@ -144,7 +158,7 @@ fn tool_version(tool: Tool, path: &Path) -> Option<String> {
 
 /// aie-opt and aie-translate print LLVM's version block and then `NAME COMMIT` (the mlir-aie
 /// commit, empty in some builds): shown as `NAME COMMIT (LLVM version X)`.
-pub fn mlir_tool_version(name: &str, text: &str) -> Option<String> {
+pub(crate) fn mlir_tool_version(name: &str, text: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let llvm = lines.iter().find(|l| l.contains("LLVM version"));
     let own = lines.iter().find(|l| l.starts_with(name)).map(|l| l.to_string());
@@ -157,7 +171,7 @@ pub fn mlir_tool_version(name: &str, text: &str) -> Option<String> {
 }
 
 /// The first line mentioning a version, else the first non-empty line.
-pub fn pick_version_line(text: &str) -> Option<String> {
+pub(crate) fn pick_version_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     lines
         .iter()

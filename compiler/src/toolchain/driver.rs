@@ -35,16 +35,16 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 
 /// Lines of a failing step's stderr kept in [`BuildError::StepFailed`].
-pub const STDERR_TAIL_LINES: usize = 30;
+pub(crate) const STDERR_TAIL_LINES: usize = 30;
 
 /// Tools the build needs, in the order they are reported missing.
-pub const BUILD_TOOLS: [Tool; 6] = [Tool::AieOpt, Tool::AieTranslate, Tool::Aiecc, Tool::PeanoClang, Tool::Bootgen, Tool::Xclbinutil];
+pub(crate) const BUILD_TOOLS: [Tool; 6] = [Tool::AieOpt, Tool::AieTranslate, Tool::Aiecc, Tool::PeanoClang, Tool::Bootgen, Tool::Xclbinutil];
 
 /// Tools the five steps up to the cores' LLVM IR need.
-pub const STEP_TOOLS: [Tool; 2] = [Tool::AieOpt, Tool::AieTranslate];
+pub(crate) const STEP_TOOLS: [Tool; 2] = [Tool::AieOpt, Tool::AieTranslate];
 
 /// Tools needed after the cores' LLVM IR to get final.xclbin.
-pub const XCLBIN_TOOLS: [Tool; 4] = [Tool::PeanoClang, Tool::Aiecc, Tool::Bootgen, Tool::Xclbinutil];
+pub(crate) const XCLBIN_TOOLS: [Tool; 4] = [Tool::PeanoClang, Tool::Aiecc, Tool::Bootgen, Tool::Xclbinutil];
 
 /// Where the build is to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,7 @@ pub enum Until {
 pub struct BuildOutputs {
     /// The five steps, with their times and outputs, and the cores taken to LLVM IR.
     pub steps: StepsReport,
+    /// The NPU instruction stream (`insts.bin` in the output directory).
     pub insts: PathBuf,
     /// Number of 32-bit words in insts.bin.
     pub insts_words: usize,
@@ -81,43 +82,90 @@ impl BuildOutputs {
     }
 }
 
+/// Why a build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// aie-opt or aie-translate is not installed (nothing ran).
     #[error("{tool} not found: {hint}")]
-    MissingTool { tool: String, hint: String },
+    MissingTool {
+        /// The tool.
+        tool: String,
+        /// What to install or set, and which other tools are missing too.
+        hint: String,
+    },
+    /// One of the five steps failed.
     #[error(transparent)]
     Step(#[from] StepError),
     /// final.xclbin was asked for but tools after step 5 are missing.
     #[error("{}", stop_message(missing))]
-    StoppedAfterLlvm { missing: Vec<Tool> },
+    StoppedAfterLlvm {
+        /// The missing tools.
+        missing: Vec<Tool>,
+    },
+    /// A tool run after the five steps (aiecc) failed.
     #[error("step '{step}' failed ({status})\n  command: {command_line}\n{stderr_tail}")]
     StepFailed {
+        /// The step's name.
         step: String,
+        /// The command, as a shell would take it.
         command_line: String,
+        /// Its exit status.
         status: String,
+        /// The last lines of its stderr.
         stderr_tail: String,
     },
+    /// A tool succeeded without writing the file it was run for.
     #[error("step '{step}' finished but did not write {}", path.display())]
-    MissingOutput { step: String, path: PathBuf },
+    MissingOutput {
+        /// The step's name.
+        step: String,
+        /// The file expected.
+        path: PathBuf,
+    },
+    /// A file or a process could not be read, written or started.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or program.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// The design is for another device than the build was asked for.
     #[error("{}: the design targets aie.device({found}) but the build was asked for {requested}", path.display())]
-    DeviceMismatch { path: PathBuf, found: String, requested: String },
+    DeviceMismatch {
+        /// The design.
+        path: PathBuf,
+        /// The device its `aie.device` names.
+        found: String,
+        /// The device asked for.
+        requested: String,
+    },
+    /// The input has no `aie.device` op.
     #[error("{}: no aie.device(...) op found: not an MLIR-AIE design", path.display())]
-    NotADesign { path: PathBuf },
+    NotADesign {
+        /// The input.
+        path: PathBuf,
+    },
+    /// A device other than npu1 and npu2 was asked for.
     #[error("unknown device '{device}': expected npu1 or npu2")]
-    UnknownDevice { device: String },
+    UnknownDevice {
+        /// The name given.
+        device: String,
+    },
+    /// insts.bin is not a valid instruction stream.
     #[error("{}: {message}", path.display())]
-    BadInstructions { path: PathBuf, message: String },
+    BadInstructions {
+        /// insts.bin.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// The one line saying that the build stopped after the cores' LLVM IR, what for each missing
 /// tool is needed for, and where to point aiec at it.
-pub fn stop_message(missing: &[Tool]) -> String {
+pub(crate) fn stop_message(missing: &[Tool]) -> String {
     let peano = missing.contains(&Tool::PeanoClang);
     let others: Vec<&str> = missing.iter().filter(|&&t| t != Tool::PeanoClang).map(|t| t.key()).collect();
     let others_text = match others.as_slice() {
@@ -304,7 +352,7 @@ fn read_words(insts: &Path) -> Result<usize, BuildError> {
 }
 
 /// The device named by the first `aie.device(...)` op, in custom or generic form.
-pub fn design_device(mlir: &str) -> Option<String> {
+pub(crate) fn design_device(mlir: &str) -> Option<String> {
     if let Some(i) = mlir.find("aie.device(") {
         let rest = &mlir[i + "aie.device(".len()..];
         return rest.split(')').next().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());

@@ -7,7 +7,7 @@ pub mod doctor;
 pub mod driver;
 pub mod steps;
 
-pub use config::{Origin, Overrides, Sourced, Tool, ToolPath, Toolchain, ToolchainError, TOOLCHAIN_FILE};
+pub use config::{Origin, Overrides, Sourced, Tool, ToolPath, Toolchain, ToolchainError};
 pub use doctor::DoctorReport;
 pub use driver::{BuildError, BuildOutputs, Until};
 pub use steps::{StepError, StepsReport};

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// Step 1: lowers the cores' `vector` ops (contractions, lane-wise arith, reductions) to the
 /// target's AIE vector dialect; ops the target cannot do fail to legalize here.
-pub const AIEVEC_PIPELINE: &str = "builtin.module(convert-vector-to-aievec{aie-target=@TARGET@ target-backend=llvmir})";
+pub(crate) const AIEVEC_PIPELINE: &str = "builtin.module(convert-vector-to-aievec{aie-target=@TARGET@ target-backend=llvmir})";
 
 /// Step 2: object FIFOs become buffers, locks and DMA buffer descriptors; locks, BDs and buffer
 /// addresses are assigned; structured control flow becomes `cf`.
@@ -39,10 +39,10 @@ pub const NPU_PIPELINE: &str = "builtin.module(aie-materialize-runtime-sequences
 /// Step 5, per core: keeps only the core at (@COL@, @ROW@), turns its FIFO acquires into lock
 /// operations and buffer accesses, and lowers it to the LLVM dialect (AIE vector ops become the
 /// target's intrinsics), which `aie-translate --mlir-to-llvmir` writes as the LLVM IR Peano compiles.
-pub const CORE_PIPELINE: &str = "builtin.module(aie.device(aie-localize-locks,aie-normalize-address-spaces,aie-transform-bfp-types),aie-standard-lowering{tilecol=@COL@ tilerow=@ROW@},aiex-standard-lowering,convert-aievec-to-llvm{aie-target=@TARGET@},canonicalize,cse,expand-strided-metadata,lower-affine,arith-expand,finalize-memref-to-llvm,convert-func-to-llvm,convert-to-llvm,convert-vector-to-llvm,convert-ub-to-llvm,canonicalize,cse)";
+pub(crate) const CORE_PIPELINE: &str = "builtin.module(aie.device(aie-localize-locks,aie-normalize-address-spaces,aie-transform-bfp-types),aie-standard-lowering{tilecol=@COL@ tilerow=@ROW@},aiex-standard-lowering,convert-aievec-to-llvm{aie-target=@TARGET@},canonicalize,cse,expand-strided-metadata,lower-affine,arith-expand,finalize-memref-to-llvm,convert-func-to-llvm,convert-to-llvm,convert-vector-to-llvm,convert-ub-to-llvm,canonicalize,cse)";
 
 /// Lines of a failing command's stderr kept in [`StepFailure::stderr_tail`].
-pub const STDERR_TAIL_LINES: usize = 10;
+pub(crate) const STDERR_TAIL_LINES: usize = 10;
 
 /// The AIE architecture the vector and core lowerings target.
 pub use crate::target_rules::AieTarget as Target;
@@ -59,7 +59,9 @@ pub const STEPS: [(&str, &str); 5] = [
 /// A compute core: the column and row of its tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Core {
+    /// Column.
     pub col: u32,
+    /// Row.
     pub row: u32,
 }
 
@@ -74,21 +76,28 @@ impl fmt::Display for Core {
 pub struct StepRecord {
     /// 1-based position in [`STEPS`].
     pub number: usize,
+    /// Its short name (`aievec`, `resources`, ...).
     pub name: &'static str,
+    /// What it produces, as [`STEPS`] says.
     pub title: &'static str,
     /// Every command the step ran, as a shell would show it.
     pub commands: Vec<String>,
+    /// Wall time of its commands.
     pub duration: Duration,
+    /// The files it wrote.
     pub outputs: Vec<PathBuf>,
 }
 
 /// What the five steps produced.
 #[derive(Debug, Clone)]
 pub struct StepsReport {
+    /// The target the core steps lowered for.
     pub target: Target,
+    /// Each step, in order.
     pub steps: Vec<StepRecord>,
     /// The cores taken to LLVM IR, in the order the design lists them.
     pub cores: Vec<Core>,
+    /// insts.bin, in the output directory.
     pub insts: PathBuf,
     /// `build/` under the output directory.
     pub work_dir: PathBuf,
@@ -97,14 +106,18 @@ pub struct StepsReport {
 /// Where a tool's diagnostic points, parsed from `file:line:col: ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiagLocation {
+    /// The file.
     pub path: PathBuf,
+    /// 1-based line.
     pub line: u32,
+    /// 1-based column.
     pub col: u32,
 }
 
 /// The first error a tool printed: the location (when it gave one) and the rest of the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolDiagnostic {
+    /// Where it points, when the tool said.
     pub location: Option<DiagLocation>,
     /// The line without its `file:line:col: ` prefix, e.g. `error: failed to legalize ...`.
     pub message: String,
@@ -112,12 +125,12 @@ pub struct ToolDiagnostic {
 
 impl ToolDiagnostic {
     /// The first stderr line containing "error", if any.
-    pub fn first_error(stderr: &str) -> Option<ToolDiagnostic> {
+    pub(crate) fn first_error(stderr: &str) -> Option<ToolDiagnostic> {
         stderr.lines().find(|l| l.contains("error")).map(ToolDiagnostic::parse)
     }
 
     /// Splits `path:line:col: message`; a line without that prefix is all message.
-    pub fn parse(line: &str) -> ToolDiagnostic {
+    pub(crate) fn parse(line: &str) -> ToolDiagnostic {
         let line = line.trim();
         // The prefix ends at the first ":<digits>:<digits>: " (paths may hold ':' themselves).
         for (i, _) in line.match_indices(':') {
@@ -156,11 +169,14 @@ impl fmt::Display for ToolDiagnostic {
 /// A step whose command failed.
 #[derive(Debug, Clone)]
 pub struct StepFailure {
+    /// 1-based position in [`STEPS`].
     pub number: usize,
+    /// Its short name (`aievec`, `resources`, ...).
     pub name: &'static str,
-    pub title: &'static str,
+    pub(crate) title: &'static str,
     /// The core being lowered when step 5 failed.
     pub core: Option<Core>,
+    /// The failing command, as a shell would take it.
     pub command_line: String,
     /// The file the failing command read.
     pub input: PathBuf,
@@ -200,28 +216,50 @@ impl fmt::Display for StepFailure {
     }
 }
 
+/// Why the steps stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// A step's command failed.
     #[error("{0}")]
     Failed(Box<StepFailure>),
+    /// A step's program could not be started.
     #[error("step {number} ({name}): could not run {}: {source}", program.display())]
     Spawn {
+        /// 1-based position in [`STEPS`].
         number: usize,
+        /// The step's short name.
         name: &'static str,
+        /// The program.
         program: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// A step's command succeeded without writing its output.
     #[error("step {number} ({name}) finished but did not write {}", path.display())]
-    MissingOutput { number: usize, name: &'static str, path: PathBuf },
+    MissingOutput {
+        /// 1-based position in [`STEPS`].
+        number: usize,
+        /// The step's short name.
+        name: &'static str,
+        /// The file expected.
+        path: PathBuf,
+    },
+    /// A file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
+    /// The design has no core to take to LLVM IR.
     #[error("step 5 (core LLVM IR): {} declares no aie.core", path.display())]
-    NoCores { path: PathBuf },
+    NoCores {
+        /// The stage read (build/2-resources.mlir).
+        path: PathBuf,
+    },
 }
 
 impl StepError {
@@ -247,13 +285,15 @@ impl StepError {
 /// The two programs the steps run.
 #[derive(Debug, Clone)]
 pub struct Tools {
+    /// mlir-aie's aie-opt.
     pub aie_opt: PathBuf,
+    /// mlir-aie's aie-translate.
     pub aie_translate: PathBuf,
 }
 
 /// The tiles that hold a core, read from MLIR text in mlir-aie's custom syntax:
 /// `%t = aie.tile(C, R)` ... `aie.core(%t)`.
-pub fn find_cores(mlir: &str) -> Vec<Core> {
+pub(crate) fn find_cores(mlir: &str) -> Vec<Core> {
     let mut tiles = std::collections::HashMap::new();
     for (i, _) in mlir.match_indices(" = aie.tile(") {
         let name = mlir[..i].rsplit(|c: char| c.is_whitespace()).next().unwrap_or("");
@@ -530,7 +570,7 @@ fn quote(arg: &str) -> String {
 }
 
 /// The command as a shell would take it (arguments quoted where needed).
-pub fn command_line(cmd: &Command) -> String {
+pub(crate) fn command_line(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| quote(&a.to_string_lossy()))
