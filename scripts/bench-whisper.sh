@@ -10,6 +10,7 @@
 #
 #   scripts/bench-whisper.sh                 # every clip, beams 1 and 5, 3 runs each
 #   RUNS=5 BEAMS=1 scripts/bench-whisper.sh  # 5 runs, beam 1 only
+#   COMPUTE_TYPE=f32 scripts/bench-whisper.sh   # time the f32 path (int8 by default here)
 #   CLIPS="30 69" scripts/bench-whisper.sh   # only those long clips (seconds; jfk is "jfk")
 #   WHISPER_RUN=path/to/whisper-run scripts/bench-whisper.sh   # that binary, no build
 set -euo pipefail
@@ -121,7 +122,7 @@ for clip in $CLIPS; do
         rm -f "$WORK"/fw.runs "$WORK"/wr.runs
         for _ in $(seq "$RUNS"); do
             run fw "$VENV/bin/python" "$WORK/fw_run.py" "$MODEL" "$audio" "$THREADS" "$beam"
-            run wr "$WHISPER_RUN" -m "$MODEL" --beam "$beam" --threads "$THREADS" -l en "$audio"
+            run wr "$WHISPER_RUN" -m "$MODEL" --beam "$beam" --threads "$THREADS" -l en --compute-type "${COMPUTE_TYPE:-int8}" "$audio"
         done
         label="$(basename "$audio") (${seconds%.*} s)"
         fw_wall="$(col fw 1)"; fw_inner="$(col fw 2)"; fw_rss="$(col fw 3)"
