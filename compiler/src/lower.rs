@@ -85,6 +85,22 @@ pub(crate) fn lower(kernel: &Kernel, design: &Design) -> Result<Lowered, Compile
             .unwrap();
         }
     }
+    // The last tile of each repeated part of a joined stream, kept for the statements after the
+    // reduction loop.
+    for core in &design.cores {
+        for part in kept_parts(design, core) {
+            let tensor = &kernel.tensors[part];
+            let name = kept_buffer_name(&tensor.name, core);
+            writeln!(
+                out,
+                "    %{name} = aie.buffer(%tile_{}_{}) {{sym_name = \"{name}\"}} : {}",
+                core.tile.col,
+                core.tile.row,
+                memref_type(&element_view(kernel, part).shape(), tensor.dtype)
+            )
+            .unwrap();
+        }
+    }
     for core in &design.cores {
         let (body, ops, core_notes) = CoreEmitter::new(kernel, design, core).emit()?;
         max_core_ops = max_core_ops.max(ops);
@@ -158,6 +174,9 @@ struct Buffer {
     dims: Vec<DimId>,
     /// For host tensors accessed with several patterns: per tensor axis, its dim or None (whole axis).
     axes: Option<Vec<Option<DimId>>>,
+    /// In a joined FIFO element: the tile's offset along the first axis, and whether the tile
+    /// has one axis fewer (it fills one index there).
+    joined_at: Option<(u64, bool)>,
 }
 
 struct CoreEmitter<'a> {
@@ -395,6 +414,7 @@ impl<'a> CoreEmitter<'a> {
                         dtype: tensor.dtype,
                         dims: tensor.local_dims.clone(),
                         axes: None,
+                        joined_at: None,
                     },
                 );
             }
@@ -415,8 +435,8 @@ impl<'a> CoreEmitter<'a> {
             let ti = self.op(format!("arith.addi {scaled}, {b} : index"));
             self.tile_index.insert(lp.dim, ti);
         }
-        let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
-        let uses_reduce = |t: TensorId| -> bool { element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d)) };
+        let core_fifos = self.core.fifos.clone();
+        let uses_reduce = |t: TensorId| -> bool { design.in_reduction_loop(kernel, core_fifos[&t]) };
         // Acquire outputs and the inputs that stay for the whole step.
         let mut step_fifos: Vec<(TensorId, &'static str)> = Vec::new();
         for (&t, _) in self.core.fifos.iter() {
@@ -430,6 +450,9 @@ impl<'a> CoreEmitter<'a> {
                 step_fifos.push((t, "Consume"));
             }
         }
+        // A joined FIFO is acquired once for all its tensors.
+        let mut seen = std::collections::BTreeSet::new();
+        step_fifos.retain(|(t, _)| seen.insert(self.core.fifos[t]));
         for &(t, port) in &step_fifos {
             self.acquire(t, port);
         }
@@ -468,18 +491,24 @@ impl<'a> CoreEmitter<'a> {
                 rclose += 1;
                 self.tile_index.insert(lp.dim, iv);
             }
-            let rfifos: Vec<TensorId> = self
+            let mut rfifos: Vec<TensorId> = self
                 .core
                 .fifos
                 .keys()
                 .copied()
                 .filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t))
                 .collect();
+            let mut seen = std::collections::BTreeSet::new();
+            rfifos.retain(|t| seen.insert(self.core.fifos[t]));
             for &t in &rfifos {
                 self.acquire(t, "Consume");
             }
             for (si, s) in kernel.stmts[..=ri].iter().enumerate() {
                 self.statement(s, si == ri)?;
+            }
+            let kept = kept_parts(design, self.core);
+            for &t in &kept {
+                self.keep_tile(t);
             }
             for &t in &rfifos {
                 self.release(t, "Consume");
@@ -487,6 +516,18 @@ impl<'a> CoreEmitter<'a> {
             for _ in 0..rclose {
                 self.indent -= 2;
                 self.line("}".into());
+            }
+            for &t in &kept {
+                let view = element_view(kernel, t);
+                let buf = Buffer {
+                    name: format!("%{}", kept_buffer_name(&kernel.tensors[t].name, self.core)),
+                    ty: memref_type(&view.shape(), kernel.tensors[t].dtype),
+                    dtype: kernel.tensors[t].dtype,
+                    dims: view.dims(),
+                    axes: view.by_tensor_axis.then(|| view.axes.iter().map(|a| a.dim).collect()),
+                    joined_at: None,
+                };
+                self.buffers.insert(t, buf);
             }
             first = ri + 1;
         }
@@ -512,27 +553,73 @@ impl<'a> CoreEmitter<'a> {
         Ok((text, ops, self.notes))
     }
 
+    /// Acquires the FIFO that carries `t`, and with it every tensor joined into its element.
     fn acquire(&mut self, t: TensorId, port: &str) {
         let f = &self.design.fifos[self.core.fifos[&t]];
         let (name, ty) = (f.name.clone(), f.memref());
         let sv = self.op(format!("aie.objectfifo.acquire @{name}({port}, 1) : !aie.objectfifosubview<{ty}>"));
         let e = self.op(format!("aie.objectfifo.subview.access {sv}[0] : !aie.objectfifosubview<{ty}> -> {ty}"));
+        let parts = std::iter::once((f.tensor, None)).chain(f.joined.iter().map(|p| (p.tensor, Some((p.first_axis_offset, p.new_axis)))));
+        for (t, joined_at) in parts.collect::<Vec<_>>() {
+            let view = element_view(self.kernel, t);
+            let axes = if view.by_tensor_axis {
+                Some(view.axes.iter().map(|a| a.dim).collect())
+            } else {
+                None
+            };
+            self.buffers.insert(
+                t,
+                Buffer {
+                    name: e.clone(),
+                    ty: ty.clone(),
+                    dtype: self.kernel.tensors[t].dtype,
+                    dims: view.dims(),
+                    axes,
+                    joined_at,
+                },
+            );
+        }
+    }
+
+    /// Copies the tile of `t` from its joined FIFO element to the core's kept buffer: the tile
+    /// arrives with every reduction tile, and the statements after the reduction loop read it.
+    fn keep_tile(&mut self, t: TensorId) {
+        let buf = self.buffers[&t].clone();
         let view = element_view(self.kernel, t);
-        let axes = if view.by_tensor_axis {
-            Some(view.axes.iter().map(|a| a.dim).collect())
-        } else {
-            None
-        };
-        self.buffers.insert(
-            t,
-            Buffer {
-                name: e,
-                ty,
-                dtype: self.kernel.tensors[t].dtype,
-                dims: view.dims(),
-                axes,
-            },
-        );
+        let shape = view.shape();
+        let kept_ty = memref_type(&shape, buf.dtype);
+        let kept = format!("%{}", kept_buffer_name(&self.kernel.tensors[t].name, self.core));
+        let mut ivs = Vec::new();
+        for &n in &shape {
+            let (lo, hi, one) = (self.cidx(0), self.cidx(n), self.cidx(1));
+            let iv = self.fresh();
+            self.line(format!("scf.for {iv} = {lo} to {hi} step {one} {{"));
+            self.indent += 2;
+            ivs.push(iv);
+        }
+        let idx = self.joined_indices(&buf, ivs.clone());
+        let v = self.op(format!("memref.load {}[{}] : {}", buf.name, idx.join(", "), buf.ty));
+        self.line(format!("memref.store {v}, {kept}[{}] : {kept_ty}", ivs.join(", ")));
+        for _ in &shape {
+            self.indent -= 2;
+            self.line("}".into());
+        }
+    }
+
+    /// The indices into a buffer's memref of its tile's `idx` (shifted into a joined element).
+    fn joined_indices(&mut self, buf: &Buffer, mut idx: Vec<String>) -> Vec<String> {
+        match buf.joined_at {
+            None | Some((0, false)) => idx,
+            Some((at, true)) => {
+                idx.insert(0, self.cidx(at));
+                idx
+            }
+            Some((at, false)) => {
+                let off = self.cidx(at);
+                idx[0] = self.op(format!("arith.addi {}, {off} : index", idx[0]));
+                idx
+            }
+        }
     }
 
     fn release(&mut self, t: TensorId, port: &str) {
@@ -751,6 +838,37 @@ impl<'a> CoreEmitter<'a> {
                 self.op(format!("arith.subi {acc}, {term} : index"))
             };
         }
+        for (coef, q) in &a.divmods {
+            // The dividend is never negative (type checking), so unsigned division is floor
+            // division; a power of two is a shift or a mask.
+            let v = self.affine_index(&q.inner, ivs);
+            let by = q.by as u64;
+            let r = match (q.op, by.is_power_of_two()) {
+                (crate::ir::DivMod::Div, true) => {
+                    let k = self.cidx(by.trailing_zeros() as u64);
+                    self.op(format!("arith.shrui {v}, {k} : index"))
+                }
+                (crate::ir::DivMod::Mod, true) => {
+                    let m = self.cidx(by - 1);
+                    self.op(format!("arith.andi {v}, {m} : index"))
+                }
+                (crate::ir::DivMod::Div, false) => {
+                    let k = self.cidx(by);
+                    self.op(format!("arith.divui {v}, {k} : index"))
+                }
+                (crate::ir::DivMod::Mod, false) => {
+                    let k = self.cidx(by);
+                    self.op(format!("arith.remui {v}, {k} : index"))
+                }
+            };
+            let c = self.cidx(coef.unsigned_abs());
+            let term = self.op(format!("arith.muli {r}, {c} : index"));
+            acc = if *coef >= 0 {
+                self.op(format!("arith.addi {acc}, {term} : index"))
+            } else {
+                self.op(format!("arith.subi {acc}, {term} : index"))
+            };
+        }
         if a.constant < 0 {
             let c = self.cidx(a.constant.unsigned_abs());
             acc = self.op(format!("arith.subi {acc}, {c} : index"));
@@ -887,6 +1005,7 @@ impl<'a> CoreEmitter<'a> {
             }
             None => buf.dims.iter().map(|d| ivs.get(d).cloned().unwrap_or_else(|| self.cidx(0))).collect(),
         };
+        let idx = self.joined_indices(&buf, idx);
         let lanes = self.lanes;
         Ok({
             let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
@@ -1324,12 +1443,20 @@ impl<'a> CoreEmitter<'a> {
             "{res} = scf.for {kk} = {zero_idx} to {ck} step {ss} iter_args({carried} = {init}) -> ({vc_ty}) {{"
         ));
         self.indent += 2;
+        // A and B may sit at an offset in a joined FIFO element.
+        let batch_idx = vec![zero_idx.clone(); c.batch];
+        let a_idx = self
+            .joined_indices(&ba, batch_idx.iter().cloned().chain([i.clone(), kk.clone()]).collect())
+            .join(", ");
+        let b_idx = self
+            .joined_indices(&bb, batch_idx.iter().cloned().chain([kk.clone(), j.clone()]).collect())
+            .join(", ");
         let va = self.op(format!(
-            "vector.transfer_read {}[{lead}{i}, {kk}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}",
+            "vector.transfer_read {}[{a_idx}], {pad_in} {{in_bounds = [true, true]}} : {}, {va_ty}",
             ba.name, ba.ty
         ));
         let vb = self.op(format!(
-            "vector.transfer_read {}[{lead}{kk}, {j}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}",
+            "vector.transfer_read {}[{b_idx}], {pad_in} {{in_bounds = [true, true]}} : {}, {vb_ty}",
             bb.name, bb.ty
         ));
         let ext = if c.acc == DType::F32 { "arith.extf" } else { "arith.extsi" };
@@ -1386,6 +1513,19 @@ fn mlir_loc(span: &Span) -> String {
 /// The `aie.buffer` holding local `name` on `core`'s tile.
 fn local_buffer_name(name: &str, core: &Core) -> String {
     format!("{name}_{}_{}", core.tile.col, core.tile.row)
+}
+
+fn kept_buffer_name(name: &str, core: &Core) -> String {
+    local_buffer_name(&format!("{name}_kept"), core)
+}
+
+/// Tensors a core receives repeated with every reduction tile (in a joined stream), in order.
+pub(crate) fn kept_parts(design: &Design, core: &Core) -> Vec<TensorId> {
+    let fifos: std::collections::BTreeSet<usize> = core.fifos.values().copied().collect();
+    fifos
+        .into_iter()
+        .flat_map(|f| design.fifos[f].joined.iter().filter(|p| p.repeated).map(|p| p.tensor))
+        .collect()
 }
 
 fn int_range(t: DType) -> (i64, i64) {
