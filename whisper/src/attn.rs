@@ -64,13 +64,26 @@ impl<T: Copy + Default + Send + Sync> PackedKv<T> {
         let kb = n_k.div_ceil(STRIP) * HEAD_DIM * STRIP;
         let mut kpack = vec![T::default(); heads * kb];
         let mut vpack = vec![T::default(); heads * n_k * HEAD_DIM];
+        // Rows as slices (a column slice of the fused projection keeps unit column stride):
+        // indexed views cost a stride multiply and a bounds check per element.
+        let (k, v) = (unit_columns(k), unit_columns(v));
+        let (kp, vp) = (k.as_ptr() as usize, v.as_ptr() as usize);
+        let (ks, vs) = (k.strides()[0] as usize, v.strides()[0] as usize);
         let pack = |(h, (kd, vd)): (usize, (&mut [T], &mut [T]))| {
             for j in 0..n_k {
-                let (kr, vr) = (k.row(j), v.row(j));
+                // SAFETY: row j, columns h * 64 .. h * 64 + 64 are inside k and v ([n_k, d], unit column stride).
+                let (kr, vr) = unsafe {
+                    (
+                        std::slice::from_raw_parts((kp as *const f32).add(j * ks + h * HEAD_DIM), HEAD_DIM),
+                        std::slice::from_raw_parts((vp as *const f32).add(j * vs + h * HEAD_DIM), HEAD_DIM),
+                    )
+                };
                 let base = (j / STRIP) * HEAD_DIM * STRIP + j % STRIP;
-                for c in 0..HEAD_DIM {
-                    kd[base + c * STRIP] = conv(kr[h * HEAD_DIM + c]);
-                    vd[j * HEAD_DIM + c] = conv(vr[h * HEAD_DIM + c]);
+                for (c, &x) in kr.iter().enumerate() {
+                    kd[base + c * STRIP] = conv(x);
+                }
+                for (d, &x) in vd[j * HEAD_DIM..(j + 1) * HEAD_DIM].iter_mut().zip(vr) {
+                    *d = conv(x);
                 }
             }
         };
@@ -110,6 +123,15 @@ impl<T: Copy + Default + Send + Sync> PackedKv<T> {
             })
             .inspect(|_| debug_assert!(size == 2 || size == 4))
             .collect()
+    }
+}
+
+/// `a` itself when its columns are contiguous, else a row-major copy.
+fn unit_columns(a: ArrayView2<'_, f32>) -> ndarray::CowArray<'_, f32, ndarray::Ix2> {
+    if a.strides()[1] == 1 {
+        ndarray::CowArray::from(a)
+    } else {
+        ndarray::CowArray::from(a.as_standard_layout().into_owned())
     }
 }
 
@@ -553,6 +575,31 @@ mod tests {
             let want = reference(&q, &k, &v, heads, causal);
             let worst = got.iter().zip(want.iter()).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             assert!(worst <= 2e-4, "({n_q},{n_k},{heads},{causal}): max error {worst}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn attention_speed() {
+        let (n, heads) = (1500usize, 8usize);
+        let d = heads * HEAD_DIM;
+        let mk = |seed: usize| Array2::from_shape_fn((n, d), |(i, j)| (((i * 7 + j * 13 + seed) % 17) as f32 - 8.0) * 0.05);
+        let (q, k, v) = (mk(1), mk(2), mk(3));
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let y = attention(q.view(), k.view(), v.view(), heads, false, false);
+            let s = t.elapsed().as_secs_f64();
+            eprintln!(
+                "attention {n}x{n}x{heads}: {:.1} ms, {:.1} GMAC/s {}",
+                s * 1e3,
+                (2 * n * n * d) as f64 / s / 1e9,
+                y[[0, 0]]
+            );
         }
     }
 }

@@ -478,19 +478,31 @@ impl CpuOps {
         let (t, c_in) = x.dim();
         let t_out = (t + 2 * pad).saturating_sub(k) / stride + 1;
         let mut cols = Array2::<f32>::zeros((t_out, c_in * k));
+        // Rows as slices: the log-mel arrives transposed, and indexed views cost a stride
+        // multiply and a bounds check per element.
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let rows = self.block(t_out, 64);
         self.pool.install(|| {
-            cols.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(to, mut row)| {
-                for j in 0..k {
-                    let ti = (to * stride + j) as isize - pad as isize;
-                    if ti < 0 || ti as usize >= t {
-                        continue;
+            cols.axis_chunks_iter_mut(Axis(0), rows)
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(bi, mut chunk)| {
+                    let dst = chunk.as_slice_mut().expect("standard layout");
+                    for (r, row) in dst.chunks_exact_mut(c_in * k).enumerate() {
+                        let to = bi * rows + r;
+                        for j in 0..k {
+                            let ti = (to * stride + j) as isize - pad as isize;
+                            if ti < 0 || ti as usize >= t {
+                                continue;
+                            }
+                            let src = &xs[ti as usize * c_in..(ti as usize + 1) * c_in];
+                            for (d, &v) in row[j..].iter_mut().step_by(k).zip(src) {
+                                *d = v;
+                            }
+                        }
                     }
-                    let src = x.row(ti as usize);
-                    for c in 0..c_in {
-                        row[c * k + j] = src[c];
-                    }
-                }
-            });
+                });
         });
         cols
     }
