@@ -96,7 +96,8 @@ impl Port {
             Port::Consume => "Consume",
         }
     }
-    fn value(self) -> i64 {
+    /// The `i32` value of the `port` enum attribute.
+    pub fn value(self) -> i64 {
         match self {
             Port::Produce => 0,
             Port::Consume => 1,
@@ -286,7 +287,8 @@ const DEVICES: &[(&str, i64)] = &[
     ("npu2_7col", 15),
 ];
 
-fn device_value(name: &str) -> Option<i64> {
+/// The `i32` value of the `device` enum attribute for a device name.
+pub fn device_value(name: &str) -> Option<i64> {
     if name == "npu1_4col" {
         return Some(4);
     }
