@@ -2,8 +2,8 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! `lower` (core bodies under the per-target rules of [`target_rules`], module text) ->
-//! [`emit`] (MLIR parse/verify/print, custom syntax) and design.json.
+//! `lower` (core bodies under the per-target rules of [`target_rules`], the module as typed MLIR
+//! ops) -> [`emit`] (MLIR verify/print, custom syntax) and design.json.
 //! [`reference`](mod@reference) runs any kernel on the host as the ground truth; [`toolchain`]
 //! drives mlir-aie's tools; [`passes`] names the passes and prints their results.
 //!

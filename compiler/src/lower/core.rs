@@ -1,17 +1,17 @@
 //! One core's body: its loops, object FIFO acquires and releases, and the statements.
 
-use super::design::DesignBuilder;
-use super::mlir::{span_location, subview_type, Elem, Ir, Op, Val};
+use super::design::{build_aie, subview_type, DesignBuilder};
+use super::mlir::{span_location, Elem, Ir, Op, Val};
 use super::{lower_error, StmtForm, VECTOR_LANES};
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::dsl::ast::{ReduceOp, Role};
 use crate::ir::{DimId, Expr, Kernel, ScalarType, Stmt, TensorId};
 use crate::schedule::{element_view, Core, Design};
 use crate::target_rules::{vector_verdict, Verdict, MULF_BF16_OPERANDS, MULF_MIXED_OPERANDS};
-use aiec_runtime::aie_syntax::Port;
+use aiec_runtime::aie_syntax::{AieOp, Port};
 use aiec_runtime::DType;
 use melior::dialect::{arith, memref, scf};
-use melior::ir::attribute::{DenseElementsAttribute, DenseI32ArrayAttribute, FlatSymbolRefAttribute, FloatAttribute, IntegerAttribute};
+use melior::ir::attribute::{DenseElementsAttribute, DenseI32ArrayAttribute, FloatAttribute, IntegerAttribute};
 use melior::ir::operation::{OperationBuilder, OperationLike};
 use melior::ir::r#type::IntegerType;
 use melior::ir::{Attribute, Block, Location, Operation, Region, RegionLike, Type, TypeLike, ValueLike};
@@ -20,9 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A memref visible in the core: its value, MLIR type, element type and the dim of each axis.
 #[derive(Clone)]
-pub(super) struct Buffer<'c> {
+pub(super) struct Buffer {
     pub(super) value: Val,
-    pub(super) ty: Type<'c>,
     pub(super) dtype: DType,
     pub(super) dims: Vec<DimId>,
     /// For host tensors accessed with several patterns: per tensor axis, its dim or None (whole axis).
@@ -144,7 +143,7 @@ pub(super) struct CoreEmitter<'a, 'c> {
     consts: BTreeMap<(String, String), (Val, Op)>,
     /// Ops and region closers emitted into the body (constants apart).
     lines: usize,
-    pub(super) buffers: BTreeMap<TensorId, Buffer<'c>>,
+    pub(super) buffers: BTreeMap<TensorId, Buffer>,
     /// Global tile index (an index value) of each split dim in scope.
     pub(super) tile_index: BTreeMap<DimId, Val>,
     /// While emitting vector code: the dim mapped to vector lanes.
@@ -170,11 +169,6 @@ pub(super) struct Checkpoint {
     bf16_extended: BTreeSet<Val>,
 }
 
-/// `port` as the `i32` the generic form of the FIFO ops carries.
-fn port_attribute(context: &Context, port: Port) -> Attribute<'_> {
-    IntegerAttribute::new(IntegerType::new(context, 32).into(), port.value()).into()
-}
-
 impl<'a, 'c> CoreEmitter<'a, 'c> {
     pub(super) fn new(
         context: &'c Context,
@@ -194,7 +188,6 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
                 t,
                 Buffer {
                     value,
-                    ty: ir.memref(&tensor.shape, tensor.dtype),
                     dtype: tensor.dtype,
                     dims: tensor.local_dims.clone(),
                     axes: None,
@@ -518,25 +511,22 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
 
     fn acquire(&mut self, t: TensorId, port: Port) {
         let f = &self.design.fifos[self.core.fifos[&t]];
-        let c = self.ir.context;
         let ty = self.ir.memref(&f.shape, f.dtype);
-        let subview = subview_type(c, ty);
-        let i32_attr = |v: i64| -> Attribute { IntegerAttribute::new(IntegerType::new(c, 32).into(), v).into() };
-        let acquire = OperationBuilder::new("aie.objectfifo.acquire", self.ir.unknown())
-            .add_results(&[subview])
-            .build()
-            .expect("aie.objectfifo.acquire builds");
-        let acquire = self.push(acquire);
-        acquire.set_property("objFifo_name", FlatSymbolRefAttribute::new(c, &f.name).into());
-        acquire.set_property("port", port_attribute(c, port));
-        acquire.set_property("size", i32_attr(1));
-        let access = OperationBuilder::new("aie.objectfifo.subview.access", self.ir.unknown())
-            .add_operands(&[self.ir.value(acquire.result(0))])
-            .add_results(&[ty])
-            .build()
-            .expect("aie.objectfifo.subview.access builds");
-        let access = self.push(access);
-        access.set_property("index", i32_attr(0));
+        let elem_type = ty.to_string();
+        let acquire = AieOp::Acquire {
+            fifo: f.name.clone(),
+            port,
+            size: 1,
+            elem_type: elem_type.clone(),
+        };
+        let subview = build_aie(&self.ir, &acquire, &[], &[subview_type(self.ir.context, ty)], 0).result(0);
+        let access = AieOp::Access {
+            subview: String::new(),
+            index: 0,
+            elem_type,
+        };
+        let element = build_aie(&self.ir, &access, &[subview], &[ty], 0).result(0);
+        self.lines += 2;
         let view = element_view(self.kernel, t);
         let axes = if view.by_tensor_axis {
             Some(view.axes.iter().map(|a| a.dim).collect())
@@ -546,8 +536,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         self.buffers.insert(
             t,
             Buffer {
-                value: access.result(0),
-                ty,
+                value: element,
                 dtype: self.kernel.tensors[t].dtype,
                 dims: view.dims(),
                 axes,
@@ -556,15 +545,13 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
     }
 
     fn release(&mut self, t: TensorId, port: Port) {
-        let c = self.ir.context;
-        let name = &self.design.fifos[self.core.fifos[&t]].name;
-        let release = OperationBuilder::new("aie.objectfifo.release", self.ir.unknown())
-            .build()
-            .expect("aie.objectfifo.release builds");
-        let release = self.push(release);
-        release.set_property("objFifo_name", FlatSymbolRefAttribute::new(c, name).into());
-        release.set_property("port", port_attribute(c, port));
-        release.set_property("size", IntegerAttribute::new(IntegerType::new(c, 32).into(), 1).into());
+        let release = AieOp::Release {
+            fifo: self.design.fifos[self.core.fifos[&t]].name.clone(),
+            port,
+            size: 1,
+        };
+        build_aie(&self.ir, &release, &[], &[], 0);
+        self.lines += 1;
     }
 
     pub(super) fn identity(&mut self, op: ReduceOp, ty: ScalarType) -> Val {
@@ -589,18 +576,18 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         self.close_loops(loops);
     }
 
-    pub(super) fn load_scalar(&mut self, buf: &Buffer<'c>, idx: &[Val]) -> Val {
+    pub(super) fn load_scalar(&mut self, buf: &Buffer, idx: &[Val]) -> Val {
         let op = memref::load(self.ir.value(buf.value), &self.ir.values(idx), self.location());
         self.push1(op)
     }
 
-    pub(super) fn store(&mut self, v: Val, buf: &Buffer<'c>, idx: &[Val]) {
+    pub(super) fn store(&mut self, v: Val, buf: &Buffer, idx: &[Val]) {
         let op = memref::store(self.ir.value(v), self.ir.value(buf.value), &self.ir.values(idx), self.location());
         self.push(op);
     }
 
     /// `vector.transfer_read` of a `shape` vector from `buf` at `idx`, padded with zero.
-    pub(super) fn transfer_read(&mut self, buf: &Buffer<'c>, idx: &[Val], shape: &[u64]) -> Val {
+    pub(super) fn transfer_read(&mut self, buf: &Buffer, idx: &[Val], shape: &[u64]) -> Val {
         let pad = self.storage_zero(buf.dtype);
         let ty = self.ir.vector(shape, Elem::of(buf.dtype));
         let map = self.ir.minor_identity(idx.len(), shape.len());
@@ -613,7 +600,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
     }
 
     /// `vector.transfer_write` of `v` into `buf` at `idx`.
-    pub(super) fn transfer_write(&mut self, v: Val, buf: &Buffer<'c>, idx: &[Val]) {
+    pub(super) fn transfer_write(&mut self, v: Val, buf: &Buffer, idx: &[Val]) {
         let rank = self.ir.shape_of(v).len();
         let map = self.ir.minor_identity(idx.len(), rank);
         let mut operands = vec![v, buf.value];
@@ -696,7 +683,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         Ok(())
     }
 
-    fn store_combined(&mut self, stmt: &Stmt, buf: &Buffer<'c>, idx: &[Val], value: Val, ty: ScalarType, partial: bool) {
+    fn store_combined(&mut self, stmt: &Stmt, buf: &Buffer, idx: &[Val], value: Val, ty: ScalarType, partial: bool) {
         let combined = if stmt.accumulate || partial {
             let old = match self.lanes {
                 Some(_) => self.transfer_read(buf, idx, &[VECTOR_LANES]),
@@ -720,7 +707,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
 
     /// Elementwise statements whose innermost target dim fits the lanes: the other target dims
     /// loop as usual, the innermost steps by [`VECTOR_LANES`].
-    fn vector_statement(&mut self, stmt: &Stmt, buf: &Buffer<'c>) -> Result<bool, CompileError> {
+    fn vector_statement(&mut self, stmt: &Stmt, buf: &Buffer) -> Result<bool, CompileError> {
         let Some(&d) = stmt.target_dims.last() else { return Ok(false) };
         if buf.axes.is_some() || buf.dims.last() != Some(&d) || !self.vectorizable(&stmt.value, d) {
             return Ok(false);

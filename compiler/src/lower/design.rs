@@ -1,181 +1,125 @@
 //! The design level: `aie.device` with its tiles, object FIFOs, links, buffers, cores and the
-//! runtime sequence, as unregistered ops in the generic form [`aiec_runtime::aie_syntax`] reads
-//! (inherent attributes as properties, enums as their `i32` values).
+//! runtime sequence. Each op is described by an [`AieOp`], whose properties
+//! ([`AieOp::properties`]) are the same table `aie_syntax` prints the generic form from; here
+//! they become typed attributes of an unregistered op.
 
-use super::mlir::{no_dim_layout, no_dim_layouts, objectfifo_type, Ir, Op, Val};
+use super::mlir::{aie_type, property, Ir, Op, Val};
 use crate::device::TileCoord;
 use crate::schedule::{Design, SequenceOp};
-use aiec_runtime::aie_syntax::device_value;
-use melior::ir::attribute::{
-    ArrayAttribute, BoolAttribute, DenseI32ArrayAttribute, DenseI64ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute,
-    StringAttribute, TypeAttribute,
-};
+use aiec_runtime::aie_syntax::{AieOp, DmaIndex};
+use melior::ir::attribute::IntegerAttribute;
 use melior::ir::operation::OperationBuilder;
 use melior::ir::r#type::IntegerType;
-use melior::ir::{Attribute, Block, Identifier, Location, Region, RegionLike, Type};
-use melior::Context;
+use melior::ir::{Block, Location, Region, RegionLike, Type};
 use std::collections::BTreeMap;
 
-/// Builds the aie ops of one design into a block.
+/// Builds the aie ops of one design into the device's block.
 pub(super) struct DesignBuilder<'c> {
     pub(super) ir: Ir<'c>,
     tiles: BTreeMap<TileCoord, Val>,
 }
 
-fn int<'c>(context: &'c Context, bits: u32, v: i64) -> Attribute<'c> {
-    IntegerAttribute::new(IntegerType::new(context, bits).into(), v).into()
-}
-
-fn symbol<'c>(context: &'c Context, name: &str) -> Attribute<'c> {
-    FlatSymbolRefAttribute::new(context, name).into()
+/// Appends `op` as an unregistered op with its properties; `regions` get one block each.
+pub(super) fn build_aie(ir: &Ir<'_>, op: &AieOp, operands: &[Val], results: &[Type<'_>], regions: usize) -> Op {
+    let name = op.op_name();
+    let regions: Vec<Region> = (0..regions)
+        .map(|_| {
+            let r = Region::new();
+            r.append_block(Block::new(&[]));
+            r
+        })
+        .collect();
+    let built = OperationBuilder::new(name, ir.unknown())
+        .add_operands(&ir.values(operands))
+        .add_results(results)
+        .add_regions_vec(regions)
+        .build()
+        .unwrap_or_else(|e| panic!("{name} builds: {e}"));
+    let built = ir.push(built);
+    for (key, value) in op.properties() {
+        built.set_property(key, property(ir.context, &value));
+    }
+    built
 }
 
 impl<'c> DesignBuilder<'c> {
-    /// `aie.device(name)` appended to `block`; the builder's insertion point is its body.
-    pub(super) fn device(context: &'c Context, module_body: mlir_sys::MlirBlock, name: &str) -> Self {
-        let ir = Ir::new(context, module_body);
-        let region = Region::new();
-        region.append_block(Block::new(&[]));
-        let op = OperationBuilder::new("aie.device", ir.unknown())
-            .add_regions([region])
-            .build()
-            .expect("aie.device builds");
-        let device = ir.push(op);
-        device.set_property("device", int(context, 32, device_value(name).unwrap_or(0)));
-        let mut ir = ir;
+    /// `aie.device(name)` appended to `module_body`; the builder's insertion point is its body.
+    pub(super) fn device(context: &'c melior::Context, module_body: mlir_sys::MlirBlock, name: &str) -> Self {
+        let mut ir = Ir::new(context, module_body);
+        let op = AieOp::Device {
+            device: name.to_string(),
+            sym_name: None,
+        };
+        let device = build_aie(&ir, &op, &[], &[], 1);
         ir.set_block(device.body(0));
         DesignBuilder { ir, tiles: BTreeMap::new() }
     }
 
-    fn build(&self, name: &str, operands: &[Val], results: &[Type<'c>], regions: Vec<Region<'c>>) -> Op {
-        let op = OperationBuilder::new(name, self.ir.unknown())
-            .add_operands(&self.ir.values(operands))
-            .add_results(results)
-            .add_regions_vec(regions)
-            .build()
-            .unwrap_or_else(|e| panic!("{name} builds: {e}"));
-        self.ir.push(op)
-    }
-
-    fn set(&self, op: Op, props: &[(&str, Attribute<'c>)]) {
-        for (name, value) in props {
-            op.set_property(name, *value);
-        }
-    }
-
     pub(super) fn tile(&mut self, t: TileCoord) {
-        let c = self.ir.context;
-        let op = self.build("aie.tile", &[], &[Type::index(c)], vec![]);
-        self.set(op, &[("col", int(c, 32, t.col as i64)), ("row", int(c, 32, t.row as i64))]);
-        self.tiles.insert(t, op.result(0));
-    }
-
-    pub(super) fn tile_value(&self, t: TileCoord) -> Val {
-        self.tiles[&t]
+        let op = AieOp::Tile {
+            col: t.col as i64,
+            row: t.row as i64,
+            attrs: None,
+        };
+        let index = Type::index(self.ir.context);
+        let tile = build_aie(&self.ir, &op, &[], &[index], 0);
+        self.tiles.insert(t, tile.result(0));
     }
 
     pub(super) fn objectfifo(&self, name: &str, producer: TileCoord, consumers: &[TileCoord], depth: usize, elem: Type<'c>) {
-        let c = self.ir.context;
+        let op = AieOp::ObjectFifo {
+            name: name.to_string(),
+            producer: String::new(),
+            consumers: vec![String::new(); consumers.len()],
+            depth: depth as i64,
+            elem_type: elem.to_string(),
+        };
         let operands: Vec<Val> = std::iter::once(producer).chain(consumers.iter().copied()).map(|t| self.tiles[&t]).collect();
-        let op = self.build("aie.objectfifo", &operands, &[], vec![]);
-        self.set(
-            op,
-            &[
-                ("dimensionsFromStreamPerConsumer", no_dim_layouts(c, consumers.len())),
-                ("dimensionsToStream", no_dim_layout(c)),
-                ("elemNumber", int(c, 32, depth as i64)),
-                ("elemType", TypeAttribute::new(objectfifo_type(c, elem)).into()),
-                ("sym_name", StringAttribute::new(c, name).into()),
-            ],
-        );
+        build_aie(&self.ir, &op, &operands, &[], 0);
     }
 
     pub(super) fn link(&self, ins: &[&str], outs: &[&str], src_offsets: &[u64], dst_offsets: &[u64]) {
-        let c = self.ir.context;
-        let symbols = |v: &[&str]| -> Attribute<'c> {
-            let s: Vec<Attribute> = v.iter().map(|n| symbol(c, n)).collect();
-            ArrayAttribute::new(c, &s).into()
+        let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect();
+        let offsets = |v: &[u64]| v.iter().map(|&n| n as i64).collect();
+        let op = AieOp::Link {
+            fifo_ins: names(ins),
+            fifo_outs: names(outs),
+            src_offsets: offsets(src_offsets),
+            dst_offsets: offsets(dst_offsets),
         };
-        let offsets = |v: &[u64]| -> Attribute<'c> {
-            let s: Vec<Attribute> = v.iter().map(|&n| int(c, 64, n as i64)).collect();
-            ArrayAttribute::new(c, &s).into()
-        };
-        let op = self.build("aie.objectfifo.link", &[], &[], vec![]);
-        self.set(
-            op,
-            &[
-                ("dst_offsets", offsets(dst_offsets)),
-                ("fifoIns", symbols(ins)),
-                ("fifoOuts", symbols(outs)),
-                ("src_offsets", offsets(src_offsets)),
-            ],
-        );
+        build_aie(&self.ir, &op, &[], &[], 0);
     }
 
     /// `aie.buffer` in `tile`, named `name`.
     pub(super) fn buffer(&self, tile: TileCoord, name: &str, ty: Type<'c>) -> Val {
-        let op = self.build("aie.buffer", &[self.tiles[&tile]], &[ty], vec![]);
-        self.set(op, &[("sym_name", StringAttribute::new(self.ir.context, name).into())]);
-        op.result(0)
+        let op = AieOp::Buffer {
+            tile: String::new(),
+            ty: ty.to_string(),
+            sym_name: Some(name.to_string()),
+            address: None,
+            mem_bank: None,
+            initial_value: None,
+        };
+        build_aie(&self.ir, &op, &[self.tiles[&tile]], &[ty], 0).result(0)
     }
 
     /// `aie.core` on `tile`, its body empty; returns the op (its body is region 0).
     pub(super) fn core(&self, tile: TileCoord, stack_size: u64) -> Op {
         let c = self.ir.context;
-        let region = Region::new();
-        region.append_block(Block::new(&[]));
-        let op = OperationBuilder::new("aie.core", self.ir.unknown())
-            .add_operands(&self.ir.values(&[self.tiles[&tile]]))
-            .add_results(&[Type::index(c)])
-            .add_regions([region])
-            .add_attributes(&[(Identifier::new(c, "stack_size"), int(c, 32, stack_size as i64))])
-            .build()
-            .expect("aie.core builds");
-        self.ir.push(op)
+        let op = AieOp::Core { tile: String::new() };
+        let core = build_aie(&self.ir, &op, &[self.tiles[&tile]], &[Type::index(c)], 1);
+        // Not a property: mlir-aie's custom form writes it after the region.
+        core.set_discardable("stack_size", IntegerAttribute::new(IntegerType::new(c, 32).into(), stack_size as i64).into());
+        core
     }
 
-    /// `aie.end`, closing the current block (the device's or, with `Ir::set_block`, a core's).
+    /// `aie.end`, closing the block `ir` appends to (the device's or a core's).
     pub(super) fn end(ir: &Ir<'c>) {
-        let op = OperationBuilder::new("aie.end", ir.unknown()).build().expect("aie.end builds");
-        ir.push(op);
+        build_aie(ir, &AieOp::End, &[], &[], 0);
     }
 
-    /// `aie.runtime_sequence` with the host tensors as arguments; returns them and its body.
-    pub(super) fn runtime_sequence(&self, args: &[Type<'c>]) -> (Vec<Val>, mlir_sys::MlirBlock) {
-        let located: Vec<(Type, Location)> = args.iter().map(|&t| (t, self.ir.unknown())).collect();
-        let region = Region::new();
-        region.append_block(Block::new(&located));
-        let op = self.build("aie.runtime_sequence", &[], &[], vec![region]);
-        let body = op.body(0);
-        ((0..args.len()).map(|i| Ir::argument(body, i)).collect(), body)
-    }
-
-    /// `aiex.npu.dma_memcpy_nd` of host tensor `memref` through FIFO `metadata`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn dma_memcpy_nd(&self, memref: Val, offsets: [u64; 4], sizes: [u64; 4], strides: [u64; 4], id: u64, issue_token: bool, metadata: &str) {
-        let c = self.ir.context;
-        let a = |v: [u64; 4]| -> Attribute<'c> { DenseI64ArrayAttribute::new(c, &v.map(|x| x as i64)).into() };
-        let op = self.build("aiex.npu.dma_memcpy_nd", &[memref], &[], vec![]);
-        let mut props = vec![
-            ("id", int(c, 64, id as i64)),
-            ("metadata", symbol(c, metadata)),
-            ("operandSegmentSizes", DenseI32ArrayAttribute::new(c, &[1, 0, 0, 0]).into()),
-            ("static_offsets", a(offsets)),
-            ("static_sizes", a(sizes)),
-            ("static_strides", a(strides)),
-        ];
-        if issue_token {
-            props.push(("issue_token", BoolAttribute::new(c, true).into()));
-        }
-        self.set(op, &props);
-    }
-
-    pub(super) fn dma_wait(&self, fifo: &str) {
-        let op = self.build("aiex.npu.dma_wait", &[], &[], vec![]);
-        self.set(op, &[("symbol", symbol(self.ir.context, fifo))]);
-    }
-
-    /// Appends the design's runtime sequence.
+    /// Appends the design's runtime sequence: the host tensors as flat memref arguments, then
+    /// the shim DMAs and waits.
     pub(super) fn sequence(&mut self, kernel: &crate::ir::Kernel, design: &Design) {
         let types: Vec<Type> = design
             .args
@@ -185,18 +129,52 @@ impl<'c> DesignBuilder<'c> {
                 self.ir.memref(&[tensor.shape.iter().product::<u64>()], tensor.dtype)
             })
             .collect();
-        let (args, body) = self.runtime_sequence(&types);
+        let located: Vec<(Type, Location)> = types.iter().map(|&t| (t, self.ir.unknown())).collect();
+        let region = Region::new();
+        region.append_block(Block::new(&located));
+        let op = AieOp::RuntimeSequence {
+            sym_name: None,
+            args: Vec::new(),
+        };
+        let sequence = OperationBuilder::new(op.op_name(), self.ir.unknown())
+            .add_regions([region])
+            .build()
+            .expect("aie.runtime_sequence builds");
+        let body = self.ir.push(sequence).body(0);
+        let args: Vec<Val> = (0..types.len()).map(|i| Ir::argument(body, i)).collect();
         let device_body = self.ir.block();
         self.ir.set_block(body);
+        let index = |v: [u64; 4]| v.iter().map(|&x| DmaIndex::Static(x as i64)).collect();
         for op in &design.sequence {
-            match op {
-                SequenceOp::Dma(d) => {
-                    let offsets = [0, 0, 0, d.offset];
-                    self.dma_memcpy_nd(args[d.arg], offsets, d.sizes, d.strides, d.id as u64, d.issue_token, &design.fifos[d.fifo].name);
-                }
-                SequenceOp::Wait { fifo } => self.dma_wait(&design.fifos[*fifo].name),
-            }
+            let (aie, operands) = match op {
+                SequenceOp::Dma(d) => (
+                    AieOp::DmaMemcpyNd {
+                        memref: String::new(),
+                        offsets: index([0, 0, 0, d.offset]),
+                        sizes: index(d.sizes),
+                        strides: index(d.strides),
+                        metadata: design.fifos[d.fifo].name.clone(),
+                        id: d.id as i64,
+                        issue_token: d.issue_token.then_some(true),
+                        memref_type: String::new(),
+                        packet: None,
+                    },
+                    vec![args[d.arg]],
+                ),
+                SequenceOp::Wait { fifo } => (
+                    AieOp::DmaWait {
+                        symbol: design.fifos[*fifo].name.clone(),
+                    },
+                    Vec::new(),
+                ),
+            };
+            build_aie(&self.ir, &aie, &operands, &[], 0);
         }
         self.ir.set_block(device_body);
     }
+}
+
+/// The element type of an object FIFO's acquire: `!aie.objectfifosubview<T>`.
+pub(super) fn subview_type<'c>(context: &'c melior::Context, elem: Type<'c>) -> Type<'c> {
+    aie_type(context, &aiec_runtime::aie_syntax::subview_type(&elem.to_string()))
 }

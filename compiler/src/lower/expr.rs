@@ -221,7 +221,7 @@ impl<'c> CoreEmitter<'_, 'c> {
         })
     }
 
-    fn load_indices(&mut self, buf: &Buffer<'c>, indices: &[Affine], dynamic: Option<(usize, Val)>, ivs: &Ivs) -> Vec<Val> {
+    fn load_indices(&mut self, buf: &Buffer, indices: &[Affine], dynamic: Option<(usize, Val)>, ivs: &Ivs) -> Vec<Val> {
         match &buf.axes {
             Some(axes) => {
                 let mut idx = Vec::new();
@@ -326,7 +326,7 @@ impl<'c> CoreEmitter<'_, 'c> {
             (ReduceOp::Min, ScalarType::I32) => CombiningKind::MinSI,
         };
         let t = elem(ty);
-        self.check_vector_op(&format!("vector.reduction <{}>", kind.mnemonic()), t.name(), t.name());
+        self.check_vector_op(kind.reduction_rule(), t.name(), t.name());
         let reduction = ods::vector::reduction(
             self.ir.context,
             self.ir.elem(t),

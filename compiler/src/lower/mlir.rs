@@ -4,7 +4,11 @@
 
 use crate::diag::Span;
 use aiec_runtime::DType;
-use melior::ir::attribute::{ArrayAttribute, BoolAttribute};
+use aiec_runtime::aie_syntax::Property;
+use melior::ir::attribute::{
+    ArrayAttribute, BoolAttribute, DenseI32ArrayAttribute, DenseI64ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute, StringAttribute,
+    TypeAttribute,
+};
 use melior::ir::block::BlockLike;
 use melior::ir::operation::{OperationBuilder, OperationMutLike};
 use melior::ir::r#type::{IntegerType, MemRefType};
@@ -63,6 +67,12 @@ impl Op {
     pub(crate) fn set_property(self, name: &str, value: Attribute) {
         let mut op = unsafe { melior::ir::operation::OperationRefMut::from_raw(self.0) };
         op.set_inherent_attribute(name, value);
+    }
+
+    /// Sets a discardable attribute.
+    pub(crate) fn set_discardable(self, name: &str, value: Attribute) {
+        let mut op = unsafe { melior::ir::operation::OperationRefMut::from_raw(self.0) };
+        op.set_discardable_attribute(name, value);
     }
 }
 
@@ -313,49 +323,48 @@ pub(crate) enum CombiningKind {
 }
 
 impl CombiningKind {
-    /// Its mnemonic, as [`crate::target_rules`] names `vector.reduction <kind>`.
-    pub(crate) fn mnemonic(self) -> &'static str {
+    /// `vector.reduction` of this kind as [`crate::target_rules`] names it.
+    pub(crate) fn reduction_rule(self) -> &'static str {
         match self {
-            CombiningKind::Add => "add",
-            CombiningKind::MaximumF => "maximumf",
-            CombiningKind::MinimumF => "minimumf",
-            CombiningKind::MaxSI => "maxsi",
-            CombiningKind::MinSI => "minsi",
+            CombiningKind::Add => "vector.reduction <add>",
+            CombiningKind::MaximumF => "vector.reduction <maximumf>",
+            CombiningKind::MinimumF => "vector.reduction <minimumf>",
+            CombiningKind::MaxSI => "vector.reduction <maxsi>",
+            CombiningKind::MinSI => "vector.reduction <minsi>",
         }
     }
 }
 
 // Types and attributes without a C API constructor: the aie dialect's (upstream MLIR does not
-// know it, so they are opaque dialect types and attributes) and the vector dialect's enums.
-// They are parsed from their spelling here and nowhere else.
-
-fn parse_type<'c>(context: &'c Context, text: &str) -> Type<'c> {
-    Type::parse(context, text).unwrap_or_else(|| panic!("the aie type `{text}` parses"))
-}
+// know it, so they are opaque dialect types and attributes, spelled by `aie_syntax`'s table) and
+// the vector dialect's enums. They are parsed from their spelling here and nowhere else.
 
 fn parse_attribute<'c>(context: &'c Context, text: &str) -> Attribute<'c> {
     Attribute::parse(context, text).unwrap_or_else(|| panic!("the attribute `{text}` parses"))
 }
 
-/// `!aie.objectfifo<T>` for the element memref type `T`.
-pub(crate) fn objectfifo_type<'c>(context: &'c Context, elem: Type<'c>) -> Type<'c> {
-    parse_type(context, &format!("!aie.objectfifo<{elem}>"))
+/// A type of the aie dialect from its spelling.
+pub(crate) fn aie_type<'c>(context: &'c Context, spelled: &str) -> Type<'c> {
+    Type::parse(context, spelled).unwrap_or_else(|| panic!("the aie type `{spelled}` parses"))
 }
 
-/// `!aie.objectfifosubview<T>` for the element memref type `T`.
-pub(crate) fn subview_type<'c>(context: &'c Context, elem: Type<'c>) -> Type<'c> {
-    parse_type(context, &format!("!aie.objectfifosubview<{elem}>"))
-}
-
-/// `#aie<bd_dim_layout_array[]>`: no data layout transformation on the stream.
-pub(crate) fn no_dim_layout(context: &Context) -> Attribute<'_> {
-    parse_attribute(context, "#aie<bd_dim_layout_array[]>")
-}
-
-/// `#aie<bd_dim_layout_array_array[[], ...]>`: none for each of `consumers`.
-pub(crate) fn no_dim_layouts(context: &Context, consumers: usize) -> Attribute<'_> {
-    let each = vec!["[]"; consumers].join(", ");
-    parse_attribute(context, &format!("#aie<bd_dim_layout_array_array[{each}]>"))
+/// A property of an aie op ([`aiec_runtime::aie_syntax::AieOp::properties`]) as an attribute.
+pub(crate) fn property<'c>(context: &'c Context, p: &Property) -> Attribute<'c> {
+    let int = |bits: u32, v: i64| -> Attribute<'c> { IntegerAttribute::new(IntegerType::new(context, bits).into(), v).into() };
+    let array = |v: Vec<Attribute<'c>>| -> Attribute<'c> { ArrayAttribute::new(context, &v).into() };
+    match p {
+        Property::I32(v) => int(32, *v),
+        Property::I64(v) => int(64, *v),
+        Property::Str(s) => StringAttribute::new(context, s).into(),
+        Property::Symbol(s) => FlatSymbolRefAttribute::new(context, s).into(),
+        Property::Symbols(v) => array(v.iter().map(|s| FlatSymbolRefAttribute::new(context, s).into()).collect()),
+        Property::Ints(v) => array(v.iter().map(|&n| int(64, n)).collect()),
+        Property::DenseI32(v) => DenseI32ArrayAttribute::new(context, v).into(),
+        Property::DenseI64(v) => DenseI64ArrayAttribute::new(context, v).into(),
+        Property::Bool(b) => BoolAttribute::new(context, *b).into(),
+        Property::AieType(t) => TypeAttribute::new(aie_type(context, t)).into(),
+        Property::Spelled(a) => parse_attribute(context, a),
+    }
 }
 
 /// `#vector.kind<...>`.
