@@ -199,9 +199,9 @@ pub fn compile_kernel_dumping(kernel: &ir::Kernel, device: &DeviceModel, dumps: 
     dumps.add(passes::Pass::Check, || passes::dump_budgets(&design, &budgets));
     let context = emit::mlir_context();
     let lowered = lower::lower(&context, kernel, &design)?;
-    dumps.add(passes::Pass::Lower, || lowered.text());
-    let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
+    dumps.add(passes::Pass::Lower, || emit::readable_names(&lowered.text(), &arg_names));
+    let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
     let emitted = emit::emit(&context, &lowered, &arg_names)?;
     dumps.add(passes::Pass::Emit, || emitted.custom.clone());
     let codes = cost::codes_of(kernel, &lowered.stmt_forms);

@@ -9,8 +9,9 @@
 //!
 //! # The generic form of each op
 //!
-//! The generic form follows the ops' ODS definitions in mlir-aie (`AIEOps.td`, `AIEX.td`): inherent
-//! attributes are properties (`<{...}>`, printed by MLIR in sorted key order), enum attributes are their
+//! The generic form follows the ops' ODS definitions in mlir-aie (`AIEOps.td`, `AIEX.td`). Each op's
+//! properties come from one table, [`AieOp::properties`]: the generic printer here writes them, and aiec's
+//! lowering builds the same ops in memory with them as typed attributes. Inherent attributes are properties (`<{...}>`, printed by MLIR in sorted key order), enum attributes are their
 //! `i32` values, default-valued attributes that the custom text leaves out are left out. `%x` stand for SSA
 //! names, `T` for an element memref type such as `memref<16xi32>`.
 //!

@@ -44,25 +44,22 @@ pub(super) enum Constant {
 }
 
 impl Constant {
-    /// The order constants appear in at the top of the body: by the spelling of their value,
-    /// then of their type (a sort key only; nothing is parsed from it).
-    fn order(self, ty: Type) -> (String, String) {
+    /// The order constants appear in at the top of the body: the order of their values' and
+    /// then their types' spellings. Scalars come first (their values start with `-` or a digit,
+    /// before the `d` of a splat's `dense<`); splats compare by value up to the closing `>`.
+    fn order(self, ty: Type) -> (bool, String, String) {
         let hex = |v: f32| format!("0x{:08X}", v.to_bits());
-        let value = match self {
-            Constant::Index(v) => v.to_string(),
-            Constant::I32(v) => v.to_string(),
-            Constant::F32(v) => hex(v),
-            Constant::LanesI32(v) => format!("dense<{v}>"),
-            Constant::LanesF32(v) => format!("dense<{}>", hex(v)),
-            Constant::Zero(d) | Constant::ZeroTile(_, d) => {
-                let zero = if d.is_float() { "0.0" } else { "0" };
-                match self {
-                    Constant::ZeroTile(..) => format!("dense<{zero}>"),
-                    _ => zero.to_string(),
-                }
-            }
+        let zero = |d: DType| if d.is_float() { "0.0" } else { "0" };
+        let (splat, value) = match self {
+            Constant::Index(v) => (false, v.to_string()),
+            Constant::I32(v) => (false, v.to_string()),
+            Constant::F32(v) => (false, hex(v)),
+            Constant::LanesI32(v) => (true, v.to_string() + ">"),
+            Constant::LanesF32(v) => (true, hex(v) + ">"),
+            Constant::Zero(d) => (false, zero(d).to_string()),
+            Constant::ZeroTile(_, d) => (true, zero(d).to_string() + ">"),
         };
-        (value, ty.to_string())
+        (splat, value, ty.to_string())
     }
 
     fn attribute<'c>(self, ir: &Ir<'c>) -> Attribute<'c> {
@@ -140,7 +137,7 @@ pub(super) struct CoreEmitter<'a, 'c> {
     core: &'a Core,
     pub(super) ir: Ir<'c>,
     entry: mlir_sys::MlirBlock,
-    consts: BTreeMap<(String, String), (Val, Op)>,
+    consts: BTreeMap<(bool, String, String), (Val, Op)>,
     /// Ops and region closers emitted into the body (constants apart).
     lines: usize,
     pub(super) buffers: BTreeMap<TensorId, Buffer>,
@@ -163,7 +160,7 @@ pub(super) struct CoreEmitter<'a, 'c> {
 pub(super) struct Checkpoint {
     block: mlir_sys::MlirBlock,
     last: Option<Op>,
-    consts: BTreeSet<(String, String)>,
+    consts: BTreeSet<(bool, String, String)>,
     lines: usize,
     forms: Vec<StmtForm>,
     bf16_extended: BTreeSet<Val>,
@@ -232,7 +229,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         if self.rejected.is_empty() {
             return true;
         }
-        let is_const = |op: Op, consts: &BTreeMap<(String, String), (Val, Op)>| consts.values().any(|&(_, c)| Ir::is(c, op));
+        let is_const = |op: Op, consts: &BTreeMap<(bool, String, String), (Val, Op)>| consts.values().any(|&(_, c)| Ir::is(c, op));
         let attempt = Ir::ops_after(cp.block, cp.last);
         Ir::erase(&attempt, |op| is_const(op, &self.consts));
         let new_consts: Vec<Op> = self.consts.iter().filter(|(k, _)| !cp.consts.contains(*k)).map(|(_, &(_, op))| op).collect();
