@@ -71,7 +71,7 @@ impl Bin {
 
 /// A conversion between element types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Cast {
+pub(super) enum Conv {
     ExtF,
     TruncF,
     ExtSI,
@@ -82,30 +82,30 @@ pub(super) enum Cast {
     IndexCast,
 }
 
-impl Cast {
+impl Conv {
     fn name(self) -> &'static str {
         match self {
-            Cast::ExtF => "arith.extf",
-            Cast::TruncF => "arith.truncf",
-            Cast::ExtSI => "arith.extsi",
-            Cast::TruncI => "arith.trunci",
-            Cast::SIToFP => "arith.sitofp",
-            Cast::FPToSI => "arith.fptosi",
-            Cast::Bitcast => "arith.bitcast",
-            Cast::IndexCast => "arith.index_cast",
+            Conv::ExtF => "arith.extf",
+            Conv::TruncF => "arith.truncf",
+            Conv::ExtSI => "arith.extsi",
+            Conv::TruncI => "arith.trunci",
+            Conv::SIToFP => "arith.sitofp",
+            Conv::FPToSI => "arith.fptosi",
+            Conv::Bitcast => "arith.bitcast",
+            Conv::IndexCast => "arith.index_cast",
         }
     }
 
     fn build<'c>(self, v: Value<'c, '_>, to: Type<'c>, l: Location<'c>) -> Operation<'c> {
         match self {
-            Cast::ExtF => arith::extf(v, to, l),
-            Cast::TruncF => arith::truncf(v, to, l),
-            Cast::ExtSI => arith::extsi(v, to, l),
-            Cast::TruncI => arith::trunci(v, to, l),
-            Cast::SIToFP => arith::sitofp(v, to, l),
-            Cast::FPToSI => arith::fptosi(v, to, l),
-            Cast::Bitcast => arith::bitcast(v, to, l),
-            Cast::IndexCast => arith::index_cast(v, to, l),
+            Conv::ExtF => arith::extf(v, to, l),
+            Conv::TruncF => arith::truncf(v, to, l),
+            Conv::ExtSI => arith::extsi(v, to, l),
+            Conv::TruncI => arith::trunci(v, to, l),
+            Conv::SIToFP => arith::sitofp(v, to, l),
+            Conv::FPToSI => arith::fptosi(v, to, l),
+            Conv::Bitcast => arith::bitcast(v, to, l),
+            Conv::IndexCast => arith::index_cast(v, to, l),
         }
     }
 }
@@ -119,13 +119,13 @@ impl<'c> CoreEmitter<'_, 'c> {
     }
 
     /// `v` converted to element type `to` (keeping its shape).
-    pub(super) fn cast(&mut self, op: Cast, v: Val, to: Elem) -> Val {
+    pub(super) fn cast(&mut self, op: Conv, v: Val, to: Elem) -> Val {
         let from = self.ir.elem_of(v);
         self.check_vector_arith(op.name(), &[v], from, to);
         let ty = self.ir.like(v, to);
         let built = op.build(self.ir.value(v), ty, self.location());
         let r = self.push1(built);
-        if self.lanes.is_some() && op == Cast::ExtF && from == Elem::Bf16 && to == Elem::F32 {
+        if self.lanes.is_some() && op == Conv::ExtF && from == Elem::Bf16 && to == Elem::F32 {
             self.mark_bf16_extended(r);
         }
         r
@@ -193,27 +193,27 @@ impl<'c> CoreEmitter<'_, 'c> {
         self.bin(Bin::MinimumF, a, b)
     }
     pub(super) fn extf(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::ExtF, v, to)
+        self.cast(Conv::ExtF, v, to)
     }
     pub(super) fn truncf(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::TruncF, v, to)
+        self.cast(Conv::TruncF, v, to)
     }
     pub(super) fn extsi(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::ExtSI, v, to)
+        self.cast(Conv::ExtSI, v, to)
     }
     pub(super) fn trunci(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::TruncI, v, to)
+        self.cast(Conv::TruncI, v, to)
     }
     pub(super) fn sitofp(&mut self, v: Val) -> Val {
-        self.cast(Cast::SIToFP, v, Elem::F32)
+        self.cast(Conv::SIToFP, v, Elem::F32)
     }
     pub(super) fn fptosi(&mut self, v: Val) -> Val {
-        self.cast(Cast::FPToSI, v, Elem::I32)
+        self.cast(Conv::FPToSI, v, Elem::I32)
     }
     pub(super) fn bitcast(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::Bitcast, v, to)
+        self.cast(Conv::Bitcast, v, to)
     }
     pub(super) fn index_cast(&mut self, v: Val, to: Elem) -> Val {
-        self.cast(Cast::IndexCast, v, to)
+        self.cast(Conv::IndexCast, v, to)
     }
 }
