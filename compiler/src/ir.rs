@@ -108,6 +108,28 @@ pub struct Affine {
     pub terms: Vec<(i64, DimId)>,
     /// The constant offset.
     pub constant: i64,
+    /// `(coef, quotient or remainder)` terms (`3*(S / 2)`), as written.
+    pub divmods: Vec<(i64, DivModIndex)>,
+}
+
+/// The operator of an index quotient or remainder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DivMod {
+    /// `/`: the floor quotient.
+    Div,
+    /// `%`: the remainder (non-negative).
+    Mod,
+}
+
+/// The floor quotient or the remainder of a non-negative index by a positive constant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DivModIndex {
+    /// The dividend; never negative (checked by the type checker).
+    pub inner: Affine,
+    /// `/` or `%`.
+    pub op: DivMod,
+    /// The divisor, at least 1.
+    pub by: i64,
 }
 
 impl Affine {
@@ -116,18 +138,74 @@ impl Affine {
         Affine {
             terms: vec![(1, d)],
             constant: 0,
+            divmods: Vec::new(),
         }
     }
     /// The single dim of a plain `D` index, if that is what this is.
     pub(crate) fn as_dim(&self) -> Option<DimId> {
         match self.terms.as_slice() {
-            [(1, d)] if self.constant == 0 => Some(*d),
+            [(1, d)] if self.constant == 0 && self.divmods.is_empty() => Some(*d),
             _ => None,
         }
     }
-    /// The dims of the terms.
-    pub(crate) fn dims(&self) -> impl Iterator<Item = DimId> + '_ {
-        self.terms.iter().map(|(_, d)| *d)
+    /// Whether the index is affine: no quotient or remainder.
+    pub(crate) fn is_affine(&self) -> bool {
+        self.divmods.is_empty()
+    }
+    /// The dims it uses, quotients' and remainders' included.
+    pub(crate) fn dims(&self) -> std::vec::IntoIter<DimId> {
+        let mut out: Vec<DimId> = self.terms.iter().map(|(_, d)| *d).collect();
+        for (_, q) in &self.divmods {
+            out.extend(q.inner.dims());
+        }
+        out.into_iter()
+    }
+    /// The value when each dim `d` is at `at(d)`.
+    pub(crate) fn eval(&self, at: &dyn Fn(DimId) -> i64) -> i64 {
+        let mut v = self.constant;
+        for &(c, d) in &self.terms {
+            v += c * at(d);
+        }
+        for (c, q) in &self.divmods {
+            v += c * q.apply(q.inner.eval(at));
+        }
+        v
+    }
+    /// The least and the greatest value over every dim `d` in `0..size(d)`, in 128 bits (the
+    /// type checker keeps them within the supported extent).
+    pub(crate) fn range(&self, size: &dyn Fn(DimId) -> u64) -> (i128, i128) {
+        let (mut lo, mut hi) = (self.constant as i128, self.constant as i128);
+        let mut add = |c: i128, (l, h): (i128, i128)| {
+            let (a, b) = (c.saturating_mul(l), c.saturating_mul(h));
+            lo = lo.saturating_add(a.min(b));
+            hi = hi.saturating_add(a.max(b));
+        };
+        for &(c, d) in &self.terms {
+            add(c as i128, (0, size(d) as i128 - 1));
+        }
+        for (c, q) in &self.divmods {
+            add(*c as i128, q.range(size));
+        }
+        (lo, hi)
+    }
+}
+
+impl DivModIndex {
+    /// The quotient or remainder of `v` (floor semantics).
+    pub(crate) fn apply(&self, v: i64) -> i64 {
+        match self.op {
+            DivMod::Div => v.div_euclid(self.by),
+            DivMod::Mod => v.rem_euclid(self.by),
+        }
+    }
+    fn range(&self, size: &dyn Fn(DimId) -> u64) -> (i128, i128) {
+        let (lo, hi) = self.inner.range(size);
+        let by = self.by as i128;
+        match self.op {
+            DivMod::Div => (lo.div_euclid(by), hi.div_euclid(by)),
+            DivMod::Mod if lo.div_euclid(by) == hi.div_euclid(by) => (lo.rem_euclid(by), hi.rem_euclid(by)),
+            DivMod::Mod => (0, by - 1),
+        }
     }
 }
 

@@ -74,6 +74,21 @@ fn affine(kernel: &Kernel, a: &Affine) -> String {
             let _ = write!(out, " {sign} {term}");
         }
     }
+    for (c, q) in &a.divmods {
+        let op = if q.op == crate::ir::DivMod::Div { "/" } else { "%" };
+        let inner = affine(kernel, &q.inner);
+        let inner = if q.inner.as_dim().is_some() { inner } else { format!("({inner})") };
+        let term = if c.abs() == 1 {
+            format!("{inner} {op} {}", q.by)
+        } else {
+            format!("{}*({inner} {op} {})", c.abs(), q.by)
+        };
+        if out.is_empty() {
+            out = if *c < 0 { format!("-{term}") } else { term };
+        } else {
+            let _ = write!(out, " {} {term}", if *c < 0 { "-" } else { "+" });
+        }
+    }
     if out.is_empty() {
         return a.constant.to_string();
     }

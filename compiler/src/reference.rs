@@ -419,6 +419,8 @@ impl Buf {
 struct Address {
     constant: i64,
     terms: Vec<(i64, DimId)>,
+    /// (element stride, quotient or remainder) terms: computed per element.
+    divmods: Vec<(i64, crate::ir::DivModIndex)>,
 }
 
 impl Address {
@@ -430,6 +432,9 @@ impl Address {
         let mut o = self.constant;
         for &(s, d) in &self.terms {
             o += s * env[d];
+        }
+        for (s, q) in &self.divmods {
+            o += s * q.apply(q.inner.eval(&|d| env[d]));
         }
         o as usize
     }
@@ -558,18 +563,17 @@ impl State {
         let mut addr = Address {
             constant: 0,
             terms: Vec::new(),
+            divmods: Vec::new(),
         };
         for axis in (0..shape.len()).rev() {
             let a = &indices[axis];
-            let (mut lo, mut hi) = (a.constant, a.constant);
+            let (lo, hi) = a.range(&|d| kernel.dims[d].size);
+            let (lo, hi) = (lo as i64, hi as i64);
             for &(c, d) in &a.terms {
-                let reach = c * (kernel.dims[d].size as i64 - 1);
-                if c > 0 {
-                    hi += reach;
-                } else {
-                    lo += reach;
-                }
                 addr.terms.push((c * stride, d));
+            }
+            for (c, q) in &a.divmods {
+                addr.divmods.push((c * stride, q.clone()));
             }
             for index in [lo, hi] {
                 if index < 0 || index >= shape[axis] as i64 {
@@ -1015,7 +1019,7 @@ struct Cond {
 
 impl Cond {
     fn holds(&self, env: &[i64]) -> bool {
-        let value = |a: &Affine| a.constant + a.terms.iter().map(|&(c, d)| c * env[d]).sum::<i64>();
+        let value = |a: &Affine| a.eval(&|d| env[d]);
         let (l, r) = (value(&self.lhs), value(&self.rhs));
         match self.cmp {
             CmpOp::Lt => l < r,
@@ -1184,7 +1188,7 @@ fn compile(kernel: &Kernel, state: &State, e: &Expr, location: &str) -> Result<N
                     },
                 ) = (lhs.as_ref(), rhs.as_ref())
                 {
-                    if tya == ty && tyb == ty {
+                    if tya == ty && tyb == ty && ia.iter().chain(ib).all(Affine::is_affine) {
                         let a = (*ta, state.address(kernel, *ta, ia, location)?);
                         let b = (*tb, state.address(kernel, *tb, ib, location)?);
                         return Ok(Node::Dot {

@@ -123,3 +123,29 @@ fn one_dependency_compile_write_and_verify() {
     assert_eq!(checks[0].name, "y");
     assert!(checks[0].passed(), "{:?}", checks[0].comparison);
 }
+
+#[test]
+fn quotients_and_remainders_in_rust_indices_match_tile() {
+    use aiec::dsl::builder::*;
+    use aiec::DType;
+    let text = "kernel upsample {\n  dim T = 256 tile 16\n  dim D = 64\n  in  x: f32[128, 8]\n  in  g: f32[4]\n  out y: f32[T, D]\n  spread T over cols\n  y[T, D] = x[T / 2, D % 8] * g[(T + 2*D) % 4] + x[T / 4 + 2*(T % 2), 7 - D / 9]\n}\n";
+    let mut k = Kernel::new("upsample");
+    let t = k.dim("T", 256).tile(16);
+    let d = k.dim("D", 64).whole();
+    let x = k.input("x", DType::F32, (128, 8));
+    let g = k.input("g", DType::F32, [4]);
+    let y = k.output("y", DType::F32, [t, d]);
+    k.spread_cols(t);
+    k.assign(
+        y.at([t, d]),
+        x.at((t / 2, d % 8)) * g.at([(t + d * 2) % 4]) + x.at((t / 4 + (t % 2) * 2, 7 - d / 9)),
+    );
+    let kernel = k.build().unwrap_or_else(|e| panic!("{e}"));
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let from_rust = compile_kernel(&kernel, &device).unwrap_or_else(|e| panic!("{e}"));
+        let from_tile = compile_source("upsample.tile", text, &device).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(from_rust.mlir, from_tile.mlir, "on {}", device.name);
+        let checks = from_rust.emulate_against_reference(7).unwrap();
+        assert!(checks.iter().all(|c| c.comparison.exact), "{:?}", checks[0].comparison);
+    }
+}

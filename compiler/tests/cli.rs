@@ -273,7 +273,7 @@ fn dump_after_every_pass() {
     let bad = dir.path().join("bad.tile");
     std::fs::write(
         &bad,
-        "kernel bad {\n  dim M = 64 tile 16\n  dim N = 64 tile 16\n  dim K = 64 tile 16\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  in c: f32[N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) + c[N]\n}\n",
+        "kernel bad {\n  dim M = 64 tile 16\n  dim N = 64 tile 16\n  dim K = 64 tile 16\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  in c: f32[N]\n  in d: i8[N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) + c[N] + cast<f32>(d[N])\n}\n",
     )
     .unwrap();
     let (code, out, err) = run(aiec().arg("compile").arg(&bad).args(["--dump-after", "typecheck", "--dump-after", "route"]));

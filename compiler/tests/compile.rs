@@ -46,6 +46,8 @@ const EXAMPLES: &[&str] = &[
     "depthwise_conv1d.tile",
     "argmax.tile",
     "embedding.tile",
+    "rope.tile",
+    "linear_gelu.tile",
 ];
 
 #[test]
@@ -180,15 +182,98 @@ fn data_memory_limit_names_tile_amount_and_line() {
     );
 }
 
+/// The compiled design's `aie.objectfifo.link` lines with more than one input FIFO.
+fn join_links(mlir: &str) -> Vec<&str> {
+    mlir.lines()
+        .filter(|l| l.contains("aie.objectfifo.link [@") && l.split(" -> ").next().unwrap().contains(','))
+        .collect()
+}
+
 #[test]
-fn dma_channel_limit_on_compute_tile() {
+fn three_inputs_join_two_streams_on_the_memory_tile() {
+    // A core has two input channels: b and c travel as one stream, joined on the memory tile.
+    let src = "kernel add3 {\n  dim M = 64 tile 16\n  dim N = 64\n  in a: f32[M, N]\n  in b: f32[M, N]\n  in c: f32[M, N]\n  out y: f32[M, N]\n  spread M over rows\n  y[M, N] = a[M, N] + b[M, N] + c[M, N]\n}\n";
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let c = compile_source("add3.tile", src, &device).unwrap_or_else(|e| panic!("{e}"));
+        let joins = join_links(&c.mlir);
+        assert!(!joins.is_empty(), "{}: no join link", device.name);
+        // a and b stack along the tile's first axis: b's tile starts 16 x 64 elements in.
+        assert!(
+            joins[0].contains("[@a_L2") && joins[0].contains(", @b_L2") && joins[0].contains("] -> [@a_b") && joins[0].ends_with("([0, 1024] [])"),
+            "{}",
+            joins[0]
+        );
+        assert!(c.mlir.contains("memref<32x64xf32>"), "the joined element holds both tiles");
+        let checks = c.emulate_against_reference(3).unwrap();
+        assert!(checks.iter().all(|k| k.comparison.exact), "{}: {:?}", device.name, checks[0].comparison);
+    }
+}
+
+#[test]
+fn a_bias_joins_the_weights_stream_once_per_reduction_tile() {
+    // b is read once per output tile, w once per tile of K: b's tile travels with each of w's
+    // and the core keeps the last one for the statement after the reduction loop.
+    let src = "kernel linear {\n  dim M = 32 tile 16\n  dim K = 128 tile 32\n  dim N = 64 tile 32\n  in a: bf16[M, K]\n  in w: bf16[K, N]\n  in b: bf16[N]\n  out y: f32[M, N]\n  spread N over cols\n  y[M, N] = sum[K](a[M, K] * w[K, N]) + b[N]\n}\n";
+    for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
+        let c = compile_source("linear.tile", src, &device).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            join_links(&c.mlir)
+                .iter()
+                .any(|l| l.contains("[@w_L2_c0, @b_L2_c0] -> [@w_b_c0] ([0, 1024] [])")),
+            "{}",
+            c.mlir
+        );
+        // w's 32 x 32 tile and one row of b.
+        assert!(c.mlir.contains("!aie.objectfifo<memref<33x32xbf16>>"));
+        assert!(c.mlir.contains("b_kept_0_2 = aie.buffer"));
+        // b repeats (stride 0) once per tile of K: 4 tiles.
+        assert!(
+            c.mlir
+                .lines()
+                .any(|l| l.contains("metadata = @b_L2_c0") && l.contains("][4, 1, 1, 32][0, 0, 0, 1]")),
+            "{}",
+            c.mlir
+        );
+        let checks = c.emulate_against_reference(4).unwrap();
+        assert!(checks.iter().all(|k| k.passed()), "{}: {:?}", device.name, checks[0].comparison);
+        let budget = &c.budgets.iter().find(|b| b.kind == aiec::device::TileKind::Compute).unwrap().buffers;
+        assert!(
+            budget.iter().any(|(what, bytes)| what.starts_with("buffer b_kept") && *bytes == 64),
+            "{budget:?}"
+        );
+    }
+}
+
+#[test]
+fn joined_matrix_operands_keep_the_mac() {
+    // A float32 bias cannot join the bfloat16 weights; on one core A and B join instead, B's
+    // tile 16 rows into the element, and the product still runs on the MAC.
+    let src = "kernel mm_f32_bias {\n  dim M = 64 tile 16\n  dim N = 64 tile 16\n  dim K = 64 tile 16\n  in A: bf16[M, K]\n  in B: bf16[K, N]\n  in c: f32[N]\n  out C: f32[M, N]\n  spread M over rows, N over cols\n  C[M, N] = sum[K](A[M, K] * B[K, N]) + c[N]\n}\n";
+    let c = compile_source("mm.tile", src, &DeviceModel::npu1()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        join_links(&c.mlir).iter().any(|l| l.contains("[@A_L2, @B_L2] -> [@A_B] ([0, 256] [])")),
+        "{}",
+        c.mlir
+    );
+    assert!(c.mlir.contains("vector.contract"));
+    let checks = c.emulate_against_reference(2).unwrap();
+    assert!(checks.iter().all(|k| k.passed()), "{:?}", checks[0].comparison);
+}
+
+#[test]
+fn dma_channel_limit_on_compute_tile_names_the_streams_when_nothing_joins() {
+    // Three element types: no two inputs can share a stream.
     let e = compile_err(
-        "kernel add3 {\n  dim M = 64 tile 16\n  dim N = 64\n  in a: f32[M, N]\n  in b: f32[M, N]\n  in c: f32[M, N]\n  out y: f32[M, N]\n  spread M over rows\n  y[M, N] = a[M, N] + b[M, N] + c[M, N]\n}\n",
+        "kernel add3 {\n  dim M = 64 tile 16\n  dim N = 64\n  in a: f32[M, N]\n  in b: bf16[M, N]\n  in c: i8[M, N]\n  out y: f32[M, N]\n  spread M over rows\n  y[M, N] = a[M, N] + b[M, N] + cast<f32>(c[M, N])\n}\n",
     );
     assert_limit(
         &e,
         "DMA input channels exceeded on compute tile (0, 2): 3 streams arrive, limit 2",
         "test.tile:",
+    );
+    assert!(
+        e.to_string().contains("Inputs join into one stream when they have the same element type"),
+        "{e}"
     );
 }
 
@@ -453,8 +538,9 @@ fn placement_search_fits_two_per_core_inputs_on_fewer_rows_and_says_so() {
         "{}",
         note.message
     );
-    // Where fewer cores cannot help, the error stands and says so.
-    let src = "kernel three {\n  dim M = 64 tile 16\n  dim N = 64\n  in  a: f32[M, N]\n  in  b: f32[M, N]\n  in  c: f32[M, N]\n  out y: f32[M, N]\n  y[M, N] = a[M, N] + b[M, N] + c[M, N]\n}\n";
+    // Where neither fewer cores nor a join can help (three element types), the error stands and
+    // says so.
+    let src = "kernel three {\n  dim M = 64 tile 16\n  dim N = 64\n  in  a: f32[M, N]\n  in  b: bf16[M, N]\n  in  c: i8[M, N]\n  out y: f32[M, N]\n  y[M, N] = a[M, N] + b[M, N] + cast<f32>(c[M, N])\n}\n";
     let err = aiec::compile_source("three.tile", src, &aiec::DeviceModel::npu1())
         .err()
         .expect("no placement fits")

@@ -14,6 +14,14 @@ use ndarray::{ArrayD, IxDyn};
 
 /// `kernel k { ... }` with one item per line, each indented by two spaces: item `i` (0-based) is
 /// on line `i + 2` and starts at column 3.
+fn affine(terms: Vec<(i64, usize)>, constant: i64) -> Affine {
+    Affine {
+        terms,
+        constant,
+        divmods: vec![],
+    }
+}
+
 fn kernel_text(items: &[&str]) -> String {
     let body: Vec<String> = items.iter().map(|l| format!("  {l}")).collect();
     format!("kernel k {{\n{}\n}}\n", body.join("\n"))
@@ -270,13 +278,7 @@ fn select_with_causal_mask_and_negative_infinity() {
         match &k.stmts[0].value {
             Expr::Select { cmp, rhs, .. } => {
                 assert_eq!(*cmp, want);
-                assert_eq!(
-                    rhs,
-                    &Affine {
-                        terms: vec![(1, 0)],
-                        constant: 1
-                    }
-                );
+                assert_eq!(rhs, &affine(vec![(1, 0)], 1));
             }
             other => panic!("{other:?}"),
         }
@@ -295,19 +297,9 @@ fn affine_host_indices_and_several_patterns() {
         "frames[T, S] = audio[160*T + S] * w[0, S] + w[1, 400 + S] - audio[S*2 - S + 160*T]",
     ]);
     let audio = &k.tensors[0];
-    assert_eq!(
-        audio.access,
-        Some(vec![Affine {
-            terms: vec![(160, 0), (1, 1)],
-            constant: 0
-        }])
-    );
+    assert_eq!(audio.access, Some(vec![affine(vec![(160, 0), (1, 1)], 0)]));
     let w = &k.tensors[1];
-    assert_eq!(
-        w.access,
-        Some(vec![Affine { terms: vec![], constant: 0 }, Affine::dim(1)]),
-        "the first pattern is recorded"
-    );
+    assert_eq!(w.access, Some(vec![affine(vec![], 0), Affine::dim(1)]), "the first pattern is recorded");
     let mut loads = Vec::new();
     k.stmts[0].value.walk(&mut |e| {
         if let Expr::Load { tensor, indices, .. } = e {
@@ -316,16 +308,44 @@ fn affine_host_indices_and_several_patterns() {
     });
     // `S*2 - S + 160*T` folds to the same pattern as `160*T + S` (terms merged, ordered by dim).
     assert_eq!(loads[3].1, loads[0].1);
+    assert_eq!(loads[2].1, vec![affine(vec![], 1), affine(vec![(1, 1)], 400)]);
+}
+
+#[test]
+fn quotient_and_remainder_indices() {
+    let k = ok(&[
+        "dim T = 64 tile 16",
+        "dim S = 8",
+        "in x: f32[40, 8]",
+        "out y: f32[T, S]",
+        "y[T, S] = x[T / 2, S % 4] + x[T / 8 + 3*(S / 2), 7 - (2*S + 1) % 8]",
+    ]);
+    let mut loads = Vec::new();
+    k.stmts[0].value.walk(&mut |e| {
+        if let Expr::Load { indices, .. } = e {
+            loads.push(indices.clone());
+        }
+    });
+    let q = |inner: Affine, op: ir::DivMod, by: i64| ir::DivModIndex { inner, op, by };
+    assert_eq!(loads[0][0].divmods, vec![(1, q(Affine::dim(0), ir::DivMod::Div, 2))]);
+    assert_eq!(loads[0][1].divmods, vec![(1, q(Affine::dim(1), ir::DivMod::Mod, 4))]);
+    // `/` binds to the dim or parentheses before it; a coefficient scales the quotient.
     assert_eq!(
-        loads[2].1,
-        vec![
-            Affine { terms: vec![], constant: 1 },
-            Affine {
-                terms: vec![(1, 1)],
-                constant: 400
-            }
-        ]
+        loads[1][0].divmods,
+        vec![(1, q(Affine::dim(0), ir::DivMod::Div, 8)), (3, q(Affine::dim(1), ir::DivMod::Div, 2))]
     );
+    assert_eq!(loads[1][1].constant, 7);
+    assert_eq!(loads[1][1].divmods, vec![(-1, q(affine(vec![(2, 1)], 1), ir::DivMod::Mod, 8))]);
+    // Bounds use the quotient's range: T / 2 reaches 31 (< 40), 7 - (..) % 8 stays in 0..=7.
+    let items = ["dim T = 64", "in x: f32[31]", "out y: f32[T]", "y[T] = x[T / 2]"];
+    check(&items, Kind::Type, &["x axis 0 reaches index 31, but its extent is 31"], 3, "T / 2");
+    let items = ["dim T = 64", "in x: f32[32]", "out y: f32[T]", "y[T] = x[T / 0]"];
+    check(&items, Kind::Type, &["the divisor must be at least 1"], 3, "T / 0");
+    let items = ["dim T = 64", "in x: f32[32]", "out y: f32[T]", "y[T] = x[(T - 1) / 2]"];
+    check(&items, Kind::Type, &["the index before `/` reaches -1, below 0"], 3, "T - 1");
+    // Targets stay plain dims.
+    let items = ["dim T = 64", "in x: f32[T]", "out y: f32[32]", "y[T / 2] = x[T]"];
+    check(&items, Kind::Type, &["target indices must be plain dims"], 3, "T / 2");
 }
 
 #[test]

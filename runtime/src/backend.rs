@@ -1,6 +1,12 @@
 //! The one interface every way of running a design implements.
 
+use crate::aie_syntax::SyntaxError;
 use crate::artifact::{ArgSpec, DType};
+use crate::emulator::design::DesignError;
+use crate::emulator::jit::JitError;
+use crate::insts::{ContractError, InstsError};
+use crate::npu::NpuError;
+use crate::npy::NpyError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,30 +47,146 @@ pub struct RunReport {
     pub dma_transfers: usize,
 }
 
+/// Why a design could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// A file of the artifact could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// A file of the artifact is missing or malformed.
     #[error("{path}: not a valid artifact: {message}")]
-    BadArtifact { path: PathBuf, message: String },
+    BadArtifact {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// One argument of a call does not fit the design (size, type, direction, stored constant).
     #[error("argument {index} ({name}): {message}")]
-    BadArgument { index: usize, name: String, message: String },
-    /// The design itself is wrong or unsupported (names the op and its line).
+    BadArgument {
+        /// Position of the argument in the runtime sequence.
+        index: usize,
+        /// Its name in the runtime sequence (empty when there is no such argument).
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A call passed another number of buffers than the kernel has runtime-sequence arguments.
+    #[error("kernel '{kernel}' takes {expected} runtime-sequence arguments, {given} buffers were given")]
+    ArgumentCount {
+        /// The kernel's name in design.json.
+        kernel: String,
+        /// How many arguments the kernel takes.
+        expected: usize,
+        /// How many buffers were given.
+        given: usize,
+    },
+    /// The design itself is wrong or unsupported: `file:line` and what is wrong, naming the op.
+    #[error("{file}:{}: {}", source.line, source.message)]
+    Design {
+        /// The design's file name, as given by the caller.
+        file: String,
+        /// The line and what is wrong.
+        #[source]
+        source: DesignError,
+    },
+    /// An aie/aiex line of the design cannot be read (malformed, or not supported by the emulator).
+    #[error("{file}:{}: {}", source.line(), syntax_detail(source))]
+    Syntax {
+        /// The design's file name, as given by the caller.
+        file: String,
+        /// The line and what is wrong with it.
+        #[source]
+        source: SyntaxError,
+    },
+    /// MLIR rejected the design, or JIT-compiling its cores failed: the first diagnostic.
+    #[error("{file}:{}", jit_located(source))]
+    Jit {
+        /// The design's file name, as given by the caller.
+        file: String,
+        /// MLIR's diagnostic and where it points.
+        #[source]
+        source: JitError,
+    },
+    /// A core hit an error while running and the run was stopped: an out-of-bounds access, a division
+    /// that would trap, a release of elements it does not hold, a lock value out of range. The message
+    /// names the core and `file:line`.
     #[error("{0}")]
-    Design(String),
+    Fault(String),
     /// Nothing can make progress; the message lists every blocked core/DMA.
     #[error("deadlock: {0}")]
     Deadlock(String),
+    /// A core kept computing without any data movement for the emulator's stall timeout (an endless
+    /// loop?); the run was stopped.
+    #[error(
+        "{file}: no {activity} activity for {:.0} s while {} kept running (an endless loop?); stopped waiting",
+        waited.as_secs_f64(),
+        cores.join(", ")
+    )]
+    Stalled {
+        /// The design's file name, as given by the caller.
+        file: String,
+        /// The activity watched: object FIFO or DMA transfers, or locks and DMAs.
+        activity: &'static str,
+        /// How long nothing moved.
+        waited: Duration,
+        /// The cores still running (`core (col, row)`).
+        cores: Vec<String>,
+    },
+    /// The emulator could not allocate a design's storage (the design is within
+    /// [`crate::emulator::design::HOST_MEMORY_LIMIT`], the host has less free memory).
+    #[error("the emulator cannot allocate {} of host memory", crate::emulator::design::show_bytes(*bytes as u128))]
+    OutOfMemory {
+        /// The size of the failed allocation.
+        bytes: usize,
+    },
+    /// The emulator could not start the thread of a core.
+    #[error("cannot start a core thread: {0}")]
+    CoreThread(#[source] std::io::Error),
+    /// `insts.bin` cannot be read or decoded.
+    #[error("{}", insts_message(.0))]
+    Insts(#[from] InstsError),
+    /// The instruction stream does not move the runtime-sequence arguments as design.json says.
+    #[error("insts.bin: {0}")]
+    Contract(#[from] ContractError),
+    /// A `.npy` file cannot be read or written, or does not hold what the design takes.
+    #[error("{0}")]
+    Npy(#[from] NpyError),
+    /// This build or machine has no usable XRT; the message says why and how to fix it.
     #[error("XRT not available: {0}")]
     XrtUnavailable(String),
+    /// The NPU or XRT failed, or the design does not fit the NPU kernel's interface.
     #[error("NPU: {0}")]
-    Npu(String),
-    #[error("{0}")]
-    Other(String),
+    Npu(#[from] NpuError),
+}
+
+/// A syntax error's text without its `line N: ` prefix (the file and line are put in front).
+fn syntax_detail(e: &SyntaxError) -> String {
+    let text = e.to_string();
+    text.split_once(": ").map(|(_, d)| d.to_string()).unwrap_or(text)
+}
+
+/// `:line:col: message` after the file name, or `: message` when MLIR gave no location.
+fn jit_located(e: &JitError) -> String {
+    if e.line == 0 {
+        format!(" {}", e.message)
+    } else {
+        format!("{}:{}: {}", e.line, e.col, e.message)
+    }
+}
+
+/// Read errors name the file already; decoding errors get the file's name in front.
+fn insts_message(e: &InstsError) -> String {
+    match e {
+        InstsError::Io { .. } | InstsError::Empty { .. } | InstsError::BadLength { .. } => e.to_string(),
+        _ => format!("insts.bin: {e}"),
+    }
 }
 
 /// A way to run a compiled design: the emulator, or the NPU through XRT.

@@ -15,6 +15,7 @@
 
 use crate::artifact::{ArgDirection, DesignJson};
 use crate::backend::{HostBuffer, RuntimeError};
+use crate::npu::NpuError;
 use std::path::{Path, PathBuf};
 
 /// The kernel opcode that runs the instruction stream in argument 1 (a 64-bit scalar).
@@ -30,6 +31,7 @@ pub const ARG_FIRST_BUFFER: u32 = 3;
 /// Buffer arguments the mlir-aie kernel interface has room for.
 pub const MAX_BUFFER_ARGS: usize = 5;
 
+/// `insts.bin` cannot be read, or its words are not an instruction stream.
 #[derive(Debug, thiserror::Error)]
 pub enum InstsError {
     #[error("{}: {source}", path.display())]
@@ -66,19 +68,6 @@ pub enum InstsError {
         size: u32,
         expected: String,
     },
-}
-
-impl From<InstsError> for RuntimeError {
-    fn from(e: InstsError) -> Self {
-        match e {
-            InstsError::Io { path, source } => RuntimeError::Io { path, source },
-            InstsError::Empty { ref path } | InstsError::BadLength { ref path, .. } => RuntimeError::BadArtifact {
-                path: path.clone(),
-                message: e.to_string(),
-            },
-            other => RuntimeError::Design(format!("insts.bin: {other}")),
-        }
-    }
 }
 
 /// Reads `insts.bin` into instruction words.
@@ -135,23 +124,19 @@ pub struct KernelCall {
 /// Maps `design.json`'s runtime-sequence arguments to kernel arguments.
 pub fn kernel_call(design: &DesignJson, instruction_words: usize) -> Result<KernelCall, RuntimeError> {
     if design.arguments.is_empty() {
-        return Err(RuntimeError::Design(format!(
-            "kernel '{}' has no runtime-sequence arguments: nothing to run on the NPU",
-            design.kernel
-        )));
+        return Err(NpuError::NoArguments { kernel: design.kernel.clone() }.into());
     }
     if design.arguments.len() > MAX_BUFFER_ARGS {
-        return Err(RuntimeError::Design(format!(
-            "kernel '{}' has {} runtime-sequence arguments; the NPU kernel interface takes at most {MAX_BUFFER_ARGS}",
-            design.kernel,
-            design.arguments.len()
-        )));
+        return Err(NpuError::TooManyArguments {
+            kernel: design.kernel.clone(),
+            count: design.arguments.len(),
+        }
+        .into());
     }
-    let instruction_words = u32::try_from(instruction_words).ok().filter(|&n| n > 0).ok_or_else(|| {
-        RuntimeError::Design(format!(
-            "instruction word count {instruction_words} does not fit the kernel's 32-bit argument or is zero"
-        ))
-    })?;
+    let instruction_words = u32::try_from(instruction_words)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(NpuError::InstructionCount { words: instruction_words })?;
     let buffers = design
         .arguments
         .iter()
@@ -183,12 +168,11 @@ pub fn kernel_call(design: &DesignJson, instruction_words: usize) -> Result<Kern
 /// Checks host buffers against the design's arguments (count, element type, shape).
 pub fn check_host_buffers(design: &DesignJson, args: &[HostBuffer]) -> Result<(), RuntimeError> {
     if args.len() != design.arguments.len() {
-        return Err(RuntimeError::Design(format!(
-            "kernel '{}' takes {} runtime-sequence arguments, {} buffers were given",
-            design.kernel,
-            design.arguments.len(),
-            args.len()
-        )));
+        return Err(RuntimeError::ArgumentCount {
+            kernel: design.kernel.clone(),
+            expected: design.arguments.len(),
+            given: args.len(),
+        });
     }
     for (i, (spec, buf)) in design.arguments.iter().zip(args).enumerate() {
         let bad = |message: String| RuntimeError::BadArgument {
@@ -750,12 +734,6 @@ pub enum ContractError {
     Violations { kernel: String, violations: Vec<ContractViolation> },
 }
 
-impl From<ContractError> for RuntimeError {
-    fn from(e: ContractError) -> Self {
-        RuntimeError::Design(format!("insts.bin: {e}"))
-    }
-}
-
 /// One way the stream and design.json disagree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContractViolation {
@@ -1282,7 +1260,7 @@ mod tests {
                 "{size}: {e:?}"
             );
         }
-        // Decode errors reach the backend as design errors naming insts.bin.
+        // Decode errors reach the backend's error type naming insts.bin.
         let r: RuntimeError = decode(&bad).unwrap_err().into();
         assert!(r.to_string().starts_with("insts.bin: word 10"), "{r}");
     }
@@ -1525,7 +1503,7 @@ mod tests {
             e.to_string(),
             "kernel 'k': the instruction stream breaks the argument contract:\n  argument 0 (A) is never moved by a started shim DMA\n  argument 1 (B) is never moved by a started shim DMA\n  argument 2 (C) is never moved by a started shim DMA"
         );
-        assert!(matches!(RuntimeError::from(e), RuntimeError::Design(_)));
+        assert!(matches!(RuntimeError::from(e), RuntimeError::Contract(_)));
     }
 
     #[test]

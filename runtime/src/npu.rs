@@ -27,11 +27,311 @@ pub const ACCEL_NODE: &str = "/dev/accel/accel0";
 /// How long a run may take before it is reported as hung rather than waited on forever.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn xrt_error(context: &str, e: xrt::XrtError) -> RuntimeError {
-    match e {
-        xrt::XrtError::Unavailable(msg) => RuntimeError::XrtUnavailable(msg.strip_prefix("XRT not available: ").unwrap_or(&msg).to_string()),
-        other => RuntimeError::Npu(format!("{context}: {other}")),
+/// What failed on the NPU: the XRT step and XRT's own error, or why the design cannot be called there.
+#[derive(Debug, thiserror::Error)]
+pub enum NpuError {
+    /// The amdxdna driver's device node is missing.
+    #[error(
+        "no NPU: {} does not exist (on a Ryzen AI machine load the amdxdna driver: `sudo modprobe amdxdna`; see `aiec doctor`)",
+        node.display()
+    )]
+    NoDevice {
+        /// The device node looked for.
+        node: PathBuf,
+    },
+    /// Opening the XRT device failed.
+    #[error("opening XRT device {index}: {source}")]
+    OpenDevice {
+        /// The device index.
+        index: u32,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Loading the xclbin file failed.
+    #[error("loading {}: {source}", xclbin.display())]
+    LoadXclbin {
+        /// The xclbin file.
+        xclbin: PathBuf,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Registering the xclbin with the device failed.
+    #[error("registering {}: {source}", xclbin.display())]
+    RegisterXclbin {
+        /// The xclbin file.
+        xclbin: PathBuf,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Creating the hardware context for the xclbin failed.
+    #[error("creating a hardware context for {}: {source}", xclbin.display())]
+    HwContext {
+        /// The xclbin file.
+        xclbin: PathBuf,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Finding or opening the `MLIR_AIE` kernel in the xclbin failed.
+    #[error("finding the kernel in {}: {source}", xclbin.display())]
+    Kernel {
+        /// The xclbin file.
+        xclbin: PathBuf,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Asking the kernel for a buffer's memory group failed.
+    #[error("memory group of {buffer}: {source}")]
+    MemoryGroup {
+        /// The buffer.
+        buffer: NpuBuffer,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Allocating a buffer object failed.
+    #[error("allocating {buffer} ({bytes} bytes): {source}")]
+    AllocateBo {
+        /// The buffer.
+        buffer: NpuBuffer,
+        /// Its size.
+        bytes: usize,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Copying host data into a buffer object failed.
+    #[error("writing {buffer}: {source}")]
+    WriteBo {
+        /// The buffer.
+        buffer: NpuBuffer,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Syncing a buffer object to or from the device failed.
+    #[error("syncing {buffer} {}: {source}", if *direction == xrt::SyncDirection::ToDevice { "to the device" } else { "from the device" })]
+    SyncBo {
+        /// The buffer.
+        buffer: NpuBuffer,
+        /// Which way.
+        direction: xrt::SyncDirection,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Copying a buffer object's contents to the host failed.
+    #[error("reading {buffer}: {source}")]
+    ReadBo {
+        /// The buffer.
+        buffer: NpuBuffer,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Creating a run of the kernel failed.
+    #[error("creating a run of kernel '{kernel}': {source}")]
+    CreateRun {
+        /// The kernel's name in design.json.
+        kernel: String,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Setting one argument of the run failed.
+    #[error("setting kernel argument {index} ({what}): {source}")]
+    SetArgument {
+        /// The kernel argument index (see [`insts`]).
+        index: u32,
+        /// The opcode, the instructions, their count, or the name of a runtime-sequence argument.
+        what: String,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// Starting the run failed.
+    #[error("starting kernel '{kernel}': {source}")]
+    Start {
+        /// The kernel's name in design.json.
+        kernel: String,
+        /// XRT's error.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// The run did not complete: its XRT command state, or a timeout after [`RUN_TIMEOUT`].
+    #[error("running kernel '{kernel}': {source}")]
+    Run {
+        /// The kernel's name in design.json.
+        kernel: String,
+        /// XRT's error, with the run's state.
+        #[source]
+        source: xrt::XrtError,
+    },
+    /// The design has no runtime-sequence arguments: the kernel has nothing to work on.
+    #[error("kernel '{kernel}' has no runtime-sequence arguments: nothing to run on the NPU")]
+    NoArguments {
+        /// The kernel's name in design.json.
+        kernel: String,
+    },
+    /// The design has more runtime-sequence arguments than the kernel interface has buffers.
+    #[error(
+        "kernel '{kernel}' has {count} runtime-sequence arguments; the NPU kernel interface takes at most {}",
+        insts::MAX_BUFFER_ARGS
+    )]
+    TooManyArguments {
+        /// The kernel's name in design.json.
+        kernel: String,
+        /// How many it has.
+        count: usize,
+    },
+    /// The instruction stream is empty or too long for the kernel's 32-bit word count.
+    #[error("instruction word count {words} does not fit the kernel's 32-bit argument or is zero")]
+    InstructionCount {
+        /// The number of words in `insts.bin`.
+        words: usize,
+    },
+}
+
+/// A buffer object of a kernel call, as named in [`NpuError`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NpuBuffer {
+    /// The instruction stream (kernel argument [`ARG_INSTRUCTIONS`]).
+    Instructions,
+    /// The buffer of a runtime-sequence argument.
+    Argument {
+        /// Its position in the runtime sequence.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+    /// A constant stored for a runtime-sequence argument ([`LoadedKernel::keep`]).
+    Stored {
+        /// The argument's position in the runtime sequence.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for NpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NpuBuffer::Instructions => write!(f, "the instruction buffer"),
+            NpuBuffer::Argument { index, name } => write!(f, "the buffer of argument {index} ({name})"),
+            NpuBuffer::Stored { index, name } => write!(f, "the stored constant for argument {index} ({name})"),
+        }
     }
+}
+
+impl NpuBuffer {
+    fn argument(b: &insts::BufferArg) -> NpuBuffer {
+        NpuBuffer::Argument {
+            index: b.sequence_index,
+            name: b.name.clone(),
+        }
+    }
+}
+
+/// XRT calls whose errors become [`RuntimeError`]s.
+trait OrNpu<T> {
+    /// A missing XRT is [`RuntimeError::XrtUnavailable`] whatever the step; any other error is the
+    /// step's [`NpuError`].
+    fn or_npu(self, step: impl FnOnce(xrt::XrtError) -> NpuError) -> Result<T, RuntimeError>;
+}
+
+impl<T> OrNpu<T> for Result<T, xrt::XrtError> {
+    fn or_npu(self, step: impl FnOnce(xrt::XrtError) -> NpuError) -> Result<T, RuntimeError> {
+        self.map_err(|e| match e {
+            xrt::XrtError::Unavailable(msg) => RuntimeError::XrtUnavailable(msg.strip_prefix("XRT not available: ").unwrap_or(&msg).to_string()),
+            other => RuntimeError::Npu(step(other)),
+        })
+    }
+}
+
+fn open_device() -> Result<xrt::Device, RuntimeError> {
+    xrt::Device::open(0).or_npu(|source| NpuError::OpenDevice { index: 0, source })
+}
+
+/// Loads and registers the xclbin at `path` on `device`, opens a hardware context and finds the kernel.
+fn open_xclbin(device: &xrt::Device, path: &Path) -> Result<(xrt::Xclbin, xrt::HwContext, xrt::Kernel), RuntimeError> {
+    let xclbin = xrt::Xclbin::load(path).or_npu(|source| NpuError::LoadXclbin {
+        xclbin: path.to_path_buf(),
+        source,
+    })?;
+    device.register_xclbin(&xclbin).or_npu(|source| NpuError::RegisterXclbin {
+        xclbin: path.to_path_buf(),
+        source,
+    })?;
+    let ctx = xrt::HwContext::new(device, &xclbin).or_npu(|source| NpuError::HwContext {
+        xclbin: path.to_path_buf(),
+        source,
+    })?;
+    let kernel = xrt::Kernel::find(&ctx, &xclbin, KERNEL_PREFIX).or_npu(|source| NpuError::Kernel {
+        xclbin: path.to_path_buf(),
+        source,
+    })?;
+    Ok((xclbin, ctx, kernel))
+}
+
+/// A buffer object of `bytes` bytes in the memory group of `kernel`'s argument `kernel_arg`.
+fn new_bo(device: &xrt::Device, kernel: &xrt::Kernel, kernel_arg: u32, flags: xrt::BoFlags, buffer: &NpuBuffer, bytes: usize) -> Result<xrt::Bo, RuntimeError> {
+    let group = kernel.group_id(kernel_arg).or_npu(|source| NpuError::MemoryGroup {
+        buffer: buffer.clone(),
+        source,
+    })?;
+    xrt::Bo::new(device, bytes, flags, group).or_npu(|source| NpuError::AllocateBo {
+        buffer: buffer.clone(),
+        bytes,
+        source,
+    })
+}
+
+fn write_bo(bo: &mut xrt::Bo, data: &[u8], buffer: impl FnOnce() -> NpuBuffer) -> Result<(), RuntimeError> {
+    bo.write(data, 0).or_npu(|source| NpuError::WriteBo { buffer: buffer(), source })
+}
+
+fn sync_bo(bo: &mut xrt::Bo, direction: xrt::SyncDirection, buffer: impl FnOnce() -> NpuBuffer) -> Result<(), RuntimeError> {
+    bo.sync(direction).or_npu(|source| NpuError::SyncBo {
+        buffer: buffer(),
+        direction,
+        source,
+    })
+}
+
+fn read_bo(bo: &xrt::Bo, out: &mut [u8], buffer: impl FnOnce() -> NpuBuffer) -> Result<(), RuntimeError> {
+    bo.read(out, 0).or_npu(|source| NpuError::ReadBo { buffer: buffer(), source })
+}
+
+/// Runs `kernel` once with the instruction buffer and one buffer object per argument (`bos`, in
+/// `call.buffers` order), waiting at most [`RUN_TIMEOUT`].
+fn run_kernel(kernel: &xrt::Kernel, name: &str, call: &KernelCall, instr_bo: &xrt::Bo, bos: &[&xrt::Bo]) -> Result<(), RuntimeError> {
+    let set = |index: u32, what: &str| {
+        let what = what.to_string();
+        move |source| NpuError::SetArgument { index, what, source }
+    };
+    let mut run = xrt::Run::new(kernel).or_npu(|source| NpuError::CreateRun {
+        kernel: name.to_string(),
+        source,
+    })?;
+    run.set_arg_u64(ARG_OPCODE, call.opcode).or_npu(set(ARG_OPCODE, "opcode"))?;
+    run.set_arg_bo(ARG_INSTRUCTIONS, instr_bo).or_npu(set(ARG_INSTRUCTIONS, "instructions"))?;
+    run.set_arg_u32(ARG_INSTRUCTION_COUNT, call.instruction_words)
+        .or_npu(set(ARG_INSTRUCTION_COUNT, "instruction count"))?;
+    for (b, bo) in call.buffers.iter().zip(bos) {
+        run.set_arg_bo(b.kernel_arg, bo).or_npu(set(b.kernel_arg, &b.name))?;
+    }
+    run.start().or_npu(|source| NpuError::Start {
+        kernel: name.to_string(),
+        source,
+    })?;
+    run.wait(Some(RUN_TIMEOUT)).or_npu(|source| NpuError::Run {
+        kernel: name.to_string(),
+        source,
+    })
 }
 
 /// What a run needs from the artifact directory, read and checked before XRT is touched.
@@ -88,7 +388,7 @@ impl NpuBackend {
     /// Opens the NPU; fails with the reason when there is none or XRT is missing.
     pub fn new() -> Result<NpuBackend, RuntimeError> {
         Self::probe()?;
-        let device = xrt::Device::open(0).map_err(|e| xrt_error("opening XRT device 0", e))?;
+        let device = open_device()?;
         Ok(NpuBackend { loaded: None, device })
     }
 
@@ -105,12 +405,12 @@ impl NpuBackend {
             ));
         }
         if !accel_node.exists() {
-            return Err(RuntimeError::Npu(format!(
-                "no NPU: {} does not exist (on a Ryzen AI machine load the amdxdna driver: `sudo modprobe amdxdna`; see `aiec doctor`)",
-                accel_node.display()
-            )));
+            return Err(NpuError::NoDevice {
+                node: accel_node.to_path_buf(),
+            }
+            .into());
         }
-        xrt::Device::open(0).map(drop).map_err(|e| xrt_error("opening XRT device 0", e))
+        open_device().map(drop)
     }
 
     fn ensure_loaded(&mut self, xclbin_path: &Path) -> Result<Duration, RuntimeError> {
@@ -122,11 +422,7 @@ impl NpuBackend {
         }
         self.loaded = None;
         let start = Instant::now();
-        let what = |step: &str| format!("{step} {}", xclbin_path.display());
-        let xclbin = xrt::Xclbin::load(xclbin_path).map_err(|e| xrt_error(&what("loading"), e))?;
-        self.device.register_xclbin(&xclbin).map_err(|e| xrt_error(&what("registering"), e))?;
-        let ctx = xrt::HwContext::new(&self.device, &xclbin).map_err(|e| xrt_error(&what("creating a hardware context for"), e))?;
-        let kernel = xrt::Kernel::find(&ctx, &xclbin, KERNEL_PREFIX).map_err(|e| xrt_error(&what("finding the kernel in"), e))?;
+        let (xclbin, ctx, kernel) = open_xclbin(&self.device, xclbin_path)?;
         self.loaded = Some(Loaded {
             xclbin_path: xclbin_path.to_path_buf(),
             modified,
@@ -149,51 +445,36 @@ impl Backend for NpuBackend {
         let prepare = self.ensure_loaded(&artifact.xclbin)?;
         let kernel = &self.loaded.as_ref().expect("loaded above").kernel;
         let device = &self.device;
-        let e = |what: &str| {
-            let what = what.to_string();
-            move |err| xrt_error(&what, err)
-        };
 
         let instr_bytes = insts::insts_bytes(&artifact.insts);
-        let instr_group = kernel.group_id(ARG_INSTRUCTIONS).map_err(e("instruction buffer group"))?;
-        let mut instr_bo = xrt::Bo::new(device, instr_bytes.len(), xrt::BoFlags::Cacheable, instr_group).map_err(e("instruction buffer"))?;
-        instr_bo.write(&instr_bytes, 0).map_err(e("instruction buffer"))?;
+        let mut instr_bo = new_bo(
+            device,
+            kernel,
+            ARG_INSTRUCTIONS,
+            xrt::BoFlags::Cacheable,
+            &NpuBuffer::Instructions,
+            instr_bytes.len(),
+        )?;
+        write_bo(&mut instr_bo, &instr_bytes, || NpuBuffer::Instructions)?;
 
         let mut bos = Vec::with_capacity(artifact.call.buffers.len());
         for b in &artifact.call.buffers {
-            let group = kernel
-                .group_id(b.kernel_arg)
-                .map_err(e(&format!("argument {} ({}) group", b.sequence_index, b.name)))?;
-            let mut bo =
-                xrt::Bo::new(device, b.bytes, xrt::BoFlags::HostOnly, group).map_err(e(&format!("argument {} ({}) buffer", b.sequence_index, b.name)))?;
+            let mut bo = new_bo(device, kernel, b.kernel_arg, xrt::BoFlags::HostOnly, &NpuBuffer::argument(b), b.bytes)?;
             // Outputs are written too, so their initial contents are the caller's, not stale memory.
-            bo.write(&args[b.sequence_index].bytes, 0)
-                .map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
+            write_bo(&mut bo, &args[b.sequence_index].bytes, || NpuBuffer::argument(b))?;
             bos.push(bo);
         }
 
         let start = Instant::now();
-        instr_bo.sync(xrt::SyncDirection::ToDevice).map_err(e("instruction buffer sync"))?;
-        for bo in &mut bos {
-            bo.sync(xrt::SyncDirection::ToDevice).map_err(e("input sync"))?;
+        sync_bo(&mut instr_bo, xrt::SyncDirection::ToDevice, || NpuBuffer::Instructions)?;
+        for (b, bo) in artifact.call.buffers.iter().zip(&mut bos) {
+            sync_bo(bo, xrt::SyncDirection::ToDevice, || NpuBuffer::argument(b))?;
         }
-        let mut run = xrt::Run::new(kernel).map_err(e("run"))?;
-        run.set_arg_u64(ARG_OPCODE, artifact.call.opcode).map_err(e("opcode argument"))?;
-        run.set_arg_bo(ARG_INSTRUCTIONS, &instr_bo).map_err(e("instruction argument"))?;
-        run.set_arg_u32(ARG_INSTRUCTION_COUNT, artifact.call.instruction_words)
-            .map_err(e("instruction count argument"))?;
-        for (b, bo) in artifact.call.buffers.iter().zip(&bos) {
-            run.set_arg_bo(b.kernel_arg, bo)
-                .map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
-        }
-        run.start().map_err(e("starting the kernel"))?;
-        run.wait(Some(RUN_TIMEOUT))
-            .map_err(e(&format!("kernel '{}' on the NPU", artifact.design.kernel)))?;
+        run_kernel(kernel, &artifact.design.kernel, &artifact.call, &instr_bo, &bos.iter().collect::<Vec<_>>())?;
         for (b, bo) in artifact.call.buffers.iter().zip(&mut bos) {
             if b.direction == ArgDirection::Out {
-                bo.sync(xrt::SyncDirection::FromDevice).map_err(e("output sync"))?;
-                bo.read(&mut args[b.sequence_index].bytes, 0)
-                    .map_err(e(&format!("reading argument {} ({})", b.sequence_index, b.name)))?;
+                sync_bo(bo, xrt::SyncDirection::FromDevice, || NpuBuffer::argument(b))?;
+                read_bo(bo, &mut args[b.sequence_index].bytes, || NpuBuffer::argument(b))?;
             }
         }
         let run_time = start.elapsed();
@@ -242,24 +523,29 @@ impl NpuKernel {
     pub fn load(dir: &Path) -> Result<NpuKernel, RuntimeError> {
         let artifact = NpuArtifact::load(dir)?;
         NpuBackend::probe()?;
-        let what = |step: &str| format!("{step} {}", artifact.xclbin.display());
-        let device = xrt::Device::open(0).map_err(|e| xrt_error("opening XRT device 0", e))?;
-        let xclbin = xrt::Xclbin::load(&artifact.xclbin).map_err(|e| xrt_error(&what("loading"), e))?;
-        device.register_xclbin(&xclbin).map_err(|e| xrt_error(&what("registering"), e))?;
-        let ctx = xrt::HwContext::new(&device, &xclbin).map_err(|e| xrt_error(&what("creating a hardware context for"), e))?;
-        let kernel = xrt::Kernel::find(&ctx, &xclbin, KERNEL_PREFIX).map_err(|e| xrt_error(&what("finding the kernel in"), e))?;
+        let device = open_device()?;
+        let (xclbin, ctx, kernel) = open_xclbin(&device, &artifact.xclbin)?;
         let instr_bytes = insts::insts_bytes(&artifact.insts);
-        let instr_group = kernel.group_id(ARG_INSTRUCTIONS).map_err(|e| xrt_error("instruction buffer group", e))?;
-        let mut instr_bo = xrt::Bo::new(&device, instr_bytes.len(), xrt::BoFlags::Cacheable, instr_group).map_err(|e| xrt_error("instruction buffer", e))?;
-        instr_bo.write(&instr_bytes, 0).map_err(|e| xrt_error("instruction buffer", e))?;
-        instr_bo
-            .sync(xrt::SyncDirection::ToDevice)
-            .map_err(|e| xrt_error("instruction buffer sync", e))?;
+        let mut instr_bo = new_bo(
+            &device,
+            &kernel,
+            ARG_INSTRUCTIONS,
+            xrt::BoFlags::Cacheable,
+            &NpuBuffer::Instructions,
+            instr_bytes.len(),
+        )?;
+        write_bo(&mut instr_bo, &instr_bytes, || NpuBuffer::Instructions)?;
+        sync_bo(&mut instr_bo, xrt::SyncDirection::ToDevice, || NpuBuffer::Instructions)?;
         let mut bos = Vec::with_capacity(artifact.call.buffers.len());
         for b in &artifact.call.buffers {
-            let context = format!("argument {} ({}) buffer", b.sequence_index, b.name);
-            let group = kernel.group_id(b.kernel_arg).map_err(|e| xrt_error(&context, e))?;
-            bos.push(xrt::Bo::new(&device, b.bytes, xrt::BoFlags::HostOnly, group).map_err(|e| xrt_error(&context, e))?);
+            bos.push(new_bo(
+                &device,
+                &kernel,
+                b.kernel_arg,
+                xrt::BoFlags::HostOnly,
+                &NpuBuffer::argument(b),
+                b.bytes,
+            )?);
         }
         let arguments = artifact.design.arguments.clone();
         Ok(NpuKernel {
@@ -303,11 +589,13 @@ impl LoadedKernel for NpuKernel {
             });
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let context = format!("stored constant for argument {} ({})", argument, b.name);
-        let group = st.kernel.group_id(b.kernel_arg).map_err(|e| xrt_error(&context, e))?;
-        let mut bo = xrt::Bo::new(&st.device, b.bytes, xrt::BoFlags::HostOnly, group).map_err(|e| xrt_error(&context, e))?;
-        bo.write(&bytes, 0).map_err(|e| xrt_error(&context, e))?;
-        bo.sync(xrt::SyncDirection::ToDevice).map_err(|e| xrt_error(&context, e))?;
+        let buffer = NpuBuffer::Stored {
+            index: argument,
+            name: b.name.clone(),
+        };
+        let mut bo = new_bo(&st.device, &st.kernel, b.kernel_arg, xrt::BoFlags::HostOnly, &buffer, b.bytes)?;
+        write_bo(&mut bo, &bytes, || buffer.clone())?;
+        sync_bo(&mut bo, xrt::SyncDirection::ToDevice, || buffer.clone())?;
         st.resident.push(bo);
         Ok(ResidentId {
             argument,
@@ -320,10 +608,6 @@ impl LoadedKernel for NpuKernel {
         let st = &mut *guard;
         let sizes: Vec<usize> = st.resident.iter().map(|b| b.size()).collect();
         check_args(&self.arguments, args, |id| sizes.get(id.slot).copied())?;
-        let e = |what: &str| {
-            let what = what.to_string();
-            move |err| xrt_error(&what, err)
-        };
         let start = Instant::now();
         for (b, bo) in self.artifact.call.buffers.iter().zip(st.bos.iter_mut()) {
             let bytes = match &args[b.sequence_index] {
@@ -331,29 +615,25 @@ impl LoadedKernel for NpuKernel {
                 ArgData::Output(d) => &d[..],
                 ArgData::Resident(_) => continue,
             };
-            bo.write(bytes, 0).map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
-            bo.sync(xrt::SyncDirection::ToDevice).map_err(e("input sync"))?;
+            write_bo(bo, bytes, || NpuBuffer::argument(b))?;
+            sync_bo(bo, xrt::SyncDirection::ToDevice, || NpuBuffer::argument(b))?;
         }
-        let mut run = xrt::Run::new(&st.kernel).map_err(e("run"))?;
-        run.set_arg_u64(ARG_OPCODE, self.artifact.call.opcode).map_err(e("opcode argument"))?;
-        run.set_arg_bo(ARG_INSTRUCTIONS, &st.instr_bo).map_err(e("instruction argument"))?;
-        run.set_arg_u32(ARG_INSTRUCTION_COUNT, self.artifact.call.instruction_words)
-            .map_err(e("instruction count argument"))?;
-        for (b, bo) in self.artifact.call.buffers.iter().zip(&st.bos) {
-            let bo = match &args[b.sequence_index] {
+        let bos: Vec<&xrt::Bo> = self
+            .artifact
+            .call
+            .buffers
+            .iter()
+            .zip(&st.bos)
+            .map(|(b, bo)| match &args[b.sequence_index] {
                 ArgData::Resident(id) => &st.resident[id.slot],
                 _ => bo,
-            };
-            run.set_arg_bo(b.kernel_arg, bo)
-                .map_err(e(&format!("argument {} ({})", b.sequence_index, b.name)))?;
-        }
-        run.start().map_err(e("starting the kernel"))?;
-        run.wait(Some(RUN_TIMEOUT))
-            .map_err(e(&format!("kernel '{}' on the NPU", self.artifact.design.kernel)))?;
+            })
+            .collect();
+        run_kernel(&st.kernel, &self.artifact.design.kernel, &self.artifact.call, &st.instr_bo, &bos)?;
         for (b, bo) in self.artifact.call.buffers.iter().zip(st.bos.iter_mut()) {
             if let ArgData::Output(out) = &mut args[b.sequence_index] {
-                bo.sync(xrt::SyncDirection::FromDevice).map_err(e("output sync"))?;
-                bo.read(out, 0).map_err(e(&format!("reading argument {} ({})", b.sequence_index, b.name)))?;
+                sync_bo(bo, xrt::SyncDirection::FromDevice, || NpuBuffer::argument(b))?;
+                read_bo(bo, out, || NpuBuffer::argument(b))?;
             }
         }
         Ok(RunReport {

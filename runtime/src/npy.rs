@@ -5,9 +5,10 @@
 //! as `<f4`.
 
 use crate::artifact::DType;
-use crate::backend::{HostBuffer, RuntimeError};
+use crate::backend::HostBuffer;
 use std::path::{Path, PathBuf};
 
+/// A `.npy` file cannot be read or written, or does not hold what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("{path}: {source}")]
@@ -24,15 +25,6 @@ pub enum NpyError {
     DtypeMismatch { path: PathBuf, found: String, expected: DType },
     #[error("{path}: has shape {found:?} but shape {expected:?} was expected")]
     ShapeMismatch { path: PathBuf, found: Vec<usize>, expected: Vec<usize> },
-}
-
-impl From<NpyError> for RuntimeError {
-    fn from(e: NpyError) -> Self {
-        match e {
-            NpyError::Io { path, source } => RuntimeError::Io { path, source },
-            other => RuntimeError::Other(other.to_string()),
-        }
-    }
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";

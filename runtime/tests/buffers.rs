@@ -139,7 +139,7 @@ fn initial_values_are_read_by_mlir() {
 
 fn design_error(text: &str, args: &mut [HostBuffer]) -> String {
     match Emulator::new().run_mlir(text, "broken.mlir", args) {
-        Err(RuntimeError::Design(m)) => m,
+        Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => e.to_string(),
         other => panic!("expected a design error, got {other:?}"),
     }
 }

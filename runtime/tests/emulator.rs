@@ -157,7 +157,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 fn design_error(text: &str, args: &mut [HostBuffer]) -> String {
     match Emulator::new().run_mlir(text, "broken.mlir", args) {
-        Err(RuntimeError::Design(m)) => m,
+        Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => e.to_string(),
         other => panic!("expected a design error, got {other:?}"),
     }
 }
@@ -215,6 +215,39 @@ fn unsupported_op_is_named() {
     let line = line_of(&text, "aie.cascade_flow");
     assert!(m.starts_with(&format!("broken.mlir:{line}:")), "{m}");
     assert!(m.contains("aie.cascade_flow") && m.contains("not modelled"), "{m}");
+}
+
+#[test]
+fn design_errors_keep_their_line_and_source() {
+    use aiec_runtime::aie_syntax::SyntaxError;
+    use aiec_runtime::emulator::design::DesignError;
+    use aiec_runtime::emulator::jit::JitError;
+    use std::error::Error;
+    let run = |text: &str| Emulator::new().run_mlir(text, "broken.mlir", &mut add_one_args()).unwrap_err();
+    // A wrong symbol: the model's own error, as the source.
+    let text = design("add_one_link.mlir").replace("metadata = @in0}", "metadata = @nowhere}");
+    let e = run(&text);
+    let RuntimeError::Design { file, source } = &e else {
+        panic!("expected a design error, got {e:?}")
+    };
+    assert_eq!((file.as_str(), source.line), ("broken.mlir", line_of(&text, "@nowhere")));
+    assert_eq!(e.source().and_then(|s| s.downcast_ref::<DesignError>()), Some(source));
+    // An op the emulator does not read.
+    let text = design("add_one_link.mlir").replace("    %t02 = aie.tile(0, 2)\n", "    %t02 = aie.tile(0, 2)\n    aie.cascade_flow(%t02, %t02)\n");
+    let e = run(&text);
+    assert!(
+        matches!(&e, RuntimeError::Syntax { source: SyntaxError::Unsupported { op, .. }, .. } if op == "aie.cascade_flow"),
+        "{e:?}"
+    );
+    assert!(e.source().is_some_and(|s| s.is::<SyntaxError>()));
+    // Core code MLIR rejects.
+    let text = design("add_one_link.mlir").replace("arith.addi %v, %one : i32", "arith.addi %v, %undefined : i32");
+    let e = run(&text);
+    let RuntimeError::Jit { source, .. } = &e else {
+        panic!("expected a JIT error, got {e:?}")
+    };
+    assert_eq!(source.line, line_of(&text, "%undefined"));
+    assert!(e.source().is_some_and(|s| s.is::<JitError>()));
 }
 
 #[test]

@@ -197,14 +197,22 @@ fn outcome(r: &Result<aiec_runtime::RunReport, RuntimeError>) -> String {
     if let (Err(e), Ok(_)) = (r, std::env::var("AIEC_FUZZ_VERBOSE")) {
         println!("    {}", e.to_string().chars().take(200).collect::<String>());
     }
+    let design_error = |e: &RuntimeError| {
+        let m = e.to_string();
+        if m.contains("out-of-bounds") {
+            "out-of-bounds access stopped".into()
+        } else if m.contains("host memory limit") || m.contains("at most") || m.contains("models depths") {
+            "size over a limit".into()
+        } else {
+            "design error".into()
+        }
+    };
     match r {
         Ok(_) => "ran".into(),
-        Err(RuntimeError::Design(m)) if m.contains("out-of-bounds") => "out-of-bounds access stopped".into(),
-        Err(RuntimeError::Design(m)) if m.contains("host memory limit") || m.contains("at most") || m.contains("models depths") => "size over a limit".into(),
-        Err(RuntimeError::Design(_)) => "design error".into(),
+        Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => design_error(e),
         Err(RuntimeError::Deadlock(_)) => "deadlock".into(),
         Err(RuntimeError::BadArgument { .. }) => "bad argument".into(),
-        Err(RuntimeError::Other(m)) if m.contains("no object FIFO or DMA activity") => "stalled core stopped".into(),
+        Err(RuntimeError::Stalled { .. }) => "stalled core stopped".into(),
         Err(e) => format!("other error: {}", e.to_string().chars().take(80).collect::<String>()),
     }
 }

@@ -130,7 +130,10 @@ fn one_device_of_several_is_chosen_by_name() {
     let text = design("hw_reconfigure.mlir");
     let mut e = Emulator::new();
     let mut args = [i32_buf(&[1, 2, 3, 4])];
-    let m = e.run_mlir(&text, "design.mlir", &mut [i32_buf(&[0; 4]), i32_buf(&[0; 4])]).unwrap_err().to_string();
+    let m = e
+        .run_mlir(&text, "design.mlir", &mut [i32_buf(&[0; 4]), i32_buf(&[0; 4])])
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("argument"), "{m}");
     e.device = Some("add_hundred".into());
     e.run_mlir(&text, "design.mlir", &mut args).unwrap();

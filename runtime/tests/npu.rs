@@ -4,7 +4,7 @@
 
 use aiec_runtime::artifact::{ArgDirection, ArgSpec, DesignJson, TileUse, DESIGN_JSON_FORMAT};
 use aiec_runtime::insts::{self, InstsError};
-use aiec_runtime::npu::{NpuArtifact, NpuBackend};
+use aiec_runtime::npu::{NpuArtifact, NpuBackend, NpuError};
 use aiec_runtime::{DType, HostBuffer, RuntimeError};
 use std::path::Path;
 
@@ -82,7 +82,7 @@ fn rejects_empty_and_ragged_instruction_streams() {
     assert!(matches!(missing, InstsError::Io { .. }));
     // Into the runtime's error type: the file is named.
     let as_runtime: RuntimeError = e.into();
-    assert!(matches!(as_runtime, RuntimeError::BadArtifact { .. }));
+    assert!(matches!(as_runtime, RuntimeError::Insts(InstsError::BadLength { .. })));
     assert!(as_runtime.to_string().contains("out/insts.bin"));
 }
 
@@ -201,7 +201,9 @@ fn probe_says_why_the_npu_cannot_be_used() {
     if aiec_runtime::npu::xrt::available() {
         // XRT is compiled in, so the missing device node is what is reported.
         assert!(
-            matches!(&e, RuntimeError::Npu(m) if m.contains("/nonexistent/accel/accel0") && m.contains("amdxdna")),
+            matches!(&e, RuntimeError::Npu(NpuError::NoDevice { node }) if node == no_node)
+                && e.to_string().contains("/nonexistent/accel/accel0")
+                && e.to_string().contains("amdxdna"),
             "{e}"
         );
     } else {
@@ -218,4 +220,39 @@ fn probe_says_why_the_npu_cannot_be_used() {
         assert!(matches!(opened, Err(RuntimeError::XrtUnavailable(_))));
         assert!(NpuBackend::probe().is_err());
     }
+}
+
+#[test]
+fn npu_errors_name_the_xrt_step_and_keep_xrt_error() {
+    use aiec_runtime::npu::{xrt::XrtError, NpuBuffer};
+    use std::error::Error;
+    let failed = XrtError::RunFailed { state: 5, timed_out: true };
+    let e = RuntimeError::from(NpuError::Run {
+        kernel: "k".into(),
+        source: failed.clone(),
+    });
+    assert_eq!(
+        e.to_string(),
+        "NPU: running kernel 'k': the run did not complete: XRT command state 5 (timed out)"
+    );
+    let npu = e.source().and_then(|s| s.downcast_ref::<NpuError>()).expect("the NPU error is the source");
+    assert_eq!(npu.source().and_then(|s| s.downcast_ref::<XrtError>()), Some(&failed));
+    let e = NpuError::SyncBo {
+        buffer: NpuBuffer::Argument { index: 1, name: "b".into() },
+        direction: aiec_runtime::npu::xrt::SyncDirection::FromDevice,
+        source: XrtError::Call {
+            call: "bo sync",
+            message: "bad".into(),
+        },
+    };
+    assert_eq!(e.to_string(), "syncing the buffer of argument 1 (b) from the device: XRT bo sync: bad");
+}
+
+#[test]
+fn instruction_stream_errors_keep_their_source() {
+    use std::error::Error;
+    // A header whose size disagrees with the stream.
+    let e = RuntimeError::from(insts::decode(&[0, 0, 1, 999]).unwrap_err());
+    assert!(e.to_string().starts_with("insts.bin: "), "{e}");
+    assert!(e.source().is_some_and(|s| s.is::<InstsError>()), "{e:?}");
 }

@@ -50,7 +50,7 @@ fn run_err(text: &str, file: &str) -> String {
 fn design_err(text: &str) -> String {
     let mut args: Vec<HostBuffer> = Vec::new();
     match Emulator::new().run_mlir(text, "broken.mlir", &mut args) {
-        Err(RuntimeError::Design(m)) => m,
+        Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => e.to_string(),
         other => panic!("expected a design error, got {other:?}"),
     }
 }
@@ -267,12 +267,12 @@ fn vectors_longer_than_any_register_are_refused() {
 fn quick_design_err(text: &str) -> String {
     let t = Instant::now();
     let m = match sequence_args(text) {
-        Err(RuntimeError::Design(m)) => m,
+        Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => e.to_string(),
         Err(e) => panic!("{e}"),
         Ok(specs) => {
             let mut args: Vec<HostBuffer> = specs.iter().map(HostBuffer::for_arg).collect();
             match Emulator::new().run_mlir(text, "design.mlir", &mut args) {
-                Err(RuntimeError::Design(m)) => m,
+                Err(e @ (RuntimeError::Design { .. } | RuntimeError::Syntax { .. } | RuntimeError::Jit { .. } | RuntimeError::Fault(_))) => e.to_string(),
                 other => panic!("expected a design error, got {other:?}"),
             }
         }

@@ -251,6 +251,8 @@ fn common_kernels_on_npu1_and_npu2() {
         "depthwise_conv1d.tile",
         "argmax.tile",
         "embedding.tile",
+        "rope.tile",
+        "linear_gelu.tile",
     ] {
         assert_matches(name, DeviceModel::npu1());
         assert_matches(name, DeviceModel::npu2());
@@ -284,7 +286,11 @@ fn quantize_writes_values_and_their_row_scales() {
     let s = hostdata::from_buffer(&bufs[2]);
     for m in 0..256 {
         let row_max = (0..512).map(|n| x[[m, n]].abs()).fold(0.0, f64::max);
-        assert!((s[[m]] - row_max / 127.0).abs() <= 1e-6 * row_max, "row {m}: scale {} for max {row_max}", s[[m]]);
+        assert!(
+            (s[[m]] - row_max / 127.0).abs() <= 1e-6 * row_max,
+            "row {m}: scale {} for max {row_max}",
+            s[[m]]
+        );
         let top = (0..512).map(|n| q[[m, n]].abs()).fold(0.0, f64::max);
         assert_eq!(top, 127.0, "row {m}");
     }
@@ -297,12 +303,14 @@ fn embedding_gathers_rows_and_clamps_ids() {
     let (path, text) = example("embedding.tile");
     for device in [DeviceModel::npu1(), DeviceModel::npu2()] {
         let compiled = compile_source(&path, &text, &device).unwrap();
-        let ids: Vec<f64> = (0..64).map(|t| match t {
-            5 => -5.0,
-            6 => 1000.0,
-            7 => 99.0,
-            t => ((t * 37) % 100) as f64,
-        }).collect();
+        let ids: Vec<f64> = (0..64)
+            .map(|t| match t {
+                5 => -5.0,
+                6 => 1000.0,
+                7 => 99.0,
+                t => ((t * 37) % 100) as f64,
+            })
+            .collect();
         let table = ndarray::ArrayD::from_shape_fn(vec![100, 64], |ix| (ix[0] as f64) + (ix[1] as f64) / 64.0);
         let ids_arr = ndarray::ArrayD::from_shape_vec(vec![64], ids.clone()).unwrap();
         let mut bufs = vec![
@@ -551,9 +559,40 @@ mod properties {
 #[test]
 fn floor_and_round_are_exact_on_the_whole_range() {
     let mut xs: Vec<f32> = vec![
-        0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.49999997, -0.49999997, 0.3, -0.3, 1e-40, -1e-40, 8388607.5,
-        -8388607.5, 8388608.0, -8388609.0, 16777217.0, 1e30, -1e30, 3.4e38, -3.4e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
-        2147483520.0, -2147483648.0, 4e9, -4e9, 7.0, -7.0,
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        3.5,
+        -3.5,
+        0.49999997,
+        -0.49999997,
+        0.3,
+        -0.3,
+        1e-40,
+        -1e-40,
+        8388607.5,
+        -8388607.5,
+        8388608.0,
+        -8388609.0,
+        16777217.0,
+        1e30,
+        -1e30,
+        3.4e38,
+        -3.4e38,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        2147483520.0,
+        -2147483648.0,
+        4e9,
+        -4e9,
+        7.0,
+        -7.0,
     ];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     while xs.len() < 256 {
@@ -576,7 +615,24 @@ fn floor_and_round_are_exact_on_the_whole_range() {
 /// `sigmoid` saturates to 0 and 1 (no NaN at the far ends) and is within 1e-6 elsewhere.
 #[test]
 fn sigmoid_holds_over_the_whole_range() {
-    let xs = [-1e30f32, -1000.0, -100.0, -88.0, -20.0, -1.0, 0.0, 1.0, 20.0, 88.0, 100.0, 1e30, f32::INFINITY, f32::NEG_INFINITY, -3.4e38, 3.4e38];
+    let xs = [
+        -1e30f32,
+        -1000.0,
+        -100.0,
+        -88.0,
+        -20.0,
+        -1.0,
+        0.0,
+        1.0,
+        20.0,
+        88.0,
+        100.0,
+        1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -3.4e38,
+        3.4e38,
+    ];
     let got = emulate_unary("sigmoid", &xs);
     for (&x, &g) in xs.iter().zip(&got) {
         let want = 1.0 / (1.0 + (-(x as f64)).exp());

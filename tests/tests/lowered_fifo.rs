@@ -63,7 +63,8 @@ fn agree(aie_opt: &Path, dir: &Path, name: &str, text: &str, device: &DeviceMode
     let (_, bufs) = hostdata::random_arguments(&compiled.json.arguments, 11, |_, _| {});
     let mut fifo_bufs = bufs.clone();
     let mut emu = Emulator::new();
-    emu.run_mlir(&compiled.mlir, &path, &mut fifo_bufs).map_err(|e| format!("object-FIFO run: {e}"))?;
+    emu.run_mlir(&compiled.mlir, &path, &mut fifo_bufs)
+        .map_err(|e| format!("object-FIFO run: {e}"))?;
     let outputs = compiled.json.arguments.iter().map(|a| a.direction == ArgDirection::Out).collect::<Vec<_>>();
     assert!(
         fifo_bufs.iter().zip(&outputs).any(|(b, &o)| o && b.bytes.iter().any(|&x| x != 0)),
@@ -172,7 +173,10 @@ fn matmul_time_at_each_level() {
     let dir = tempfile::tempdir().unwrap();
     let mut designs = vec![("object FIFOs".to_string(), compiled.mlir.clone())];
     for (level, pipeline) in LEVELS {
-        designs.push((format!("lowered ({level})"), lower(&aie_opt, pipeline, &compiled.mlir, dir.path(), level).unwrap()));
+        designs.push((
+            format!("lowered ({level})"),
+            lower(&aie_opt, pipeline, &compiled.mlir, dir.path(), level).unwrap(),
+        ));
     }
     let mut emu = Emulator::new();
     let mut times = vec![Vec::new(); designs.len()];
@@ -193,6 +197,9 @@ fn matmul_time_at_each_level() {
     for ((name, _), t) in designs.iter().zip(&times) {
         let min = t.iter().cloned().fold(f64::INFINITY, f64::min);
         let m = median(t.clone());
-        println!("{name}: cached run median {m:.1} ms (min {min:.1}, {runs} runs), {:.2}x the object-FIFO path", m / base);
+        println!(
+            "{name}: cached run median {m:.1} ms (min {min:.1}, {runs} runs), {:.2}x the object-FIFO path",
+            m / base
+        );
     }
 }

@@ -159,10 +159,7 @@ fn layer_norm(m: usize, d: usize) -> Result<ir::Kernel, CompileError> {
     kn.assign(mean.at([md]), sum([dd], x.at([md, dd])) * inv_d);
     let centred = || x.at([md, dd]) - mean.at([md]);
     kn.assign(rstd.at([md]), rsqrt(sum([dd], centred() * centred()) * inv_d + LN_EPS as f64));
-    kn.assign(
-        y.at([md, dd]),
-        centred() * rstd.at([md]) * gb.at((0, dd)) + gb.at((1, dd)),
-    );
+    kn.assign(y.at([md, dd]), centred() * rstd.at([md]) * gb.at((0, dd)) + gb.at((1, dd)));
     kn.build()
 }
 

@@ -24,7 +24,10 @@ fn tiny_en_on_jfk_through_the_emulator_says_what_the_cpu_path_says() {
     let cache = tempfile::tempdir().unwrap();
     let report = cache.path().join("report.json");
     let common = ["-m", "assets/whisper-tiny.en", "--beam", "1", "assets/jfk.wav"];
-    let (cpu_text, _) = whisper_run(&common, cache.path());
+    // The kernels compute in bf16/f32: compare with the CPU's f32 path.
+    let mut cpu: Vec<&str> = vec!["--compute-type", "f32"];
+    cpu.extend(common);
+    let (cpu_text, _) = whisper_run(&cpu, cache.path());
     let mut emulate: Vec<&str> = vec!["--backend", "emulate", "--report-json", report.to_str().unwrap()];
     emulate.extend(common);
     let (kernel_text, stderr) = whisper_run(&emulate, cache.path());

@@ -5,7 +5,9 @@
 //! Kernels, chosen once at run time: AVX-512 VNNI (`vpdpbusd` on the u8 codes), AVX2
 //! (`vpmaddubsw`/`vpmaddwd` on |a| and sign(a)·w with a = code - 128: |a| <= 128 and
 //! |w| <= 127, so a pair sums to at most 32512 and the i16 step cannot saturate), and a
-//! portable scalar loop. All three compute the same exact integer sums.
+//! portable scalar loop. All three compute the same exact integer sums, bring them to the same
+//! form (codes centred on 128) and scale them back with the same f32 operations, so their
+//! outputs are bit-identical: the products do not depend on which kernel the CPU has.
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
@@ -465,10 +467,17 @@ pub fn linear_with(isa: Isa, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<
                 let o0 = b * BLOCK;
                 let cols = (nb * BLOCK).min(n - o0);
                 let (sc, su) = (&w.scales[o0..o0 + cols], &w.sums[o0..o0 + cols]);
-                for (i, acc) in acc.iter().enumerate().take(rows) {
-                    // x·w ≈ sw·(sa·Σ code·q + min·Σ q); the AVX2/scalar codes are offset by -128.
+                for (i, acc) in acc.iter_mut().enumerate().take(rows) {
+                    if isa == Isa::Vnni512 {
+                        // VNNI sums u·q; every kernel scales Σ (u - 128)·q (exact in i32), so
+                        // all of them round alike and the large terms do not cancel.
+                        for (s, &q) in acc[..cols].iter_mut().zip(su) {
+                            *s -= 128 * q;
+                        }
+                    }
+                    // x·w ≈ sw·(sa·Σ (u - 128)·q + (min + 128·sa)·Σ q).
                     let sa = a.scales[r + i];
-                    let za = if isa == Isa::Vnni512 { a.mins[r + i] } else { a.mins[r + i] + 128.0 * sa };
+                    let za = a.mins[r + i] + 128.0 * sa;
                     // SAFETY: row r + i, columns o0 .. o0 + cols are inside [m, n]; tasks
                     // cover disjoint tiles.
                     let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add((r + i) * n + o0), cols) };
@@ -555,6 +564,27 @@ mod tests {
                             "{isa:?} [{r},{o}]: {got} vs f64 {}, bound {tol}",
                             reference + b
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every kernel, with or without GELU, for any thread count and task split (few rows:
+    /// split by outputs; many rows: tiles), gives exactly the same f32 outputs.
+    #[test]
+    fn every_kernel_and_thread_count_gives_identical_outputs() {
+        for &(m, k, n) in &[(1usize, 512usize, 2048usize), (3, 100, 200), (13, 384, 130), (100, 512, 1536)] {
+            let x = rand((m, k), (m * 7 + k) as u64, 2.0);
+            let w = QuantWeights::quantize(rand((n, k), (n * 3 + k) as u64, 0.3).view());
+            let bias = rand((1, n), 8, 0.5).row(0).to_owned();
+            for gelu in [false, true] {
+                let want = linear_with(Isa::Scalar, x.view(), &w, Some(bias.view()), gelu, 1);
+                for isa in Isa::available() {
+                    for threads in [1, 2, 3, 8] {
+                        let got = linear_with(isa, x.view(), &w, Some(bias.view()), gelu, threads);
+                        let same = got.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{isa:?}, {threads} threads, ({m},{k},{n}), gelu {gelu}: differs from the scalar kernel");
                     }
                 }
             }

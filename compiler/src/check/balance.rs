@@ -8,7 +8,7 @@ use super::*;
 /// must move exactly that many, through each memory-tile link. A mismatch would leave a core or a
 /// DMA waiting forever on the NPU, so it is reported here instead.
 pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileError> {
-    use crate::schedule::{element_view, SequenceOp};
+    use crate::schedule::SequenceOp;
     // Element counts are checked products: an overflow is a located error, never a wrap.
     let overflow = |what: &str, span: &Span| limit(format!("size of {what} overflows 64-bit arithmetic; use fewer, larger tiles"), span, vec![]);
     fn product(counts: impl IntoIterator<Item = u64>) -> Option<u64> {
@@ -17,10 +17,9 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
     let reduce_span = crate::schedule::reduction_stmt(kernel).map_or(&kernel.span, |s| &kernel.stmts[s].span);
     let steps = product(design.step_loops.iter().map(|l| l.count)).ok_or_else(|| overflow("the step loops (tiles per core)", &kernel.span))?;
     let reduce = product(design.reduce_loops.iter().map(|l| l.count)).ok_or_else(|| overflow("the reduction loops", reduce_span))?;
-    let reduce_dims: Vec<usize> = design.reduce_loops.iter().map(|l| l.dim).collect();
-    let per_core = |t: usize| -> Result<u64, CompileError> {
-        let along = element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d));
-        if along {
+    // Elements the cores acquire from FIFO `f`.
+    let per_core = |f: usize| -> Result<u64, CompileError> {
+        if design.in_reduction_loop(kernel, f) {
             steps
                 .checked_mul(reduce)
                 .ok_or_else(|| overflow("the step loops times the reduction loops", reduce_span))
@@ -59,7 +58,7 @@ pub fn check_balance(kernel: &Kernel, design: &Design) -> Result<(), CompileErro
         };
         for &c in &core_side {
             let f = &design.fifos[c];
-            let expected = per_core(f.tensor)?;
+            let expected = per_core(c)?;
             for &s in &shim_side {
                 if moved[s] != expected {
                     return Err(deadlock(

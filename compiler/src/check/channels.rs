@@ -76,7 +76,7 @@ fn competing_streams(kernel: &Kernel, design: &Design, tile: TileCoord, dir: Dir
     let kind = design.kind(tile);
     notes.push(if kind == TileKind::Compute && dir == Direction::Incoming {
         format!(
-            "a compute tile has {limit} input DMA channels: {} tensors reach each core here; combine tensors read with the same indices into one host tensor (e.g. stack them on a new leading axis), or compute part of it in a separate kernel",
+            "a compute tile has {limit} input DMA channels: {} streams reach each core here. Inputs join into one stream when they have the same element type, reach the same cores (a per-core split does not join on a grid of several rows: `spread ... over cols` may) and have tiles that stack (equal trailing extents); otherwise cast or stack them into one host tensor, or compute part of it in a separate kernel",
             per_tensor.len()
         )
     } else if kind == TileKind::Compute {

@@ -106,6 +106,16 @@ pub(crate) fn budgets(kernel: &Kernel, design: &Design) -> Vec<TileMemoryBudget>
             }
         }
         if kind == TileKind::Compute {
+            if let Some(core) = design.cores.iter().find(|c| c.tile == tile) {
+                for t in crate::lower::kept_parts(design, core) {
+                    let tensor = &kernel.tensors[t];
+                    let elems = crate::schedule::element_view(kernel, t).shape().iter().product::<u64>();
+                    let bytes = usize::try_from(elems.saturating_mul(tensor.dtype.size_bytes() as u64)).unwrap_or(usize::MAX);
+                    b.buffers
+                        .push((format!("buffer {}_kept (the last tile of {}, {bytes} bytes)", tensor.name, tensor.name), bytes));
+                    b.data_bytes = b.data_bytes.saturating_add(bytes);
+                }
+            }
             for (name, bytes) in local_buffers(kernel) {
                 b.buffers.push((format!("buffer {name} (local, {bytes} bytes)"), bytes));
                 b.data_bytes = b.data_bytes.saturating_add(bytes);

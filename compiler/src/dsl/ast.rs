@@ -128,7 +128,8 @@ pub struct Access {
     pub span: Span,
 }
 
-/// Sum of `coef * dim` terms plus a constant, e.g. `160*T + S + 3`.
+/// Sum of `coef * dim` terms plus a constant, e.g. `160*T + S + 3`, and of quotients and
+/// remainders by constants (`T / 2`, `(2*T + 1) % 4`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AffineAst {
     /// `(coef, dim)` pairs, as written.
@@ -137,7 +138,24 @@ pub struct AffineAst {
     pub constant: i64,
     /// The whole index expression.
     pub span: Span,
+    /// `(coef, quotient or remainder)` terms, as written.
+    pub divmods: Vec<(i64, DivModAst)>,
 }
+
+/// Floor division or remainder of an index by a positive constant: `T / 2`, `(S + 1) % 4`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DivModAst {
+    /// The dividend.
+    pub inner: AffineAst,
+    /// `/` or `%`.
+    pub op: DivMod,
+    /// The divisor.
+    pub by: i64,
+    /// The term as written.
+    pub span: Span,
+}
+
+pub use crate::ir::DivMod;
 
 /// A one-operand operation (`-x` or a function call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use super::typecheck::typecheck;
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::ir;
 use aiec_runtime::DType;
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, Div, Mul, Neg, Rem, Sub};
 
 /// A kernel under construction.
 #[derive(Debug, Clone)]
@@ -152,11 +152,21 @@ impl From<i32> for Ext {
     }
 }
 
-/// An affine index `sum(coef * dim) + constant`: `t * 160 + s`, `64 + e`, `Idx::from(0)`.
+/// An index `sum(coef * dim) + constant`, with quotients and remainders by constants: `t * 160 +
+/// s`, `64 + e`, `Idx::from(0)`, `t / 2`, `(t * 2 + 1) % 4`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idx {
     terms: Vec<(i64, DimRef)>,
     constant: i64,
+    divmods: Vec<(i64, IdxDivMod)>,
+}
+
+/// A quotient or remainder term of an [`Idx`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdxDivMod {
+    inner: Idx,
+    op: crate::ir::DivMod,
+    by: i64,
 }
 
 impl From<DimRef> for Idx {
@@ -164,12 +174,17 @@ impl From<DimRef> for Idx {
         Idx {
             terms: vec![(1, d)],
             constant: 0,
+            divmods: vec![],
         }
     }
 }
 impl From<i64> for Idx {
     fn from(c: i64) -> Idx {
-        Idx { terms: vec![], constant: c }
+        Idx {
+            terms: vec![],
+            constant: c,
+            divmods: vec![],
+        }
     }
 }
 impl From<i32> for Idx {
@@ -177,6 +192,7 @@ impl From<i32> for Idx {
         Idx {
             terms: vec![],
             constant: c as i64,
+            divmods: vec![],
         }
     }
 }
@@ -186,6 +202,9 @@ impl Idx {
         for (c, d) in other.terms {
             self.terms.push((sign * c, d));
         }
+        for (c, q) in other.divmods {
+            self.divmods.push((sign * c, q));
+        }
         self.constant += sign * other.constant;
         self
     }
@@ -193,8 +212,18 @@ impl Idx {
         for t in &mut self.terms {
             t.0 *= k;
         }
+        for q in &mut self.divmods {
+            q.0 *= k;
+        }
         self.constant *= k;
         self
+    }
+    fn divmod(self, op: crate::ir::DivMod, by: i64) -> Idx {
+        Idx {
+            terms: vec![],
+            constant: 0,
+            divmods: vec![(1, IdxDivMod { inner: self, op, by })],
+        }
     }
     /// `self < rhs`, for [`select`].
     pub fn lt(self, rhs: impl Into<Idx>) -> Cond {
@@ -293,6 +322,20 @@ macro_rules! idx_ops {
                 Idx::from(self).scaled(k)
             }
         }
+        /// The floor quotient of a non-negative index by a constant (`t / 2`).
+        impl Div<i64> for $lhs {
+            type Output = Idx;
+            fn div(self, k: i64) -> Idx {
+                Idx::from(self).divmod(crate::ir::DivMod::Div, k)
+            }
+        }
+        /// The remainder of a non-negative index by a constant (`t % 4`).
+        impl Rem<i64> for $lhs {
+            type Output = Idx;
+            fn rem(self, k: i64) -> Idx {
+                Idx::from(self).divmod(crate::ir::DivMod::Mod, k)
+            }
+        }
     };
 }
 idx_ops!(DimRef);
@@ -314,6 +357,18 @@ impl Add<Idx> for i64 {
     type Output = Idx;
     fn add(self, i: Idx) -> Idx {
         Idx::from(self).plus(i, 1)
+    }
+}
+impl Sub<DimRef> for i64 {
+    type Output = Idx;
+    fn sub(self, d: DimRef) -> Idx {
+        Idx::from(self).plus(Idx::from(d), -1)
+    }
+}
+impl Sub<Idx> for i64 {
+    type Output = Idx;
+    fn sub(self, i: Idx) -> Idx {
+        Idx::from(self).plus(i, -1)
     }
 }
 
@@ -676,6 +731,19 @@ fn affine_placeholder(i: &Idx, span: &Span) -> AffineAst {
         terms: i.terms.iter().map(|(c, d)| (*c, dim_placeholder(*d, span))).collect(),
         constant: i.constant,
         span: span.clone(),
+        divmods: i
+            .divmods
+            .iter()
+            .map(|(c, q)| {
+                let q = ast::DivModAst {
+                    inner: affine_placeholder(&q.inner, span),
+                    op: q.op,
+                    by: q.by,
+                    span: span.clone(),
+                };
+                (*c, q)
+            })
+            .collect(),
     }
 }
 
@@ -723,6 +791,7 @@ impl<const R: usize> TensorRef<R> {
                 terms: Vec::new(),
                 constant: 0,
                 span: span.clone(),
+                divmods: Vec::new(),
             };
         }
         Expr {
@@ -946,6 +1015,9 @@ impl Kernel {
     fn resolve_affine(&self, a: &mut AffineAst) -> Result<(), CompileError> {
         for (_, d) in &mut a.terms {
             self.resolve_ident(d)?;
+        }
+        for (_, q) in &mut a.divmods {
+            self.resolve_affine(&mut q.inner)?;
         }
         Ok(())
     }

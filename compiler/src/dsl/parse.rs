@@ -193,6 +193,8 @@ fn describe_rule(rule: Rule) -> &'static str {
         Rule::assign_op => "`=` or `+=`",
         Rule::affine | Rule::affine_term | Rule::affine_neg => "an index (a dim, a number, or `coef*dim + ...`)",
         Rule::affine_op => "`+`/`-`",
+        Rule::divmod => "an index quotient or remainder (`T / 2`, `(T + 1) % 4`)",
+        Rule::divmod_op => "`/`/`%`",
         Rule::expr | Rule::term | Rule::factor | Rule::neg | Rule::paren => "an expression",
         Rule::add_op => "an operator",
         Rule::mul_op => "an operator",
@@ -457,6 +459,7 @@ impl AstBuilder<'_> {
                     terms: Vec::new(),
                     constant: 0,
                     span: by_span,
+                    divmods: Vec::new(),
                 });
             } else {
                 indices.push(self.affine(k)?);
@@ -469,6 +472,7 @@ impl AstBuilder<'_> {
         let span = self.span(&p);
         let mut terms = Vec::new();
         let mut constant: i64 = 0;
+        let mut divmods = Vec::new();
         let mut sign: i64 = 1;
         for k in self.inner(p) {
             match k.as_rule() {
@@ -482,7 +486,11 @@ impl AstBuilder<'_> {
                         [one] if one.as_rule() == Rule::int => {
                             constant = constant.checked_add(sign * self.int_i64(one)?).ok_or_else(overflow)?;
                         }
+                        [one] if one.as_rule() == Rule::divmod => divmods.push((sign, self.divmod(one.clone())?)),
                         [one] => terms.push((sign, self.ident(one.clone()))),
+                        [a, b] if b.as_rule() == Rule::divmod => {
+                            divmods.push((sign * self.int_i64(a)?, self.divmod(b.clone())?));
+                        }
                         [a, b] => {
                             let (coef, dim) = if a.as_rule() == Rule::int { (a, b) } else { (b, a) };
                             terms.push((sign * self.int_i64(coef)?, self.ident(dim.clone())));
@@ -493,7 +501,36 @@ impl AstBuilder<'_> {
                 other => unreachable!("unexpected {other:?} in an index"),
             }
         }
-        Ok(AffineAst { terms, constant, span })
+        Ok(AffineAst {
+            terms,
+            constant,
+            span,
+            divmods,
+        })
+    }
+
+    fn divmod(&self, p: Pair<Rule>) -> PResult<DivModAst> {
+        let span = self.span(&p);
+        let parts = self.inner(p);
+        let [dividend, op, by] = parts.as_slice() else {
+            unreachable!("a quotient or remainder has three parts")
+        };
+        let inner = if dividend.as_rule() == Rule::affine {
+            self.affine(dividend.clone())?
+        } else {
+            AffineAst {
+                terms: vec![(1, self.ident(dividend.clone()))],
+                constant: 0,
+                span: self.span(dividend),
+                divmods: Vec::new(),
+            }
+        };
+        Ok(DivModAst {
+            inner,
+            op: if op.as_str() == "/" { DivMod::Div } else { DivMod::Mod },
+            by: self.int_i64(by)?,
+            span,
+        })
     }
 
     /// An expression and its height (levels of nesting, see [`MAX_EXPR_DEPTH`]); a node past the

@@ -546,7 +546,29 @@ impl Checker {
         terms.retain(|(c, _)| *c != 0);
         // Canonical order (by dim), so equal indices written differently are one pattern.
         terms.sort_by_key(|(_, d)| *d);
-        Ok(Affine { terms, constant: a.constant })
+        let mut divmods = Vec::new();
+        for (coef, q) in &a.divmods {
+            let inner = self.affine(&q.inner)?;
+            let sign = if q.op == ast::DivMod::Div { "/" } else { "%" };
+            if q.by <= 0 {
+                return Err(type_error(format!("an index {sign} by {}: the divisor must be at least 1", q.by), &q.span));
+            }
+            let (lo, _) = inner.range(&|d| self.dims[d].size);
+            if lo < 0 {
+                return Err(type_error(
+                    format!("the index before `{sign}` reaches {lo}, below 0; `/` and `%` in an index take a non-negative left side"),
+                    &q.inner.span,
+                ));
+            }
+            if *coef != 0 {
+                divmods.push((*coef, ir::DivModIndex { inner, op: q.op, by: q.by }));
+            }
+        }
+        Ok(Affine {
+            terms,
+            constant: a.constant,
+            divmods,
+        })
     }
 
     fn use_dim(&mut self, d: DimId, span: &Span) {
@@ -610,17 +632,9 @@ impl Checker {
     fn check_bounds(&self, t: TensorId, indices: &[Affine], a: &ast::Access) -> Result<(), CompileError> {
         let tensor = &self.tensors[t];
         for (axis, (idx, ast_idx)) in indices.iter().zip(&a.indices).enumerate() {
-            let (mut lo, mut hi) = (idx.constant, idx.constant);
-            for &(c, d) in &idx.terms {
-                let reach = c.saturating_mul(self.dims[d].size as i64 - 1);
-                if c > 0 {
-                    hi = hi.saturating_add(reach);
-                } else {
-                    lo = lo.saturating_add(reach);
-                }
-            }
+            let (lo, hi) = idx.range(&|d| self.dims[d].size);
             let extent = tensor.shape[axis];
-            if hi >= extent as i64 {
+            if hi >= extent as i128 {
                 return Err(type_error(
                     format!(
                         "index out of bounds: {} axis {axis} reaches index {hi}, but its extent is {extent}",
@@ -637,6 +651,12 @@ impl Checker {
             }
             // Only a dim of size 1 gets here with a larger coefficient (its term is always 0); the
             // bound keeps every stride the scheduler derives within the tensor's size.
+            if let Some((c, _)) = idx.divmods.iter().find(|(c, _)| c.unsigned_abs() > extent) {
+                return Err(type_error(
+                    format!("index coefficient {c} is larger than {} axis {axis}'s extent {extent}", tensor.name),
+                    &ast_idx.span,
+                ));
+            }
             if let Some(&(c, d)) = idx.terms.iter().find(|(c, _)| c.unsigned_abs() > extent) {
                 return Err(type_error(
                     format!(
@@ -653,16 +673,7 @@ impl Checker {
     /// The values of a `select` comparison's index stay within the supported extent, so every
     /// backend computes them without overflow.
     fn check_select_index(&self, idx: &Affine, ast_idx: &ast::AffineAst) -> Result<(), CompileError> {
-        let mut lo = idx.constant as i128;
-        let mut hi = idx.constant as i128;
-        for &(c, d) in &idx.terms {
-            let reach = (c as i128).saturating_mul(self.dims[d].size as i128 - 1);
-            if c > 0 {
-                hi = hi.saturating_add(reach);
-            } else {
-                lo = lo.saturating_add(reach);
-            }
-        }
+        let (lo, hi) = idx.range(&|d| self.dims[d].size);
         let max = MAX_EXTENT as i128;
         if let Some(v) = [lo, hi].into_iter().find(|v| v.abs() > max) {
             return Err(limit_error(
@@ -692,7 +703,7 @@ impl Checker {
             ));
         }
         for i in &s.target.indices {
-            let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0;
+            let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0 && i.divmods.is_empty();
             if !plain {
                 return Err(type_error(
                     format!(

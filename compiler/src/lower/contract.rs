@@ -147,8 +147,11 @@ impl<'c> CoreEmitter<'_, 'c> {
         };
         let red = self.open_for(zero_idx, ck, ss, &[init]);
         let (kk, carried) = (red.iv(), red.carried(0));
-        let va = self.transfer_read(&ba, &at(i, kk), &[r, s]);
-        let vb = self.transfer_read(&bb, &at(kk, j), &[s, t]);
+        // A and B may sit at an offset in a joined FIFO element.
+        let a_idx = self.joined_indices(&ba, at(i, kk));
+        let b_idx = self.joined_indices(&bb, at(kk, j));
+        let va = self.transfer_read(&ba, &a_idx, &[r, s]);
+        let vb = self.transfer_read(&bb, &b_idx, &[s, t]);
         let (wa, wb) = if c.acc == DType::F32 {
             (self.extf(va, acc), self.extf(vb, acc))
         } else {

@@ -26,6 +26,9 @@ pub(super) struct Buffer {
     pub(super) dims: Vec<DimId>,
     /// For host tensors accessed with several patterns: per tensor axis, its dim or None (whole axis).
     pub(super) axes: Option<Vec<Option<DimId>>>,
+    /// In a joined FIFO element: the tile's offset along the first axis, and whether the tile
+    /// has one axis fewer (it fills one index there).
+    pub(super) joined_at: Option<(u64, bool)>,
 }
 
 /// A constant of the core body. All are hoisted to the top of the body, one per value and type.
@@ -136,6 +139,8 @@ pub(super) struct CoreEmitter<'a, 'c> {
     pub(super) design: &'a Design,
     core: &'a Core,
     pub(super) ir: Ir<'c>,
+    /// The core's buffers keeping the repeated parts of joined streams.
+    kept: Vec<(TensorId, Val)>,
     entry: mlir_sys::MlirBlock,
     consts: BTreeMap<(bool, String, String), (Val, Op)>,
     /// Ops and region closers emitted into the body (constants apart).
@@ -174,6 +179,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         design: &'a Design,
         core: &'a Core,
         locals: &[(TensorId, Val)],
+        kept: &[(TensorId, Val)],
     ) -> Self {
         let ir = Ir::new(context, body);
         // Locals are the core's `aie.buffer`s, declared beside the tiles (`memref.alloca` is not
@@ -188,6 +194,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
                     dtype: tensor.dtype,
                     dims: tensor.local_dims.clone(),
                     axes: None,
+                    joined_at: None,
                 },
             );
         }
@@ -196,6 +203,7 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
             design,
             core,
             ir,
+            kept: kept.to_vec(),
             entry: body,
             consts: BTreeMap::new(),
             lines: 0,
@@ -422,8 +430,8 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
             let ti = self.addi(scaled, b);
             self.tile_index.insert(lp.dim, ti);
         }
-        let reduce_dims: Vec<DimId> = design.reduce_loops.iter().map(|l| l.dim).collect();
-        let uses_reduce = |t: TensorId| -> bool { element_view(kernel, t).dims().iter().any(|d| reduce_dims.contains(d)) };
+        let core_fifos = self.core.fifos.clone();
+        let uses_reduce = |t: TensorId| -> bool { design.in_reduction_loop(kernel, core_fifos[&t]) };
         // Acquire outputs and the inputs that stay for the whole step.
         let mut step_fifos: Vec<(TensorId, Port)> = Vec::new();
         for (&t, _) in self.core.fifos.iter() {
@@ -436,6 +444,9 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
                 step_fifos.push((t, Port::Consume));
             }
         }
+        // A joined FIFO is acquired once for all its tensors.
+        let mut seen = BTreeSet::new();
+        step_fifos.retain(|(t, _)| seen.insert(self.core.fifos[t]));
         for &(t, port) in &step_fifos {
             self.acquire(t, port);
         }
@@ -492,17 +503,34 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
             self.tile_index.insert(lp.dim, l.iv());
             loops.push(l);
         }
-        let rfifos: Vec<TensorId> = self.core.fifos.keys().copied().filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t)).collect();
+        let mut rfifos: Vec<TensorId> = self.core.fifos.keys().copied().filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t)).collect();
+        let mut seen = BTreeSet::new();
+        rfifos.retain(|t| seen.insert(self.core.fifos[t]));
         for &t in &rfifos {
             self.acquire(t, Port::Consume);
         }
         for (si, s) in kernel.stmts[..=ri].iter().enumerate() {
             self.statement(si, s, si == ri)?;
         }
+        let kept = self.kept.clone();
+        for &(t, into) in &kept {
+            self.keep_tile(t, into);
+        }
         for &t in &rfifos {
             self.release(t, Port::Consume);
         }
         self.close_loops(loops);
+        for &(t, value) in &kept {
+            let view = element_view(kernel, t);
+            let buf = Buffer {
+                value,
+                dtype: kernel.tensors[t].dtype,
+                dims: view.dims(),
+                axes: view.by_tensor_axis.then(|| view.axes.iter().map(|a| a.dim).collect()),
+                joined_at: None,
+            };
+            self.buffers.insert(t, buf);
+        }
         Ok(())
     }
 
@@ -524,21 +552,63 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         };
         let element = build_aie(&self.ir, &access, &[subview], &[ty], 0).result(0);
         self.lines += 2;
-        let view = element_view(self.kernel, t);
-        let axes = if view.by_tensor_axis {
-            Some(view.axes.iter().map(|a| a.dim).collect())
-        } else {
-            None
+        let parts = std::iter::once((f.tensor, None)).chain(f.joined.iter().map(|p| (p.tensor, Some((p.first_axis_offset, p.new_axis)))));
+        for (t, joined_at) in parts.collect::<Vec<_>>() {
+            let view = element_view(self.kernel, t);
+            let axes = if view.by_tensor_axis {
+                Some(view.axes.iter().map(|a| a.dim).collect())
+            } else {
+                None
+            };
+            self.buffers.insert(
+                t,
+                Buffer {
+                    value: element,
+                    dtype: self.kernel.tensors[t].dtype,
+                    dims: view.dims(),
+                    axes,
+                    joined_at,
+                },
+            );
+        }
+    }
+
+    /// Copies the tile of `t` from its joined FIFO element to the core's kept buffer `into`: the
+    /// tile arrives with every reduction tile, and the statements after the reduction loop read it.
+    fn keep_tile(&mut self, t: TensorId, into: Val) {
+        let buf = self.buffers[&t].clone();
+        let shape = element_view(self.kernel, t).shape();
+        let mut loops = Vec::new();
+        for &n in &shape {
+            let (lo, hi, one) = (self.cidx(0), self.cidx(n), self.cidx(1));
+            loops.push(self.open_for(lo, hi, one, &[]));
+        }
+        let ivs: Vec<Val> = loops.iter().map(Loop::iv).collect();
+        let idx = self.joined_indices(&buf, ivs.clone());
+        let v = self.load_scalar(&buf, &idx);
+        let kept = Buffer {
+            value: into,
+            joined_at: None,
+            ..buf
         };
-        self.buffers.insert(
-            t,
-            Buffer {
-                value: element,
-                dtype: self.kernel.tensors[t].dtype,
-                dims: view.dims(),
-                axes,
-            },
-        );
+        self.store(v, &kept, &ivs);
+        self.close_loops(loops);
+    }
+
+    /// The indices into a buffer's memref of its tile's `idx` (shifted into a joined element).
+    pub(super) fn joined_indices(&mut self, buf: &Buffer, mut idx: Vec<Val>) -> Vec<Val> {
+        match buf.joined_at {
+            None | Some((0, false)) => idx,
+            Some((at, true)) => {
+                idx.insert(0, self.cidx(at));
+                idx
+            }
+            Some((at, false)) => {
+                let off = self.cidx(at);
+                idx[0] = self.addi(idx[0], off);
+                idx
+            }
+        }
     }
 
     fn release(&mut self, t: TensorId, port: Port) {

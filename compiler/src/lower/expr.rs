@@ -7,7 +7,7 @@ use super::ops::Bin;
 use super::{int_range, lower_error, VECTOR_LANES};
 use crate::diag::{CompileError, Span};
 use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
-use crate::ir::{Affine, Convert, DimId, Expr, ScalarType};
+use crate::ir::{Affine, Convert, DimId, DivMod, Expr, ScalarType};
 use aiec_runtime::DType;
 use melior::dialect::arith::{CmpfPredicate, CmpiPredicate};
 use melior::dialect::ods;
@@ -86,6 +86,33 @@ impl<'c> CoreEmitter<'_, 'c> {
             let c = self.cidx(coef.unsigned_abs());
             let term = self.muli(global, c);
             acc = if coef >= 0 { self.addi(acc, term) } else { self.subi(acc, term) };
+        }
+        for (coef, q) in &a.divmods {
+            // The dividend is never negative (type checking), so unsigned division is floor
+            // division; a power of two is a shift or a mask.
+            let v = self.affine_index(&q.inner, ivs);
+            let by = q.by as u64;
+            let r = match (q.op, by.is_power_of_two()) {
+                (DivMod::Div, true) => {
+                    let k = self.cidx(by.trailing_zeros() as u64);
+                    self.bin(Bin::ShRUI, v, k)
+                }
+                (DivMod::Mod, true) => {
+                    let m = self.cidx(by - 1);
+                    self.andi(v, m)
+                }
+                (DivMod::Div, false) => {
+                    let k = self.cidx(by);
+                    self.bin(Bin::DivUI, v, k)
+                }
+                (DivMod::Mod, false) => {
+                    let k = self.cidx(by);
+                    self.bin(Bin::RemUI, v, k)
+                }
+            };
+            let c = self.cidx(coef.unsigned_abs());
+            let term = self.muli(r, c);
+            acc = if *coef >= 0 { self.addi(acc, term) } else { self.subi(acc, term) };
         }
         if a.constant < 0 {
             let c = self.cidx(a.constant.unsigned_abs());
@@ -200,6 +227,7 @@ impl<'c> CoreEmitter<'_, 'c> {
             .cloned()
             .ok_or_else(|| lower_error(format!("{} is not available on this core", self.kernel.tensors[tensor].name), span))?;
         let idx = self.load_indices(&buf, indices, dynamic, ivs);
+        let idx = self.joined_indices(&buf, idx);
         let lanes = self.lanes;
         let along = lanes.map(|d| indices.iter().any(|a| a.dims().any(|x| x == d))).unwrap_or(false);
         if along {

@@ -24,8 +24,8 @@ mod ops;
 use crate::check::stack_bytes;
 use crate::diag::{CompileError, Diagnostic, Span};
 use crate::dsl::ast::Role;
-use crate::ir::Kernel;
-use crate::schedule::{Core, Design};
+use crate::ir::{Kernel, TensorId};
+use crate::schedule::{element_view, Core, Design};
 use aiec_runtime::DType;
 use design::DesignBuilder;
 use melior::ir::block::BlockLike;
@@ -95,12 +95,24 @@ pub(crate) fn lower<'c>(context: &'c Context, kernel: &Kernel, design: &Design) 
         }
         locals.push(mine);
     }
+    // The last tile of each repeated part of a joined stream, kept for the statements after the
+    // reduction loop.
+    let mut kept = Vec::new();
+    for core in &design.cores {
+        let mut mine = Vec::new();
+        for part in kept_parts(design, core) {
+            let tensor = &kernel.tensors[part];
+            let ty = d.ir.memref(&element_view(kernel, part).shape(), tensor.dtype);
+            mine.push((part, d.buffer(core.tile, &kept_buffer_name(&tensor.name, core), ty)));
+        }
+        kept.push(mine);
+    }
     let mut max_core_ops = 0;
     let mut notes: Vec<Diagnostic> = Vec::new();
     let mut stmt_forms = vec![StmtForm::default(); kernel.stmts.len()];
-    for (core, mine) in design.cores.iter().zip(locals) {
+    for ((core, mine), kept) in design.cores.iter().zip(locals).zip(kept) {
         let op = d.core(core.tile, stack_bytes(design) as u64);
-        let emitted = core::CoreEmitter::new(context, op.body(0), kernel, design, core, &mine).emit()?;
+        let emitted = core::CoreEmitter::new(context, op.body(0), kernel, design, core, &mine, &kept).emit()?;
         max_core_ops = max_core_ops.max(emitted.ops);
         for n in emitted.notes {
             if !notes.contains(&n) {
@@ -125,6 +137,19 @@ pub(crate) fn lower<'c>(context: &'c Context, kernel: &Kernel, design: &Design) 
 /// The `aie.buffer` holding local `name` on `core`'s tile.
 fn local_buffer_name(name: &str, core: &Core) -> String {
     format!("{name}_{}_{}", core.tile.col, core.tile.row)
+}
+
+fn kept_buffer_name(name: &str, core: &Core) -> String {
+    local_buffer_name(&format!("{name}_kept"), core)
+}
+
+/// Tensors a core receives repeated with every reduction tile (in a joined stream), in order.
+pub(crate) fn kept_parts(design: &Design, core: &Core) -> Vec<TensorId> {
+    let fifos: std::collections::BTreeSet<usize> = core.fifos.values().copied().collect();
+    fifos
+        .into_iter()
+        .flat_map(|f| design.fifos[f].joined.iter().filter(|p| p.repeated).map(|p| p.tensor))
+        .collect()
 }
 
 fn int_range(t: DType) -> (i64, i64) {

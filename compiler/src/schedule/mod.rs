@@ -21,6 +21,7 @@ use aiec_runtime::DType;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
 
+pub(crate) mod join;
 pub(crate) mod place;
 pub(crate) mod route;
 pub(crate) mod sequence;
@@ -80,8 +81,11 @@ pub struct ObjectFifo {
     pub(crate) dtype: DType,
     /// Shape of one element (a tile of the tensor).
     pub shape: Vec<u64>,
-    /// The host tensor it carries.
+    /// The host tensor it carries (the first, for a joined stream).
     pub(crate) tensor: TensorId,
+    /// For a joined stream to the cores, each tensor's place in the element (`tensor` first);
+    /// empty otherwise.
+    pub(crate) joined: Vec<join::JoinedPart>,
     /// Which hop it is.
     pub level: FifoLevel,
 }
@@ -191,6 +195,23 @@ pub struct Design {
 }
 
 impl Design {
+    /// Whether the cores acquire FIFO `f` inside the reduction loop: it carries a tensor read
+    /// along a reduced dim (a joined stream carries every tensor at that rate).
+    pub(crate) fn in_reduction_loop(&self, kernel: &Kernel, f: usize) -> bool {
+        let fifo = &self.fifos[f];
+        let reduced = |t: TensorId| element_view(kernel, t).dims().iter().any(|d| self.reduce_loops.iter().any(|l| l.dim == *d));
+        reduced(fifo.tensor) || fifo.joined.iter().any(|p| reduced(p.tensor))
+    }
+    /// Whether a shim-side FIFO's tensor is sent once per reduction tile though read once per
+    /// output tile (a join with a tensor of the reduction rate).
+    pub(crate) fn repeated_per_reduction(&self, f: usize) -> bool {
+        let tensor = self.fifos[f].tensor;
+        self.links
+            .iter()
+            .filter(|l| l.inputs.contains(&f))
+            .flat_map(|l| &l.outputs)
+            .any(|&o| self.fifos[o].joined.iter().any(|p| p.repeated && p.tensor == tensor))
+    }
     pub(crate) fn tiles(&self) -> impl Iterator<Item = TileCoord> + '_ {
         self.tile_nodes.keys().copied()
     }
@@ -368,7 +389,9 @@ pub(crate) fn element_view(kernel: &Kernel, t: TensorId) -> ElementView {
     }
     // A gathered axis is sent whole: which element a core reads is known only at run time.
     let gathered = gathered_axes(kernel, t);
-    if patterns.len() <= 1 && gathered.is_empty() {
+    // A quotient or remainder has no stride: its axis is sent whole and indexed on the core.
+    let affine = patterns.iter().all(|p| p.iter().all(Affine::is_affine));
+    if patterns.len() <= 1 && gathered.is_empty() && affine {
         let access = patterns.first().cloned().unwrap_or_default();
         let mut axes: Vec<ViewAxis> = Vec::new();
         let mut constant = 0i64;

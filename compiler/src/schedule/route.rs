@@ -4,7 +4,7 @@
 //! as a broadcast, or one broadcast to all cores); outputs join per column on the memory tile.
 
 use super::{
-    access_patterns, element_view, fifo_elements, host_dims, limit_error, schedule_error, Core, Design, FifoLevel, Link, ObjectFifo, Placement, Routing,
+    access_patterns, element_view, fifo_elements, host_dims, join, limit_error, schedule_error, Core, Design, FifoLevel, Link, ObjectFifo, Placement, Routing,
 };
 use crate::device::{DeviceModel, TileCoord};
 use crate::diag::CompileError;
@@ -47,12 +47,14 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
 
     let depends = |t: TensorId, d: Option<DimId>| d.map(|d| host_dims(kernel, t).contains(&d)).unwrap_or(false);
     let mut routing = BTreeMap::new();
+    let mut input_shapes: BTreeMap<TensorId, (Vec<u64>, u64)> = BTreeMap::new();
     for &t in &inputs {
         let tensor = &kernel.tensors[t];
         let view = element_view(kernel, t);
         for p in access_patterns(kernel, t) {
             for (axis, a) in p.iter().enumerate() {
-                if view.by_tensor_axis && view.axes[axis].dim.is_none() {
+                // A quotient or remainder is computed on the core from the global index.
+                if view.by_tensor_axis && view.axes[axis].dim.is_none() && a.is_affine() {
                     if let Some(d) = a.dims().find(|&d| kernel.dims[d].is_split()) {
                         return Err(schedule_error(
                             format!(
@@ -87,6 +89,68 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
             }
         };
         routing.insert(t, route);
+        input_shapes.insert(t, (elem_shape, elems));
+    }
+
+    // Inputs that would need more input channels than a compute tile has travel joined: one
+    // memory-tile FIFO whose element holds a tile of each (see `join`).
+    let joins = join::plan(kernel, device, &inputs, &mut routing, &input_shapes, rows_used, &reduce_loops);
+    for group in &joins {
+        let route = routing[&group.parts[0].tensor];
+        for (suffix, c, members) in broadcast_groups(route, rows_used as u32, cols_used as u32, cores.len(), &core_at) {
+            let mut l2s = Vec::new();
+            let mut src_offsets = Vec::new();
+            for part in &group.parts {
+                let tensor = &kernel.tensors[part.tensor];
+                let (shape, _) = &input_shapes[&part.tensor];
+                src_offsets.push(part.element_offset);
+                l2s.push(fifos.len());
+                fifos.push(ObjectFifo {
+                    name: format!("{}_L2{suffix}", tensor.name),
+                    producer: shim(c),
+                    consumers: vec![mem(c)],
+                    depth,
+                    dtype: tensor.dtype,
+                    shape: shape.clone(),
+                    tensor: part.tensor,
+                    joined: vec![],
+                    level: FifoLevel::HostToMem,
+                });
+            }
+            let f = fifos.len();
+            let names: Vec<&str> = group.parts.iter().map(|p| kernel.tensors[p.tensor].name.as_str()).collect();
+            fifos.push(ObjectFifo {
+                name: format!("{}{suffix}", names.join("_")),
+                producer: mem(c),
+                consumers: members.iter().map(|&m| cores[m].tile).collect(),
+                depth,
+                dtype: kernel.tensors[group.parts[0].tensor].dtype,
+                shape: group.shape.clone(),
+                tensor: group.parts[0].tensor,
+                joined: group.parts.clone(),
+                level: FifoLevel::MemToCore,
+            });
+            for m in members {
+                for part in &group.parts {
+                    cores[m].fifos.insert(part.tensor, f);
+                }
+            }
+            links.push(Link {
+                inputs: l2s,
+                outputs: vec![f],
+                src_offsets,
+                dst_offsets: vec![],
+            });
+        }
+    }
+
+    for &t in &inputs {
+        if joins.iter().any(|g| g.parts.iter().any(|p| p.tensor == t)) {
+            continue;
+        }
+        let tensor = &kernel.tensors[t];
+        let route = routing[&t];
+        let (elem_shape, elems) = input_shapes[&t].clone();
         let mk = |name: String, producer, consumers: Vec<TileCoord>, shape: Vec<u64>, level| ObjectFifo {
             name,
             producer,
@@ -95,6 +159,7 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
             dtype: tensor.dtype,
             shape,
             tensor: t,
+            joined: vec![],
             level,
         };
         match route {
@@ -134,17 +199,7 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
                 }
             }
             Routing::PerRow | Routing::PerColumn | Routing::AllCores => {
-                // Broadcasts: (name suffix, shim/memory column, member cores) per FIFO.
-                let groups: Vec<(String, u32, Vec<usize>)> = match route {
-                    Routing::PerRow => (0..rows_used as u32)
-                        .map(|r| (format!("_r{r}"), r % cols_used as u32, (0..cols_used as u32).map(|c| core_at(c, r)).collect()))
-                        .collect(),
-                    Routing::PerColumn => (0..cols_used as u32)
-                        .map(|c| (format!("_c{c}"), c, (0..rows_used as u32).map(|r| core_at(c, r)).collect()))
-                        .collect(),
-                    _ => vec![(String::new(), 0, (0..cores.len()).collect())],
-                };
-                for (suffix, c, members) in groups {
+                for (suffix, c, members) in broadcast_groups(route, rows_used as u32, cols_used as u32, cores.len(), &core_at) {
                     let l2 = fifos.len();
                     fifos.push(mk(
                         format!("{}_L2{suffix}", tensor.name),
@@ -202,6 +257,7 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
                     dtype: tensor.dtype,
                     shape: elem_shape.clone(),
                     tensor: t,
+                    joined: vec![],
                     level: FifoLevel::CoreToMem,
                 });
                 cores[core].fifos.insert(t, f);
@@ -217,6 +273,7 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
                 dtype: tensor.dtype,
                 shape: vec![elems * rows_used],
                 tensor: t,
+                joined: vec![],
                 level: FifoLevel::MemToHost,
             });
             let src = if ins.len() > 1 { offs } else { vec![] };
@@ -228,6 +285,8 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
             });
         }
     }
+
+    spread_shim_channels(device, &mut fifos);
 
     // The design graph.
     let mut graph = DiGraph::new();
@@ -271,4 +330,64 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
         tile_nodes,
     };
     Ok(design)
+}
+
+/// The broadcast FIFOs of a routing: (name suffix, shim/memory column, member cores) each.
+fn broadcast_groups(route: Routing, rows: u32, cols: u32, cores: usize, core_at: &dyn Fn(u32, u32) -> usize) -> Vec<(String, u32, Vec<usize>)> {
+    match route {
+        Routing::PerRow => (0..rows)
+            .map(|r| (format!("_r{r}"), r % cols, (0..cols).map(|c| core_at(c, r)).collect()))
+            .collect(),
+        Routing::PerColumn => (0..cols).map(|c| (format!("_c{c}"), c, (0..rows).map(|r| core_at(c, r)).collect())).collect(),
+        _ => vec![(String::new(), 0, (0..cores).collect())],
+    }
+}
+
+/// A shim tile has two DMA channels each way. When the FIFOs a column's memory tile needs from
+/// (or to) the host take more than its own shim's channels, the extra ones use the nearest shim
+/// column with a channel free: the switch network carries the stream across.
+fn spread_shim_channels(device: &DeviceModel, fifos: &mut [ObjectFifo]) {
+    let lim = device.limits(crate::device::TileKind::Shim);
+    let columns = device.columns as usize;
+    for inbound in [false, true] {
+        let limit = if inbound { lim.dma_in } else { lim.dma_out };
+        let shim_col = |f: &ObjectFifo| -> Option<usize> {
+            match f.level {
+                FifoLevel::HostToMem if !inbound => Some(f.producer.col as usize),
+                FifoLevel::MemToHost if inbound => Some(f.consumers[0].col as usize),
+                _ => None,
+            }
+        };
+        let mut load = vec![0usize; columns];
+        for f in fifos.iter() {
+            if let Some(c) = shim_col(f) {
+                load[c] += 1;
+            }
+        }
+        if load.iter().all(|&n| n <= limit) {
+            continue;
+        }
+        // Each shim keeps its first `limit` streams; the rest move.
+        let mut used: Vec<usize> = load.iter().map(|&n| n.min(limit)).collect();
+        let mut kept = vec![0usize; columns];
+        for f in fifos.iter_mut() {
+            let Some(c) = shim_col(f) else { continue };
+            if kept[c] < limit {
+                kept[c] += 1;
+                continue;
+            }
+            let nearest = (1..columns)
+                .flat_map(|d| [c.checked_add(d), c.checked_sub(d)])
+                .flatten()
+                .find(|&k| k < columns && used[k] < limit);
+            let Some(k) = nearest else { continue };
+            used[k] += 1;
+            let tile = TileCoord::new(k as u32, device.shim_row);
+            if inbound {
+                f.consumers[0] = tile;
+            } else {
+                f.producer = tile;
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ pub(crate) fn sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceO
             design
                 .links
                 .iter()
-                .find(|l| l.inputs == [fifo])
+                .find(|l| l.inputs.contains(&fifo))
                 .map(|l| design.fifos[l.outputs[0]].consumers[0].row - design.device.first_compute_row)
         };
         match f.level {
@@ -47,9 +47,10 @@ pub(crate) fn sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceO
                     Routing::PerRow => (row_of(i), false),
                     Routing::PerColumn | Routing::AllCores => (Some(0), false),
                 };
+                // The column of the cores fed (its shim may be another column's).
                 let col = match route {
                     Routing::PerRow | Routing::AllCores => 0,
-                    _ => f.producer.col,
+                    _ => f.consumers[0].col,
                 };
                 streams.push(Stream {
                     arg,
@@ -138,7 +139,8 @@ pub(crate) fn sequence(kernel: &Kernel, design: &Design) -> Result<Vec<SequenceO
                         stride: stride64((lp.step_coef as i128 * tile_of(lp.dim)).checked_mul(stride_of(lp.dim)))?,
                     });
                 }
-                let uses_reduce = view.dims().iter().any(|d| reduce_dims.contains(d));
+                // A tile repeated per reduction tile walks the reduction loops with stride 0.
+                let uses_reduce = view.dims().iter().any(|d| reduce_dims.contains(d)) || design.repeated_per_reduction(s.fifo);
                 if uses_reduce {
                     for lp in &design.reduce_loops {
                         dims.push(PatDim {
@@ -298,8 +300,10 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
     if v.len() > 4 {
         return Err(format!("{} dimensions needed, the shim DMA has 4", v.len()));
     }
+    // Unit dims pad from the outside, below a repeat (stride 0), which must stay outermost.
+    let pad_at = usize::from(v.len() > 1 && v[0].stride == 0);
     while v.len() < 4 {
-        v.insert(0, PatDim { count: 1, stride: 0 });
+        v.insert(pad_at, PatDim { count: 1, stride: 0 });
     }
     let d0 = v[3];
     if d0.stride != 1 {

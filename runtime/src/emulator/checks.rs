@@ -294,7 +294,9 @@ pub(crate) unsafe fn validate(module_op: MlirOperation, checked: bool) -> Result
                 let t: Vec<MlirType> = operands(op).into_iter().map(|v| mlirValueGetType(v)).collect();
                 let same = t.len() == 2 && plain_memref(t[0]) && plain_memref(t[1]) && type_text(t[0]) == type_text(t[1]);
                 if !same {
-                    return fail("`memref.copy` in a core between memrefs of different or non-static types is not supported by the emulator's checked mode".into());
+                    return fail(
+                        "`memref.copy` in a core between memrefs of different or non-static types is not supported by the emulator's checked mode".into(),
+                    );
                 }
             }
             if name == "func.call" {

@@ -6,9 +6,12 @@ use crate::artifact::{ArgDirection, ArgSpec, DType};
 use std::collections::HashMap;
 
 /// A design error: the line (1-based) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
 pub struct DesignError {
+    /// The line of the op at fault (1-based).
     pub line: usize,
+    /// What is wrong, naming the op.
     pub message: String,
 }
 
@@ -671,14 +674,20 @@ impl Design {
                 let code = crate::aie_syntax::strip_comment(&lines[line - 1].text);
                 let d = super::hw::text::dict(code);
                 let sym = d.get("buffer").and_then(|v| super::hw::text::symbol(v)).unwrap_or_default();
-                let buffer = buffers.iter().position(|b| b.sym_name.as_deref() == Some(sym.as_str())).ok_or_else(|| DesignError {
-                    line,
-                    message: format!("aiex.npu.rtp_write to @{sym}, which is not an aie.buffer of the device"),
-                })?;
+                let buffer = buffers
+                    .iter()
+                    .position(|b| b.sym_name.as_deref() == Some(sym.as_str()))
+                    .ok_or_else(|| DesignError {
+                        line,
+                        message: format!("aiex.npu.rtp_write to @{sym}, which is not an aie.buffer of the device"),
+                    })?;
                 let index = d.get("index").and_then(|v| super::hw::text::int(v)).unwrap_or(-1);
                 let value = d.get("value").and_then(|v| super::hw::text::int(v)).unwrap_or(0);
                 if index < 0 || (index as u128 + 1) * 4 > buffers[buffer].ty.bytes() as u128 {
-                    return err(line, format!("aiex.npu.rtp_write: word {index} is outside @{sym} ({} bytes)", buffers[buffer].ty.bytes()));
+                    return err(
+                        line,
+                        format!("aiex.npu.rtp_write: word {index} is outside @{sym} ({} bytes)", buffers[buffer].ty.bytes()),
+                    );
                 }
                 sequence.ops.push(SeqOp::BufferWrite {
                     line,

@@ -146,14 +146,14 @@ pub(crate) enum Plan {
     Single,
     /// Several devices, one chosen: the module with only that device.
     Select(String),
-    Configure { args: Vec<(String, MemrefType)>, steps: Vec<Step> },
+    Configure {
+        args: Vec<(String, MemrefType)>,
+        steps: Vec<Step>,
+    },
 }
 
 fn err<T>(line: usize, message: impl Into<String>) -> Result<T, DesignError> {
-    Err(DesignError {
-        line,
-        message: message.into(),
-    })
+    Err(DesignError { line, message: message.into() })
 }
 
 /// How a module runs: as it is, one chosen device, or a main device's configurations and runs.
@@ -163,17 +163,31 @@ pub(crate) fn plan(text: &str, chosen: Option<&str>) -> Result<Plan, DesignError
     }
     let spans = device_spans(text);
     let lines: Vec<&str> = text.lines().collect();
-    let names = || spans.iter().map(|s| format!("@{}", s.name.as_deref().unwrap_or("(unnamed)"))).collect::<Vec<_>>().join(", ");
+    let names = || {
+        spans
+            .iter()
+            .map(|s| format!("@{}", s.name.as_deref().unwrap_or("(unnamed)")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(c) = chosen {
         let c = c.trim_start_matches('@');
         let k = spans.iter().position(|s| s.name.as_deref() == Some(c)).ok_or_else(|| DesignError {
             line: spans.first().map(|s| s.first + 1).unwrap_or(1),
             message: format!("no aie.device @{c} in the module (it has {})", names()),
         })?;
-        return Ok(if spans.len() == 1 { Plan::Single } else { Plan::Select(only_device(text, &spans, k, None)) });
+        return Ok(if spans.len() == 1 {
+            Plan::Single
+        } else {
+            Plan::Select(only_device(text, &spans, k, None))
+        });
     }
     let configuring: Vec<usize> = (0..spans.len())
-        .filter(|&i| lines[spans[i].first..=spans[i].last].iter().any(|l| strip_comment(l).trim_start().starts_with("aiex.configure")))
+        .filter(|&i| {
+            lines[spans[i].first..=spans[i].last]
+                .iter()
+                .any(|l| strip_comment(l).trim_start().starts_with("aiex.configure"))
+        })
         .collect();
     if spans.len() <= 1 && configuring.is_empty() {
         return Ok(Plan::Single);
@@ -288,10 +302,15 @@ fn configure_plan(text: &str, lines: &[&str], spans: &[DeviceSpan], main: usize)
             let dev_lines = &lines[spans[keep].first..=spans[keep].last];
             let has_seq = dev_lines.iter().any(|l| {
                 let c = strip_comment(l).trim();
-                c.strip_prefix("aie.runtime_sequence").is_some_and(|r| symbol(r.trim()).as_deref() == Some(seq.as_str()))
+                c.strip_prefix("aie.runtime_sequence")
+                    .is_some_and(|r| symbol(r.trim()).as_deref() == Some(seq.as_str()))
             });
             // A device whose only runtime sequence has no name runs it for any aiex.run.
-            let seqs: Vec<&str> = dev_lines.iter().map(|l| strip_comment(l).trim()).filter(|c| c.starts_with("aie.runtime_sequence")).collect();
+            let seqs: Vec<&str> = dev_lines
+                .iter()
+                .map(|l| strip_comment(l).trim())
+                .filter(|c| c.starts_with("aie.runtime_sequence"))
+                .collect();
             let unnamed = seqs.len() == 1 && !seqs[0].trim_start_matches("aie.runtime_sequence").trim_start().starts_with('@');
             if !has_seq && !unnamed {
                 return err(n, format!("aiex.run @{seq}: @{dev} has no aie.runtime_sequence of that name"));
@@ -457,7 +476,10 @@ pub(crate) fn rewrite_fifo_tasks(text: &str) -> Result<Option<String>, DesignErr
                 k += 1;
                 continue;
             }
-            return err(n, "aiex.npu.load_pdi is emulated only as the first op of a runtime sequence, reloading its own device");
+            return err(
+                n,
+                "aiex.npu.load_pdi is emulated only as the first op of a runtime sequence, reloading its own device",
+            );
         }
         if code.contains("aiex.npu.dma_memcpy_nd") || code.contains("aiex.dma_start_task") {
             moved = true;
@@ -468,7 +490,11 @@ pub(crate) fn rewrite_fifo_tasks(text: &str) -> Result<Option<String>, DesignErr
                 line: n,
                 message: "expected `aiex.npu.rtp_write(@buffer, index, value)`".into(),
             })?;
-            let (Some(buf), Some(index), Some(value)) = (ops.first().and_then(|b| symbol(b.trim())), ops.get(1).and_then(|v| int(v)), ops.get(2).and_then(|v| int(v))) else {
+            let (Some(buf), Some(index), Some(value)) = (
+                ops.first().and_then(|b| symbol(b.trim())),
+                ops.get(1).and_then(|v| int(v)),
+                ops.get(2).and_then(|v| int(v)),
+            ) else {
                 return err(n, "expected `aiex.npu.rtp_write(@buffer, index, value)` with integer index and value");
             };
             out[k] = format!("\"aiec.buffer_write\"() {{buffer = @{buf}, index = {index} : i64, value = {value} : i64}} : () -> ()");

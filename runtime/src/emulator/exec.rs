@@ -2,7 +2,7 @@
 //! that executes the runtime sequence, the shim DMAs and the links.
 
 use super::checks::{CheckSite, SiteKind};
-use super::design::{show_bytes, Design, SeqOp, TileId};
+use super::design::{Design, DesignError, SeqOp, TileId};
 use super::hw::run::{try_lock, HwState};
 use super::hw::LockAction;
 use super::jit::{Compiled, Endpoint};
@@ -28,9 +28,7 @@ impl SlotBuf {
     fn new(bytes: usize) -> Result<Self, RuntimeError> {
         let n = bytes.div_ceil(64).max(1);
         let mut chunks = Vec::new();
-        chunks
-            .try_reserve_exact(n)
-            .map_err(|_| RuntimeError::Other(format!("the emulator cannot allocate {} of host memory", show_bytes(bytes as u128))))?;
+        chunks.try_reserve_exact(n).map_err(|_| RuntimeError::OutOfMemory { bytes })?;
         chunks.resize(n, Chunk([0; 64]));
         Ok(SlotBuf { chunks })
     }
@@ -617,7 +615,7 @@ pub(crate) fn run(
                 st.finished = true;
                 shared.abort(&mut st);
                 st.free_storage_if_idle();
-                return Err(RuntimeError::Other(format!("cannot start a core thread: {e}")));
+                return Err(RuntimeError::CoreThread(e));
             }
         };
         handles.push(h);
@@ -664,7 +662,7 @@ pub(crate) fn run(
             let mut st = shared.lock();
             if let Some(e) = st.error.take() {
                 shared.abort(&mut st);
-                break Err(RuntimeError::Design(e));
+                break Err(RuntimeError::Fault(e));
             }
             let mut progressed = false;
             // The runtime sequence, in order; only dma_wait blocks it.
@@ -736,10 +734,13 @@ pub(crate) fn run(
                             let Some(out) = host.bytes_mut() else {
                                 let name = &design.sequence.args[t.arg].0;
                                 shared.abort(&mut st);
-                                break 'run Err(RuntimeError::Design(format!(
-                                    "{file}:{}: the runtime sequence writes argument {} ({name}), which the caller passed as an input",
-                                    t.line, t.arg
-                                )));
+                                break 'run Err(RuntimeError::Design {
+                                    file: file.to_string(),
+                                    source: DesignError {
+                                        line: t.line,
+                                        message: format!("the runtime sequence writes argument {} ({name}), which the caller passed as an input", t.arg),
+                                    },
+                                });
                             };
                             let src = f.slot(f.cons_released[c]);
                             let mut i = 0;
@@ -786,12 +787,12 @@ pub(crate) fn run(
                     .filter(|(_, c)| **c == CoreStatus::Running)
                     .map(|(i, _)| format!("core {}", design.cores[i].tile))
                     .collect();
-                break Err(RuntimeError::Other(format!(
-                    "{file}: no object FIFO or DMA activity for {:.0} s while {} kept running (an endless loop?); \
-                 stopped waiting",
-                    stall_timeout.as_secs_f64(),
-                    running.join(", ")
-                )));
+                break Err(RuntimeError::Stalled {
+                    file: file.to_string(),
+                    activity: "object FIFO or DMA",
+                    waited: stall_timeout,
+                    cores: running,
+                });
             }
             if !progressed {
                 let stuck = st.cores.iter().all(|c| match c {
@@ -827,7 +828,12 @@ pub(crate) fn run(
         shared.abort(&mut st);
         if let Some(out) = finals {
             // What the run leaves in its buffers (data memory outlives a run on the hardware).
-            *out = st.buffers.iter().zip(&design.buffers).map(|(b, d)| unsafe { std::slice::from_raw_parts(b.ptr(), d.ty.bytes()) }.to_vec()).collect();
+            *out = st
+                .buffers
+                .iter()
+                .zip(&design.buffers)
+                .map(|(b, d)| unsafe { std::slice::from_raw_parts(b.ptr(), d.ty.bytes()) }.to_vec())
+                .collect();
         }
         st.free_storage_if_idle();
         let done: Vec<bool> = st.cores.iter().map(|c| *c == CoreStatus::Done).collect();

@@ -435,11 +435,15 @@ pub struct Compiled {
 unsafe impl Send for Compiled {}
 unsafe impl Sync for Compiled {}
 
-/// A compile failure: MLIR's diagnostics, as `line:col: message`.
-#[derive(Debug, Clone)]
+/// A compile failure: MLIR's first diagnostic, as `line:col: message`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", if *line == 0 { message.clone() } else { format!("{line}:{col}: {message}") })]
 pub struct JitError {
+    /// The line the diagnostic points at (1-based); 0 when it has no location.
     pub line: usize,
+    /// The column (1-based).
     pub col: usize,
+    /// MLIR's message.
     pub message: String,
 }
 

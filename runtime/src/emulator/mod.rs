@@ -15,10 +15,13 @@
 //!   hash of the MLIR text (and the checked mode).
 //! * Failures are errors, never hangs: a deadlock is reported as [`RuntimeError::Deadlock`] listing every
 //!   blocked core, DMA and wait; a core computing without any FIFO activity for [`Emulator::stall_timeout`]
-//!   is reported; bad patterns, element-count mismatches, waits on FIFOs nothing fills, unknown symbols and
-//!   unsupported ops are [`RuntimeError::Design`] errors naming the op and `file:line`. When a run ends with
-//!   cores still inside their code, each stops at its next FIFO acquire or release or loop stop point
-//!   ([`checks`]) and its thread parks for good, giving up the run's memory and compiled code.
+//!   is reported as [`RuntimeError::Stalled`]; bad patterns, element-count mismatches, waits on FIFOs nothing
+//!   fills and unknown symbols are [`RuntimeError::Design`] errors naming the op and `file:line`; malformed or
+//!   unsupported aie/aiex ops are [`RuntimeError::Syntax`] errors, core code MLIR or the checks reject a
+//!   [`RuntimeError::Jit`] error, and a core's out-of-bounds access or trapping division at run time a
+//!   [`RuntimeError::Fault`]. When a run ends with cores still inside their code, each stops at its next FIFO
+//!   acquire or release or loop stop point ([`checks`]) and its thread parks for good, giving up the run's
+//!   memory and compiled code.
 //!
 //! # Safety on any design
 //!
@@ -136,36 +139,39 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-fn design_error(file: &str, line: usize, message: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Design(format!("{file}:{line}: {message}"))
+fn design_error(file: &str, source: design::DesignError) -> RuntimeError {
+    RuntimeError::Design {
+        file: file.to_string(),
+        source,
+    }
 }
 
-fn syntax_error(file: &str, e: crate::aie_syntax::SyntaxError) -> RuntimeError {
-    let text = e.to_string();
-    let detail = text.split_once(": ").map(|(_, d)| d.to_string()).unwrap_or(text);
-    design_error(file, e.line(), detail)
+fn syntax_error(file: &str, source: crate::aie_syntax::SyntaxError) -> RuntimeError {
+    RuntimeError::Syntax {
+        file: file.to_string(),
+        source,
+    }
 }
 
-fn jit_error(file: &str, e: jit::JitError) -> RuntimeError {
-    if e.line == 0 {
-        RuntimeError::Design(format!("{file}: {}", e.message))
-    } else {
-        RuntimeError::Design(format!("{file}:{}:{}: {}", e.line, e.col, e.message))
+fn jit_error(file: &str, source: jit::JitError) -> RuntimeError {
+    RuntimeError::Jit {
+        file: file.to_string(),
+        source,
     }
 }
 
 fn analyse(mlir_text: &str, file: &str) -> Result<(Vec<Line>, Design), RuntimeError> {
-    let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e.line, e.message))?;
+    let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e))?;
     let text = rewritten.as_deref().unwrap_or(mlir_text);
     let lines = parse_custom(text).map_err(|e| syntax_error(file, e))?;
-    let design = Design::from_lines(&lines).map_err(|e| design_error(file, e.line, e.message))?;
+    let design = Design::from_lines(&lines).map_err(|e| design_error(file, e))?;
     Ok((lines, design))
 }
 
 /// The runtime-sequence arguments of a module: of its device, or of the device that configures the others
 /// (an argument is an output when a run writes any part of it).
 fn module_args(mlir_text: &str, file: &str) -> Result<(String, Vec<ArgSpec>), RuntimeError> {
-    match devices::plan(mlir_text, None).map_err(|e| design_error(file, e.line, e.message))? {
+    match devices::plan(mlir_text, None).map_err(|e| design_error(file, e))? {
         devices::Plan::Configure { args, steps } => {
             let mut out = vec![false; args.len()];
             let mut device = String::new();
@@ -183,7 +189,11 @@ fn module_args(mlir_text: &str, file: &str) -> Result<(String, Vec<ArgSpec>), Ru
                     name: name.trim_start_matches('%').to_string(),
                     dtype: ty.dtype,
                     shape: ty.shape.clone(),
-                    direction: if o { crate::artifact::ArgDirection::Out } else { crate::artifact::ArgDirection::In },
+                    direction: if o {
+                        crate::artifact::ArgDirection::Out
+                    } else {
+                        crate::artifact::ArgDirection::In
+                    },
                 })
                 .collect();
             Ok((device, specs))
@@ -268,15 +278,15 @@ impl Emulator {
                 return Ok(p);
             }
         }
-        let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e.line, e.message))?;
+        let rewritten = devices::rewrite_fifo_tasks(mlir_text).map_err(|e| design_error(file, e))?;
         let text = rewritten.as_deref().unwrap_or(mlir_text);
         let (lines, design) = analyse(text, file)?;
         // The whole design must be valid MLIR (aie ops as unregistered generic ops).
         let generic = custom_to_generic(text).map_err(|e| syntax_error(file, e))?;
         jit::check_parses(&generic).map_err(|e| jit_error(file, e))?;
-        let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e.line, e.message))?;
+        let module = jit::core_module(&design, &lines).map_err(|e| design_error(file, e))?;
         let compiled = jit::compile(&module, checked).map_err(|e| jit_error(file, e))?;
-        let buffers = jit::buffer_contents(&design).map_err(|e| design_error(file, e.line, e.message))?;
+        let buffers = jit::buffer_contents(&design).map_err(|e| design_error(file, e))?;
         self.compiled += 1;
         let p = Arc::new(Prepared {
             text: mlir_text.to_string(),
@@ -296,7 +306,7 @@ impl Emulator {
     /// Runs a design given as mlir-aie text; `file_name` names it in errors. `args` follow the runtime
     /// sequence's parameters; outputs are overwritten.
     pub fn run_mlir(&mut self, mlir_text: &str, file_name: &str, args: &mut [HostBuffer]) -> Result<RunReport, RuntimeError> {
-        let plan = devices::plan(mlir_text, self.device.as_deref()).map_err(|e| design_error(file_name, e.line, e.message))?;
+        let plan = devices::plan(mlir_text, self.device.as_deref()).map_err(|e| design_error(file_name, e))?;
         match plan {
             devices::Plan::Single => self.run_one(mlir_text, file_name, args, None),
             devices::Plan::Select(text) => self.run_one(&text, file_name, args, None),
@@ -354,14 +364,16 @@ impl Emulator {
                 .collect();
             let fresh = loaded != Some(s.configuration);
             loaded = Some(s.configuration);
-            let r = self
-                .run_one(&s.text, file_name, &mut sub, Some((&mut memory, fresh)))
-                .map_err(|e| match e {
-                    RuntimeError::BadArgument { index, message, .. } => {
-                        design_error(file_name, s.line, format!("aiex.run on @{}: argument {index}: {message}", s.device))
-                    }
-                    other => other,
-                })?;
+            let r = self.run_one(&s.text, file_name, &mut sub, Some((&mut memory, fresh))).map_err(|e| match e {
+                RuntimeError::BadArgument { index, message, .. } => design_error(
+                    file_name,
+                    design::DesignError {
+                        line: s.line,
+                        message: format!("aiex.run on @{}: argument {index}: {message}", s.device),
+                    },
+                ),
+                other => other,
+            })?;
             for (v, b) in s.args.iter().zip(&sub) {
                 let start = v.offset * args[v.parent].dtype.size_bytes();
                 args[v.parent].bytes[start..start + b.bytes.len()].copy_from_slice(&b.bytes);
@@ -412,7 +424,15 @@ impl Emulator {
             Some((memory, fresh)) => {
                 let initial = memory.initial(design, &prepared.buffers, fresh);
                 let mut finals = Vec::new();
-                let t = exec::run(design, &prepared.compiled, &initial, file_name, &mut data, self.stall_timeout, Some(&mut finals))?;
+                let t = exec::run(
+                    design,
+                    &prepared.compiled,
+                    &initial,
+                    file_name,
+                    &mut data,
+                    self.stall_timeout,
+                    Some(&mut finals),
+                )?;
                 memory.store(design, &finals);
                 t
             }

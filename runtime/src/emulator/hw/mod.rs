@@ -1059,7 +1059,9 @@ fn assign_addresses(b: &mut Builder) {
         let mut start = 0usize;
         for i in todo {
             let len = b.design_buffers[i].ty.bytes() as i64;
-            let fit = (0..banks as usize).map(|k| (start + k) % banks as usize).find(|&k| next[k] + len <= (k as i64 + 1) * bank);
+            let fit = (0..banks as usize)
+                .map(|k| (start + k) % banks as usize)
+                .find(|&k| next[k] + len <= (k as i64 + 1) * bank);
             let Some(k) = fit else {
                 placed.clear();
                 break;
@@ -1566,7 +1568,9 @@ fn seq_hw_op(b: &mut Builder, _result: Option<&str>, name: &str, text: &str, n: 
                 .iter()
                 .find(|x| x.sym_name.as_deref() == Some(sym.as_str()))
                 .ok_or_else(|| bad(format!("@{sym} is not an aie.buffer")))?;
-            let base = buf.address.ok_or_else(|| bad(format!("@{sym} has no address (its tile's buffers do not fit)")))?;
+            let base = buf
+                .address
+                .ok_or_else(|| bad(format!("@{sym} has no address (its tile's buffers do not fit)")))?;
             let at = base as u64 + a * 4;
             if a * 4 >= buf.ty.bytes() as u64 {
                 return Err(bad(format!("word {a} is outside @{sym} ({} bytes)", buf.ty.bytes())));
@@ -1659,7 +1663,9 @@ fn seq_hw_op(b: &mut Builder, _result: Option<&str>, name: &str, text: &str, n: 
                         row: int(&o[1]).ok_or_else(|| bad(format!("bad row `{}`", o[1])))?,
                     };
                     let dir = dir_of(dir.trim()).ok_or_else(|| bad(format!("expected S2MM or MM2S, found `{}`", dir.trim())))?;
-                    let ch = int(ch).filter(|c| (0..16).contains(c)).ok_or_else(|| bad(format!("bad channel `{}`", ch.trim())))?;
+                    let ch = int(ch)
+                        .filter(|c| (0..16).contains(c))
+                        .ok_or_else(|| bad(format!("bad channel `{}`", ch.trim())))?;
                     (tile, dir, ch as u32)
                 }
                 None => (

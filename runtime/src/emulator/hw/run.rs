@@ -6,7 +6,7 @@
 use super::regs::{self, Reg};
 use super::{Bd, BdMem, ChanId, Dir, HwModel, HwSeqOp, LockAction, PortRef, LOCK_MAX};
 use crate::backend::{ArgData, RuntimeError};
-use crate::emulator::design::{Design, TileId};
+use crate::emulator::design::{Design, DesignError, TileId};
 use crate::emulator::exec::{CoreStatus, Shared, State};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -198,7 +198,10 @@ struct Engine<'a> {
 }
 
 fn located(file: &str, line: usize, m: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Design(format!("{file}:{line}: {m}"))
+    RuntimeError::Design {
+        file: file.to_string(),
+        source: DesignError { line, message: m.to_string() },
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -815,7 +818,7 @@ pub(crate) fn drive(design: &Design, shared: &Shared, args: &mut [ArgData<'_>], 
         let mut st = shared.lock();
         if let Some(msg) = st.error.take() {
             shared.abort(&mut st);
-            return Err(RuntimeError::Design(msg));
+            return Err(RuntimeError::Fault(msg));
         }
         if !started {
             if st.events != gate_events {
@@ -905,11 +908,12 @@ pub(crate) fn drive(design: &Design, shared: &Shared, args: &mut [ArgData<'_>], 
                 .filter(|(_, c)| **c == CoreStatus::Running)
                 .map(|(i, _)| format!("core {}", design.cores[i].tile))
                 .collect();
-            return Err(RuntimeError::Other(format!(
-                "{file}: no lock or DMA activity for {:.0} s while {} kept running (an endless loop?); stopped waiting",
-                stall_timeout.as_secs_f64(),
-                running.join(", ")
-            )));
+            return Err(RuntimeError::Stalled {
+                file: file.to_string(),
+                activity: "lock or DMA",
+                waited: stall_timeout,
+                cores: running,
+            });
         }
         if !progressed && started {
             let stuck = st.cores.iter().all(|c| match c {
