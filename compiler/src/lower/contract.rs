@@ -1,7 +1,7 @@
 //! Contractions: `T[m, n] (+)= sum[k](A[m, k] * B[k, n])` as `vector.contract` on the target's
 //! MAC shape.
 
-use super::core::CoreEmitter;
+use super::core::{Constant, CoreEmitter};
 use super::mlir::{combining_kind, iterator_type, CombiningKind, Elem, Val};
 use crate::diag::{CompileError, Diagnostic};
 use crate::dsl::ast::{BinaryOp, ReduceOp};
@@ -122,13 +122,13 @@ impl<'c> CoreEmitter<'_, 'c> {
         let (ba, bb, bc) = (self.buffers[&c.a].clone(), self.buffers[&c.b].clone(), self.buffers[&stmt.target].clone());
         let (r, s, t) = c.shape;
         let acc = Elem::of(c.acc);
-        let (wa_ty, wb_ty, vc_ty) = (self.ir.vector(&[r, s], acc), self.ir.vector(&[s, t], acc), self.ir.vector(&[r, t], acc));
+        let vc_ty = self.ir.vector(&[r, t], acc);
         let dims = &self.kernel.dims;
         let (tm, tn, tk) = (dims[c.m].tile, dims[c.n].tile, dims[c.k].tile);
         let zero_idx = self.cidx(0);
         let (cm, cn, ck) = (self.cidx(tm), self.cidx(tn), self.cidx(tk));
         let (sr, ss, st) = (self.cidx(r), self.cidx(s), self.cidx(t));
-        let zero_acc = self.constant(super::core::Constant::ZeroTile([r, t], c.acc));
+        let zero_acc = self.constant(Constant::ZeroTile([r, t], c.acc));
         let lead = vec![zero_idx; c.batch];
         let at = |x: Val, y: Val| -> Vec<Val> { lead.iter().copied().chain([x, y]).collect() };
         let rows = self.open_for(zero_idx, cm, sr, &[]);
@@ -157,7 +157,6 @@ impl<'c> CoreEmitter<'_, 'c> {
         } else {
             (self.extsi(va, acc), self.extsi(vb, acc))
         };
-        debug_assert!(self.ir.type_of(wa) == wa_ty && self.ir.type_of(wb) == wb_ty);
         let ctx = self.ir.context;
         let maps = [self.ir.affine_map(3, &[0, 2]), self.ir.affine_map(3, &[2, 1]), self.ir.affine_map(3, &[0, 1])];
         let iterators = [iterator_type(ctx, true), iterator_type(ctx, true), iterator_type(ctx, false)];

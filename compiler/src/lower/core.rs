@@ -156,6 +156,7 @@ pub(super) struct CoreEmitter<'a, 'c> {
     notes: Vec<Diagnostic>,
     /// Location and index of the statement being lowered.
     stmt: Option<(Location<'c>, usize)>,
+    /// Per kernel statement, what its ops use.
     forms: Vec<StmtForm>,
     /// Vector values that are `arith.extf` of bf16 vectors.
     bf16_extended: BTreeSet<Val>,
