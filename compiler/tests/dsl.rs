@@ -349,6 +349,36 @@ fn quotient_and_remainder_indices() {
 }
 
 #[test]
+fn unsupported_targets_and_spreads_say_why_and_what_instead() {
+    let items = ["dim N = 64", "in x: f32[N]", "out y: f32[128]", "y[2*N + 1] = x[N]"];
+    check(
+        &items,
+        Kind::Type,
+        &["target indices must be plain dims", "would leave elements unwritten", "select(J == 0, a, b)"],
+        3,
+        "2*N + 1",
+    );
+    let items = [
+        "dim M = 64",
+        "dim N = 4096 tile 256",
+        "in x: f32[M, N]",
+        "out y: f32[M]",
+        "spread N over cores",
+        "y[M] = sum[N](x[M, N])",
+    ];
+    check(
+        &items,
+        Kind::Type,
+        &[
+            "spread names dim N which is not a dim of the output",
+            "no path to add up each other's partial results",
+        ],
+        4,
+        "N over",
+    );
+}
+
+#[test]
 fn gelu_literals_and_unary_minus() {
     let k = ok(&[
         "dim M = 64 tile 8",

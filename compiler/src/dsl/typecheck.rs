@@ -705,12 +705,11 @@ impl Checker {
         for i in &s.target.indices {
             let plain = matches!(i.terms.as_slice(), [(1, _)]) && i.constant == 0 && i.divmods.is_empty();
             if !plain {
-                return Err(type_error(
-                    format!(
-                        "target indices must be plain dims (e.g. {}[M, N]); found an index expression",
-                        s.target.tensor.name
-                    ),
-                    &i.span,
+                let name = &s.target.tensor.name;
+                return Err(CompileError::Type(
+                    Diagnostic::new(format!("target indices must be plain dims (e.g. {name}[M, N]); found an index expression"), Some(&i.span)).note(format!(
+                    "a statement writes every element of its target's tiles, which the cores hand to the DMA whole; a strided, offset or sliced target would leave elements unwritten. Give the interleaved part its own axis instead: {name}[..., I, J] with `dim J = 2` and select(J == 0, a, b) writes the pairs of {name}[..., 2*I + J] (dsl-examples/rope.tile does this)"
+                    )),
                 ));
             }
         }
@@ -1326,10 +1325,22 @@ impl Checker {
             for (name, axis) in parts.iter() {
                 let d = self.dim(name)?;
                 if !out_dims.contains(&d) {
-                    return Err(type_error(
-                        format!("spread names dim {} which is not a dim of the output", name.name),
-                        &name.span,
-                    ));
+                    let mut err = Diagnostic::new(format!("spread names dim {} which is not a dim of the output", name.name), Some(&name.span));
+                    let mut reduced = false;
+                    for st in stmts.iter() {
+                        st.value.walk(&mut |e| {
+                            if let ir::Expr::Reduce { dims, .. } = e {
+                                reduced |= dims.contains(&d);
+                            }
+                        });
+                    }
+                    if reduced {
+                        let n = &name.name;
+                        err = err.note(format!(
+                            "{n} is reduced, and a reduction runs in one core's loop over the tiles of {n}: the cores have no path to add up each other's partial results. Spread a dim of the output instead, or reduce in two kernels: the first writes partial results with a dim P for the parts (part[P, ...] = sum over {n}'s tiles of part P, P spread over cores), the second sums over P"
+                        ));
+                    }
+                    return Err(CompileError::Type(err));
                 }
                 let used = |slot: &Option<(DimId, Span)>| slot.as_ref().map(|(x, _)| *x == d).unwrap_or(false);
                 if used(&rows) || used(&cols) {
