@@ -358,7 +358,12 @@ pub(crate) fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]
 /// Each statement's code from what its ops use (`forms`, per statement). Statements at the same
 /// location (a builder's, which has no lines) share what any of them uses.
 pub(crate) fn codes_of(kernel: &Kernel, forms: &[StmtForm]) -> Vec<StmtCode> {
-    let at = |span: &Span| (span.source.name.clone(), (!span.source.text.is_empty()).then(|| span.source.line_col(span.start)));
+    let at = |span: &Span| {
+        (
+            span.source.name.clone(),
+            (!span.source.text.is_empty()).then(|| span.source.line_col(span.start)),
+        )
+    };
     let mut seen: BTreeMap<_, StmtForm> = BTreeMap::new();
     for (stmt, form) in kernel.stmts.iter().zip(forms) {
         let e = seen.entry(at(&stmt.span)).or_default();

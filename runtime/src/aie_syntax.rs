@@ -1319,7 +1319,10 @@ impl AieOp {
             } => {
                 let per_consumer = vec!["[]"; consumers.len()].join(", ");
                 vec![
-                    ("dimensionsFromStreamPerConsumer", Property::Spelled(format!("#aie<bd_dim_layout_array_array[{per_consumer}]>"))),
+                    (
+                        "dimensionsFromStreamPerConsumer",
+                        Property::Spelled(format!("#aie<bd_dim_layout_array_array[{per_consumer}]>")),
+                    ),
                     ("dimensionsToStream", Property::Spelled("#aie<bd_dim_layout_array[]>".to_string())),
                     ("elemNumber", Property::I32(*depth)),
                     ("elemType", Property::AieType(objectfifo_type(elem_type))),
@@ -1439,7 +1442,11 @@ fn print_generic(op: &AieOp, result: &str) -> String {
         AieOp::ObjectFifo { producer, consumers, .. } => {
             let mut operands = vec![producer.clone()];
             operands.extend(consumers.iter().cloned());
-            format!("\"aie.objectfifo\"({}){props} : ({}) -> ()", operands.join(", "), vec!["index"; operands.len()].join(", "))
+            format!(
+                "\"aie.objectfifo\"({}){props} : ({}) -> ()",
+                operands.join(", "),
+                vec!["index"; operands.len()].join(", ")
+            )
         }
         AieOp::Link { .. } => format!("\"aie.objectfifo.link\"(){props} : () -> ()"),
         AieOp::Core { tile } => format!("{result} = \"aie.core\"({tile}) ({{"),

@@ -504,7 +504,13 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
             self.tile_index.insert(lp.dim, l.iv());
             loops.push(l);
         }
-        let mut rfifos: Vec<TensorId> = self.core.fifos.keys().copied().filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t)).collect();
+        let mut rfifos: Vec<TensorId> = self
+            .core
+            .fifos
+            .keys()
+            .copied()
+            .filter(|&t| kernel.tensors[t].role == Role::In && uses_reduce(t))
+            .collect();
         let mut seen = BTreeSet::new();
         rfifos.retain(|t| seen.insert(self.core.fifos[t]));
         for &t in &rfifos {
@@ -663,7 +669,13 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         operands.extend_from_slice(idx);
         operands.push(pad);
         let segments = [1, idx.len() as i32, 1, 0];
-        let op = self.ir.build_op("vector.transfer_read", self.location(), &operands, &[ty], &self.vector_transfer_attributes(map, shape.len(), segments));
+        let op = self.ir.build_op(
+            "vector.transfer_read",
+            self.location(),
+            &operands,
+            &[ty],
+            &self.vector_transfer_attributes(map, shape.len(), segments),
+        );
         self.push1(op)
     }
 
@@ -674,7 +686,13 @@ impl<'a, 'c> CoreEmitter<'a, 'c> {
         let mut operands = vec![v, buf.value];
         operands.extend_from_slice(idx);
         let segments = [1, 1, idx.len() as i32, 0];
-        let op = self.ir.build_op("vector.transfer_write", self.location(), &operands, &[], &self.vector_transfer_attributes(map, rank, segments));
+        let op = self.ir.build_op(
+            "vector.transfer_write",
+            self.location(),
+            &operands,
+            &[],
+            &self.vector_transfer_attributes(map, rank, segments),
+        );
         self.push(op);
     }
 

@@ -178,7 +178,12 @@ impl<'c> CoreEmitter<'_, 'c> {
                 ..
             } => self.index_select(lhs, *cmp, rhs, then, otherwise, ivs, span)?,
             Expr::ValueSelect {
-                lhs, cmp, rhs, then, otherwise, ..
+                lhs,
+                cmp,
+                rhs,
+                then,
+                otherwise,
+                ..
             } => {
                 let l = self.expr(lhs, ivs, span)?;
                 let r = self.expr(rhs, ivs, span)?;

@@ -108,10 +108,7 @@ impl MathLowering {
         let r = Self::recip(e, b);
         let plain = e.mulf(a, r);
         let quarter = e.cf32(0.25);
-        let (aq, bq) = (
-            e.mulf(a, quarter),
-            e.mulf(b, quarter),
-        );
+        let (aq, bq) = (e.mulf(a, quarter), e.mulf(b, quarter));
         let rq = Self::recip(e, bq);
         let scaled = e.mulf(aq, rq);
         let ab = Self::abs(e, b);

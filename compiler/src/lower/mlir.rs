@@ -3,11 +3,10 @@
 //! MLIR has no constructor for are made here.
 
 use crate::diag::Span;
-use aiec_runtime::DType;
 use aiec_runtime::aie_syntax::Property;
+use aiec_runtime::DType;
 use melior::ir::attribute::{
-    ArrayAttribute, BoolAttribute, DenseI32ArrayAttribute, DenseI64ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute, StringAttribute,
-    TypeAttribute,
+    ArrayAttribute, BoolAttribute, DenseI32ArrayAttribute, DenseI64ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute, StringAttribute, TypeAttribute,
 };
 use melior::ir::block::BlockLike;
 use melior::ir::operation::{OperationBuilder, OperationMutLike};
@@ -178,7 +177,14 @@ impl<'c> Ir<'c> {
 
     /// An op of an upstream dialect with named attributes, for the ops melior has no builder of
     /// its own for that sets them all.
-    pub(crate) fn build_op(&self, name: &str, location: Location<'c>, operands: &[Val], results: &[Type<'c>], attributes: &[(&str, Attribute<'c>)]) -> Operation<'c> {
+    pub(crate) fn build_op(
+        &self,
+        name: &str,
+        location: Location<'c>,
+        operands: &[Val],
+        results: &[Type<'c>],
+        attributes: &[(&str, Attribute<'c>)],
+    ) -> Operation<'c> {
         let named: Vec<(Identifier, Attribute)> = attributes.iter().map(|&(n, a)| (Identifier::new(self.context, n), a)).collect();
         OperationBuilder::new(name, location)
             .add_operands(&self.values(operands))
@@ -229,7 +235,9 @@ impl<'c> Ir<'c> {
             return Vec::new();
         }
         let rank = unsafe { mlir_sys::mlirShapedTypeGetRank(t.to_raw()) };
-        (0..rank).map(|i| unsafe { mlir_sys::mlirShapedTypeGetDimSize(t.to_raw(), i as isize) } as u64).collect()
+        (0..rank)
+            .map(|i| unsafe { mlir_sys::mlirShapedTypeGetDimSize(t.to_raw(), i as isize) } as u64)
+            .collect()
     }
 
     /// `v`'s type with element type `e`: a scalar, or a vector of the same shape.
