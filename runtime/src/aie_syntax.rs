@@ -251,7 +251,7 @@ pub enum LineItem {
     /// Not an aie/aiex line: kept as it is.
     Plain,
     /// An aie/aiex op, with its result name (with `%`) when it has one.
-    Op { result: Option<String>, op: AieOp },
+    Op { result: Option<String>, op: Box<AieOp> },
     /// The `}` closing the region of an aie.device / aie.core / aie.runtime_sequence.
     Close(RegionKind),
 }
@@ -1030,7 +1030,7 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             }
             LineItem::Op {
                 result: result.map(|r| r.to_string()),
-                op,
+                op: Box::new(op),
             }
         } else {
             let mut item = LineItem::Plain;
@@ -1496,14 +1496,17 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
     let mut stack: Vec<(RegionKind, bool)> = Vec::new();
     // Hardware-level designs: the generic text keeps locks and lock uses (so that core code referring to
     // them parses) and leaves the other hardware-level lines, and the globals only they use, empty.
-    let has_hw = lines.iter().any(|l| matches!(l.item, LineItem::Op { op: AieOp::Hw { .. }, .. }));
+    let has_hw = lines
+        .iter()
+        .any(|l| matches!(&l.item, LineItem::Op { op, .. } if matches!(**op, AieOp::Hw { .. })));
     for l in &lines {
         let in_hw = stack.iter().any(|(k, _)| *k == RegionKind::Hw);
         let blank = match &l.item {
             _ if in_hw => true,
-            LineItem::Op {
-                op: AieOp::Hw { name, .. }, ..
-            } => !matches!(*name, "aie.lock" | "aie.use_lock"),
+            LineItem::Op { op, .. } => match &**op {
+                AieOp::Hw { name, .. } => !matches!(*name, "aie.lock" | "aie.use_lock"),
+                _ => false,
+            },
             LineItem::Plain => {
                 has_hw && (split_comment(&l.text).0.contains("memref.get_global") || split_comment(&l.text).0.trim_start().starts_with("memref.global"))
             }
@@ -1548,6 +1551,7 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
                 out.push_str(&l.text);
             }
             LineItem::Op { result, op } => {
+                let op: &AieOp = op;
                 if matches!(op, AieOp::End) {
                     if let Some(top) = stack.last_mut() {
                         top.1 = true;
