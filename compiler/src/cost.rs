@@ -34,6 +34,7 @@ use crate::device::DeviceModel;
 use crate::diag::Span;
 use crate::dsl::ast::ReduceOp;
 use crate::ir::{Expr, Kernel};
+use crate::lower::StmtForm;
 use crate::schedule::{Design, FifoLevel, SequenceOp};
 use crate::target_rules::{mac_shape, AieTarget};
 use aiec_runtime::artifact::CostEstimate;
@@ -180,15 +181,11 @@ pub struct CostBreakdown {
     pub bound: Bound,
 }
 
-/// The estimate with the device's default constants. `scalar_stmts`: spans of the statements the
-/// lowering emitted as scalar code for the target.
-pub(crate) fn estimate(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> CostEstimate {
-    estimate_with(kernel, design, scalar_stmts, &CostConstants::for_device(&design.device))
-}
-
-/// [`estimate`] with the constants `k`.
-pub(crate) fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostEstimate {
-    let b = breakdown(kernel, design, scalar_stmts, k);
+/// The estimate with the device's default constants; `codes` says how the lowering emitted each
+/// statement ([`codes_of`]).
+pub(crate) fn estimate(kernel: &Kernel, design: &Design, codes: &[StmtCode]) -> CostEstimate {
+    let k = CostConstants::for_device(&design.device);
+    let b = breakdown_of(kernel, design, codes, &k);
     CostEstimate {
         macs: b.macs,
         compute_cycles: b.compute_cycles,
@@ -210,12 +207,16 @@ pub(crate) fn estimate_with(kernel: &Kernel, design: &Design, scalar_stmts: &[Sp
 /// `scalar_stmts` are the spans of the statements the lowering emitted as scalar code
 /// (the lowering's notes in [`Compiled::notes`](crate::Compiled::notes) point at them).
 pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &CostConstants) -> CostBreakdown {
+    breakdown_of(kernel, design, &stmt_codes(kernel, design, scalar_stmts), k)
+}
+
+/// [`breakdown`] with each statement's code known.
+fn breakdown_of(kernel: &Kernel, design: &Design, stmt_code: &[StmtCode], k: &CostConstants) -> CostBreakdown {
     let device = &design.device;
     let cores = (design.rows_used * design.cols_used).max(1) as f64;
-    let stmt_code = stmt_codes(kernel, design, scalar_stmts);
     let mut macs = 0u64;
     let mut cycles_total = 0f64;
-    for (stmt, code) in kernel.stmts.iter().zip(&stmt_code) {
+    for (stmt, code) in kernel.stmts.iter().zip(stmt_code) {
         let target_elems: u64 = stmt.target_dims.iter().map(|&d| kernel.dims[d].size).product();
         let mut ops_per_elem = 0u64;
         let mut reduce_len = 1u64;
@@ -278,7 +279,7 @@ pub fn breakdown(kernel: &Kernel, design: &Design, scalar_stmts: &[Span], k: &Co
     }
     CostBreakdown {
         macs,
-        stmt_code,
+        stmt_code: stmt_code.to_vec(),
         compute_cycles,
         compute_s,
         shim_bytes,
@@ -329,41 +330,57 @@ fn memtile_channel_bytes(design: &Design, shim: &BTreeMap<usize, u64>) -> Vec<u6
     bytes
 }
 
-/// How the lowering emitted each statement, read from the lowered module: every op a statement
-/// produces carries its source location. If the lowering cannot be rerun, a statement counts as
-/// MAC work when it is a `sum` of a product of loads, as scalar code when it selects on indices
-/// or is in `scalar_stmts`, and as vector code otherwise.
+/// How the lowering emitted each statement: it records, per statement, whether the ops carrying
+/// the statement's location include a `vector.contract` or any vector value. If the lowering
+/// cannot be rerun, a statement counts as MAC work when it is a `sum` of a product of loads, as
+/// scalar code when it selects on indices or is in `scalar_stmts`, and as vector code otherwise.
 pub(crate) fn stmt_codes(kernel: &Kernel, design: &Design, scalar_stmts: &[Span]) -> Vec<StmtCode> {
-    let lowered = crate::lower::lower(kernel, design).ok();
-    let mut seen: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
-    if let Some(l) = &lowered {
-        for line in l.text.lines() {
-            if let Some(at) = line.rfind(" loc(") {
-                let e = seen.entry(&line[at + 1..]).or_default();
-                e.0 |= line.contains("vector.contract");
-                e.1 |= line.contains("vector<");
-            }
-        }
+    let context = crate::emit::mlir_context();
+    if let Ok(lowered) = crate::lower::lower(&context, kernel, design) {
+        return codes_of(kernel, &lowered.stmt_forms);
     }
     kernel
         .stmts
         .iter()
         .map(|stmt| {
-            let mac_dtype = contraction_dtype(kernel, &stmt.value);
-            if lowered.is_some() {
-                return match seen.get(loc(&stmt.span).as_str()) {
-                    Some((true, _)) => StmtCode::Mac(mac_dtype.unwrap_or(DType::Bf16)),
-                    Some((false, true)) => StmtCode::Vector,
-                    _ => StmtCode::Scalar,
-                };
-            }
             let mut select = false;
             stmt.value
                 .walk(&mut |e| select |= matches!(e, Expr::Select { .. } | Expr::Index { .. } | Expr::ArgReduce { .. }));
-            match mac_dtype {
+            match contraction_dtype(kernel, &stmt.value) {
                 _ if select || scalar_stmts.contains(&stmt.span) => StmtCode::Scalar,
                 Some(dt) => StmtCode::Mac(dt),
                 None => StmtCode::Vector,
+            }
+        })
+        .collect()
+}
+
+/// Each statement's code from what its ops use (`forms`, per statement). Statements at the same
+/// location (a builder's, which has no lines) share what any of them uses.
+pub(crate) fn codes_of(kernel: &Kernel, forms: &[StmtForm]) -> Vec<StmtCode> {
+    let at = |span: &Span| {
+        (
+            span.source.name.clone(),
+            (!span.source.text.is_empty()).then(|| span.source.line_col(span.start)),
+        )
+    };
+    let mut seen: BTreeMap<_, StmtForm> = BTreeMap::new();
+    for (stmt, form) in kernel.stmts.iter().zip(forms) {
+        let e = seen.entry(at(&stmt.span)).or_default();
+        e.contract |= form.contract;
+        e.vector |= form.vector;
+    }
+    kernel
+        .stmts
+        .iter()
+        .map(|stmt| {
+            let form = seen.get(&at(&stmt.span)).copied().unwrap_or_default();
+            if form.contract {
+                StmtCode::Mac(contraction_dtype(kernel, &stmt.value).unwrap_or(DType::Bf16))
+            } else if form.vector {
+                StmtCode::Vector
+            } else {
+                StmtCode::Scalar
             }
         })
         .collect()
@@ -381,14 +398,4 @@ fn contraction_dtype(kernel: &Kernel, value: &Expr) -> Option<DType> {
         },
         _ => None,
     }
-}
-
-/// The MLIR location the lowering attaches to a statement's ops (as `lower::mlir_loc` writes it).
-fn loc(span: &Span) -> String {
-    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    if span.source.text.is_empty() {
-        return format!("loc(\"{}\")", quote(&span.source.name));
-    }
-    let (line, col) = span.source.line_col(span.start);
-    format!("loc(\"{}\":{line}:{col})", quote(&span.source.name))
 }

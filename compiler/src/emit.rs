@@ -1,10 +1,11 @@
-//! Emission: the lowered module goes through MLIR (melior) — parsed, verified and printed by
-//! MLIR's own printer — and comes out in mlir-aie's custom syntax, byte-for-byte deterministic.
+//! Emission: the lowered module, built in memory, is verified and printed by MLIR's own printer
+//! and comes out in mlir-aie's custom syntax, byte-for-byte deterministic.
 //!
-//! Upstream MLIR has no aie dialect, so aie/aiex ops cross the boundary in generic form through
-//! [`aiec_runtime::aie_syntax`], the same bridge the emulator reads designs with.
+//! Upstream MLIR has no aie dialect, so aie/aiex ops are printed in generic form and converted
+//! by [`aiec_runtime::aie_syntax`], the same bridge the emulator reads designs with.
 
 use crate::diag::{CompileError, Diagnostic};
+use crate::lower::Lowered;
 use aiec_runtime::aie_syntax;
 use melior::dialect::DialectRegistry;
 use melior::ir::operation::{OperationLike, OperationPrintingFlags};
@@ -28,39 +29,69 @@ fn internal(msg: String) -> CompileError {
     CompileError::Lower(Diagnostic::new(msg, None).note("this is a compiler bug: the design passed every check"))
 }
 
-/// Parses and verifies MLIR text (aie ops in generic form); returns MLIR's own printing of it.
-pub fn verify_generic(text: &str) -> Result<String, String> {
-    verify_generic_located(text).map(|(plain, _)| plain)
+/// Why MLIR did not take a module, with its diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MlirError {
+    /// The text is not MLIR.
+    #[error("MLIR did not parse the module: {0}")]
+    Parse(String),
+    /// The module does not verify.
+    #[error("MLIR did not verify the module: {0}")]
+    Verify(String),
 }
 
-/// As [`verify_generic`], and per printed line the DSL location its op carried, if any.
-fn verify_generic_located(text: &str) -> Result<(String, Vec<Option<String>>), String> {
+/// Parses and verifies MLIR text (aie ops in generic form); returns MLIR's own printing of it.
+pub fn verify_generic(text: &str) -> Result<String, MlirError> {
     let context = mlir_context();
-    let messages = Rc::new(RefCell::new(Vec::<String>::new()));
-    let sink = messages.clone();
-    let id = context.attach_diagnostic_handler(move |d| {
-        sink.borrow_mut().push(format!("{}: {}", d.location(), d));
-        true
-    });
+    let diagnostics = Diagnostics::attach(&context);
     let result = match Module::parse(&context, text) {
-        None => Err(format!("MLIR did not parse the module: {}", messages.borrow().join("; "))),
-        Some(module) => {
-            if module.as_operation().verify() {
-                let plain = module.as_operation().to_string();
-                let flags = OperationPrintingFlags::new().enable_debug_info(true, false);
-                let located = module
-                    .as_operation()
-                    .to_string_with_flags(flags)
-                    .map(|dbg| line_locations(&plain, &dbg))
-                    .unwrap_or_default();
-                Ok((plain, located))
-            } else {
-                Err(format!("MLIR did not verify the module: {}", messages.borrow().join("; ")))
-            }
-        }
+        None => Err(MlirError::Parse(diagnostics.take())),
+        Some(module) => verified(&module, &diagnostics).map(|(plain, _)| plain),
     };
-    context.detach_diagnostic_handler(id);
+    diagnostics.detach(&context);
     result
+}
+
+/// MLIR's diagnostics while attached to a context.
+struct Diagnostics {
+    messages: Rc<RefCell<Vec<String>>>,
+    id: melior::diagnostic::DiagnosticHandlerId,
+}
+
+impl Diagnostics {
+    fn attach(context: &Context) -> Self {
+        let messages = Rc::new(RefCell::new(Vec::<String>::new()));
+        let sink = messages.clone();
+        let id = context.attach_diagnostic_handler(move |d| {
+            sink.borrow_mut().push(format!("{}: {}", d.location(), d));
+            true
+        });
+        Diagnostics { messages, id }
+    }
+
+    fn take(&self) -> String {
+        std::mem::take(&mut *self.messages.borrow_mut()).join("; ")
+    }
+
+    fn detach(self, context: &Context) {
+        context.detach_diagnostic_handler(self.id);
+    }
+}
+
+/// Verifies `module`; returns MLIR's printing of it and per printed line the DSL location its
+/// op carries, if any.
+fn verified(module: &Module, diagnostics: &Diagnostics) -> Result<(String, Vec<Option<String>>), MlirError> {
+    if !module.as_operation().verify() {
+        return Err(MlirError::Verify(diagnostics.take()));
+    }
+    let plain = module.as_operation().to_string();
+    let flags = OperationPrintingFlags::new().enable_debug_info(true, false);
+    let located = module
+        .as_operation()
+        .to_string_with_flags(flags)
+        .map(|dbg| line_locations(&plain, &dbg))
+        .unwrap_or_default();
+    Ok((plain, located))
 }
 
 /// The emitted module in both syntaxes.
@@ -106,10 +137,13 @@ fn line_locations(plain: &str, dbg: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-/// `arg_names` names the runtime-sequence arguments (the host tensors) in order.
-pub(crate) fn emit(lowered_custom: &str, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
-    let generic_in = aie_syntax::custom_to_generic(lowered_custom).map_err(|e| internal(format!("syntax bridge: {e}")))?;
-    let (generic, located) = verify_generic_located(&generic_in).map_err(|e| internal(format!("{e}\n{generic_in}")))?;
+/// Verifies and prints the lowered module; `arg_names` names the runtime-sequence arguments
+/// (the host tensors) in order.
+pub(crate) fn emit(context: &Context, lowered: &Lowered, arg_names: &[String]) -> Result<EmittedMlir, CompileError> {
+    let diagnostics = Diagnostics::attach(context);
+    let result = verified(&lowered.module, &diagnostics);
+    diagnostics.detach(context);
+    let (generic, located) = result.map_err(|e| internal(format!("{e}\n{}", lowered.module.as_operation())))?;
     let custom = aie_syntax::generic_to_custom(&generic).map_err(|e| internal(format!("syntax bridge: {e}")))?;
     // The bridge rewrites aie ops line by line and folds the runtime sequence's block header
     // (`^bb0(...)`) into its op line; otherwise every op keeps its line.

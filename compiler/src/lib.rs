@@ -2,8 +2,8 @@
 //!
 //! The pipeline follows the modules: [`dsl`] (parse / build) -> [`ir`] (typed kernel) ->
 //! [`schedule`] (placement, object FIFOs, runtime sequence) -> [`check`] (hardware limits) ->
-//! `lower` (core bodies under the per-target rules of [`target_rules`], module text) ->
-//! [`emit`] (MLIR parse/verify/print, custom syntax) and design.json.
+//! `lower` (core bodies under the per-target rules of [`target_rules`], the module as typed MLIR
+//! ops) -> [`emit`] (MLIR verify/print, custom syntax) and design.json.
 //! [`reference`](mod@reference) runs any kernel on the host as the ground truth; [`toolchain`]
 //! drives mlir-aie's tools; [`passes`] names the passes and prints their results.
 //!
@@ -197,14 +197,15 @@ pub fn compile_kernel_dumping(kernel: &ir::Kernel, device: &DeviceModel, dumps: 
     };
     dumps.add_design(kernel, &design);
     dumps.add(passes::Pass::Check, || passes::dump_budgets(&design, &budgets));
-    let lowered = lower::lower(kernel, &design)?;
-    dumps.add(passes::Pass::Lower, || lowered.text.clone());
-    let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
+    let context = emit::mlir_context();
+    let lowered = lower::lower(&context, kernel, &design)?;
     let arg_names: Vec<String> = design.args.iter().map(|&t| kernel.tensors[t].name.clone()).collect();
-    let emitted = emit::emit(&lowered.text, &arg_names)?;
+    dumps.add(passes::Pass::Lower, || emit::readable_names(&lowered.text(), &arg_names));
+    let program_bytes = check::check_program_memory(kernel, &design, lowered.max_core_ops)?;
+    let emitted = emit::emit(&context, &lowered, &arg_names)?;
     dumps.add(passes::Pass::Emit, || emitted.custom.clone());
-    let scalar: Vec<Span> = lowered.notes.iter().filter_map(|n| n.span.clone()).collect();
-    let json = design_json(kernel, &design, &budgets, program_bytes, &scalar);
+    let codes = cost::codes_of(kernel, &lowered.stmt_forms);
+    let json = design_json(kernel, &design, &budgets, program_bytes, &codes);
     Ok(Compiled {
         kernel: kernel.clone(),
         design,
@@ -317,13 +318,13 @@ pub enum FileError {
     Compile(#[from] CompileError),
 }
 
-/// design.json for a compiled kernel; `scalar` are the statements the lowering left scalar.
+/// design.json for a compiled kernel; `codes` says how the lowering emitted each statement.
 pub(crate) fn design_json(
     kernel: &ir::Kernel,
     design: &schedule::Design,
     budgets: &[check::TileMemoryBudget],
     program_bytes: usize,
-    scalar: &[Span],
+    codes: &[cost::StmtCode],
 ) -> DesignJson {
     let arguments = design
         .args
@@ -362,6 +363,6 @@ pub(crate) fn design_json(
         source: None,
         arguments,
         tiles,
-        estimate: Some(cost::estimate(kernel, design, scalar)),
+        estimate: Some(cost::estimate(kernel, design, codes)),
     }
 }

@@ -8,7 +8,7 @@
 //! | `route` | `schedule/route.rs` | the object FIFOs and memory-tile links |
 //! | `sequence` | `schedule/sequence.rs` | the runtime sequence's shim DMAs |
 //! | `check` | [`crate::check`] | every tile's memory, channels, locks and buffer descriptors |
-//! | `lower` | `lower.rs` | the module text as lowered, before MLIR parses it |
+//! | `lower` | `lower/` | the module as built, in custom syntax, before MLIR verifies it |
 //! | `emit` | [`crate::emit`] | design.mlir |
 //!
 //! `place`, `route`, `sequence` and `check` run together inside the placement search (see
@@ -33,9 +33,9 @@ pub enum Pass {
     Sequence,
     /// Hardware limits.
     Check,
-    /// Core bodies and the module text.
+    /// Core bodies and the module, built as MLIR ops.
     Lower,
-    /// MLIR parsed, verified and printed.
+    /// The module verified and printed.
     Emit,
 }
 

@@ -1112,7 +1112,7 @@ fn comparison_certain(cmp: CmpOp, (l, el): (f64, f64), (r, er): (f64, f64)) -> b
     if el == 0.0 && er == 0.0 {
         return true;
     }
-    if !(l.is_finite() && r.is_finite()) || !(el.is_finite() && er.is_finite()) {
+    if !(l.is_finite() && r.is_finite() && el.is_finite() && er.is_finite()) {
         return false;
     }
     // Separated intervals decide every ordering; touching ones decide nothing.

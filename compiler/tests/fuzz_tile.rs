@@ -502,7 +502,7 @@ fn random_program(seed: u64) -> String {
                 let n: u64 = size.parse().unwrap_or(1).max(1);
                 let t = [1u64, 2, 4, 8, 16]
                     .into_iter()
-                    .filter(|t| n % t == 0 && g.r.gen_bool(0.6))
+                    .filter(|t| n.is_multiple_of(*t) && g.r.gen_bool(0.6))
                     .last()
                     .unwrap_or(n.min(16));
                 format!(" tile {t}")
@@ -580,7 +580,7 @@ fn random_program(seed: u64) -> String {
         let mut value = g.expr(depth, &assigned, &mut used);
         let free: Vec<&str> = used.into_iter().filter(|d| !target_dims.iter().any(|t| t == d)).collect();
         let op = if g.r.gen_bool(0.15) { "+=" } else { "=" };
-        if !free.is_empty() && (op == "=" || !g.nasty) && !g.nasty {
+        if !free.is_empty() && !g.nasty {
             value = format!("{}[{}]({value})", ["sum", "max", "min"][g.r.gen_range(0..3)], free.join(", "));
         }
         items.push(format!("{target}[{}] {op} {value}", target_dims.join(", ")));
@@ -645,7 +645,7 @@ impl Gen {
         let readable: Vec<(&'static str, Vec<String>)> = self
             .tensors
             .iter()
-            .filter(|t| t.1 == "in" || assigned.contains(&t.0) || (self.nasty && t.1 != "in"))
+            .filter(|t| t.1 == "in" || assigned.contains(&t.0) || self.nasty)
             .map(|t| (t.0, t.2.clone()))
             .collect();
         if readable.is_empty() || self.r.gen_bool(0.15) {

@@ -9,8 +9,9 @@
 //!
 //! # The generic form of each op
 //!
-//! The generic form follows the ops' ODS definitions in mlir-aie (`AIEOps.td`, `AIEX.td`): inherent
-//! attributes are properties (`<{...}>`, printed by MLIR in sorted key order), enum attributes are their
+//! The generic form follows the ops' ODS definitions in mlir-aie (`AIEOps.td`, `AIEX.td`). Each op's
+//! properties come from one table, [`AieOp::properties`]: the generic printer here writes them, and aiec's
+//! lowering builds the same ops in memory with them as typed attributes. Inherent attributes are properties (`<{...}>`, printed by MLIR in sorted key order), enum attributes are their
 //! `i32` values, default-valued attributes that the custom text leaves out are left out. `%x` stand for SSA
 //! names, `T` for an element memref type such as `memref<16xi32>`.
 //!
@@ -96,7 +97,8 @@ impl Port {
             Port::Consume => "Consume",
         }
     }
-    fn value(self) -> i64 {
+    /// The `i32` value of the `port` enum attribute.
+    pub fn value(self) -> i64 {
         match self {
             Port::Produce => 0,
             Port::Consume => 1,
@@ -249,7 +251,7 @@ pub enum LineItem {
     /// Not an aie/aiex line: kept as it is.
     Plain,
     /// An aie/aiex op, with its result name (with `%`) when it has one.
-    Op { result: Option<String>, op: AieOp },
+    Op { result: Option<String>, op: Box<AieOp> },
     /// The `}` closing the region of an aie.device / aie.core / aie.runtime_sequence.
     Close(RegionKind),
 }
@@ -286,7 +288,8 @@ const DEVICES: &[(&str, i64)] = &[
     ("npu2_7col", 15),
 ];
 
-fn device_value(name: &str) -> Option<i64> {
+/// The `i32` value of the `device` enum attribute for a device name.
+pub fn device_value(name: &str) -> Option<i64> {
     if name == "npu1_4col" {
         return Some(4);
     }
@@ -1027,7 +1030,7 @@ pub fn parse_custom(text: &str) -> Result<Vec<Line>, SyntaxError> {
             }
             LineItem::Op {
                 result: result.map(|r| r.to_string()),
-                op,
+                op: Box::new(op),
             }
         } else {
             let mut item = LineItem::Plain;
@@ -1125,8 +1128,9 @@ pub fn print_custom(op: &AieOp) -> String {
             depth,
             elem_type,
         } => format!(
-            "aie.objectfifo @{name}({producer}, {{{}}}, {depth} : i32) : !aie.objectfifo<{elem_type}>",
-            consumers.join(", ")
+            "aie.objectfifo @{name}({producer}, {{{}}}, {depth} : i32) : {}",
+            consumers.join(", "),
+            objectfifo_type(elem_type)
         ),
         AieOp::Link {
             fifo_ins,
@@ -1171,10 +1175,10 @@ pub fn print_custom(op: &AieOp) -> String {
         }
         AieOp::End => "aie.end".to_string(),
         AieOp::Acquire { fifo, port, size, elem_type } => {
-            format!("aie.objectfifo.acquire @{fifo}({}, {size}) : !aie.objectfifosubview<{elem_type}>", port.name())
+            format!("aie.objectfifo.acquire @{fifo}({}, {size}) : {}", port.name(), subview_type(elem_type))
         }
         AieOp::Access { subview, index, elem_type } => {
-            format!("aie.objectfifo.subview.access {subview}[{index}] : !aie.objectfifosubview<{elem_type}> -> {elem_type}")
+            format!("aie.objectfifo.subview.access {subview}[{index}] : {} -> {elem_type}", subview_type(elem_type))
         }
         AieOp::Release { fifo, port, size } => format!("aie.objectfifo.release @{fifo}({}, {size})", port.name()),
         AieOp::RuntimeSequence { sym_name, args } => {
@@ -1236,176 +1240,249 @@ fn hw_generic(name: &str, text: &str, result: &str) -> String {
     }
 }
 
+/// The value of one inherent attribute (a property) of an op's generic form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Property {
+    /// `N : i32`.
+    I32(i64),
+    /// `N : i64`.
+    I64(i64),
+    /// `"text"`.
+    Str(String),
+    /// `@name`.
+    Symbol(String),
+    /// `[@a, @b]`.
+    Symbols(Vec<String>),
+    /// `[1, 2]`: integers of MLIR's default attribute type, i64.
+    Ints(Vec<i64>),
+    /// `array<i32: ...>`.
+    DenseI32(Vec<i32>),
+    /// `array<i64: ...>`.
+    DenseI64(Vec<i64>),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A type attribute of the aie dialect, spelled (`!aie.objectfifo<T>`).
+    AieType(String),
+    /// Any other attribute, spelled: the aie dialect's (`#aie<...>`, `#aie.packet_info<...>`) or
+    /// an elements attribute with its type.
+    Spelled(String),
+}
+
+impl Property {
+    /// The property as the generic form writes it.
+    pub fn spelling(&self) -> String {
+        let list = |v: Vec<String>| v.join(", ");
+        match self {
+            Property::I32(v) => format!("{v} : i32"),
+            Property::I64(v) => format!("{v} : i64"),
+            Property::Str(v) => format!("\"{v}\""),
+            Property::Symbol(v) => format!("@{v}"),
+            Property::Symbols(v) => format!("[{}]", list(v.iter().map(|n| format!("@{n}")).collect())),
+            Property::Ints(v) => format!("[{}]", list(v.iter().map(|n| n.to_string()).collect())),
+            Property::DenseI32(v) => format!("array<i32: {}>", list(v.iter().map(|n| n.to_string()).collect())),
+            Property::DenseI64(v) => format!("array<i64: {}>", list(v.iter().map(|n| n.to_string()).collect())),
+            Property::Bool(v) => v.to_string(),
+            Property::AieType(v) | Property::Spelled(v) => v.clone(),
+        }
+    }
+}
+
+/// `!aie.objectfifo<T>` for an element type `T`.
+pub fn objectfifo_type(elem_type: &str) -> String {
+    format!("!aie.objectfifo<{elem_type}>")
+}
+
+/// `!aie.objectfifosubview<T>` for an element type `T`.
+pub fn subview_type(elem_type: &str) -> String {
+    format!("!aie.objectfifosubview<{elem_type}>")
+}
+
+impl AieOp {
+    /// The op's properties in its generic form, sorted by name: the one description of them that
+    /// [`custom_to_generic`] prints and that a typed builder (aiec's lowering) builds from.
+    pub fn properties(&self) -> Vec<(&'static str, Property)> {
+        let mut kv = match self {
+            AieOp::Device { device, sym_name } => {
+                let mut kv = vec![("device", Property::I32(device_value(device).unwrap_or(0)))];
+                if let Some(s) = sym_name {
+                    kv.push(("sym_name", Property::Str(s.clone())));
+                }
+                kv
+            }
+            AieOp::Tile { col, row, .. } => vec![("col", Property::I32(*col)), ("row", Property::I32(*row))],
+            AieOp::ObjectFifo {
+                name,
+                consumers,
+                depth,
+                elem_type,
+                ..
+            } => {
+                let per_consumer = vec!["[]"; consumers.len()].join(", ");
+                vec![
+                    (
+                        "dimensionsFromStreamPerConsumer",
+                        Property::Spelled(format!("#aie<bd_dim_layout_array_array[{per_consumer}]>")),
+                    ),
+                    ("dimensionsToStream", Property::Spelled("#aie<bd_dim_layout_array[]>".to_string())),
+                    ("elemNumber", Property::I32(*depth)),
+                    ("elemType", Property::AieType(objectfifo_type(elem_type))),
+                    ("sym_name", Property::Str(name.clone())),
+                ]
+            }
+            AieOp::Link {
+                fifo_ins,
+                fifo_outs,
+                src_offsets,
+                dst_offsets,
+            } => vec![
+                ("dst_offsets", Property::Ints(dst_offsets.clone())),
+                ("fifoIns", Property::Symbols(fifo_ins.clone())),
+                ("fifoOuts", Property::Symbols(fifo_outs.clone())),
+                ("src_offsets", Property::Ints(src_offsets.clone())),
+            ],
+            AieOp::Buffer {
+                ty,
+                sym_name,
+                address,
+                mem_bank,
+                initial_value,
+                ..
+            } => {
+                let mut kv = Vec::new();
+                if let Some(a) = address {
+                    kv.push(("address", Property::I32(*a)));
+                }
+                if let Some(v) = initial_value {
+                    let tensor = tensor_type_of_memref(ty).unwrap_or_else(|| ty.clone());
+                    kv.push(("initial_value", Property::Spelled(format!("{v} : {tensor}"))));
+                }
+                if let Some(m) = mem_bank {
+                    kv.push(("mem_bank", Property::I32(*m)));
+                }
+                if let Some(s) = sym_name {
+                    kv.push(("sym_name", Property::Str(s.clone())));
+                }
+                kv
+            }
+            AieOp::Acquire { fifo, port, size, .. } => vec![
+                ("objFifo_name", Property::Symbol(fifo.clone())),
+                ("port", Property::I32(port.value())),
+                ("size", Property::I32(*size)),
+            ],
+            AieOp::Access { index, .. } => vec![("index", Property::I32(*index))],
+            AieOp::Release { fifo, port, size } => vec![
+                ("objFifo_name", Property::Symbol(fifo.clone())),
+                ("port", Property::I32(port.value())),
+                ("size", Property::I32(*size)),
+            ],
+            AieOp::RuntimeSequence { sym_name, .. } => sym_name.iter().map(|s| ("sym_name", Property::Str(s.clone()))).collect(),
+            AieOp::DmaMemcpyNd {
+                offsets,
+                sizes,
+                strides,
+                metadata,
+                id,
+                issue_token,
+                packet,
+                ..
+            } => {
+                let statics = |l: &[DmaIndex]| -> (i32, Property) {
+                    let dynamic = l.iter().filter(|x| matches!(x, DmaIndex::Dynamic(_))).count() as i32;
+                    let values = l
+                        .iter()
+                        .map(|x| match x {
+                            DmaIndex::Static(v) => *v,
+                            DmaIndex::Dynamic(_) => DYNAMIC_INDEX,
+                        })
+                        .collect();
+                    (dynamic, Property::DenseI64(values))
+                };
+                let (no, so) = statics(offsets);
+                let (ns, ss) = statics(sizes);
+                let (nt, st) = statics(strides);
+                let mut kv = vec![
+                    ("id", Property::I64(*id)),
+                    ("metadata", Property::Symbol(metadata.clone())),
+                    ("operandSegmentSizes", Property::DenseI32(vec![1, no, ns, nt])),
+                    ("static_offsets", so),
+                    ("static_sizes", ss),
+                    ("static_strides", st),
+                ];
+                if let Some(b) = issue_token {
+                    kv.push(("issue_token", Property::Bool(*b)));
+                }
+                if let Some((t, i)) = packet {
+                    kv.push(("packet", Property::Spelled(format!("#aie.packet_info<pkt_type = {t}, pkt_id = {i}>"))));
+                }
+                kv
+            }
+            AieOp::DmaWait { symbol } => vec![("symbol", Property::Symbol(symbol.clone()))],
+            AieOp::Core { .. } | AieOp::End | AieOp::Hw { .. } => Vec::new(),
+        };
+        kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        kv
+    }
+}
+
 /// Prints one op in generic form, with `result` (which it needs for ops that have one).
 fn print_generic(op: &AieOp, result: &str) -> String {
-    let props = |mut kv: Vec<(&str, String)>| -> String {
-        kv.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let body = kv.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-        format!("<{{{body}}}>")
+    let kv = op.properties();
+    let props = if kv.is_empty() {
+        String::new()
+    } else {
+        let body = kv.iter().map(|(k, v)| format!("{k} = {}", v.spelling())).collect::<Vec<_>>().join(", ");
+        format!(" <{{{body}}}>")
     };
     match op {
-        AieOp::Device { device, sym_name } => {
-            let mut kv = vec![("device", format!("{} : i32", device_value(device).unwrap_or(0)))];
-            if let Some(s) = sym_name {
-                kv.push(("sym_name", format!("\"{s}\"")));
-            }
-            format!("\"aie.device\"() {} ({{", props(kv))
-        }
-        AieOp::Tile { col, row, attrs } => format!(
-            "{result} = \"aie.tile\"() {}{} : () -> index",
-            props(vec![("col", format!("{col} : i32")), ("row", format!("{row} : i32"))]),
+        AieOp::Device { .. } => format!("\"aie.device\"(){props} ({{"),
+        AieOp::Tile { attrs, .. } => format!(
+            "{result} = \"aie.tile\"(){props}{} : () -> index",
             attrs.as_ref().map(|a| format!(" {a}")).unwrap_or_default()
         ),
-        AieOp::ObjectFifo {
-            name,
-            producer,
-            consumers,
-            depth,
-            elem_type,
-        } => {
+        AieOp::ObjectFifo { producer, consumers, .. } => {
             let mut operands = vec![producer.clone()];
             operands.extend(consumers.iter().cloned());
-            let per_consumer = vec!["[]"; consumers.len()].join(", ");
             format!(
-                "\"aie.objectfifo\"({}) {} : ({}) -> ()",
+                "\"aie.objectfifo\"({}){props} : ({}) -> ()",
                 operands.join(", "),
-                props(vec![
-                    ("dimensionsFromStreamPerConsumer", format!("#aie<bd_dim_layout_array_array[{per_consumer}]>")),
-                    ("dimensionsToStream", "#aie<bd_dim_layout_array[]>".to_string()),
-                    ("elemNumber", format!("{depth} : i32")),
-                    ("elemType", format!("!aie.objectfifo<{elem_type}>")),
-                    ("sym_name", format!("\"{name}\"")),
-                ]),
                 vec!["index"; operands.len()].join(", ")
             )
         }
-        AieOp::Link {
-            fifo_ins,
-            fifo_outs,
-            src_offsets,
-            dst_offsets,
-        } => format!(
-            "\"aie.objectfifo.link\"() {} : () -> ()",
-            props(vec![
-                ("dst_offsets", format!("[{}]", join(dst_offsets, ""))),
-                ("fifoIns", format!("[{}]", join(fifo_ins, "@"))),
-                ("fifoOuts", format!("[{}]", join(fifo_outs, "@"))),
-                ("src_offsets", format!("[{}]", join(src_offsets, ""))),
-            ])
-        ),
+        AieOp::Link { .. } => format!("\"aie.objectfifo.link\"(){props} : () -> ()"),
         AieOp::Core { tile } => format!("{result} = \"aie.core\"({tile}) ({{"),
-        AieOp::Buffer {
-            tile,
-            ty,
-            sym_name,
-            address,
-            mem_bank,
-            initial_value,
-        } => {
-            let mut kv = Vec::new();
-            if let Some(a) = address {
-                kv.push(("address", format!("{a} : i32")));
-            }
-            if let Some(v) = initial_value {
-                let tensor = tensor_type_of_memref(ty).unwrap_or_else(|| ty.clone());
-                kv.push(("initial_value", format!("{v} : {tensor}")));
-            }
-            if let Some(m) = mem_bank {
-                kv.push(("mem_bank", format!("{m} : i32")));
-            }
-            if let Some(s) = sym_name {
-                kv.push(("sym_name", format!("\"{s}\"")));
-            }
-            let p = if kv.is_empty() { String::new() } else { format!(" {}", props(kv)) };
-            format!("{result} = \"aie.buffer\"({tile}){p} : (index) -> {ty}")
-        }
+        AieOp::Buffer { tile, ty, .. } => format!("{result} = \"aie.buffer\"({tile}){props} : (index) -> {ty}"),
         AieOp::End => "\"aie.end\"() : () -> ()".to_string(),
-        AieOp::Acquire { fifo, port, size, elem_type } => format!(
-            "{result} = \"aie.objectfifo.acquire\"() {} : () -> !aie.objectfifosubview<{elem_type}>",
-            props(vec![
-                ("objFifo_name", format!("@{fifo}")),
-                ("port", format!("{} : i32", port.value())),
-                ("size", format!("{size} : i32")),
-            ])
+        AieOp::Acquire { elem_type, .. } => {
+            format!("{result} = \"aie.objectfifo.acquire\"(){props} : () -> {}", subview_type(elem_type))
+        }
+        AieOp::Access { subview, elem_type, .. } => format!(
+            "{result} = \"aie.objectfifo.subview.access\"({subview}){props} : ({}) -> {elem_type}",
+            subview_type(elem_type)
         ),
-        AieOp::Access { subview, index, elem_type } => format!(
-            "{result} = \"aie.objectfifo.subview.access\"({subview}) {} : (!aie.objectfifosubview<{elem_type}>) -> \
-             {elem_type}",
-            props(vec![("index", format!("{index} : i32"))])
-        ),
-        AieOp::Release { fifo, port, size } => format!(
-            "\"aie.objectfifo.release\"() {} : () -> ()",
-            props(vec![
-                ("objFifo_name", format!("@{fifo}")),
-                ("port", format!("{} : i32", port.value())),
-                ("size", format!("{size} : i32")),
-            ])
-        ),
-        AieOp::RuntimeSequence { sym_name, args } => {
+        AieOp::Release { .. } => format!("\"aie.objectfifo.release\"(){props} : () -> ()"),
+        AieOp::RuntimeSequence { args, .. } => {
             let a = args.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ");
-            let p = match sym_name {
-                Some(s) => format!(" {}", props(vec![("sym_name", format!("\"{s}\""))])),
-                None => String::new(),
-            };
-            format!("\"aie.runtime_sequence\"(){p} ({{ ^bb0({a}):")
+            format!("\"aie.runtime_sequence\"(){props} ({{ ^bb0({a}):")
         }
         AieOp::DmaMemcpyNd {
             memref,
             offsets,
             sizes,
             strides,
-            metadata,
-            id,
-            issue_token,
             memref_type,
-            packet,
+            ..
         } => {
             let mut operands = vec![memref.clone()];
             let mut types = vec![memref_type.clone()];
-            let mut statics = |l: &[DmaIndex]| -> (usize, String) {
-                let mut n = 0;
-                let s = l
-                    .iter()
-                    .map(|x| match x {
-                        DmaIndex::Static(v) => v.to_string(),
-                        DmaIndex::Dynamic(name) => {
-                            operands.push(name.clone());
-                            types.push("i64".into());
-                            n += 1;
-                            DYNAMIC_INDEX.to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                (n, format!("array<i64: {s}>"))
-            };
-            let (no, so) = statics(offsets);
-            let (ns, ss) = statics(sizes);
-            let (nt, st) = statics(strides);
-            let mut kv = vec![
-                ("id", format!("{id} : i64")),
-                ("metadata", format!("@{metadata}")),
-                ("operandSegmentSizes", format!("array<i32: 1, {no}, {ns}, {nt}>")),
-                ("static_offsets", so),
-                ("static_sizes", ss),
-                ("static_strides", st),
-            ];
-            if let Some(b) = issue_token {
-                kv.push(("issue_token", b.to_string()));
+            for x in offsets.iter().chain(sizes).chain(strides) {
+                if let DmaIndex::Dynamic(name) = x {
+                    operands.push(name.clone());
+                    types.push("i64".into());
+                }
             }
-            if let Some((t, i)) = packet {
-                kv.push(("packet", format!("#aie.packet_info<pkt_type = {t}, pkt_id = {i}>")));
-            }
-            format!(
-                "\"aiex.npu.dma_memcpy_nd\"({}) {} : ({}) -> ()",
-                operands.join(", "),
-                props(kv),
-                types.join(", ")
-            )
+            format!("\"aiex.npu.dma_memcpy_nd\"({}){props} : ({}) -> ()", operands.join(", "), types.join(", "))
         }
-        AieOp::DmaWait { symbol } => {
-            format!("\"aiex.npu.dma_wait\"() {} : () -> ()", props(vec![("symbol", format!("@{symbol}"))]))
-        }
+        AieOp::DmaWait { .. } => format!("\"aiex.npu.dma_wait\"(){props} : () -> ()"),
         AieOp::Hw { name, text } => hw_generic(name, text, result),
     }
 }
@@ -1419,14 +1496,17 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
     let mut stack: Vec<(RegionKind, bool)> = Vec::new();
     // Hardware-level designs: the generic text keeps locks and lock uses (so that core code referring to
     // them parses) and leaves the other hardware-level lines, and the globals only they use, empty.
-    let has_hw = lines.iter().any(|l| matches!(l.item, LineItem::Op { op: AieOp::Hw { .. }, .. }));
+    let has_hw = lines
+        .iter()
+        .any(|l| matches!(&l.item, LineItem::Op { op, .. } if matches!(**op, AieOp::Hw { .. })));
     for l in &lines {
         let in_hw = stack.iter().any(|(k, _)| *k == RegionKind::Hw);
         let blank = match &l.item {
             _ if in_hw => true,
-            LineItem::Op {
-                op: AieOp::Hw { name, .. }, ..
-            } => !matches!(*name, "aie.lock" | "aie.use_lock"),
+            LineItem::Op { op, .. } => match &**op {
+                AieOp::Hw { name, .. } => !matches!(*name, "aie.lock" | "aie.use_lock"),
+                _ => false,
+            },
             LineItem::Plain => {
                 has_hw && (split_comment(&l.text).0.contains("memref.get_global") || split_comment(&l.text).0.trim_start().starts_with("memref.global"))
             }
@@ -1471,6 +1551,7 @@ pub fn custom_to_generic(text: &str) -> Result<String, SyntaxError> {
                 out.push_str(&l.text);
             }
             LineItem::Op { result, op } => {
+                let op: &AieOp = op;
                 if matches!(op, AieOp::End) {
                     if let Some(top) = stack.last_mut() {
                         top.1 = true;

@@ -68,7 +68,7 @@ pub enum Item {
         span: Span,
     },
     /// `target[...] = expr` or `target[...] += expr`
-    Stmt(Stmt),
+    Stmt(Box<Stmt>),
 }
 
 /// What a declared tensor is.

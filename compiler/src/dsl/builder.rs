@@ -394,7 +394,7 @@ pub enum Condition {
     /// Compares global index values.
     Index(Cond),
     /// Compares two values of one type.
-    Value(ValueCond),
+    Value(Box<ValueCond>),
 }
 
 impl From<Cond> for Condition {
@@ -404,7 +404,7 @@ impl From<Cond> for Condition {
 }
 impl From<ValueCond> for Condition {
     fn from(c: ValueCond) -> Condition {
-        Condition::Value(c)
+        Condition::Value(Box::new(c))
     }
 }
 
@@ -966,7 +966,7 @@ impl Kernel {
         if let Err(e) = self.resolve_access(&mut stmt.target).and_then(|_| self.resolve_expr(&mut stmt.value)) {
             self.fail(e);
         }
-        self.items.push(Item::Stmt(stmt));
+        self.items.push(Item::Stmt(Box::new(stmt)));
         self
     }
 

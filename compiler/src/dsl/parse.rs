@@ -429,12 +429,12 @@ impl AstBuilder<'_> {
                 let target = self.access(kids[0].clone())?;
                 let accumulate = kids[1].as_str() == "+=";
                 let (value, _) = self.expr(kids[2].clone())?;
-                Ok(Item::Stmt(Stmt {
+                Ok(Item::Stmt(Box::new(Stmt {
                     target,
                     accumulate,
                     value,
                     span,
-                }))
+                })))
             }
             other => unreachable!("kernel items are dims, tensors, spreads, depths and statements, not {other:?}"),
         }

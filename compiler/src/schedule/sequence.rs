@@ -282,7 +282,7 @@ fn fit_shim_bd(dims: &[PatDim], elem_bytes: u64, dev: &DeviceModel) -> Result<([
         let at = v.len() - 2;
         let d1 = v[at];
         if d1.count > max_words {
-            if let Some(inner) = (2..=max_words.min(d1.count)).rev().find(|b| d1.count % b == 0) {
+            if let Some(inner) = (2..=max_words.min(d1.count)).rev().find(|b| d1.count.is_multiple_of(*b)) {
                 v[at] = PatDim {
                     count: d1.count / inner,
                     stride: d1.stride.checked_mul(inner).ok_or_else(overflow)?,

@@ -360,6 +360,7 @@ impl Design {
                     }
                 }
                 LineItem::Op { result, op } => {
+                    let op: &AieOp = op;
                     let in_core = in_kind(&stack, RegionKind::Core);
                     let in_seq = in_kind(&stack, RegionKind::Sequence);
                     let in_device = in_kind(&stack, RegionKind::Device);

@@ -177,6 +177,7 @@ pub fn core_module(design: &Design, lines: &[Line]) -> Result<CoreModule, Design
                 out[l.number - 1] = drop_memory_spaces(&l.text);
                 continue;
             };
+            let op: &AieOp = op;
             let n = l.number;
             // Generated names and constants depend only on the op's position in the core, so that cores
             // with the same code produce the same text.

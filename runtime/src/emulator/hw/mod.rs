@@ -259,7 +259,9 @@ pub struct HwModel {
 
 /// Whether a design is written at the hardware level (has any lock, DMA, flow or register op).
 pub fn is_hw(lines: &[Line]) -> bool {
-    lines.iter().any(|l| matches!(l.item, LineItem::Op { op: AieOp::Hw { .. }, .. }))
+    lines
+        .iter()
+        .any(|l| matches!(&l.item, LineItem::Op { op, .. } if matches!(**op, AieOp::Hw { .. })))
 }
 
 /// `aie.use_lock(%l, Action, v)`: lock name, action, value (default 1).
@@ -840,6 +842,7 @@ pub fn build(lines: &[Line]) -> Result<Design, DesignError> {
                 }
             }
             LineItem::Op { result, op } => {
+                let op: &AieOp = op;
                 let top_is_seq = matches!(stack.last(), Some(Ctx::Sequence));
                 match op {
                     AieOp::Device { device: d, .. } => {
@@ -1420,7 +1423,7 @@ fn sequence(b: &mut Builder, lines: &[&Line]) -> Result<(), DesignError> {
             LineItem::Close(_) => {
                 task_depth = task_depth.saturating_sub(1);
             }
-            LineItem::Op { result, op } => match op {
+            LineItem::Op { result, op } => match &**op {
                 AieOp::DmaMemcpyNd { .. } => {
                     let op = super::design::resolve_constants(op, &b.constants, n)?;
                     memcpy(b, &op, n)?;
