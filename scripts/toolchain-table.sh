@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -q -p aiec
-AIEC=target/release/aiec
+AIEC="${CARGO_TARGET_DIR:-target}/release/aiec"
 
 # The doctor knows where aie-opt and aie-translate are looked for; without them there is no table.
 doctor=$("$AIEC" doctor 2>&1 || true)
