@@ -170,7 +170,9 @@ TEXT="$ROOT/whisper/tests/data/long-speech.txt"
 if [[ ! -s "$ASSETS/long-speech.wav" ]] || ! cmp -s "$TEXT" "$ASSETS/long-speech.txt"; then
     espeak-ng -v en-us -s 150 -f "$TEXT" -w "$CACHE/long-speech.raw.wav" \
         || die "espeak-ng failed on $TEXT"
-    sox "$CACHE/long-speech.raw.wav" -r 16000 -c 1 -b 16 "$ASSETS/long-speech.part.wav" \
+    # -D: no dither, so the clip is the same bytes on every machine (dither noise is random and
+    # moves greedy transcripts by a word or two).
+    sox -D "$CACHE/long-speech.raw.wav" -r 16000 -c 1 -b 16 "$ASSETS/long-speech.part.wav" \
         || die "sox could not resample $CACHE/long-speech.raw.wav"
     rm -f "$CACHE/long-speech.raw.wav"
     mv "$ASSETS/long-speech.part.wav" "$ASSETS/long-speech.wav"

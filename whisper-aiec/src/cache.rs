@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aiec::DeviceModel;
 use aiec_runtime::artifact::{ArtifactDir, DesignJson};
@@ -106,7 +107,13 @@ impl KernelCache {
             move |source| CacheError::Io { path, source }
         };
         fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), spec.name()));
+        // Unique per process and call: threads compiling the same kernel for two devices (or the
+        // same design twice) must not share a scratch directory.
+        static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}-{}-{name}", std::process::id(), NEXT_TMP.fetch_add(1, Ordering::Relaxed)));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
@@ -150,4 +157,40 @@ fn build_identity() -> String {
 /// 64-bit FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads compiling one kernel for both devices at once each end with their own complete
+    /// design: no scratch directory is shared between them.
+    #[test]
+    fn concurrent_compiles_of_one_kernel_for_two_devices_keep_each_design() {
+        let spec = KernelSpec::LayerNorm { m: 16, d: 384 };
+        for _ in 0..16 {
+            let work = tempfile::tempdir().unwrap();
+            let cache = KernelCache::new(work.path().join("designs"));
+            let devices = [DeviceModel::npu1(), DeviceModel::npu2(), DeviceModel::npu1(), DeviceModel::npu2()];
+            let start = std::sync::Barrier::new(devices.len());
+            std::thread::scope(|s| {
+                for device in &devices {
+                    let (cache, start) = (&cache, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        let design = cache.get_or_compile(&spec, device).expect("compiled");
+                        let mlir = fs::read_to_string(design.dir.join("design.mlir")).expect("design.mlir is there");
+                        assert!(
+                            mlir.contains(&format!("aie.device({}", device.name)),
+                            "{}: another device's design",
+                            device.name
+                        );
+                        assert!(design.dir.join("design.json").is_file());
+                    });
+                }
+            });
+            let left: Vec<_> = fs::read_dir(cache.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left.len(), 2, "one entry per device and no scratch directory left: {left:?}");
+        }
+    }
 }
