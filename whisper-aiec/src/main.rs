@@ -13,6 +13,9 @@
 //! together. A bad model directory or `-o` stops the run; a bad input is skipped and the others
 //! are transcribed (exit status 1 at the end), as with inputs that fail later.
 
+// The error types hold their causes by value; boxing them would save nothing measurable.
+#![allow(clippy::result_large_err)]
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -455,6 +455,8 @@ pub fn linear_with(isa: Isa, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<
         let (r0, r1) = (rt * row_step, ((rt + 1) * row_step).min(m));
         let (b0, b1) = (bt * block_step, ((bt + 1) * block_step).min(blocks));
         let mut acc: Acc = [[0; 2 * BLOCK]; MAX_ROWS];
+        // Captures the whole (Send) wrapper rather than its raw pointer field.
+        #[allow(clippy::redundant_locals)]
         let out = out;
         let mut r = r0;
         while r < r1 {
