@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Output features per packed block (one 512-bit register of i32 sums).
 const BLOCK: usize = 16;
 /// Products smaller than this (multiply-adds) run on the calling thread.
-pub(crate) const SERIAL_WORK: usize = 4 << 20;
+pub(crate) const SERIAL_WORK: usize = 16 << 20;
 /// Largest row tile of any kernel.
 const MAX_ROWS: usize = 6;
 
@@ -495,8 +495,8 @@ pub fn linear_with(isa: Isa, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<
         }
     };
     let tasks = row_tasks * block_tasks;
-    // Below ~4M multiply-adds (a decoder layer for one token) waking the other threads costs
-    // more than it saves, and on a busy machine much more.
+    // Below ~16M multiply-adds (a decoder layer's products and its cross-attention for five
+    // beams) waking the other threads costs more than it saves, and on a busy machine much more.
     if tasks == 1 || threads <= 1 || m * n * k < SERIAL_WORK {
         (0..tasks).for_each(task);
     } else {
