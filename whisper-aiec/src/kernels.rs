@@ -98,7 +98,7 @@ impl KernelSpec {
 
 /// The row tile of a matmul with `m` rows: 64 where it divides, else 16, else the bf16 MAC's 4.
 pub fn matmul_row_tile(m: usize) -> usize {
-    [64, 16, 4].into_iter().find(|t| m % t == 0).unwrap_or(4)
+    [64, 16, 4].into_iter().find(|&t| m.is_multiple_of(t)).unwrap_or(4)
 }
 
 fn matmul(batch: usize, m: usize, k: usize, n: usize) -> Result<ir::Kernel, CompileError> {
@@ -165,7 +165,7 @@ fn layer_norm(m: usize, d: usize) -> Result<ir::Kernel, CompileError> {
 
 /// The column tile of the GELU kernel: the largest multiple of 16 up to 512 dividing `n`.
 pub fn gelu_col_tile(n: usize) -> usize {
-    (1..=32).rev().map(|k| 16 * k).find(|t| n % t == 0).unwrap_or(n)
+    (1..=32).rev().map(|k| 16 * k).find(|&t| n.is_multiple_of(t)).unwrap_or(n)
 }
 
 fn gelu(m: usize, n: usize) -> Result<ir::Kernel, CompileError> {

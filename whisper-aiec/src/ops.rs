@@ -562,7 +562,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `x` with zero rows appended up to `m` rows, row-major.
 fn padded_rows(x: ArrayView2<'_, f32>, m: usize) -> impl Iterator<Item = f32> + '_ {
     let f = x.ncols();
-    x.into_iter().copied().chain(std::iter::repeat(0.0).take((m - x.nrows()) * f))
+    x.into_iter().copied().chain(std::iter::repeat_n(0.0, (m - x.nrows()) * f))
 }
 
 fn bf16_bytes(v: &[bf16]) -> Vec<u8> {

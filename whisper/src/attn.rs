@@ -352,6 +352,8 @@ pub(crate) mod avx512 {
 
     /// `R` queries of one head: online softmax over chunks of keys (running max `m`, running
     /// sum `l`, the output rescaled when the max grows).
+    // Row and column indices address several arrays of registers and pointers at once.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile<const R: usize, const F16: bool>(t: &Tile) {
         let hd = t.head;

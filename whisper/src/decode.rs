@@ -97,15 +97,29 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// `f()` run through [`Ops::run`] of these ops.
+    fn on_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.ops.run(&mut || out = f.take().map(|f| f()));
+        out.expect("Ops::run calls its function once")
+    }
+
     /// Cross-attention K/V of one window of log-mel `[n_mels, n_frames]`.
     pub fn encode(&self, mel: ndarray::ArrayView2<f32>) -> Result<CrossKv, ModelError> {
-        let audio = self.model.encoder.forward(self.ops, mel)?;
-        self.model.decoder.cross_kv(self.ops, audio.view())
+        self.on_ops(|| {
+            let audio = self.model.encoder.forward(self.ops, mel)?;
+            self.model.decoder.cross_kv(self.ops, audio.view())
+        })
     }
 
     /// Language of the window: the most likely language token right after
     /// `<|startoftranscript|>`. Returns the token and its probability among languages.
     pub fn detect_language(&self, cross: &CrossKv) -> Result<(u32, f64), ModelError> {
+        self.on_ops(|| self.detect_language_here(cross))
+    }
+
+    fn detect_language_here(&self, cross: &CrossKv) -> Result<(u32, f64), ModelError> {
         if !self.tokenizer.is_multilingual() {
             return Err(ModelError::EnglishOnly {
                 what: "language detection".into(),
@@ -137,6 +151,10 @@ impl<'a> Decoder<'a> {
 
     /// Decodes one window whose cross-attention K/V are `cross`.
     pub fn decode(&self, cross: &CrossKv, opts: &DecodeOptions) -> Result<DecodeResult, ModelError> {
+        self.on_ops(|| self.decode_here(cross, opts))
+    }
+
+    fn decode_here(&self, cross: &CrossKv, opts: &DecodeOptions) -> Result<DecodeResult, ModelError> {
         let tok = self.tokenizer;
         let n_ctx = self.model.dims.n_text_ctx;
         let mut prompt = Vec::new();

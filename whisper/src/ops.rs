@@ -110,6 +110,14 @@ pub trait Ops: Send + Sync {
         Ok(y)
     }
 
+    /// Runs `f`, which makes many calls to these ops, where they start their parallel work
+    /// most cheaply. The default runs it on the calling thread; [`CpuOps`] runs it on one of its
+    /// pool's threads, so that each of the many small calls of decoding a token runs there
+    /// directly instead of handing its work to the pool and waiting for it.
+    fn run(&self, f: &mut (dyn FnMut() + Send)) {
+        f()
+    }
+
     /// Keys and values `[n_k, d]` that many [`Ops::attention_prepared`] calls will attend to
     /// (a window's cross-attention), converted once into this backend's own form; `None` (the
     /// default) when the backend has none, and then [`Ops::attention`] is used.
@@ -532,6 +540,10 @@ impl Ops for CpuOps {
         check_bias("conv1d_i8", Some(bias), c_out)?;
         let cols = self.im2col(x, k, stride, pad);
         Ok(self.pool.install(|| crate::quant::linear(cols.view(), w, Some(bias), gelu, self.threads)))
+    }
+
+    fn run(&self, f: &mut (dyn FnMut() + Send)) {
+        self.pool.install(f)
     }
 
     fn prepare_kv(&self, k: ArrayView2<f32>, v: ArrayView2<f32>, heads: usize) -> Result<Option<PreparedKv>, OpsError> {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Output features per packed block (one 512-bit register of i32 sums).
 const BLOCK: usize = 16;
 /// Products smaller than this (multiply-adds) run on the calling thread.
-pub(crate) const SERIAL_WORK: usize = 4 << 20;
+pub(crate) const SERIAL_WORK: usize = 16 << 20;
 /// Largest row tile of any kernel.
 const MAX_ROWS: usize = 6;
 
@@ -455,6 +455,8 @@ pub fn linear_with(isa: Isa, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<
         let (r0, r1) = (rt * row_step, ((rt + 1) * row_step).min(m));
         let (b0, b1) = (bt * block_step, ((bt + 1) * block_step).min(blocks));
         let mut acc: Acc = [[0; 2 * BLOCK]; MAX_ROWS];
+        // Captures the whole (Send) wrapper rather than its raw pointer field.
+        #[allow(clippy::redundant_locals)]
         let out = out;
         let mut r = r0;
         while r < r1 {
@@ -493,8 +495,8 @@ pub fn linear_with(isa: Isa, x: ArrayView2<f32>, w: &QuantWeights, bias: Option<
         }
     };
     let tasks = row_tasks * block_tasks;
-    // Below ~4M multiply-adds (a decoder layer for one token) waking the other threads costs
-    // more than it saves, and on a busy machine much more.
+    // Below ~16M multiply-adds (a decoder layer's products and its cross-attention for five
+    // beams) waking the other threads costs more than it saves, and on a busy machine much more.
     if tasks == 1 || threads <= 1 || m * n * k < SERIAL_WORK {
         (0..tasks).for_each(task);
     } else {

@@ -145,6 +145,7 @@ impl Weights {
     }
 
     /// Quantises to int8 (no-op when already int8).
+    #[allow(clippy::wrong_self_convention)]
     fn to_int8(&mut self) {
         let q = match self {
             Weights::F32(w) => QuantWeights::quantize(w.view()),
