@@ -538,6 +538,13 @@ fn placement_search_fits_two_per_core_inputs_on_fewer_rows_and_says_so() {
         "{}",
         note.message
     );
+    // On both devices the smaller placement computes the sum bit-exactly on the emulator.
+    for (device, cores) in [(aiec::DeviceModel::npu1(), 8), (aiec::DeviceModel::npu2(), 16)] {
+        let c = aiec::compile_source("add2.tile", src, &device).expect("a smaller placement fits");
+        assert_eq!(c.design.rows_used * c.design.cols_used, cores, "{}", device.name);
+        let checks = c.emulate_against_reference(3).expect("emulated");
+        assert!(checks.iter().all(|o| o.comparison.exact), "{}: {checks:?}", device.name);
+    }
     // Where neither fewer cores nor a join can help (three element types), the error stands and
     // says so.
     let src = "kernel three {\n  dim M = 64 tile 16\n  dim N = 64\n  in  a: f32[M, N]\n  in  b: bf16[M, N]\n  in  c: i8[M, N]\n  out y: f32[M, N]\n  y[M, N] = a[M, N] + b[M, N] + cast<f32>(c[M, N])\n}\n";
