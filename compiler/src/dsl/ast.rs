@@ -71,17 +71,6 @@ pub enum Item {
     Stmt(Box<Stmt>),
 }
 
-/// What a declared tensor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `in`: read from host memory.
-    In,
-    /// `out`: written to host memory.
-    Out,
-    /// `local`: per-core scratch in the core's data memory.
-    Local,
-}
-
 /// Where the tiles of a spread dim go on the array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpreadAxis {
@@ -155,101 +144,7 @@ pub struct DivModAst {
     pub span: Span,
 }
 
-pub use crate::ir::DivMod;
-
-/// A one-operand operation (`-x` or a function call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnaryOp {
-    /// `-x`.
-    Neg,
-    /// `exp(x)`: e^x (float).
-    Exp,
-    /// `tanh(x)` (float).
-    Tanh,
-    /// `rsqrt(x)`: 1 / sqrt(x) (float).
-    Rsqrt,
-    /// `sqrt(x)` (float).
-    Sqrt,
-    /// `log10(x)` (float).
-    Log10,
-    /// `ln(x)`: natural logarithm (float).
-    Ln,
-    /// `abs(x)`.
-    Abs,
-    /// `recip(x)`: 1 / x (float).
-    Recip,
-    /// `1 / (1 + exp(-x))`; type checking rewrites it into those operations.
-    Sigmoid,
-    /// Largest integer not above `x` (a float).
-    Floor,
-    /// Nearest integer, ties to even (a float).
-    Round,
-}
-
-impl UnaryOp {
-    /// The function a call name stands for (`-` is not a name).
-    pub(crate) fn from_name(s: &str) -> Option<UnaryOp> {
-        Some(match s {
-            "exp" => UnaryOp::Exp,
-            "tanh" => UnaryOp::Tanh,
-            "rsqrt" => UnaryOp::Rsqrt,
-            "sqrt" => UnaryOp::Sqrt,
-            "log10" => UnaryOp::Log10,
-            "ln" => UnaryOp::Ln,
-            "abs" => UnaryOp::Abs,
-            "recip" => UnaryOp::Recip,
-            "sigmoid" => UnaryOp::Sigmoid,
-            "floor" => UnaryOp::Floor,
-            "round" => UnaryOp::Round,
-            _ => return None,
-        })
-    }
-}
-
-/// A two-operand operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinaryOp {
-    /// `a + b`.
-    Add,
-    /// `a - b`.
-    Sub,
-    /// `a * b`.
-    Mul,
-    /// `a / b` (integers: truncating).
-    Div,
-    /// `max(a, b)`.
-    Max,
-    /// `min(a, b)`.
-    Min,
-}
-
-/// How a reduction combines the values along its dims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceOp {
-    /// `sum[..](..)`.
-    Sum,
-    /// `max[..](..)`.
-    Max,
-    /// `min[..](..)`.
-    Min,
-}
-
-/// A comparison in a `select`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    /// `<`.
-    Lt,
-    /// `<=`.
-    Le,
-    /// `>`.
-    Gt,
-    /// `>=`.
-    Ge,
-    /// `==`.
-    Eq,
-    /// `!=`.
-    Ne,
-}
+pub use crate::ir::{BinaryOp, CmpOp, DivMod, ReduceOp, Role, UnaryOp};
 
 /// An expression as written; the trailing `Span` of a tuple variant is the whole expression.
 #[derive(Debug, Clone, PartialEq)]
