@@ -13,10 +13,34 @@
 use crate::diag::Span;
 use aiec_runtime::DType;
 
-/// A dim: its index in [`Kernel::dims`].
-pub type DimId = usize;
-/// A tensor (host or local): its index in [`Kernel::tensors`].
-pub type TensorId = usize;
+/// A dim: its index in [`Kernel::dims`]. Indexes that vector and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DimId(pub usize);
+
+/// A tensor (host or local): its index in [`Kernel::tensors`]. Indexes that vector and nothing
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TensorId(pub usize);
+
+impl std::ops::Index<DimId> for Vec<Dim> {
+    type Output = Dim;
+    fn index(&self, d: DimId) -> &Dim {
+        &self[d.0]
+    }
+}
+
+impl std::ops::Index<TensorId> for Vec<Tensor> {
+    type Output = Tensor;
+    fn index(&self, t: TensorId) -> &Tensor {
+        &self[t.0]
+    }
+}
+
+impl std::ops::IndexMut<TensorId> for Vec<Tensor> {
+    fn index_mut(&mut self, t: TensorId) -> &mut Tensor {
+        &mut self[t.0]
+    }
+}
 
 /// A type-checked kernel: what every pass after the front ends works on.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +61,17 @@ pub struct Kernel {
     pub stmts: Vec<Stmt>,
     /// The whole kernel's source.
     pub span: Span,
+}
+
+impl Kernel {
+    /// The dims with their ids, in declaration order.
+    pub(crate) fn dim_ids(&self) -> impl Iterator<Item = (DimId, &Dim)> {
+        self.dims.iter().enumerate().map(|(i, d)| (DimId(i), d))
+    }
+    /// The tensors with their ids, in declaration order.
+    pub(crate) fn tensor_ids(&self) -> impl Iterator<Item = (TensorId, &Tensor)> {
+        self.tensors.iter().enumerate().map(|(i, t)| (TensorId(i), t))
+    }
 }
 
 /// An iteration dim (`dim M = 512 tile 64`).

@@ -16,7 +16,7 @@
 
 use crate::check::TileMemoryBudget;
 use crate::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
-use crate::ir::{Affine, Convert, Expr, Kernel};
+use crate::ir::{Affine, Convert, DimId, Expr, Kernel};
 use crate::schedule::{Design, FifoLevel, SequenceOp, TileLoop};
 use std::fmt::Write;
 
@@ -112,7 +112,7 @@ fn cmp(c: CmpOp) -> &'static str {
 
 /// An IR expression in `.tile` syntax, fully parenthesised.
 pub(crate) fn expr(kernel: &Kernel, e: &Expr) -> String {
-    let dims = |ds: &[usize]| ds.iter().map(|&d| kernel.dims[d].name.as_str()).collect::<Vec<_>>().join(", ");
+    let dims = |ds: &[DimId]| ds.iter().map(|&d| kernel.dims[d].name.as_str()).collect::<Vec<_>>().join(", ");
     match e {
         Expr::Const { value, .. } => {
             if value.is_infinite() {
@@ -238,7 +238,7 @@ pub(crate) fn dump_kernel(kernel: &Kernel) -> String {
         };
         let _ = writeln!(out, "  {role} {}: {}[{}]", t.name, t.dtype.mlir(), shape.join(", "));
     }
-    let spread = |d: Option<usize>| d.map(|d| kernel.dims[d].name.clone());
+    let spread = |d: Option<DimId>| d.map(|d| kernel.dims[d].name.clone());
     match (spread(kernel.spread.rows), spread(kernel.spread.cols)) {
         (Some(r), Some(c)) if r == c => {
             let _ = writeln!(out, "  spread {r} over cores");

@@ -146,11 +146,11 @@ fn evaluate<D: Domain>(kernel: &Kernel, inputs: &[ArrayD<f64>]) -> Result<State,
             // Row-major over the target dims.
             let mut rest = flat;
             for (k, &d) in stmt.target_dims.iter().enumerate().rev() {
-                env[d] = (rest % sizes[k]) as i64;
+                env[d.0] = (rest % sizes[k]) as i64;
                 rest /= sizes[k];
             }
             let at = store.offset(&env);
-            match state.bufs[stmt.target] {
+            match state.bufs[stmt.target.0] {
                 Buf::Int(_) => {
                     let mut v: D::I = state.eval_i::<D>(&value, &mut env);
                     if stmt.accumulate {
@@ -162,7 +162,7 @@ fn evaluate<D: Domain>(kernel: &Kernel, inputs: &[ArrayD<f64>]) -> Result<State,
                         DType::I16 => v.v() as i16 as i32,
                         _ => v.v(),
                     };
-                    state.bufs[stmt.target].set_int(at, stored);
+                    state.bufs[stmt.target.0].set_int(at, stored);
                     if D::BOUNDS {
                         state.set_bound(stmt.target, at, v.e());
                     }
@@ -187,7 +187,7 @@ fn evaluate<D: Domain>(kernel: &Kernel, inputs: &[ArrayD<f64>]) -> Result<State,
                         }
                         state.set_bound(stmt.target, at, e);
                     }
-                    state.bufs[stmt.target].set_float(at, stored);
+                    state.bufs[stmt.target.0].set_float(at, stored);
                 }
             }
         }
@@ -310,7 +310,7 @@ impl<T: Copy> Val<T> for Bounded<T> {
 }
 
 fn ids_with_role(kernel: &Kernel, role: Role) -> Vec<TensorId> {
-    kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == role).map(|(i, _)| i).collect()
+    kernel.tensor_ids().filter(|(_, t)| t.role == role).map(|(i, _)| i).collect()
 }
 
 fn round_bf16(v: f32) -> f32 {
@@ -431,10 +431,10 @@ impl Address {
     fn offset(&self, env: &[i64]) -> usize {
         let mut o = self.constant;
         for &(s, d) in &self.terms {
-            o += s * env[d];
+            o += s * env[d.0];
         }
         for (s, q) in &self.divmods {
-            o += s * q.apply(q.inner.eval(&|d| env[d]));
+            o += s * q.apply(q.inner.eval(&|d| env[d.0]));
         }
         o as usize
     }
@@ -470,23 +470,23 @@ impl State {
 
     #[inline(always)]
     fn bound_at(&self, t: TensorId, at: usize) -> f64 {
-        self.bounds[t].as_ref().map_or(0.0, |b| b[at])
+        self.bounds[t.0].as_ref().map_or(0.0, |b| b[at])
     }
 
     fn set_bound(&mut self, t: TensorId, at: usize, e: f64) {
-        if let Some(b) = &mut self.bounds[t] {
+        if let Some(b) = &mut self.bounds[t.0] {
             b[at] = e;
         }
     }
 
     #[inline(always)]
     fn load_f<V: Val<f32>>(&self, t: TensorId, at: usize) -> V {
-        V::make(self.bufs[t].float(at), || self.bound_at(t, at))
+        V::make(self.bufs[t.0].float(at), || self.bound_at(t, at))
     }
 
     #[inline(always)]
     fn load_i<V: Val<i32>>(&self, t: TensorId, at: usize) -> V {
-        V::make(self.bufs[t].int(at), || self.bound_at(t, at))
+        V::make(self.bufs[t.0].int(at), || self.bound_at(t, at))
     }
 
     fn load_input(&mut self, kernel: &Kernel, t: TensorId, array: &ArrayD<f64>) -> Result<(), ReferenceError> {
@@ -505,7 +505,7 @@ impl State {
             value,
             dtype: tensor.dtype,
         };
-        match &mut self.bufs[t] {
+        match &mut self.bufs[t.0] {
             Buf::Int(v) => {
                 let (lo, hi) = int_range(tensor.dtype);
                 for (i, (index, &x)) in array.indexed_iter().enumerate() {
@@ -526,7 +526,7 @@ impl State {
 
     fn output(&self, kernel: &Kernel, t: TensorId) -> ArrayD<f64> {
         let shape: Vec<usize> = kernel.tensors[t].shape.iter().map(|&s| s as usize).collect();
-        let data: Vec<f64> = match &self.bufs[t] {
+        let data: Vec<f64> = match &self.bufs[t.0] {
             Buf::Int(v) => v.iter().map(|&x| x as f64).collect(),
             Buf::Float(v) => v.iter().map(|&x| x as f64).collect(),
         };
@@ -536,14 +536,14 @@ impl State {
     fn output_bounds(&self, kernel: &Kernel, t: TensorId) -> ArrayD<f64> {
         let shape: Vec<usize> = kernel.tensors[t].shape.iter().map(|&s| s as usize).collect();
         let n = shape.iter().product();
-        let data = self.bounds[t].clone().unwrap_or_else(|| vec![0.0; n]);
+        let data = self.bounds[t.0].clone().unwrap_or_else(|| vec![0.0; n]);
         ArrayD::from_shape_vec(shape, data).expect("buffer length is the product of the shape")
     }
 
     /// Linearizes an access and checks it stays in bounds for every dim value.
     fn address(&self, kernel: &Kernel, t: TensorId, indices: &[Affine], location: &str) -> Result<Address, ReferenceError> {
         let tensor = &kernel.tensors[t];
-        let shape = &self.shapes[t];
+        let shape = &self.shapes[t.0];
         if tensor.role == Role::Local {
             let plain: Vec<Option<DimId>> = indices.iter().map(Affine::as_dim).collect();
             if plain != tensor.local_dims.iter().map(|&d| Some(d)).collect::<Vec<_>>() {
@@ -607,9 +607,9 @@ impl State {
                 restore(dims, env, &saved);
             }
             Node::Dot { a, b, dim, size } => {
-                let saved = env[*dim];
+                let saved = env[dim.0];
                 for i in 0..*size {
-                    env[*dim] = i;
+                    env[dim.0] = i;
                     let (x, y): (Bounded<f32>, Bounded<f32>) = (self.load_f(a.0, a.1.offset(env)), self.load_f(b.0, b.1.offset(env)));
                     let p = x.v * y.v;
                     f(Bounded {
@@ -617,7 +617,7 @@ impl State {
                         e: bound::mul(x.pair(), y.pair(), p),
                     });
                 }
-                env[*dim] = saved;
+                env[dim.0] = saved;
             }
             _ => f(self.eval_f::<WithBounds>(n, env)),
         }
@@ -764,13 +764,14 @@ impl State {
                 D::I::make(acc, || e)
             }
             Node::Dot { a, b, dim, size } => {
-                let (Buf::Int(va), Buf::Int(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else {
+                let (ta, tb) = (a.0, b.0);
+                let (Buf::Int(va), Buf::Int(vb)) = (&self.bufs[ta.0], &self.bufs[tb.0]) else {
                     return D::I::make(0, || 0.0);
                 };
-                let saved = env[*dim];
-                env[*dim] = 0;
+                let saved = env[dim.0];
+                env[dim.0] = 0;
                 let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
-                env[*dim] = saved;
+                env[dim.0] = saved;
                 let (sa, sb) = (a.1.stride_of(*dim), b.1.stride_of(*dim));
                 let mut acc = 0i32;
                 let mut e = 0.0f64;
@@ -805,7 +806,7 @@ impl State {
                     self.eval_i::<D>(b, env)
                 }
             }
-            Node::Index(d) => D::I::make(env[*d] as i32, || 0.0),
+            Node::Index(d) => D::I::make(env[d.0] as i32, || 0.0),
             Node::Gather { tensor, .. } => {
                 let (at, exact) = self.gather_at::<D>(n, env);
                 let v: D::I = self.load_i(*tensor, at);
@@ -813,10 +814,10 @@ impl State {
             }
             Node::ValueSelect { .. } => self.value_select::<D, D::I, i32>(n, env, &|s, n, env| s.eval_i::<D>(n, env)),
             Node::ArgReduce { max, float, dim, size, body } => {
-                let saved = env[*dim];
+                let saved = env[dim.0];
                 let mut values: Vec<(f64, f64)> = Vec::with_capacity(*size as usize);
                 for i in 0..*size {
-                    env[*dim] = i;
+                    env[dim.0] = i;
                     values.push(if *float {
                         let v: D::F = self.eval_f::<D>(body, env);
                         (v.v() as f64, v.e())
@@ -825,7 +826,7 @@ impl State {
                         (v.v() as f64, v.e())
                     });
                 }
-                env[*dim] = saved;
+                env[dim.0] = saved;
                 // As on the cores: start from the type's extreme at index 0 and move only on a
                 // strictly better value (NaN compares false), so the first of equal values wins.
                 let mut best = 0usize;
@@ -920,16 +921,17 @@ impl State {
                 D::F::make(acc, || reduction.finish(acc))
             }
             Node::Dot { a, b, dim, size } => {
-                let (Buf::Float(va), Buf::Float(vb)) = (&self.bufs[a.0], &self.bufs[b.0]) else {
+                let (ta, tb) = (a.0, b.0);
+                let (Buf::Float(va), Buf::Float(vb)) = (&self.bufs[ta.0], &self.bufs[tb.0]) else {
                     return D::F::make(0.0, || 0.0);
                 };
-                let saved = env[*dim];
-                env[*dim] = 0;
+                let saved = env[dim.0];
+                env[dim.0] = 0;
                 let (oa, ob) = (a.1.offset(env) as i64, b.1.offset(env) as i64);
-                env[*dim] = saved;
+                env[dim.0] = saved;
                 let (sa, sb) = (a.1.stride_of(*dim), b.1.stride_of(*dim));
                 let mut acc = 0f32;
-                if D::BOUNDS && self.bounds[a.0].is_none() && self.bounds[b.0].is_none() {
+                if D::BOUNDS && self.bounds[ta.0].is_none() && self.bounds[tb.0].is_none() {
                     // Exact operands (inputs): each product's bound is |p| u, so only sum |p| is
                     // needed; a special result takes the general path below.
                     let mut sum_abs = 0f64;
@@ -989,12 +991,12 @@ impl State {
 
 /// Sets the reduced dims to 0 and returns their previous values.
 fn save(dims: &[(DimId, i64)], env: &mut [i64]) -> Vec<i64> {
-    dims.iter().map(|&(d, _)| std::mem::replace(&mut env[d], 0)).collect()
+    dims.iter().map(|&(d, _)| std::mem::replace(&mut env[d.0], 0)).collect()
 }
 
 fn restore(dims: &[(DimId, i64)], env: &mut [i64], saved: &[i64]) {
     for (&(d, _), &v) in dims.iter().zip(saved) {
-        env[d] = v;
+        env[d.0] = v;
     }
 }
 
@@ -1002,11 +1004,11 @@ fn restore(dims: &[(DimId, i64)], env: &mut [i64], saved: &[i64]) {
 /// after the last combination.
 fn advance(dims: &[(DimId, i64)], env: &mut [i64]) -> bool {
     for &(d, size) in dims.iter().rev() {
-        env[d] += 1;
-        if env[d] < size {
+        env[d.0] += 1;
+        if env[d.0] < size {
             return true;
         }
-        env[d] = 0;
+        env[d.0] = 0;
     }
     false
 }
@@ -1019,7 +1021,7 @@ struct Cond {
 
 impl Cond {
     fn holds(&self, env: &[i64]) -> bool {
-        let value = |a: &Affine| a.eval(&|d| env[d]);
+        let value = |a: &Affine| a.eval(&|d| env[d.0]);
         let (l, r) = (value(&self.lhs), value(&self.rhs));
         match self.cmp {
             CmpOp::Lt => l < r,

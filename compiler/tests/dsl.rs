@@ -6,7 +6,7 @@ use aiec::diag::{CompileError, Source, Span};
 use aiec::dsl::ast::{BinaryOp, CmpOp, ReduceOp, Role, UnaryOp};
 use aiec::dsl::builder::{self as b, Ext};
 use aiec::dsl::compile_source;
-use aiec::ir::{self, Affine, Convert, Expr, ScalarType};
+use aiec::ir::{self, Affine, Convert, DimId, Expr, ScalarType, TensorId};
 use aiec::reference::{run_reference, ReferenceError};
 use aiec_runtime::DType;
 use half::bf16;
@@ -16,7 +16,7 @@ use ndarray::{ArrayD, IxDyn};
 /// on line `i + 2` and starts at column 3.
 fn affine(terms: Vec<(i64, usize)>, constant: i64) -> Affine {
     Affine {
-        terms,
+        terms: terms.into_iter().map(|(c, d)| (c, DimId(d))).collect(),
         constant,
         divmods: vec![],
     }
@@ -96,13 +96,13 @@ fn matmul_resolves_dims_tensors_and_spread() {
         [("M", 512, 64), ("N", 512, 64), ("K", 512, 64)]
     );
     assert_eq!(k.tensors[0].shape, [512, 512]);
-    assert_eq!(k.tensors[0].access, Some(vec![Affine::dim(0), Affine::dim(2)]));
-    assert_eq!(k.tensors[2].access, Some(vec![Affine::dim(0), Affine::dim(1)]));
-    assert_eq!((k.spread.rows, k.spread.cols), (Some(0), Some(1)));
+    assert_eq!(k.tensors[0].access, Some(vec![Affine::dim(DimId(0)), Affine::dim(DimId(2))]));
+    assert_eq!(k.tensors[2].access, Some(vec![Affine::dim(DimId(0)), Affine::dim(DimId(1))]));
+    assert_eq!((k.spread.rows, k.spread.cols), (Some(DimId(0)), Some(DimId(1))));
     assert_eq!(k.depth, 2);
     assert!(k.depth_span.is_none());
     let s = &k.stmts[0];
-    assert_eq!((s.target, s.target_dims.clone(), s.accumulate), (2, vec![0, 1], false));
+    assert_eq!((s.target, s.target_dims.clone(), s.accumulate), (TensorId(2), vec![DimId(0), DimId(1)], false));
     match &s.value {
         Expr::Reduce {
             op: ReduceOp::Sum,
@@ -110,7 +110,7 @@ fn matmul_resolves_dims_tensors_and_spread() {
             body,
             ty: ScalarType::I32,
         } => {
-            assert_eq!(dims, &[2]);
+            assert_eq!(dims, &[DimId(2)]);
             assert!(matches!(
                 body.as_ref(),
                 Expr::Binary {
@@ -144,11 +144,11 @@ fn locals_max_exp_recip_division_and_comments() {
     let mx = &k.tensors[3];
     assert_eq!(
         (mx.role, mx.local_dims.clone(), mx.shape.clone(), mx.access.clone()),
-        (Role::Local, vec![0], vec![4], None)
+        (Role::Local, vec![DimId(0)], vec![4], None)
     );
     assert_eq!(
         (k.spread.rows, k.spread.cols),
-        (Some(0), Some(0)),
+        (Some(DimId(0)), Some(DimId(0))),
         "over cores spreads one dim over rows and columns"
     );
     assert!(matches!(
@@ -195,7 +195,7 @@ fn accumulate_srs_cast_and_binary_max() {
             body,
             ty: ScalarType::I32,
         } => {
-            assert_eq!(dims, &[2], "`+=` sums the dims that are neither in the target nor reduced");
+            assert_eq!(dims, &[DimId(2)], "`+=` sums the dims that are neither in the target nor reduced");
             assert!(matches!(
                 body.as_ref(),
                 Expr::Binary {
@@ -261,7 +261,7 @@ fn select_with_causal_mask_and_negative_infinity() {
             ty: ScalarType::F32,
             ..
         } => {
-            assert_eq!((lhs, rhs), (&Affine::dim(1), &Affine::dim(0)));
+            assert_eq!((lhs, rhs), (&Affine::dim(DimId(1)), &Affine::dim(DimId(0))));
             assert_eq!(
                 otherwise.as_ref(),
                 &Expr::Const {
@@ -299,7 +299,7 @@ fn affine_host_indices_and_several_patterns() {
     let audio = &k.tensors[0];
     assert_eq!(audio.access, Some(vec![affine(vec![(160, 0), (1, 1)], 0)]));
     let w = &k.tensors[1];
-    assert_eq!(w.access, Some(vec![affine(vec![], 0), Affine::dim(1)]), "the first pattern is recorded");
+    assert_eq!(w.access, Some(vec![affine(vec![], 0), Affine::dim(DimId(1))]), "the first pattern is recorded");
     let mut loads = Vec::new();
     k.stmts[0].value.walk(&mut |e| {
         if let Expr::Load { tensor, indices, .. } = e {
@@ -327,12 +327,15 @@ fn quotient_and_remainder_indices() {
         }
     });
     let q = |inner: Affine, op: ir::DivMod, by: i64| ir::DivModIndex { inner, op, by };
-    assert_eq!(loads[0][0].divmods, vec![(1, q(Affine::dim(0), ir::DivMod::Div, 2))]);
-    assert_eq!(loads[0][1].divmods, vec![(1, q(Affine::dim(1), ir::DivMod::Mod, 4))]);
+    assert_eq!(loads[0][0].divmods, vec![(1, q(Affine::dim(DimId(0)), ir::DivMod::Div, 2))]);
+    assert_eq!(loads[0][1].divmods, vec![(1, q(Affine::dim(DimId(1)), ir::DivMod::Mod, 4))]);
     // `/` binds to the dim or parentheses before it; a coefficient scales the quotient.
     assert_eq!(
         loads[1][0].divmods,
-        vec![(1, q(Affine::dim(0), ir::DivMod::Div, 8)), (3, q(Affine::dim(1), ir::DivMod::Div, 2))]
+        vec![
+            (1, q(Affine::dim(DimId(0)), ir::DivMod::Div, 8)),
+            (3, q(Affine::dim(DimId(1)), ir::DivMod::Div, 2))
+        ]
     );
     assert_eq!(loads[1][1].constant, 7);
     assert_eq!(loads[1][1].divmods, vec![(-1, q(affine(vec![(2, 1)], 1), ir::DivMod::Mod, 8))]);
@@ -417,11 +420,11 @@ fn depth_items_in_any_order_and_default_spread() {
     assert_eq!(k.depth_span.as_ref().unwrap().location(), "t.tile:6:3");
     assert_eq!(
         (k.spread.rows, k.spread.cols, k.spread.span.clone()),
-        (Some(0), Some(1), None),
+        (Some(DimId(0)), Some(DimId(1)), None),
         "default: first target dim over rows, second over cols"
     );
     let k = ok(&["dim M = 64 tile 16", "in x: f32[M]", "out y: f32[M]", "y[M] = abs(x[M])"]);
-    assert_eq!((k.spread.rows, k.spread.cols), (Some(0), None));
+    assert_eq!((k.spread.rows, k.spread.cols), (Some(DimId(0)), None));
 }
 
 // ---------------------------------------------------------------- type errors (negative)

@@ -13,13 +13,13 @@ fn schedule_error(msg: impl Into<String>, span: Option<&crate::diag::Span>) -> C
 
 /// Checks the tiling rules of a typed kernel.
 pub(crate) fn check(kernel: &Kernel) -> Result<(), CompileError> {
-    let outputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
+    let outputs: Vec<TensorId> = kernel.tensor_ids().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
     if outputs.is_empty() {
         return Err(schedule_error("kernel has no `out` tensor", Some(&kernel.span)));
     }
     let reduce = reduction_dims(kernel);
     // Every split dim must be a step dim (in the outputs) or a reduction dim of the first statement.
-    for (d, dim) in kernel.dims.iter().enumerate() {
+    for (d, dim) in kernel.dim_ids() {
         if !dim.is_split() || reduce.contains(&d) {
             continue;
         }

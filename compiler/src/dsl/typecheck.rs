@@ -258,7 +258,7 @@ impl Checker {
                 if size % tile_value != 0 {
                     return Err(limit_error(format!("tile {tile_value} does not divide dim {} = {size}", name.name), span));
                 }
-                self.dim_ids.insert(name.name.clone(), self.dims.len());
+                self.dim_ids.insert(name.name.clone(), DimId(self.dims.len()));
                 self.dims.push(ir::Dim {
                     name: name.name.clone(),
                     size: *size,
@@ -303,7 +303,7 @@ impl Checker {
             }
         }
         for (id, t) in self.tensors.iter().enumerate() {
-            if t.role == Role::Out && !self.written.contains_key(&id) {
+            if t.role == Role::Out && !self.written.contains_key(&TensorId(id)) {
                 return Err(type_error(format!("output {} is never assigned", t.name), &t.span));
             }
         }
@@ -362,7 +362,7 @@ impl Checker {
                     k += 1;
                     name = format!("{target_name}_sum{k}");
                 }
-                let id = self.tensors.len();
+                let id = TensorId(self.tensors.len());
                 self.tensor_ids.insert(name.clone(), id);
                 self.tensors.push(ir::Tensor {
                     name,
@@ -482,7 +482,7 @@ impl Checker {
             }
         }
         self.check_tensor_size(role, &name.name, dtype, &sizes, span)?;
-        self.tensor_ids.insert(name.name.clone(), self.tensors.len());
+        self.tensor_ids.insert(name.name.clone(), TensorId(self.tensors.len()));
         self.tensors.push(ir::Tensor {
             name: name.name.clone(),
             role,
@@ -1374,7 +1374,7 @@ impl Checker {
 
     /// Records each host tensor's first access pattern and checks extents against plain dims.
     fn finish_host_accesses(&mut self) -> Result<(), CompileError> {
-        for (t, tensor) in self.tensors.iter_mut().enumerate() {
+        for (t, tensor) in self.tensors.iter_mut().enumerate().map(|(i, t)| (TensorId(i), t)) {
             if tensor.role == Role::Local {
                 continue;
             }

@@ -89,7 +89,7 @@ pub(crate) fn lower<'c>(context: &'c Context, kernel: &Kernel, design: &Design) 
     let mut locals = Vec::new();
     for core in &design.cores {
         let mut mine = Vec::new();
-        for (t, tensor) in kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Local) {
+        for (t, tensor) in kernel.tensor_ids().filter(|(_, t)| t.role == Role::Local) {
             let ty = d.ir.memref(&tensor.shape, tensor.dtype);
             mine.push((t, d.buffer(core.tile, &local_buffer_name(&tensor.name, core), ty)));
         }

@@ -13,7 +13,7 @@
 
 use super::{Routing, TileLoop};
 use crate::device::{DeviceModel, TileKind};
-use crate::ir::{Kernel, TensorId};
+use crate::ir::{DimId, Kernel, TensorId};
 use crate::schedule::element_view;
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ pub(crate) fn plan(
     reduce_loops: &[TileLoop],
 ) -> Vec<JoinGroup> {
     let limit = device.limits(TileKind::Compute).dma_in;
-    let reduce_dims: Vec<usize> = reduce_loops.iter().map(|l| l.dim).collect();
+    let reduce_dims: Vec<DimId> = reduce_loops.iter().map(|l| l.dim).collect();
     let key = |t: TensorId| -> Option<(Routing, aiec_runtime::DType)> {
         let route = match routing[&t] {
             Routing::PerCore if rows_used == 1 => Routing::PerColumn,

@@ -13,7 +13,7 @@ use crate::ir::{Kernel, TensorId};
 pub(crate) fn place(kernel: &Kernel, device: &DeviceModel, max_rows: u64, max_cols: u64) -> Result<Placement, CompileError> {
     let max_rows = max_rows.clamp(1, device.compute_rows as u64);
     let max_cols = max_cols.clamp(1, device.columns as u64);
-    let outputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
+    let outputs: Vec<TensorId> = kernel.tensor_ids().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
     let Some(&first_output) = outputs.first() else {
         return Err(schedule_error("kernel has no `out` tensor", Some(&kernel.span)));
     };

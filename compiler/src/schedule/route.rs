@@ -25,8 +25,8 @@ pub(crate) fn route(kernel: &Kernel, device: &DeviceModel, placement: Placement)
         step_loops,
         reduce_loops,
     } = placement;
-    let outputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
-    let inputs: Vec<TensorId> = kernel.tensors.iter().enumerate().filter(|(_, t)| t.role == Role::In).map(|(i, _)| i).collect();
+    let outputs: Vec<TensorId> = kernel.tensor_ids().filter(|(_, t)| t.role == Role::Out).map(|(i, _)| i).collect();
+    let inputs: Vec<TensorId> = kernel.tensor_ids().filter(|(_, t)| t.role == Role::In).map(|(i, _)| i).collect();
     let depth = kernel.depth;
     let mut fifos: Vec<ObjectFifo> = Vec::new();
     let mut links: Vec<Link> = Vec::new();
