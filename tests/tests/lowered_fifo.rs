@@ -3,8 +3,8 @@
 //! `aie-opt` (see [`LEVELS`]: buffers, locks, buffer descriptors, DMA chains and flows, and at the second
 //! level the runtime sequence as NPU register writes, all run by the hardware-level model), on the same
 //! seeded inputs; the outputs must be identical byte for byte. Needs `aie-opt`
-//! (`$MLIR_AIE_INSTALL_DIR/bin/aie-opt`, else `../shared/mlir-aie/bin/aie-opt` from the workspace);
-//! without it the test says so and passes. `AIEC_LOWERED_ONLY=matmul` limits it to matching examples.
+//! (`$MLIR_AIE_INSTALL_DIR/bin/aie-opt`); without it the test says so and passes.
+//! `AIEC_LOWERED_ONLY=matmul` limits it to matching examples.
 
 use aiec::{compile_source, hostdata, DeviceModel};
 use aiec_runtime::artifact::ArgDirection;
@@ -29,12 +29,8 @@ const LEVELS: [(&str, &str); 2] = [
 ];
 
 fn aie_opt() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("MLIR_AIE_INSTALL_DIR") {
-        candidates.push(PathBuf::from(d).join("bin/aie-opt"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/mlir-aie/bin/aie-opt"));
-    candidates.into_iter().find(|p| p.is_file())
+    let path = PathBuf::from(std::env::var_os("MLIR_AIE_INSTALL_DIR")?).join("bin/aie-opt");
+    path.is_file().then_some(path)
 }
 
 fn lower(aie_opt: &Path, pipeline: &str, mlir: &str, dir: &Path, stem: &str) -> Result<String, String> {
