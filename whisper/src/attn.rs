@@ -67,17 +67,11 @@ impl<T: Copy + Default + Send + Sync> PackedKv<T> {
         // Rows as slices (a column slice of the fused projection keeps unit column stride):
         // indexed views cost a stride multiply and a bounds check per element.
         let (k, v) = (unit_columns(k), unit_columns(v));
-        let (kp, vp) = (k.as_ptr() as usize, v.as_ptr() as usize);
-        let (ks, vs) = (k.strides()[0] as usize, v.strides()[0] as usize);
         let pack = |(h, (kd, vd)): (usize, (&mut [T], &mut [T]))| {
+            let cols = h * HEAD_DIM..(h + 1) * HEAD_DIM;
             for j in 0..n_k {
-                // SAFETY: row j, columns h * 64 .. h * 64 + 64 are inside k and v ([n_k, d], unit column stride).
-                let (kr, vr) = unsafe {
-                    (
-                        std::slice::from_raw_parts((kp as *const f32).add(j * ks + h * HEAD_DIM), HEAD_DIM),
-                        std::slice::from_raw_parts((vp as *const f32).add(j * vs + h * HEAD_DIM), HEAD_DIM),
-                    )
-                };
+                let kr = &k.row(j).to_slice().expect("unit column stride")[cols.clone()];
+                let vr = &v.row(j).to_slice().expect("unit column stride")[cols.clone()];
                 let base = (j / STRIP) * HEAD_DIM * STRIP + j % STRIP;
                 for (c, &x) in kr.iter().enumerate() {
                     kd[base + c * STRIP] = conv(x);
