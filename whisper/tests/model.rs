@@ -694,26 +694,29 @@ fn int8_transcript_does_not_depend_on_concurrent_work() {
     }
 }
 
-/// The int8 path may not cost words on long speech: with the default beam search its word error
-/// against the reference text stays within half a point of the f32 path's. (Greedy decoding is
-/// not held to this: on this clip one word in 194 is half a point, and int8's greedy transcript
-/// moves between 2.6 % and 4.6 % with the dither noise of the clip, f32's stays at 3.1 %.)
+/// The int8 path may not cost words on long speech: with greedy decoding and with the default
+/// beam search, its word error against the reference text stays within half a point of the f32
+/// path's. (Greedy int8 lost three words here while the first convolution was int8 too: "crops
+/// grew tall" became "crop screwed all".)
 #[test]
 fn int8_long_form_word_error_matches_f32() {
     let reference = words(&std::fs::read_to_string(asset("long-speech.txt")).unwrap());
-    let o = TranscribeOptions {
-        language: Some("en".into()),
-        ..TranscribeOptions::default()
-    };
-    assert_eq!(o.beam_size, 5, "the default beam");
+    assert_eq!(TranscribeOptions::default().beam_size, 5, "the default beam");
     let f32_path = base();
-    let (mel, frames) = mel_of(f32_path.ops().as_ref(), &asset("long-speech.wav"), f32_path.model.dims.n_mels);
-    let f32_wer = word_error(&reference, &words(&f32_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text()));
     let int8_path = int8("whisper-base");
-    let int8_text = int8_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
-    let int8_wer = word_error(&reference, &words(&int8_text));
-    eprintln!("long-speech.wav word error, beam 5: f32 {f32_wer:.2} %, int8 {int8_wer:.2} %");
-    assert!(int8_wer <= f32_wer + 0.5, "int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}");
+    assert!(int8_path.model.encoder.conv2_i8.is_some(), "int8 second convolution");
+    let (mel, frames) = mel_of(f32_path.ops().as_ref(), &asset("long-speech.wav"), f32_path.model.dims.n_mels);
+    for beam in [1, 5] {
+        let o = TranscribeOptions {
+            language: Some("en".into()),
+            ..opts(beam)
+        };
+        let f32_wer = word_error(&reference, &words(&f32_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text()));
+        let int8_text = int8_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
+        let int8_wer = word_error(&reference, &words(&int8_text));
+        eprintln!("long-speech.wav word error, beam {beam}: f32 {f32_wer:.2} %, int8 {int8_wer:.2} %");
+        assert!(int8_wer <= f32_wer + 0.5, "beam {beam}: int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}");
+    }
 }
 
 #[test]
