@@ -9,6 +9,8 @@
 //! form (codes centred on 128) and scale them back with the same f32 operations, so their
 //! outputs are bit-identical: the products do not depend on which kernel the CPU has.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
@@ -86,6 +88,18 @@ pub struct QuantWeights {
 impl QuantWeights {
     /// Quantises `w[n, k]` (rows are output features).
     pub fn quantize(w: ArrayView2<f32>) -> QuantWeights {
+        Self::quantize_rows(w, |row, out| out.copy_from_slice(row))
+    }
+
+    /// [`Self::quantize`] of f16 weights, widened a row at a time inside the parallel loop:
+    /// no f32 copy of the whole matrix is made.
+    pub fn quantize_f16(w: ArrayView2<f16>) -> QuantWeights {
+        Self::quantize_rows(w, |row, out| row.convert_to_f32_slice(out))
+    }
+
+    /// [`Self::quantize`] of weights in any element type, widened to f32 a row at a time by
+    /// `widen(row, out)`.
+    pub(crate) fn quantize_rows<T: Copy + Sync>(w: ArrayView2<T>, widen: impl Fn(&[T], &mut [f32]) + Sync) -> QuantWeights {
         let (n, k) = w.dim();
         let kp = k.div_ceil(4) * 4;
         let blocks = n.div_ceil(BLOCK);
@@ -99,22 +113,27 @@ impl QuantWeights {
             .zip(sums.par_chunks_mut(BLOCK))
             .enumerate()
             .for_each(|(b, ((dst, sc), su))| {
-                let mut tmp = vec![0i8; k];
+                let mut codes = vec![0i8; k];
+                let mut row = vec![0.0f32; k];
                 for j in 0..BLOCK {
                     let o = b * BLOCK + j;
                     if o >= n {
                         break;
                     }
-                    let row = w.row(o);
+                    let src = w.row(o);
+                    match src.as_slice() {
+                        Some(src) => widen(src, &mut row),
+                        None => widen(&src.to_vec(), &mut row),
+                    }
                     let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                     let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-                    let inv = 1.0 / scale;
+                    quantize_slice(&row, 0.0, 1.0 / scale, -127.0, 127.0, 0, &mut codes);
+                    // Interleave into the block: groups of 4 inputs, each group 16 outputs wide.
                     let mut sum = 0i32;
-                    let row = row.as_standard_layout();
-                    quantize_slice(row.as_slice().expect("standard layout"), 0.0, inv, -127.0, 127.0, 0, &mut tmp[..k]);
-                    for (i, &q) in tmp[..k].iter().enumerate() {
-                        dst[((i / 4) * BLOCK + j) * 4 + i % 4] = q;
-                        sum += q as i32;
+                    for (g, quad) in codes.chunks(4).enumerate() {
+                        let at = (g * BLOCK + j) * 4;
+                        dst[at..at + quad.len()].copy_from_slice(quad);
+                        sum += quad.iter().map(|&q| q as i32).sum::<i32>();
                     }
                     sc[j] = scale;
                     su[j] = sum;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2};
-use whisper::model::{KvCache, Model, ModelError};
+use whisper::model::{ComputeType, KvCache, Model, ModelError};
 use whisper::ops::{CpuOps, Ops, OpsError};
 use whisper::tokenizer::{Task, WhisperTokenizer};
 use whisper::transcribe::{TranscribeOptions, Transcriber};
@@ -343,12 +343,15 @@ fn truncated_model_is_an_error_naming_the_offset() {
     let full = std::fs::read(asset("whisper-tiny.en/model.bin")).unwrap();
     for cut in [3usize, 40, 1_000_000, full.len() - 10] {
         std::fs::write(dir.path().join("model.bin"), &full[..cut]).unwrap();
-        match Model::load(dir.path()) {
-            Err(ModelError::Truncated { offset, what, .. }) => {
-                assert!(offset as usize <= cut, "offset {offset} within the {cut} bytes");
-                assert!(!what.is_empty());
+        // f32 streams the file; int8 maps it and leaves the f16 tensors in the mapping.
+        for compute in [ComputeType::F32, ComputeType::Int8] {
+            match Model::load_with(dir.path(), compute) {
+                Err(ModelError::Truncated { offset, what, .. }) => {
+                    assert!(offset as usize <= cut, "offset {offset} within the {cut} bytes");
+                    assert!(!what.is_empty());
+                }
+                other => panic!("{compute:?}, cut at {cut}: expected a truncation error, got {:?}", other.map(|m| m.dims)),
             }
-            other => panic!("cut at {cut}: expected a truncation error, got {:?}", other.map(|m| m.dims)),
         }
     }
     // A wrong header is a format error, not a panic.
@@ -635,6 +638,38 @@ fn word_error(reference: &[String], got: &[String]) -> f64 {
     100.0 * d[got.len()] as f64 / reference.len() as f64
 }
 
+/// Loading int8 straight from the file (f16 tensors quantised in place in the mapping) gives
+/// the same weights as loading f32 and quantising that.
+#[test]
+fn int8_load_quantises_like_the_f32_model() {
+    use whisper::model::Weights;
+    let direct = Model::load_with(&asset("whisper-tiny.en"), ComputeType::Int8).unwrap();
+    let mut via_f32 = Model::load(&asset("whisper-tiny.en")).unwrap();
+    via_f32.to_int8();
+    let same = |what: &str, a: &whisper::quant::QuantWeights, b: &whisper::quant::QuantWeights| {
+        assert_eq!(a.dim(), b.dim(), "{what}");
+        assert!(a.dequantize() == b.dequantize(), "{what}: different int8 weights");
+    };
+    let i8 = |w: &Weights| match w {
+        Weights::I8(q) => q.clone(),
+        other => panic!("expected int8, got {:?}", other.dim()),
+    };
+    for (l, (a, b)) in direct.encoder.blocks.iter().zip(&via_f32.encoder.blocks).enumerate() {
+        same(&format!("encoder {l} qkv"), &i8(&a.attn.qkv.weight), &i8(&b.attn.qkv.weight));
+        same(&format!("encoder {l} fc2"), &i8(&a.mlp.fc2.weight), &i8(&b.mlp.fc2.weight));
+    }
+    for (l, (a, b)) in direct.decoder.blocks.iter().zip(&via_f32.decoder.blocks).enumerate() {
+        same(&format!("decoder {l} cross kv"), &i8(&a.cross_attn.kv.weight), &i8(&b.cross_attn.kv.weight));
+    }
+    same(
+        "logits",
+        direct.decoder.embedding_i8.as_ref().unwrap(),
+        via_f32.decoder.embedding_i8.as_ref().unwrap(),
+    );
+    same("conv2", direct.encoder.conv2_i8.as_ref().unwrap(), via_f32.encoder.conv2_i8.as_ref().unwrap());
+    assert!(direct.decoder.embedding == via_f32.decoder.embedding, "f16 token embedding");
+}
+
 #[test]
 fn int8_compute_type_transcribes_jfk_exactly() {
     for (model, beams) in [("whisper-base", [1, 5]), ("whisper-tiny.en", [1, 5])] {
@@ -715,7 +750,10 @@ fn int8_long_form_word_error_matches_f32() {
         let int8_text = int8_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
         let int8_wer = word_error(&reference, &words(&int8_text));
         eprintln!("long-speech.wav word error, beam {beam}: f32 {f32_wer:.2} %, int8 {int8_wer:.2} %");
-        assert!(int8_wer <= f32_wer + 0.5, "beam {beam}: int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}");
+        assert!(
+            int8_wer <= f32_wer + 0.5,
+            "beam {beam}: int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}"
+        );
     }
 }
 

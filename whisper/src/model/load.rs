@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use half::{bf16, f16};
 
@@ -22,16 +23,63 @@ pub struct TensorMap {
     pub source: PathBuf,
     pub floats: HashMap<String, Tensor>,
     pub ints: HashMap<String, i64>,
-    /// f16 tensors kept as read (shape, bits), widened by [`Self::take`] one at a time: half
-    /// the peak memory of loading, for quantising loads.
-    pub(crate) halves: HashMap<String, (Vec<usize>, Vec<u16>)>,
+    /// f16 tensors left in the mapped file (shape, bytes), widened by [`Self::take`] one at a
+    /// time or quantised straight from the file: quantising loads then copy nothing whole.
+    pub(crate) halves: HashMap<String, (Vec<usize>, Halves)>,
+}
+
+/// The little-endian f16 elements of one tensor inside a mapped checkpoint, at any alignment
+/// (CTranslate2 files put half their tensors at odd offsets).
+#[derive(Debug, Clone)]
+pub(crate) struct Halves {
+    file: Arc<memmap2::Mmap>,
+    at: usize,
+    len: usize,
+}
+
+impl Halves {
+    pub(crate) fn elements(&self) -> &[[u8; 2]] {
+        self.file[self.at..self.at + 2 * self.len].as_chunks::<2>().0
+    }
+
+    /// Widens `src` into `out` (same length) through an aligned buffer, so that the slice
+    /// conversion (F16C when the CPU has it) does the work.
+    pub(crate) fn widen(src: &[[u8; 2]], out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let mut buf = [f16::ZERO; 64];
+        for (s, o) in src.chunks(64).zip(out.chunks_mut(64)) {
+            for (b, e) in buf.iter_mut().zip(s) {
+                *b = f16::from_le_bytes(*e);
+            }
+            buf[..s.len()].convert_to_f32_slice(o);
+        }
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<f16> {
+        self.elements().iter().map(|&e| f16::from_le_bytes(e)).collect()
+    }
+}
+
+impl Drop for Halves {
+    /// Gives the tensor's whole pages back once it has been converted, so that the mapped file
+    /// and the model built from it are not resident at once (the peak memory of a load).
+    fn drop(&mut self) {
+        let page = 4096;
+        let start = self.at.next_multiple_of(page);
+        let end = (self.at + 2 * self.len) / page * page;
+        if end > start {
+            // SAFETY: the mapping is private and read-only, so dropped pages are read back from
+            // the file if anything touches them again (only an alias of the same tensor could).
+            // Failure only leaves the pages resident.
+            let _ = unsafe { self.file.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
 }
 
 impl TensorMap {
     /// Removes a tensor after checking its shape.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
-        if let Some((found, bits)) = self.halves.remove(name) {
-            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+        if let Some((found, halves)) = self.halves.remove(name) {
             if found != shape {
                 return Err(ModelError::ShapeMismatch {
                     path: self.source.clone(),
@@ -40,9 +88,8 @@ impl TensorMap {
                     found,
                 });
             }
-            let mut data = vec![0.0f32; bits.len()];
-            let halves: &[f16] = bits.reinterpret_cast();
-            halves.convert_to_f32_slice(&mut data);
+            let mut data = vec![0.0f32; halves.len];
+            Halves::widen(halves.elements(), &mut data);
             return Ok(Tensor { shape: found, data });
         }
         let t = self.floats.remove(name).ok_or_else(|| ModelError::MissingTensor {
@@ -58,6 +105,21 @@ impl TensorMap {
             });
         }
         Ok(t)
+    }
+
+    /// Removes an f16 tensor as it is in the file, without widening; `None` when the tensor was
+    /// read as f32 (then [`Self::take`] has it). Checks the shape.
+    pub(crate) fn take_half(&mut self, name: &str, shape: &[usize]) -> Result<Option<Halves>, ModelError> {
+        match self.halves.remove(name) {
+            None => Ok(None),
+            Some((found, _)) if found != shape => Err(ModelError::ShapeMismatch {
+                path: self.source.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found,
+            }),
+            Some((_, halves)) => Ok(Some(halves)),
+        }
     }
 
     /// Whether the checkpoint has a tensor of this name.
@@ -77,31 +139,62 @@ impl TensorMap {
     }
 }
 
+/// Where a checkpoint's bytes come from: streamed through a buffer, or mapped whole.
+enum Input {
+    Stream(BufReader<std::fs::File>),
+    Mapped(Arc<memmap2::Mmap>),
+}
+
 /// A reader that knows its byte offset, so errors can say where the file went wrong.
-struct Cursor<R> {
-    inner: R,
+struct Cursor {
+    input: Input,
     offset: u64,
     path: PathBuf,
 }
 
-impl<R: Read> Cursor<R> {
+impl Cursor {
+    fn truncated(&self, what: &str) -> ModelError {
+        ModelError::Truncated {
+            path: self.path.clone(),
+            offset: self.offset,
+            what: what.to_string(),
+        }
+    }
+
     fn bytes(&mut self, buf: &mut [u8], what: &str) -> Result<(), ModelError> {
-        self.inner.read_exact(buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ModelError::Truncated {
-                    path: self.path.clone(),
-                    offset: self.offset,
-                    what: what.to_string(),
+        match &mut self.input {
+            Input::Stream(r) => r.read_exact(buf).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    self.truncated(what)
+                } else {
+                    ModelError::Io {
+                        path: self.path.clone(),
+                        source: e,
+                    }
                 }
-            } else {
-                ModelError::Io {
-                    path: self.path.clone(),
-                    source: e,
+            })?,
+            Input::Mapped(m) => {
+                let at = self.offset as usize;
+                match m.get(at..at + buf.len()) {
+                    Some(src) => buf.copy_from_slice(src),
+                    None => return Err(self.truncated(what)),
                 }
             }
-        })?;
+        }
         self.offset += buf.len() as u64;
         Ok(())
+    }
+
+    /// The next `len` f16 elements left where they are in a mapped file (`None` when streaming).
+    fn halves(&mut self, len: usize, what: &str) -> Result<Option<Halves>, ModelError> {
+        let Input::Mapped(m) = &self.input else { return Ok(None) };
+        let at = self.offset as usize;
+        if at.checked_add(2 * len).is_none_or(|end| end > m.len()) {
+            return Err(self.truncated(what));
+        }
+        let halves = Halves { file: m.clone(), at, len };
+        self.offset += 2 * len as u64;
+        Ok(Some(halves))
     }
     fn u8(&mut self, what: &str) -> Result<u8, ModelError> {
         let mut b = [0u8; 1];
@@ -145,18 +238,27 @@ pub fn read_ctranslate2(path: &Path) -> Result<TensorMap, ModelError> {
     read_ctranslate2_with(path, false)
 }
 
-/// [`read_ctranslate2`] keeping f16 tensors as f16 until they are taken (little-endian hosts).
+/// [`read_ctranslate2`] mapping the file and leaving f16 tensors in it until they are taken.
 pub(crate) fn read_ctranslate2_compact(path: &Path) -> Result<TensorMap, ModelError> {
-    read_ctranslate2_with(path, cfg!(target_endian = "little"))
+    read_ctranslate2_with(path, true)
 }
 
-fn read_ctranslate2_with(path: &Path, keep_halves: bool) -> Result<TensorMap, ModelError> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+fn read_ctranslate2_with(path: &Path, mapped: bool) -> Result<TensorMap, ModelError> {
+    let io_error = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let input = if mapped {
+        // Populated up front: the pages come from the page cache in one pass. SAFETY: the
+        // mapping is read-only and lives until the model is built from it; a checkpoint being
+        // rewritten while it loads is outside what a loader can defend against.
+        Input::Mapped(Arc::new(unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io_error)?))
+    } else {
+        Input::Stream(BufReader::with_capacity(1 << 20, file))
+    };
     let mut r = Cursor {
-        inner: BufReader::with_capacity(1 << 20, file),
+        input,
         offset: 0,
         path: path.to_path_buf(),
     };
@@ -209,23 +311,25 @@ fn read_ctranslate2_with(path: &Path, keep_halves: bool) -> Result<TensorMap, Mo
                 ),
             });
         }
-        if dtype_name == "f16" && cfg!(target_endian = "little") {
-            // Read the halves in place and widen them with the slice conversion (F16C when
-            // the CPU has it): a third of the load time otherwise.
-            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-            let mut bits = vec![0u16; numel];
-            // SAFETY: the byte view covers exactly the u16 vector; every bit pattern is a u16.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(bits.as_mut_ptr() as *mut u8, numel * 2) };
-            r.bytes(bytes, &format!("data of {name} ({nbytes} bytes)"))?;
-            if keep_halves {
-                map.halves.insert(name, (shape, bits));
+        if dtype_name == "f16" {
+            if let Some(halves) = r.halves(numel, &format!("data of {name} ({nbytes} bytes)"))? {
+                map.halves.insert(name, (shape, halves));
                 continue;
             }
-            let mut data = vec![0.0f32; numel];
-            let halves: &[f16] = bits.reinterpret_cast();
-            halves.convert_to_f32_slice(&mut data);
-            map.floats.insert(name, Tensor { shape, data });
-            continue;
+            if cfg!(target_endian = "little") {
+                // Read the halves in place and widen them with the slice conversion (F16C when
+                // the CPU has it): a third of the load time otherwise.
+                use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+                let mut bits = vec![0u16; numel];
+                // SAFETY: the byte view covers exactly the u16 vector; every bit pattern is a u16.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(bits.as_mut_ptr() as *mut u8, numel * 2) };
+                r.bytes(bytes, &format!("data of {name} ({nbytes} bytes)"))?;
+                let mut data = vec![0.0f32; numel];
+                let halves: &[f16] = bits.reinterpret_cast();
+                halves.convert_to_f32_slice(&mut data);
+                map.floats.insert(name, Tensor { shape, data });
+                continue;
+            }
         }
         raw.resize(nbytes, 0);
         r.bytes(&mut raw, &format!("data of {name} ({nbytes} bytes)"))?;

@@ -32,6 +32,7 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView2};
 
 use crate::ops::{Ops, OpsError, ThreadPoolError};
 use crate::quant::QuantWeights;
+use load::Halves;
 pub use load::{read_ctranslate2, read_safetensors, HfConfig, Tensor, TensorMap};
 
 /// Layer-norm epsilon used by every Whisper checkpoint.
@@ -283,7 +284,9 @@ impl Encoder {
     fn quantize_conv2(&mut self) {
         let (c_out, c_in, k) = self.conv2_weight.dim();
         let flat = self.conv2_weight.as_standard_layout();
-        self.conv2_i8 = Some(QuantWeights::quantize(flat.view().into_shape_with_order((c_out, c_in * k)).expect("contiguous")));
+        self.conv2_i8 = Some(QuantWeights::quantize(
+            flat.view().into_shape_with_order((c_out, c_in * k)).expect("contiguous"),
+        ));
     }
 
     /// `mel` is one window `[n_mels, 2 * n_audio_ctx]`; returns `[n_audio_ctx, d]`.
@@ -661,11 +664,11 @@ impl Model {
         let mut embedding_i8 = None;
         let decoder = Decoder {
             embedding: {
-                let e = arr2(&mut map, "decoder/embeddings/weight", [n_vocab, d])?;
+                let e = arr2_f16(&mut map, "decoder/embeddings/weight", [n_vocab, d])?;
                 if int8 {
-                    embedding_i8 = Some(QuantWeights::quantize(e.view()));
+                    embedding_i8 = Some(QuantWeights::quantize_f16(e.view()));
                 }
-                to_f16(e)
+                e
             },
             embedding_i8,
             positions: arr2(&mut map, "decoder/position_encodings/encodings", [n_text_ctx, d])?,
@@ -763,6 +766,14 @@ fn arr3(map: &mut TensorMap, name: &str, shape: [usize; 3]) -> Result<Array3<f32
     Ok(Array3::from_shape_vec(shape, t.data).expect("length checked"))
 }
 
+/// A matrix as f16: the file's halves as they are, or f32 tensors narrowed.
+fn arr2_f16(map: &mut TensorMap, name: &str, shape: [usize; 2]) -> Result<Array2<f16>, ModelError> {
+    match map.take_half(name, &shape)? {
+        Some(halves) => Ok(Array2::from_shape_vec(shape, halves.to_vec()).expect("shape checked")),
+        None => Ok(to_f16(arr2(map, name, shape)?)),
+    }
+}
+
 /// Storage precision of a weight.
 #[derive(Clone, Copy)]
 enum Precision {
@@ -782,12 +793,18 @@ fn to_f16(a: Array2<f32>) -> Array2<f16> {
 }
 
 fn linear(map: &mut TensorMap, prefix: &str, out: usize, inp: usize, precision: Precision) -> Result<Linear, ModelError> {
-    let w = arr2(map, &format!("{prefix}/weight"), [out, inp])?;
+    let name = format!("{prefix}/weight");
     Ok(Linear {
         weight: match precision {
-            Precision::F32 => Weights::F32(w),
-            Precision::F16 => Weights::F16(to_f16(w)),
-            Precision::I8 => Weights::I8(QuantWeights::quantize(w.view())),
+            Precision::F32 => Weights::F32(arr2(map, &name, [out, inp])?),
+            Precision::F16 => Weights::F16(arr2_f16(map, &name, [out, inp])?),
+            Precision::I8 => Weights::I8(match map.take_half(&name, &[out, inp])? {
+                Some(halves) => {
+                    let elements = ArrayView2::from_shape((out, inp), halves.elements()).expect("shape checked");
+                    QuantWeights::quantize_rows(elements, Halves::widen)
+                }
+                None => QuantWeights::quantize(arr2(map, &name, [out, inp])?.view()),
+            }),
         },
         bias: Some(arr1(map, &format!("{prefix}/bias"), out)?),
     })
