@@ -193,20 +193,12 @@ impl QuantRows {
         assert!(k <= kp);
         let mut data = vec![0i8; m * kp];
         let mut params = vec![(0.0f32, 0.0f32); m];
-        let offset = isa == Isa::Vnni512;
+        // VNNI takes the codes as u8: stored unshifted, an i8 holds the u8's bits.
+        let shift = if isa == Isa::Vnni512 { 0 } else { 128 };
         let work = |(r, (dst, p)): (usize, (&mut [i8], &mut (f32, f32)))| {
             let row = x.row(r);
             let row = row.as_standard_layout();
-            let row = row.as_slice().expect("standard layout");
-            let (lo, hi) = min_max(row);
-            let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-            quantize_slice(row, lo, 1.0 / scale, 0.0, 255.0, 128, &mut dst[..k]);
-            if offset {
-                for d in dst.iter_mut() {
-                    *d = (*d as u8 ^ 0x80) as i8;
-                }
-            }
-            *p = (scale, lo);
+            *p = quantize_row(row.as_slice().expect("standard layout"), shift, &mut dst[..k]);
         };
         if m >= 64 {
             data.par_chunks_mut(kp).zip(params.par_iter_mut()).enumerate().for_each(work);
@@ -229,7 +221,32 @@ impl QuantRows {
     }
 }
 
+/// One activation row to 8-bit codes over its [min, max]: returns (scale, min).
+#[inline(always)]
+fn quantize_row_body(row: &[f32], shift: i32, out: &mut [i8]) -> (f32, f32) {
+    let (lo, hi) = min_max(row);
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    quantize_body(row, lo, 1.0 / scale, 0.0, 255.0, shift, out);
+    (scale, lo)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row_avx2(row: &[f32], shift: i32, out: &mut [i8]) -> (f32, f32) {
+    quantize_row_body(row, shift, out)
+}
+
+fn quantize_row(row: &[f32], shift: i32, out: &mut [i8]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the enabled features.
+        return unsafe { quantize_row_avx2(row, shift, out) };
+    }
+    quantize_row_body(row, shift, out)
+}
+
 /// (min, max) of finite values, in a form that vectorises.
+#[inline(always)]
 fn min_max(x: &[f32]) -> (f32, f32) {
     let mut lo = [f32::INFINITY; 16];
     let mut hi = [f32::NEG_INFINITY; 16];
