@@ -128,7 +128,7 @@ impl<'a> Decoder<'a> {
         let mut cache = KvCache::new(&self.model.dims, 1);
         let tokens = Array2::from_elem((1, 1), self.tokenizer.sot);
         let hidden = self.model.decoder.forward(self.ops, tokens.view(), &mut cache, cross)?;
-        let logits = self.model.decoder.logits(self.ops, hidden.view(), &[0..usize::MAX])?;
+        let logits = self.model.decoder.logits(self.ops, hidden.view(), std::slice::from_ref(&(0..usize::MAX)))?;
         let row = logits.row(0);
         let langs: Vec<(u32, f32)> = self
             .tokenizer
