@@ -5,7 +5,8 @@
 # in the machine's speed hits both; each figure is the median of RUNS runs. Reports whole-process
 # wall time, the tool's own transcription time (model loaded, audio decoded), peak RSS and the
 # whisper-run / faster-whisper ratios; then the word error rate against long-speech.txt of
-# whisper-run f32, whisper-run int8 and faster-whisper on the whole long clip.
+# whisper-run f32, whisper-run int8 and faster-whisper on each of the four readings of the text
+# that scripts/fetch-assets.sh makes, and their mean.
 # Not a test: figures depend on the machine and its load.
 #
 #   scripts/bench-whisper.sh                 # every clip, beams 1 and 5, 3 runs each
@@ -138,13 +139,22 @@ for clip in $CLIPS; do
 done
 
 echo
-echo "word error rate (%) on long-speech.wav against long-speech.txt:"
+echo "word error rate (%) against long-speech.txt, per reading of the text (long-speech, -slow, -fast, -gb) and mean:"
+READINGS=()
+for r in long-speech long-speech-slow long-speech-fast long-speech-gb; do
+    [[ -f "$ASSETS/$r.wav" ]] && READINGS+=("$r")
+done
+wer_of() { "$VENV/bin/python" "$WORK/wer.py" "$ASSETS/long-speech.txt" "$1"; }
+mean() { awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.2f", s/NF}'; }
 for beam in $BEAMS; do
-    "$VENV/bin/python" "$WORK/fw_run.py" "$MODEL" "$ASSETS/long-speech.wav" "$THREADS" "$beam" >"$WORK/wer-fw.txt" 2>/dev/null
-    "$WHISPER_RUN" -q -m "$MODEL" --beam "$beam" -t "$THREADS" -l en --compute-type f32 "$ASSETS/long-speech.wav" >"$WORK/wer-f32.txt"
-    "$WHISPER_RUN" -q -m "$MODEL" --beam "$beam" -t "$THREADS" -l en --compute-type int8 "$ASSETS/long-speech.wav" >"$WORK/wer-int8.txt"
-    printf '  beam %s: whisper-run f32 %s, whisper-run int8 %s, faster-whisper int8 %s\n' "$beam" \
-        "$("$VENV/bin/python" "$WORK/wer.py" "$ASSETS/long-speech.txt" "$WORK/wer-f32.txt")" \
-        "$("$VENV/bin/python" "$WORK/wer.py" "$ASSETS/long-speech.txt" "$WORK/wer-int8.txt")" \
-        "$("$VENV/bin/python" "$WORK/wer.py" "$ASSETS/long-speech.txt" "$WORK/wer-fw.txt")"
+    fw=""; f32=""; int8=""
+    for r in "${READINGS[@]}"; do
+        audio="$ASSETS/$r.wav"
+        "$VENV/bin/python" "$WORK/fw_run.py" "$MODEL" "$audio" "$THREADS" "$beam" >"$WORK/wer-fw.txt" 2>/dev/null
+        "$WHISPER_RUN" -q -m "$MODEL" --beam "$beam" -t "$THREADS" -l en --compute-type f32 "$audio" >"$WORK/wer-f32.txt"
+        "$WHISPER_RUN" -q -m "$MODEL" --beam "$beam" -t "$THREADS" -l en --compute-type int8 "$audio" >"$WORK/wer-int8.txt"
+        fw="$fw $(wer_of "$WORK/wer-fw.txt")"; f32="$f32 $(wer_of "$WORK/wer-f32.txt")"; int8="$int8 $(wer_of "$WORK/wer-int8.txt")"
+    done
+    printf '  beam %s: whisper-run f32 %s (%s), whisper-run int8 %s (%s), faster-whisper int8 %s (%s)\n' "$beam" \
+        "$(echo "$f32" | mean)" "${f32# }" "$(echo "$int8" | mean)" "${int8# }" "$(echo "$fw" | mean)" "${fw# }"
 done
