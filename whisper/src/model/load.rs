@@ -149,10 +149,21 @@ enum Input {
 struct Cursor {
     input: Input,
     offset: u64,
+    /// The file's length: a header's byte count is checked against it before anything is
+    /// allocated for the data.
+    len: u64,
     path: PathBuf,
 }
 
 impl Cursor {
+    /// Fails unless `n` more bytes are left in the file.
+    fn require(&self, n: usize, what: &str) -> Result<(), ModelError> {
+        if self.offset.saturating_add(n as u64) > self.len {
+            return Err(self.truncated(what));
+        }
+        Ok(())
+    }
+
     fn truncated(&self, what: &str) -> ModelError {
         ModelError::Truncated {
             path: self.path.clone(),
@@ -249,6 +260,7 @@ fn read_ctranslate2_with(path: &Path, mapped: bool) -> Result<TensorMap, ModelEr
         source,
     };
     let file = std::fs::File::open(path).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
     let input = if mapped {
         // Populated up front: the pages come from the page cache in one pass. SAFETY: the
         // mapping is read-only and lives until the model is built from it; a checkpoint being
@@ -260,6 +272,7 @@ fn read_ctranslate2_with(path: &Path, mapped: bool) -> Result<TensorMap, ModelEr
     let mut r = Cursor {
         input,
         offset: 0,
+        len,
         path: path.to_path_buf(),
     };
     let version = r.u32("format version")?;
@@ -300,17 +313,17 @@ fn read_ctranslate2_with(path: &Path, mapped: bool) -> Result<TensorMap, ModelEr
             offset: header_at,
             problem: format!("tensor {name} has unknown dtype code {dtype}"),
         })?;
-        let numel: usize = shape.iter().product();
-        if numel.checked_mul(elem) != Some(nbytes) {
+        let size = shape.iter().try_fold(elem, |n, &d| n.checked_mul(d));
+        if size != Some(nbytes) {
+            let should = size.map_or("more than 2^64".to_string(), |b| b.to_string());
             return Err(ModelError::Format {
                 path: path.to_path_buf(),
                 offset: header_at,
-                problem: format!(
-                    "tensor {name} {shape:?} of {dtype_name} should hold {} bytes, header says {nbytes}",
-                    numel * elem
-                ),
+                problem: format!("tensor {name} {shape:?} of {dtype_name} should hold {should} bytes, header says {nbytes}"),
             });
         }
+        let numel = nbytes / elem;
+        r.require(nbytes, &format!("data of {name} ({nbytes} bytes)"))?;
         if dtype_name == "f16" {
             if let Some(halves) = r.halves(numel, &format!("data of {name} ({nbytes} bytes)"))? {
                 map.halves.insert(name, (shape, halves));
