@@ -199,11 +199,12 @@ impl Cursor {
     /// The next `len` f16 elements left where they are in a mapped file (`None` when streaming).
     fn halves(&mut self, len: usize, what: &str) -> Result<Option<Halves>, ModelError> {
         let Input::Mapped(m) = &self.input else { return Ok(None) };
-        let at = self.offset as usize;
-        if at.checked_add(2 * len).is_none_or(|end| end > m.len()) {
-            return Err(self.truncated(what));
-        }
-        let halves = Halves { file: m.clone(), at, len };
+        self.require(2 * len, what)?;
+        let halves = Halves {
+            file: m.clone(),
+            at: self.offset as usize,
+            len,
+        };
         self.offset += 2 * len as u64;
         Ok(Some(halves))
     }
